@@ -1,0 +1,91 @@
+/* config.h - stickyd's configuration: defaults, JSON loading, validation.
+ *
+ * One table of keys (name, type, default, range) drives parsing and the README.
+ * Unknown keys and bad values are errors reported as "file:line:col: message".
+ * A reload builds a new struct cfg and the caller swaps it in only when valid.
+ * Durations are numbers of milliseconds or strings with a unit ("20ms", "24h").
+ */
+#ifndef STICKYD_CONFIG_H
+#define STICKYD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+struct cfg_server {
+    char *name;
+    uint32_t weight; /* 0..256 as in HAProxy; 0 takes no new sessions */
+};
+
+struct cfg_backend {
+    char *name;
+    struct cfg_server *servers;
+    size_t nservers;
+};
+
+struct cfg {
+    /* SPOP listener */
+    char *listen;            /* "127.0.0.1:12345"; NULL or "" disables TCP */
+    char *unix_socket;       /* optional unix socket path */
+    uint32_t max_frame_size; /* our side of the HELLO negotiation */
+    uint32_t max_connections;
+    int64_t idle_timeout_ms; /* an idle HAProxy connection is closed after this */
+    enum log_level log_level;
+    char *instance;          /* this HAProxy instance's name; default: hostname */
+
+    /* Redis */
+    char *redis_host;        /* default 127.0.0.1 */
+    uint16_t redis_port;     /* default 6379 */
+    char *redis_unix;        /* unix socket instead of host:port */
+    char *redis_user;        /* or STICKYD_REDIS_USER */
+    char *redis_password;    /* or STICKYD_REDIS_PASSWORD; never on argv */
+    uint32_t redis_db;
+    char *redis_prefix;      /* default "sticky:" */
+    int64_t redis_timeout_ms;          /* per-decision deadline, default 20 */
+    int64_t redis_connect_timeout_ms;  /* default 1000 */
+    int64_t redis_reconnect_min_ms;    /* backoff start, default 100 */
+    int64_t redis_reconnect_max_ms;    /* backoff cap, default 5000 */
+
+    /* Sessions */
+    int64_t session_ttl_ms;  /* sliding TTL, default 24h */
+    char *secret_file;       /* HMAC key file; required for sticky-assign */
+    char *previous_secret_file; /* accepted for verification only (rotation) */
+
+    /* HAProxy runtime API */
+    char *haproxy_socket;    /* "unix:/path", "/path" or "host:port"; NULL: static list */
+    int64_t haproxy_refresh_ms; /* server state refresh, default 1000 */
+    int64_t resync_ms;       /* scur resync period, default 5000 */
+    int64_t heartbeat_ttl_ms; /* instance share TTL, default 15000 */
+
+    /* Close events from HAProxy's log */
+    char *syslog_udp;        /* "127.0.0.1:5514"; NULL disables */
+    char *syslog_tcp;        /* octet-counted ring transport; NULL disables */
+
+    /* Change events */
+    char *events_channel;    /* default "<prefix>events" */
+
+    /* Static server list, used when haproxy_socket is NULL */
+    struct cfg_backend *backends;
+    size_t nbackends;
+};
+
+/* Fill c with the documented defaults (allocates strings). 0 or -1. */
+int cfg_defaults(struct cfg *c) __attribute__((warn_unused_result));
+
+/* Load and validate `path` over the defaults into *c. On failure returns -1,
+ * leaves *c freed, and writes "path:line:col: message" into err. */
+int cfg_load(const char *path, struct cfg *c, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Same, from a string (tests); `name` stands for the file in messages. */
+int cfg_load_string(const char *name, const char *text, struct cfg *c, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+void cfg_free(struct cfg *c);
+
+/* Look a backend up in the static list; NULL when absent. */
+const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name, size_t len);
+
+#endif

@@ -1,0 +1,59 @@
+/* servers.h - which servers exist in each backend, their weight and state.
+ *
+ * The agent's local view, filled either from the static list in the config or
+ * by hapi.c from the local HAProxy's runtime API (refreshed periodically), and
+ * overlaid with the cluster-wide drain/maint state read from Redis. Pure data:
+ * no I/O here. Pointers returned are borrowed until the next servers_* update.
+ */
+#ifndef STICKYD_SERVERS_H
+#define STICKYD_SERVERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cfg;
+
+/* HAProxy's view of a server (operational + administrative state). */
+enum srv_state {
+    SRV_READY = 0, /* UP and in service */
+    SRV_DRAIN = 1, /* admin DRAIN (weight forced to 0 in HAProxy) */
+    SRV_MAINT = 2, /* admin MAINT */
+    SRV_DOWN = 3,  /* failed health checks / stopped */
+    SRV_STATE_COUNT
+};
+
+#define SRV_NAME_MAX 64
+
+struct srv {
+    char name[SRV_NAME_MAX];
+    uint32_t weight;      /* configured weight (not the drain-forced 0) */
+    enum srv_state state; /* from HAProxy or static (READY) */
+    uint32_t scur;        /* HAProxy's current sessions, when known */
+};
+
+struct srv_backend {
+    char name[SRV_NAME_MAX];
+    struct srv *servers;
+    size_t nservers;
+};
+
+/* Replace the whole view with the static list of the config. 0 or -1. */
+int servers_load_static(const struct cfg *c) __attribute__((warn_unused_result));
+
+/* Replace one backend's server list (copied). Creates the backend if new. 0/-1. */
+int servers_set_backend(const char *backend, const struct srv *srvs, size_t n)
+    __attribute__((warn_unused_result));
+
+/* Drop backends not named in keep[0..n) (after a full refresh). */
+void servers_retain(const char *const *keep, size_t n);
+
+const struct srv_backend *servers_find(const char *backend, size_t len);
+const struct srv *servers_find_server(const struct srv_backend *b, const char *name, size_t len);
+size_t servers_count(void);
+const struct srv_backend *servers_at(size_t i);
+void servers_clear(void);
+
+const char *srv_state_name(enum srv_state s);
+
+#endif

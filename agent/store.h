@@ -1,0 +1,74 @@
+/* store.h - Redis through hiredis' async API on the agent's libev loop.
+ *
+ * The only module that includes hiredis. Owns one command connection (with
+ * reconnect and exponential backoff, AUTH, SELECT) and an optional pub/sub
+ * connection. Every request has its own deadline timer, because hiredis 0.14
+ * has no async timeout; its callback runs exactly once: with the reply, or with
+ * r == NULL and res != STORE_OK on deadline, disconnect or shutdown.
+ * A late reply to a request that already timed out is swallowed.
+ */
+#ifndef STICKYD_STORE_H
+#define STICKYD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct cfg;
+struct store;
+struct store_script;
+/* A Redis reply, BORROWED: valid only during the callback. */
+struct store_reply;
+
+enum store_result {
+    STORE_OK = 0,      /* r is the reply (may itself be an error reply) */
+    STORE_TIMEOUT = 1, /* deadline passed first */
+    STORE_DOWN = 2,    /* not connected, or the connection dropped */
+    STORE_RESULT_COUNT
+};
+
+enum store_rtype {
+    STORE_R_NIL = 0,
+    STORE_R_INT = 1,
+    STORE_R_STR = 2,
+    STORE_R_ARRAY = 3,
+    STORE_R_ERR = 4,
+    STORE_R_STATUS = 5,
+    STORE_RTYPE_COUNT
+};
+
+typedef void (*store_cb)(const struct store_reply *r, enum store_result res, void *arg);
+typedef void (*store_msg_cb)(const char *channel, const uint8_t *msg, size_t len, void *arg);
+
+/* New store using c's redis_* settings; connects in the background. The
+ * config must outlive the store (or be replaced with store_reconfigure). */
+struct store *store_new(struct ev_loop *loop, const struct cfg *c);
+/* Fail every pending request with STORE_DOWN, close, free. */
+void store_free(struct store *s);
+bool store_connected(const struct store *s);
+
+/* Send one command in argv form (argvlen may be NULL for C strings). 0 when
+ * queued; -1 when it could not be (cb is then NOT called). */
+int store_command(struct store *s, int argc, const char **argv, const size_t *argvlen,
+                  int64_t timeout_ms, store_cb cb, void *arg) __attribute__((warn_unused_result));
+
+/* A Lua script known by SHA1; loaded on each (re)connect, run with EVALSHA,
+ * reloaded and retried once on NOSCRIPT. Owned by the store. */
+struct store_script *store_script_new(struct store *s, const char *lua);
+int store_eval(struct store *s, struct store_script *sc, int nkeys, int argc, const char **argv,
+               const size_t *argvlen, int64_t timeout_ms, store_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Subscribe to channel on a dedicated connection (resubscribes on reconnect). */
+int store_subscribe(struct store *s, const char *channel, store_msg_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Reply accessors (r is borrowed). */
+enum store_rtype store_reply_type(const struct store_reply *r);
+long long store_reply_int(const struct store_reply *r);
+const char *store_reply_str(const struct store_reply *r, size_t *len); /* STR, ERR, STATUS */
+size_t store_reply_len(const struct store_reply *r);                   /* ARRAY elements */
+const struct store_reply *store_reply_elem(const struct store_reply *r, size_t i);
+
+#endif
