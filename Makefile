@@ -47,6 +47,8 @@ LIB        := build/libstickyd.a
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
+ITEST_SRC  := $(wildcard tests/integration/c/*.c)
+ITEST_BIN  := $(patsubst tests/integration/c/%.c,build/itests/%,$(ITEST_SRC))
 BENCH_SRC  := $(wildcard tests/bench/*.c)
 BENCH_BIN  := $(patsubst tests/bench/%.c,build/bench/%,$(BENCH_SRC))
 
@@ -88,6 +90,14 @@ build/tests/%: build/obj/tests/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+build/obj/itests/%.o: tests/integration/c/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -c -o $@ $<
+
+build/itests/%: build/obj/itests/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
 build/obj/bench/%.o: tests/bench/%.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -109,11 +119,11 @@ unit: $(UNIT_BIN)
 fuzz: $(FUZZ_BIN)
 	@tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS)
 
-integration: all
-	@tests/run-integration.sh
+integration: all $(ITEST_BIN)
+	@tests/run-integration.sh $(ITEST_BIN)
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(FUZZ_BIN) $(BENCH_BIN)
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(ITEST_BIN) $(FUZZ_BIN) $(BENCH_BIN)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory integration
