@@ -1,0 +1,71 @@
+/* Unit tests for slog_parse_line: HAProxy log lines in RFC3164 and RFC5424
+ * form, with and without an access-log prefix, malformed and foreign lines. */
+#include <string.h>
+
+#include "check.h"
+#include "slog.h"
+
+static int parse(const char *line, struct slog_close *c)
+{
+    return slog_parse_line(line, strlen(line), c);
+}
+
+static int eq(struct spop_str s, const char *want)
+{
+    return s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
+}
+
+int main(void)
+{
+    struct slog_close c;
+
+    /* RFC3164 header as HAProxy sends over UDP by default */
+    CHECK_EQ_INT(parse("<134>Nov 21 19:20:00 lb1 haproxy[42]: 127.0.0.1:5000 [21/Nov/2026:19:19:"
+                       "59.001] fe ws/s1 0/0/0/1/6000 101 150 - - ---- 1/1/0/0/0 0/0 \"GET /ws "
+                       "HTTP/1.1\" stickyd: uid=7F000001:A3F2_0A0B0C0D be=ws srv=s1 st=101 "
+                       "sid=1AbC-_x\n",
+                       &c),
+                 1);
+    CHECK(eq(c.uid, "7F000001:A3F2_0A0B0C0D"));
+    CHECK(eq(c.backend, "ws"));
+    CHECK(eq(c.server, "s1"));
+    CHECK(eq(c.sid, "1AbC-_x"));
+    CHECK_EQ_INT(c.status, 101);
+
+    /* RFC5424 header, fields in another order, empty sid as "-" */
+    CHECK_EQ_INT(parse("<134>1 2026-11-21T19:20:00.000Z lb1 haproxy 42 - - stickyd: sid=- st=200 "
+                       "srv=<NOSRV> be=api uid=abc",
+                       &c),
+                 1);
+    CHECK(eq(c.uid, "abc"));
+    CHECK(eq(c.backend, "api"));
+    CHECK(eq(c.server, "<NOSRV>"));
+    CHECK_EQ_INT(c.sid.len, 0);
+    CHECK_EQ_INT(c.status, 200);
+
+    /* unknown fields after ours are ignored; status absent */
+    CHECK_EQ_INT(parse("stickyd: uid=u1 be=b extra=1 trailing", &c), 1);
+    CHECK_EQ_INT(c.status, -1);
+    CHECK_EQ_INT(c.server.len, 0);
+
+    /* not ours: no marker, marker inside a word, empty line */
+    CHECK_EQ_INT(parse("<134>Nov 21 19:20:00 lb1 haproxy[42]: Proxy fe started.", &c), 0);
+    CHECK_EQ_INT(parse("GET /xstickyd: uid=1 be=2", &c), 0);
+    CHECK_EQ_INT(parse("", &c), 0);
+    CHECK_EQ_INT(slog_parse_line("stickyd", 7, &c), 0);
+
+    /* ours but malformed: no uid, no backend, bad status */
+    CHECK_EQ_INT(parse("stickyd: be=ws srv=s1 st=101", &c), -1);
+    CHECK_EQ_INT(parse("stickyd: uid=u1 srv=s1", &c), -1);
+    CHECK_EQ_INT(parse("stickyd: uid=- be=ws", &c), -1);
+    CHECK_EQ_INT(parse("stickyd: uid=u be=ws st=1x1", &c), -1);
+    CHECK_EQ_INT(parse("stickyd: uid=u be=ws st=1011", &c), -1);
+
+    /* the line need not be NUL-terminated: parse a prefix of a longer buffer */
+    const char *buf = "stickyd: uid=u9 be=ws srv=s2 st=101GARBAGE";
+    CHECK_EQ_INT(slog_parse_line(buf, strlen(buf) - 7, &c), 1);
+    CHECK_EQ_INT(c.status, 101);
+    CHECK(eq(c.server, "s2"));
+
+    return check_summary("test_slog");
+}
