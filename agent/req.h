@@ -27,7 +27,7 @@ typedef void (*req_handler_fn)(struct req *r, const struct spop_msg *m, void *ar
 /* Register fn for message `name` (copied). A later registration of the same
  * name replaces the earlier one. 0 or -1. */
 int req_register(const char *name, req_handler_fn fn, void *arg) __attribute__((warn_unused_result));
-/* Forget every handler (shutdown, tests). */
+/* Forget every handler and release cached request objects (shutdown, tests). */
 void req_registry_clear(void);
 
 /* Actions. `name` is the variable name without HAProxy's var-prefix. Values are
@@ -65,6 +65,11 @@ const uint8_t *req_actions(const struct req *r, size_t *len);
 uint64_t req_stream_id(const struct req *r);
 uint64_t req_frame_id(const struct req *r);
 void req_free(struct req *r);
+/* Number of actions encoded so far (tests, logs). */
+unsigned req_nactions(const struct req *r);
+/* The connection's intrusive list of requests in flight; conn.c owns the head. */
+void req_link(struct req **head, struct req *r);
+void req_unlink(struct req **head, struct req *r);
 
 /* Implemented by conn.c: every message of r is done; send its ACK and free it. */
 void conn_req_complete(struct conn *c, struct req *r);

@@ -1,0 +1,319 @@
+/* main.c - stickyd: parse the command line, load the configuration, set up the
+ * event loop, listeners and signals, call each module's init and teardown.
+ * Nothing else lives here: every behaviour belongs to a module.
+ */
+#include <errno.h>
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "builtin.h"
+#include "config.h"
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "req.h"
+#include "stats.h"
+#include "util.h"
+
+#define STICKYD_VERSION "0.1.0"
+/* SIGTERM: in-flight work gets this long before every connection is cut. */
+#define DRAIN_TIMEOUT_S 1.5
+
+static struct ev_loop *loop;
+static struct cfg cfg;          /* the live configuration; swapped on reload */
+static const char *cfg_path;    /* NULL: defaults only */
+static const char *cli_listen;  /* command-line overrides survive reloads */
+static const char *cli_level;
+static bool stopping;
+static ev_signal sig_term, sig_int, sig_hup, sig_usr1;
+static ev_timer drain_w;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: stickyd [--config FILE] [--listen ADDR:PORT] [--check-config]\n"
+            "               [--log-level error|warn|info|debug] [--version] [--help]\n"
+            "\n"
+            "  -c, --config FILE     JSON configuration (default: built-in defaults,\n"
+            "                        SPOP on 127.0.0.1:12345)\n"
+            "  -l, --listen ADDR     SPOP listen address, overrides the file's \"listen\"\n"
+            "      --check-config    load and validate the configuration, then exit\n"
+            "      --log-level LVL   overrides the file's \"log_level\"\n"
+            "  -V, --version         print the version\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "Signals: TERM/INT drain and exit (twice: at once), HUP reloads the\n"
+            "configuration, USR1 logs the counters.\n");
+}
+
+/* Command-line values win over the file, at start-up and on every reload. */
+static int apply_overrides(struct cfg *c)
+{
+    if (cli_listen != NULL) {
+        char *s = strdup(cli_listen);
+        if (s == NULL) {
+            return -1;
+        }
+        free(c->listen);
+        c->listen = s;
+    }
+    if (cli_level != NULL && log_parse_level(cli_level, &c->log_level) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int load_config(struct cfg *c, char *err, size_t errlen)
+{
+    if (cfg_path != NULL) {
+        if (cfg_load(cfg_path, c, err, errlen) != 0) {
+            return -1;
+        }
+    } else if (cfg_defaults(c) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (apply_overrides(c) != 0) {
+        snprintf(err, errlen, "bad --log-level or out of memory");
+        cfg_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+    return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/* ---- signals ----------------------------------------------------------- */
+
+static void drained(void)
+{
+    log_info("all SPOP connections closed");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void drain_timeout_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+    UNUSED(w);
+    UNUSED(revents);
+    log_warn("drain timeout: %u connections cut", conn_count());
+    ev_break(l, EVBREAK_ALL);
+}
+
+static void term_cb(struct ev_loop *l, ev_signal *w, int revents)
+{
+    UNUSED(revents);
+    if (stopping) {
+        log_warn("second %s: exiting now", strsignal(w->signum));
+        ev_break(l, EVBREAK_ALL);
+        return;
+    }
+    stopping = true;
+    log_info("%s: draining %u connections", strsignal(w->signum), conn_count());
+    lsn_stop();
+    ev_timer_init(&drain_w, drain_timeout_cb, DRAIN_TIMEOUT_S, 0.0);
+    ev_timer_start(l, &drain_w);
+    conn_shutdown_all(drained);
+}
+
+static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
+{
+    UNUSED(l);
+    UNUSED(w);
+    UNUSED(revents);
+    if (cfg_path == NULL) {
+        log_info("SIGHUP: no configuration file, nothing to reload");
+        return;
+    }
+    struct cfg next;
+    char err[512];
+    if (load_config(&next, err, sizeof(err)) != 0) {
+        log_err("reload failed, keeping the running configuration: %s", err);
+        return;
+    }
+    if (!str_same(next.listen, cfg.listen) || !str_same(next.unix_socket, cfg.unix_socket)) {
+        log_warn("reload: listen/unix_socket changed; this needs a restart (still on %s%s%s)",
+                 cfg.listen != NULL ? cfg.listen : "", cfg.unix_socket != NULL ? " " : "",
+                 cfg.unix_socket != NULL ? cfg.unix_socket : "");
+    }
+    log_set_level(next.log_level);
+    conn_configure(&next);
+    lsn_set_max_connections(next.max_connections);
+
+    /* ---- module reload: each module takes what it needs from `next` here,
+     * before the old configuration is freed (nothing may keep pointers into it).
+     * e.g. store_reload(&next); aff_reload(&next); haproxy_api_reload(&next); */
+
+    cfg_free(&cfg);
+    cfg = next;
+    log_info("configuration reloaded from %s", cfg_path);
+}
+
+static void usr1_cb(struct ev_loop *l, ev_signal *w, int revents)
+{
+    UNUSED(l);
+    UNUSED(w);
+    UNUSED(revents);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL) {
+        log_err("SIGUSR1: open_memstream: %s", strerror(errno));
+        return;
+    }
+    stats_dump_text(f);
+    fclose(f);
+    log_msg(LOG_LVL_INFO, "stats: %u live SPOP connections", conn_count());
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        log_msg(LOG_LVL_INFO, "stats: %s", line);
+    }
+    free(text);
+}
+
+static void signals_start(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    ev_signal_init(&sig_term, term_cb, SIGTERM);
+    ev_signal_init(&sig_int, term_cb, SIGINT);
+    ev_signal_init(&sig_hup, hup_cb, SIGHUP);
+    ev_signal_init(&sig_usr1, usr1_cb, SIGUSR1);
+    ev_signal_start(loop, &sig_term);
+    ev_signal_start(loop, &sig_int);
+    ev_signal_start(loop, &sig_hup);
+    ev_signal_start(loop, &sig_usr1);
+    /* signal watchers must not keep the loop alive on their own */
+    ev_unref(loop);
+    ev_unref(loop);
+    ev_unref(loop);
+    ev_unref(loop);
+}
+
+static void signals_stop(void)
+{
+    ev_ref(loop);
+    ev_ref(loop);
+    ev_ref(loop);
+    ev_ref(loop);
+    ev_signal_stop(loop, &sig_term);
+    ev_signal_stop(loop, &sig_int);
+    ev_signal_stop(loop, &sig_hup);
+    ev_signal_stop(loop, &sig_usr1);
+    ev_timer_stop(loop, &drain_w);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"check-config", no_argument, NULL, 'C'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool check_only = false;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            cfg_path = optarg;
+            break;
+        case 'l':
+            cli_listen = optarg;
+            break;
+        case 'C':
+            check_only = true;
+            break;
+        case 'L': {
+            enum log_level lvl;
+            if (log_parse_level(optarg, &lvl) != 0) {
+                fprintf(stderr, "stickyd: unknown log level '%s'\n", optarg);
+                return 2;
+            }
+            cli_level = optarg;
+            break;
+        }
+        case 'V':
+            printf("stickyd %s (SPOP %s)\n", STICKYD_VERSION, SPOP_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "stickyd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    char err[512];
+    if (load_config(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (check_only) {
+        printf("configuration OK\n");
+        cfg_free(&cfg);
+        return 0;
+    }
+    log_set_level(cfg.log_level);
+
+    int status = 1;
+    loop = ev_default_loop(EVFLAG_AUTO);
+    if (loop == NULL) {
+        log_err("cannot initialise libev");
+        goto out_cfg;
+    }
+    signals_start();
+    conn_configure(&cfg);
+    lsn_set_max_connections(cfg.max_connections);
+    if (builtin_register() != 0) {
+        log_err("cannot register the built-in handlers");
+        goto out_signals;
+    }
+
+    /* ---- module init: each module gets (loop, &cfg) and registers its own
+     * handlers/watchers; on failure log and `goto out_modules`.
+     * e.g. if (store_init(loop, &cfg) != 0) goto out_modules;
+     *      if (aff_init(loop, &cfg) != 0) goto out_modules;   (sticky-assign)
+     *      if (haproxy_api_init(loop, &cfg) != 0) goto out_modules; */
+
+    if (lsn_start(loop, &cfg, err, sizeof(err)) != 0) {
+        log_err("%s", err);
+        goto out_modules;
+    }
+    log_info("stickyd %s started (max-frame-size %u, max %u connections)", STICKYD_VERSION,
+             cfg.max_frame_size, cfg.max_connections);
+    ev_run(loop, 0);
+    status = 0;
+    lsn_stop();
+
+out_modules:
+    conn_free_all(); /* orphans requests still in flight before modules go */
+
+    /* ---- module teardown, in reverse order of init. Each must complete (or
+     * fail) its outstanding requests so that orphaned ones are freed.
+     * e.g. haproxy_api_stop(); aff_stop(); store_stop(); */
+
+out_signals:
+    req_registry_clear();
+    signals_stop();
+    ev_loop_destroy(loop);
+out_cfg:
+    cfg_free(&cfg);
+    log_info("stickyd exiting (status %d)", status);
+    return status;
+}
