@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "log.h"
 
@@ -87,5 +88,8 @@ void cfg_free(struct cfg *c);
 
 /* Look a backend up in the static list; NULL when absent. */
 const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name, size_t len);
+
+/* Write the key table as a markdown table (the README's reference). */
+void cfg_print_reference(FILE *out);
 
 #endif

@@ -1,0 +1,1077 @@
+/* config.c - defaults, JSON loading and validation of struct cfg.
+ *
+ * One table (cfg_keys) names every key with its type, default, range and place in
+ * struct cfg; parsing, defaults, validation and the README reference all read it.
+ * Errors are "file:line:col: message"; jansson keeps no positions for values, so a
+ * small scanner (pos_find) finds a member's key and value in the source text.
+ * This file does no I/O beyond reading the config file itself.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "servers.h"
+#include "util.h"
+
+#define MS_SEC INT64_C(1000)
+#define MS_MIN (60 * MS_SEC)
+#define MS_HOUR (60 * MS_MIN)
+#define MS_DAY (24 * MS_HOUR)
+
+#define CFG_MAX_FILE (1u << 20) /* a config larger than 1 MiB is a mistake */
+#define CFG_MAX_DEPTH 6         /* backends.<b>.servers.<s>.weight is 5 deep */
+#define NAME_MAX_LEN (SRV_NAME_MAX - 1)
+
+enum key_type {
+    KT_SECTION = 0, /* an object whose members are further table entries */
+    KT_STR,         /* any string (credentials), length in [min, max] */
+    KT_TOKEN,       /* printable ASCII without spaces (names, key prefixes) */
+    KT_PATH,        /* a file or socket path */
+    KT_INET,        /* ADDR:PORT or [IPv6]:PORT, checked by util_parse_addr */
+    KT_ADDR,        /* KT_INET, or "unix:/path" / "/path" */
+    KT_HOST,        /* numeric IPv4/IPv6 or "localhost": no DNS in the event loop */
+    KT_U32,         /* integer in [min, max], stored as uint32_t */
+    KT_PORT,        /* integer in [min, max], stored as uint16_t */
+    KT_DUR,         /* milliseconds or "20ms"/"5s"/..., in [min, max], int64_t */
+    KT_LEVEL,       /* "error" | "warn" | "info" | "debug" */
+    KT_BACKENDS,    /* the static server list, parsed by parse_backends() */
+    KT_COUNT
+};
+
+static const char *const kt_doc_names[] = {
+    [KT_SECTION] = "object", [KT_STR] = "string",    [KT_TOKEN] = "string",
+    [KT_PATH] = "path",      [KT_INET] = "address",  [KT_ADDR] = "address",
+    [KT_HOST] = "address",   [KT_U32] = "integer",   [KT_PORT] = "integer",
+    [KT_DUR] = "duration",   [KT_LEVEL] = "string",  [KT_BACKENDS] = "object",
+};
+_Static_assert(ARRAY_SIZE(kt_doc_names) == KT_COUNT, "a doc name per key type");
+
+struct cfg_key {
+    const char *path[3];  /* JSON path; unused tail entries are NULL */
+    enum key_type type;
+    bool nullable;        /* null (and "") leave the field NULL */
+    bool derived;         /* def is prose for the README; the value is computed */
+    const char *def;      /* default in JSON-ish text; NULL means null */
+    int64_t min, max;     /* value range (numbers, ms) or byte length (strings) */
+    size_t off;           /* offsetof(struct cfg, field); unused for sections */
+    const char *doc;
+};
+
+#define F(field) offsetof(struct cfg, field)
+#define P1(a) {a, NULL, NULL}
+#define P2(a, b) {a, b, NULL}
+
+static const struct cfg_key cfg_keys[] = {
+    {P1("listen"), KT_INET, true, false, "127.0.0.1:12345", 0, 0, F(listen),
+     "SPOP listener for HAProxy (ADDR:PORT or [IPv6]:PORT); null or \"\" disables TCP"},
+    {P1("unix_socket"), KT_PATH, true, false, NULL, 1, 107, F(unix_socket),
+     "SPOP listener on a unix socket path as well (or instead)"},
+    {P1("max_frame_size"), KT_U32, false, false, "16380", 256, 16777216, F(max_frame_size),
+     "largest SPOP frame we accept, offered in AGENT-HELLO (HAProxy's default is 16380)"},
+    {P1("max_connections"), KT_U32, false, false, "4096", 1, 1000000, F(max_connections),
+     "HAProxy connections served at once; more are refused"},
+    {P1("idle_timeout"), KT_DUR, false, false, "60s", 100, 7 * MS_DAY, F(idle_timeout_ms),
+     "an HAProxy connection idle for this long is closed"},
+    {P1("log_level"), KT_LEVEL, false, false, "info", 0, 0, F(log_level),
+     "error, warn, info or debug (debug adds frame hex dumps)"},
+    {P1("instance"), KT_TOKEN, false, true, "host name", 1, 255, F(instance),
+     "this HAProxy instance's name in Redis (its connection shares, heartbeat)"},
+
+    {P1("redis"), KT_SECTION, false, false, NULL, 0, 0, 0, "the shared session store"},
+    {P2("redis", "host"), KT_HOST, false, false, "127.0.0.1", 1, 127, F(redis_host),
+     "Redis address: numeric IPv4/IPv6 or localhost (no DNS lookups in the event loop)"},
+    {P2("redis", "port"), KT_PORT, false, false, "6379", 1, 65535, F(redis_port), "Redis port"},
+    {P2("redis", "unix"), KT_PATH, true, false, NULL, 1, 107, F(redis_unix),
+     "Redis unix socket path; when set, host and port are not used"},
+    {P2("redis", "user"), KT_STR, true, false, NULL, 1, 1024, F(redis_user),
+     "ACL user for AUTH; the environment variable STICKYD_REDIS_USER overrides it"},
+    {P2("redis", "password"), KT_STR, true, false, NULL, 1, 1024, F(redis_password),
+     "password for AUTH; STICKYD_REDIS_PASSWORD overrides it (never put it on argv)"},
+    {P2("redis", "db"), KT_U32, false, false, "0", 0, 2147483647, F(redis_db),
+     "database number (SELECT)"},
+    {P2("redis", "prefix"), KT_TOKEN, false, false, "sticky:", 1, 64, F(redis_prefix),
+     "prefix of every key stickyd writes"},
+    {P2("redis", "timeout"), KT_DUR, false, false, "20ms", 1, 60 * MS_SEC, F(redis_timeout_ms),
+     "deadline of one decision's Redis round trip; past it HAProxy balances normally"},
+    {P2("redis", "connect_timeout"), KT_DUR, false, false, "1s", 10, 5 * MS_MIN,
+     F(redis_connect_timeout_ms), "deadline of a Redis connection attempt"},
+    {P2("redis", "reconnect_min"), KT_DUR, false, false, "100ms", 1, MS_HOUR,
+     F(redis_reconnect_min_ms), "first reconnect delay after a failure; doubles each time"},
+    {P2("redis", "reconnect_max"), KT_DUR, false, false, "5s", 1, MS_HOUR,
+     F(redis_reconnect_max_ms), "cap of the reconnect delay; must be >= reconnect_min"},
+
+    {P1("session"), KT_SECTION, false, false, NULL, 0, 0, 0, "session records"},
+    {P2("session", "ttl"), KT_DUR, false, false, "24h", MS_SEC, 365 * MS_DAY, F(session_ttl_ms),
+     "sliding lifetime of a session's affinity; each use renews it"},
+    {P2("session", "secret_file"), KT_PATH, true, false, NULL, 1, 4095, F(secret_file),
+     "file holding the HMAC key that signs session ids; required for sticky-assign"},
+    {P2("session", "previous_secret_file"), KT_PATH, true, false, NULL, 1, 4095,
+     F(previous_secret_file), "the key before a rotation: still accepted, never used to sign"},
+
+    {P1("haproxy"), KT_SECTION, false, false, NULL, 0, 0, 0, "the local HAProxy's runtime API"},
+    {P2("haproxy", "stats_socket"), KT_ADDR, true, false, NULL, 0, 0, F(haproxy_socket),
+     "runtime API (\"unix:/path\", \"/path\" or ADDR:PORT); null: use the static backends"},
+    {P2("haproxy", "refresh"), KT_DUR, false, false, "1s", 10, MS_HOUR, F(haproxy_refresh_ms),
+     "how often server states and weights are read from the runtime API"},
+    {P2("haproxy", "resync"), KT_DUR, false, false, "5s", 100, MS_HOUR, F(resync_ms),
+     "how often this instance's per-server session counts are rewritten in Redis"},
+    {P2("haproxy", "heartbeat_ttl"), KT_DUR, false, false, "15s", MS_SEC, MS_DAY,
+     F(heartbeat_ttl_ms), "lifetime of this instance's share in Redis if it stops refreshing"},
+
+    {P1("syslog"), KT_SECTION, false, false, NULL, 0, 0, 0, "tunnel-close lines from HAProxy"},
+    {P2("syslog", "udp"), KT_INET, true, false, NULL, 0, 0, F(syslog_udp),
+     "UDP syslog listener (ADDR:PORT); null disables"},
+    {P2("syslog", "tcp"), KT_INET, true, false, NULL, 0, 0, F(syslog_tcp),
+     "TCP syslog listener, octet-counted as HAProxy's ring sends; null disables"},
+
+    {P1("events"), KT_SECTION, false, false, NULL, 0, 0, 0, "change events"},
+    {P2("events", "channel"), KT_TOKEN, true, true, "prefix + \"events\"", 1, 128,
+     F(events_channel), "Redis pub/sub channel of the protobuf change events"},
+
+    {P1("backends"), KT_BACKENDS, false, false, NULL, 0, 0, 0,
+     "static server list, used when haproxy.stats_socket is null: "
+     "{\"<backend>\": {\"servers\": {\"<server>\": {\"weight\": 1}}}}; weight 0..256 "
+     "(0 takes no new sessions); names 1..63 characters of A-Z a-z 0-9 . - _ :"},
+};
+
+#undef F
+#undef P1
+#undef P2
+
+#define WEIGHT_MAX 256
+#define WEIGHT_DEFAULT 1
+
+/* ---- positions in the source text ---------------------------------------- */
+
+struct pos {
+    int line, col; /* 1-based; col counts UTF-8 characters, as jansson does */
+};
+
+struct scan {
+    const char *p, *end;
+    int line, col; /* col: characters consumed on this line */
+};
+
+static void sc_adv(struct scan *s)
+{
+    unsigned char c = (unsigned char)*s->p++;
+    if (c == '\n') {
+        s->line++;
+        s->col = 0;
+    } else if ((c & 0xC0) != 0x80) {
+        s->col++;
+    }
+}
+
+static struct pos sc_pos(const struct scan *s)
+{
+    return (struct pos){s->line, s->col + 1};
+}
+
+static void sc_ws(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) {
+        sc_adv(s);
+    }
+}
+
+static void sc_string(struct scan *s)
+{
+    sc_adv(s); /* opening quote */
+    while (s->p < s->end && *s->p != '"') {
+        if (*s->p == '\\') {
+            sc_adv(s);
+            if (s->p >= s->end) {
+                return;
+            }
+        }
+        sc_adv(s);
+    }
+    if (s->p < s->end) {
+        sc_adv(s);
+    }
+}
+
+/* Skip one value of any kind. The text already parsed, so it is well formed. */
+static void sc_value(struct scan *s)
+{
+    sc_ws(s);
+    if (s->p >= s->end) {
+        return;
+    }
+    if (*s->p == '"') {
+        sc_string(s);
+        return;
+    }
+    if (*s->p == '{' || *s->p == '[') {
+        int depth = 0;
+        do {
+            char c = *s->p;
+            if (c == '"') {
+                sc_string(s);
+                continue;
+            }
+            if (c == '{' || c == '[') {
+                depth++;
+            } else if (c == '}' || c == ']') {
+                depth--;
+            }
+            sc_adv(s);
+        } while (depth > 0 && s->p < s->end);
+        return;
+    }
+    while (s->p < s->end && strchr(",]} \t\r\n", *s->p) == NULL) {
+        sc_adv(s);
+    }
+}
+
+/* Does the raw quoted token [q, q+n) decode to `key`? Escapes are rare in keys,
+ * so they are decoded by jansson itself rather than by a second decoder here. */
+static bool sc_key_eq(const char *q, size_t n, const char *key)
+{
+    size_t klen = strlen(key);
+    if (n < 2) {
+        return false;
+    }
+    if (memchr(q, '\\', n) == NULL) {
+        return n - 2 == klen && memcmp(q + 1, key, klen) == 0;
+    }
+    json_t *j = json_loadb(q, n, JSON_DECODE_ANY, NULL);
+    bool eq = j != NULL && json_is_string(j) && json_string_length(j) == klen &&
+              memcmp(json_string_value(j), key, klen) == 0;
+    json_decref(j);
+    return eq;
+}
+
+/* Find the member at path[0..depth) in the object at the scanner. Fills *key
+ * (its opening quote) and *val (the value's first character) for the deepest
+ * member matched; returns true when the whole path matched. */
+static bool sc_find(struct scan *s, const char *const *path, size_t depth, struct pos *key,
+                    struct pos *val)
+{
+    sc_ws(s);
+    if (s->p >= s->end || *s->p != '{') {
+        return false;
+    }
+    sc_adv(s);
+    for (;;) {
+        sc_ws(s);
+        if (s->p >= s->end || *s->p != '"') {
+            return false; /* '}' or malformed: not here */
+        }
+        struct pos kp = sc_pos(s);
+        const char *kstart = s->p;
+        sc_string(s);
+        size_t klen = (size_t)(s->p - kstart);
+        sc_ws(s);
+        if (s->p >= s->end || *s->p != ':') {
+            return false;
+        }
+        sc_adv(s);
+        sc_ws(s);
+        if (sc_key_eq(kstart, klen, path[0])) {
+            *key = kp;
+            *val = sc_pos(s);
+            return depth == 1 || sc_find(s, path + 1, depth - 1, key, val);
+        }
+        sc_value(s);
+        sc_ws(s);
+        if (s->p < s->end && *s->p == ',') {
+            sc_adv(s);
+        }
+    }
+}
+
+/* ---- the loader ----------------------------------------------------------- */
+
+struct loader {
+    const char *name; /* the file name in messages */
+    const char *text;
+    size_t len;
+    struct cfg *c;
+    char *err;
+    size_t errlen;
+    const char *path[CFG_MAX_DEPTH]; /* the member being parsed */
+    size_t depth;
+};
+
+enum at { AT_KEY = 0, AT_VALUE = 1 };
+
+/* Report an error located at the current member: its key for errors about the
+ * key itself (unknown key, bad name), its value for errors about the value. With
+ * depth 0, or when the member is not in the text (a cross-check against a default),
+ * it points at the top-level object. Always returns -1. */
+__attribute__((format(printf, 3, 4))) static int fail(struct loader *ld, enum at at,
+                                                      const char *fmt, ...)
+{
+    struct scan s = {ld->text, ld->text + ld->len, 1, 0};
+    sc_ws(&s);
+    struct pos top = sc_pos(&s), kp = top, vp = top;
+    if (ld->depth > 0 && !sc_find(&s, ld->path, ld->depth, &kp, &vp)) {
+        kp = vp = top; /* never a parent's position: it would mislead */
+    }
+    struct pos p = at == AT_KEY ? kp : vp;
+    int n = snprintf(ld->err, ld->errlen, "%s:%d:%d: ", ld->name, p.line, p.col);
+    if (n >= 0 && (size_t)n < ld->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* The current member's dotted name, e.g. "redis.timeout". */
+static const char *dotted(const struct loader *ld, char *buf, size_t len)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < ld->depth && k < len; i++) {
+        int n = snprintf(buf + k, len - k, "%s%s", i ? "." : "", ld->path[i]);
+        if (n < 0) {
+            break;
+        }
+        k += (size_t)n;
+    }
+    return buf;
+}
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a real number";
+    case JSON_TRUE: return "true";
+    case JSON_FALSE: return "false";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+/* "90000" ms -> "90s": the largest unit that divides it, for range messages. */
+static const char *fmt_dur(int64_t ms, char *buf, size_t len)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{MS_DAY, "d"}, {MS_HOUR, "h"}, {MS_MIN, "m"}, {MS_SEC, "s"}};
+    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+        if (ms != 0 && ms % units[i].ms == 0) {
+            snprintf(buf, len, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+            return buf;
+        }
+    }
+    snprintf(buf, len, "%" PRId64 "ms", ms);
+    return buf;
+}
+
+static bool valid_token(const char *s)
+{
+    for (; *s; s++) {
+        if (*s <= ' ' || *s >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* HAProxy's own rule for proxy and server names (invalid_char()). */
+static bool valid_name(const char *s, size_t len)
+{
+    if (len == 0 || len > NAME_MAX_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '-' || ch == '_' || ch == ':')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static const struct cfg_key *key_find(const char *const *path, size_t depth)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
+        const struct cfg_key *k = &cfg_keys[i];
+        size_t d = 0;
+        while (d < ARRAY_SIZE(k->path) && k->path[d] != NULL) {
+            d++;
+        }
+        if (d != depth) {
+            continue;
+        }
+        size_t j = 0;
+        while (j < depth && strcmp(k->path[j], path[j]) == 0) {
+            j++;
+        }
+        if (j == depth) {
+            return k;
+        }
+    }
+    return NULL;
+}
+
+static char **str_field(struct cfg *c, const struct cfg_key *k)
+{
+    return (char **)(void *)((char *)c + k->off);
+}
+
+static void *field(struct cfg *c, const struct cfg_key *k)
+{
+    return (char *)c + k->off;
+}
+
+/* Check a string value of type k->type; writes the reason into why. */
+static int check_string(const struct cfg_key *k, const char *s, uint16_t port, char *why,
+                        size_t whylen)
+{
+    size_t len = strlen(s);
+    struct sockaddr_storage ss;
+    unsigned sslen;
+    char addr[160];
+    switch (k->type) {
+    case KT_INET:
+    case KT_ADDR:
+        if (util_parse_addr(s, &ss, &sslen, why, whylen) < 0) {
+            return -1;
+        }
+        if (k->type == KT_INET && ss.ss_family == AF_UNIX) {
+            snprintf(why, whylen, "'%s' must be ADDR:PORT, not a unix socket", s);
+            return -1;
+        }
+        return 0;
+    case KT_HOST:
+        /* the same rules as every other address, with the configured port */
+        if (strchr(s, ':') != NULL) {
+            snprintf(addr, sizeof(addr), "[%s]:%u", s, (unsigned)port);
+        } else {
+            snprintf(addr, sizeof(addr), "%s:%u", s, (unsigned)port);
+        }
+        if (len == 0 || len > (size_t)k->max || s[0] == '/' || strncmp(s, "unix:", 5) == 0 ||
+            util_parse_addr(addr, &ss, &sslen, why, whylen) < 0) {
+            snprintf(why, whylen,
+                     "'%s' is not a numeric IPv4/IPv6 address or localhost (use redis.unix "
+                     "for a socket)",
+                     s);
+            return -1;
+        }
+        return 0;
+    case KT_TOKEN:
+        if (!valid_token(s)) {
+            snprintf(why, whylen, "\"%s\" must be printable ASCII without spaces", s);
+            return -1;
+        }
+        break;
+    default:
+        break;
+    }
+    if ((int64_t)len < k->min || (int64_t)len > k->max) {
+        snprintf(why, whylen, "must be %" PRId64 "..%" PRId64 " bytes long, not %zu", k->min,
+                 k->max, len);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_string(struct loader *ld, const struct cfg_key *k, const char *s)
+{
+    char **dst = str_field(ld->c, k);
+    char *copy = NULL;
+    if (s != NULL && (copy = strdup(s)) == NULL) {
+        return fail(ld, AT_VALUE, "out of memory");
+    }
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
+{
+    char name[256], why[256], b1[32], b2[32];
+    dotted(ld, name, sizeof(name));
+    switch (k->type) {
+    case KT_STR:
+    case KT_TOKEN:
+    case KT_PATH:
+    case KT_INET:
+    case KT_ADDR:
+    case KT_HOST: {
+        if (json_is_null(v) && k->nullable) {
+            return set_string(ld, k, NULL);
+        }
+        if (!json_is_string(v)) {
+            return fail(ld, AT_VALUE, "%s: expected a string%s, got %s", name,
+                        k->nullable ? " or null" : "", json_type_name(v));
+        }
+        const char *s = json_string_value(v);
+        if (s[0] == '\0' && k->nullable) {
+            return set_string(ld, k, NULL); /* "" means the same as null */
+        }
+        /* redis.host is checked after the whole file, when redis.port is known */
+        if (k->type != KT_HOST && check_string(k, s, 0, why, sizeof(why)) < 0) {
+            return fail(ld, AT_VALUE, "%s: %s", name, why);
+        }
+        return set_string(ld, k, s);
+    }
+    case KT_U32:
+    case KT_PORT: {
+        if (!json_is_integer(v)) {
+            return fail(ld, AT_VALUE, "%s: expected an integer, got %s", name, json_type_name(v));
+        }
+        json_int_t n = json_integer_value(v);
+        if (n < k->min || n > k->max) {
+            return fail(ld, AT_VALUE, "%s: %" JSON_INTEGER_FORMAT " is out of range %" PRId64
+                        "..%" PRId64, name, n, k->min, k->max);
+        }
+        if (k->type == KT_U32) {
+            *(uint32_t *)field(ld->c, k) = (uint32_t)n;
+        } else {
+            *(uint16_t *)field(ld->c, k) = (uint16_t)n;
+        }
+        return 0;
+    }
+    case KT_DUR: {
+        int64_t ms;
+        if (json_is_integer(v)) {
+            ms = json_integer_value(v);
+        } else if (json_is_string(v)) {
+            if (util_parse_duration(json_string_value(v), &ms) < 0) {
+                return fail(ld, AT_VALUE,
+                            "%s: \"%s\" is not a duration (milliseconds, or a string such as "
+                            "\"20ms\", \"5s\", \"10m\", \"24h\", \"7d\")",
+                            name, json_string_value(v));
+            }
+        } else {
+            return fail(ld, AT_VALUE, "%s: expected a duration (integer milliseconds or a "
+                        "string such as \"5s\"), got %s", name, json_type_name(v));
+        }
+        if (ms < k->min || ms > k->max) {
+            char b0[32];
+            return fail(ld, AT_VALUE, "%s: %s is out of range %s..%s", name,
+                        fmt_dur(ms, b0, sizeof(b0)), fmt_dur(k->min, b1, sizeof(b1)),
+                        fmt_dur(k->max, b2, sizeof(b2)));
+        }
+        *(int64_t *)field(ld->c, k) = ms;
+        return 0;
+    }
+    case KT_LEVEL: {
+        enum log_level lvl;
+        if (!json_is_string(v)) {
+            return fail(ld, AT_VALUE, "%s: expected a string, got %s", name, json_type_name(v));
+        }
+        if (log_parse_level(json_string_value(v), &lvl) < 0) {
+            return fail(ld, AT_VALUE, "%s: \"%s\" is not one of error, warn, info, debug", name,
+                        json_string_value(v));
+        }
+        *(enum log_level *)field(ld->c, k) = lvl;
+        return 0;
+    }
+    case KT_SECTION:
+    case KT_BACKENDS:
+    case KT_COUNT:
+        break;
+    }
+    return fail(ld, AT_VALUE, "%s: internal error: bad key type", name);
+}
+
+/* Enter member `k` of the current object: path bookkeeping for fail(). */
+static int push(struct loader *ld, const char *k)
+{
+    if (ld->depth >= CFG_MAX_DEPTH) {
+        return fail(ld, AT_VALUE, "too deeply nested");
+    }
+    ld->path[ld->depth++] = k;
+    return 0;
+}
+
+static int parse_server(struct loader *ld, struct cfg_server *srv, const char *sname, json_t *v)
+{
+    char name[256];
+    if (!valid_name(sname, strlen(sname))) {
+        return fail(ld, AT_KEY,
+                    "%s: server name must be 1..%d characters of A-Z a-z 0-9 . - _ :",
+                    dotted(ld, name, sizeof(name)), NAME_MAX_LEN);
+    }
+    if (!json_is_object(v)) {
+        return fail(ld, AT_VALUE, "%s: expected an object such as {\"weight\": 1}, got %s",
+                    dotted(ld, name, sizeof(name)), json_type_name(v));
+    }
+    if ((srv->name = strdup(sname)) == NULL) {
+        return fail(ld, AT_KEY, "out of memory");
+    }
+    srv->weight = WEIGHT_DEFAULT;
+    const char *k;
+    json_t *m;
+    json_object_foreach(v, k, m) {
+        if (push(ld, k) < 0) {
+            return -1;
+        }
+        dotted(ld, name, sizeof(name));
+        if (strcmp(k, "weight") != 0) {
+            return fail(ld, AT_KEY, "unknown key \"%s\"", name);
+        }
+        if (!json_is_integer(m)) {
+            return fail(ld, AT_VALUE, "%s: expected an integer, got %s", name,
+                        json_type_name(m));
+        }
+        json_int_t w = json_integer_value(m);
+        if (w < 0 || w > WEIGHT_MAX) {
+            return fail(ld, AT_VALUE, "%s: %" JSON_INTEGER_FORMAT " is out of range 0..%d", name,
+                        w, WEIGHT_MAX);
+        }
+        srv->weight = (uint32_t)w;
+        ld->depth--;
+    }
+    return 0;
+}
+
+static int parse_backend(struct loader *ld, struct cfg_backend *be, const char *bname, json_t *v)
+{
+    char name[256];
+    if (!valid_name(bname, strlen(bname))) {
+        return fail(ld, AT_KEY,
+                    "%s: backend name must be 1..%d characters of A-Z a-z 0-9 . - _ :",
+                    dotted(ld, name, sizeof(name)), NAME_MAX_LEN);
+    }
+    if (!json_is_object(v)) {
+        return fail(ld, AT_VALUE, "%s: expected an object such as {\"servers\": {...}}, got %s",
+                    dotted(ld, name, sizeof(name)), json_type_name(v));
+    }
+    if ((be->name = strdup(bname)) == NULL) {
+        return fail(ld, AT_KEY, "out of memory");
+    }
+    const char *k;
+    json_t *m;
+    json_object_foreach(v, k, m) {
+        if (push(ld, k) < 0) {
+            return -1;
+        }
+        dotted(ld, name, sizeof(name));
+        if (strcmp(k, "servers") != 0) {
+            return fail(ld, AT_KEY, "unknown key \"%s\"", name);
+        }
+        if (!json_is_object(m)) {
+            return fail(ld, AT_VALUE, "%s: expected an object of servers, got %s", name,
+                        json_type_name(m));
+        }
+        size_t n = json_object_size(m);
+        if (n > 0 && (be->servers = calloc(n, sizeof(*be->servers))) == NULL) {
+            return fail(ld, AT_VALUE, "out of memory");
+        }
+        const char *sk;
+        json_t *sv;
+        /* jansson keeps insertion order, so servers keep the file's order */
+        json_object_foreach(m, sk, sv) {
+            if (push(ld, sk) < 0) {
+                return -1;
+            }
+            if (parse_server(ld, &be->servers[be->nservers], sk, sv) < 0) {
+                /* count it so cfg_free frees its name */
+                be->nservers++;
+                return -1;
+            }
+            be->nservers++;
+            ld->depth--;
+        }
+        ld->depth--;
+    }
+    if (be->nservers == 0) {
+        return fail(ld, AT_KEY, "%s: backend has no servers", dotted(ld, name, sizeof(name)));
+    }
+    return 0;
+}
+
+static int parse_backends(struct loader *ld, json_t *v)
+{
+    char name[256];
+    if (!json_is_object(v)) {
+        return fail(ld, AT_VALUE, "%s: expected an object of backends, got %s",
+                    dotted(ld, name, sizeof(name)), json_type_name(v));
+    }
+    size_t n = json_object_size(v);
+    if (n > 0 && (ld->c->backends = calloc(n, sizeof(*ld->c->backends))) == NULL) {
+        return fail(ld, AT_VALUE, "out of memory");
+    }
+    const char *k;
+    json_t *m;
+    json_object_foreach(v, k, m) {
+        if (push(ld, k) < 0) {
+            return -1;
+        }
+        int rc = parse_backend(ld, &ld->c->backends[ld->c->nbackends], k, m);
+        ld->c->nbackends++; /* counted even on failure so cfg_free frees it */
+        if (rc < 0) {
+            return -1;
+        }
+        ld->depth--;
+    }
+    return 0;
+}
+
+static int parse_object(struct loader *ld, json_t *obj)
+{
+    char name[256];
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v) {
+        if (push(ld, k) < 0) {
+            return -1;
+        }
+        const struct cfg_key *key = key_find(ld->path, ld->depth);
+        if (key == NULL) {
+            return fail(ld, AT_KEY, "unknown key \"%s\"", dotted(ld, name, sizeof(name)));
+        }
+        int rc;
+        if (key->type == KT_SECTION) {
+            if (!json_is_object(v)) {
+                return fail(ld, AT_VALUE, "%s: expected an object, got %s",
+                            dotted(ld, name, sizeof(name)), json_type_name(v));
+            }
+            rc = parse_object(ld, v);
+        } else if (key->type == KT_BACKENDS) {
+            rc = parse_backends(ld, v);
+        } else {
+            rc = apply_key(ld, key, v);
+        }
+        if (rc < 0) {
+            return -1;
+        }
+        ld->depth--;
+    }
+    return 0;
+}
+
+/* Point the loader at a key by its table path, for checks made after parsing. */
+static void at_key(struct loader *ld, const struct cfg_key *k)
+{
+    ld->depth = 0;
+    while (ld->depth < ARRAY_SIZE(k->path) && k->path[ld->depth] != NULL) {
+        ld->path[ld->depth] = k->path[ld->depth];
+        ld->depth++;
+    }
+}
+
+static const struct cfg_key *key_by_off(size_t off)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
+        if (cfg_keys[i].type != KT_SECTION && cfg_keys[i].type != KT_BACKENDS &&
+            cfg_keys[i].off == off) {
+            return &cfg_keys[i];
+        }
+    }
+    return NULL;
+}
+
+/* Is the key present in the text? (Cross-checks blame a key the user wrote.) */
+static bool in_text(struct loader *ld, const struct cfg_key *k)
+{
+    at_key(ld, k);
+    struct scan s = {ld->text, ld->text + ld->len, 1, 0};
+    struct pos kp, vp;
+    return sc_find(&s, ld->path, ld->depth, &kp, &vp);
+}
+
+static int cross_check(struct loader *ld)
+{
+    struct cfg *c = ld->c;
+    char why[256], b1[32], b2[32];
+    const struct cfg_key *kmin = key_by_off(offsetof(struct cfg, redis_reconnect_min_ms));
+    const struct cfg_key *kmax = key_by_off(offsetof(struct cfg, redis_reconnect_max_ms));
+    if (c->redis_reconnect_min_ms > c->redis_reconnect_max_ms) {
+        at_key(ld, in_text(ld, kmin) ? kmin : kmax);
+        return fail(ld, AT_VALUE, "redis.reconnect_min (%s) must not exceed "
+                    "redis.reconnect_max (%s)",
+                    fmt_dur(c->redis_reconnect_min_ms, b1, sizeof(b1)),
+                    fmt_dur(c->redis_reconnect_max_ms, b2, sizeof(b2)));
+    }
+    const struct cfg_key *khost = key_by_off(offsetof(struct cfg, redis_host));
+    if (c->redis_unix == NULL &&
+        check_string(khost, c->redis_host, c->redis_port, why, sizeof(why)) < 0) {
+        at_key(ld, khost);
+        return fail(ld, AT_VALUE, "redis.host: %s", why);
+    }
+    const struct cfg_key *klisten = key_by_off(offsetof(struct cfg, listen));
+    if (c->listen == NULL && c->unix_socket == NULL) {
+        at_key(ld, klisten);
+        return fail(ld, AT_VALUE, "listen: nothing to listen on: set listen or unix_socket");
+    }
+    return 0;
+}
+
+/* STICKYD_REDIS_USER / STICKYD_REDIS_PASSWORD, when set and non-empty, win over
+ * the file, so a secret need not be written into it (nor ever onto argv). */
+static int apply_env(struct cfg *c)
+{
+    static const struct {
+        const char *var;
+        size_t off;
+    } envs[] = {
+        {"STICKYD_REDIS_USER", offsetof(struct cfg, redis_user)},
+        {"STICKYD_REDIS_PASSWORD", offsetof(struct cfg, redis_password)},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(envs); i++) {
+        const char *v = getenv(envs[i].var);
+        if (v == NULL || v[0] == '\0') {
+            continue;
+        }
+        char *copy = strdup(v);
+        if (copy == NULL) {
+            return -1;
+        }
+        char **dst = (char **)(void *)((char *)c + envs[i].off);
+        free(*dst);
+        *dst = copy;
+    }
+    return 0;
+}
+
+static int derive_channel(struct cfg *c)
+{
+    if (c->events_channel != NULL) {
+        return 0;
+    }
+    size_t n = strlen(c->redis_prefix) + sizeof("events");
+    if ((c->events_channel = malloc(n)) == NULL) {
+        return -1;
+    }
+    snprintf(c->events_channel, n, "%sevents", c->redis_prefix);
+    return 0;
+}
+
+int cfg_defaults(struct cfg *c)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
+        const struct cfg_key *k = &cfg_keys[i];
+        if (k->derived || k->def == NULL) {
+            continue;
+        }
+        int64_t ms;
+        enum log_level lvl;
+        switch (k->type) {
+        case KT_STR:
+        case KT_TOKEN:
+        case KT_PATH:
+        case KT_INET:
+        case KT_ADDR:
+        case KT_HOST:
+            if ((*str_field(c, k) = strdup(k->def)) == NULL) {
+                goto err_free;
+            }
+            break;
+        case KT_U32:
+            *(uint32_t *)field(c, k) = (uint32_t)strtoul(k->def, NULL, 10);
+            break;
+        case KT_PORT:
+            *(uint16_t *)field(c, k) = (uint16_t)strtoul(k->def, NULL, 10);
+            break;
+        case KT_DUR:
+            if (util_parse_duration(k->def, &ms) < 0) {
+                goto err_free;
+            }
+            *(int64_t *)field(c, k) = ms;
+            break;
+        case KT_LEVEL:
+            if (log_parse_level(k->def, &lvl) < 0) {
+                goto err_free;
+            }
+            *(enum log_level *)field(c, k) = lvl;
+            break;
+        case KT_SECTION:
+        case KT_BACKENDS:
+        case KT_COUNT:
+            break;
+        }
+    }
+    char host[256];
+    if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0' || !valid_token(host)) {
+        snprintf(host, sizeof(host), "stickyd");
+    }
+    host[sizeof(host) - 1] = '\0';
+    if ((c->instance = strdup(host)) == NULL || derive_channel(c) < 0 || apply_env(c) < 0) {
+        goto err_free;
+    }
+    return 0;
+
+err_free:
+    cfg_free(c);
+    return -1;
+}
+
+int cfg_load_string(const char *name, const char *text, struct cfg *c, char *err, size_t errlen)
+{
+    struct loader ld = {.name = name, .text = text, .len = strlen(text), .c = c, .err = err,
+                        .errlen = errlen};
+    if (errlen > 0) {
+        err[0] = '\0';
+    }
+    if (cfg_defaults(c) < 0) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(text, ld.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        /* jansson's column is the last character of the offending token */
+        snprintf(err, errlen, "%s:%d:%d: %s", name, jerr.line, jerr.column, jerr.text);
+        goto err_free;
+    }
+    if (!json_is_object(root)) {
+        fail(&ld, AT_VALUE, "the top level must be an object, got %s", json_type_name(root));
+        goto err_decref;
+    }
+    /* events.channel defaults to the prefix the file sets, so derive it last */
+    free(c->events_channel);
+    c->events_channel = NULL;
+    if (parse_object(&ld, root) < 0 || cross_check(&ld) < 0) {
+        goto err_decref;
+    }
+    if (apply_env(c) < 0 || derive_channel(c) < 0) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        goto err_decref;
+    }
+    json_decref(root);
+    return 0;
+
+err_decref:
+    json_decref(root);
+err_free:
+    cfg_free(c);
+    return -1;
+}
+
+int cfg_load(const char *path, struct cfg *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = -1;
+    char *text = malloc(CFG_MAX_FILE + 1);
+    if (text == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto err_close;
+    }
+    size_t n = fread(text, 1, CFG_MAX_FILE + 1, f);
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto err_free_text;
+    }
+    if (n > CFG_MAX_FILE) {
+        snprintf(err, errlen, "%s: larger than %u bytes", path, CFG_MAX_FILE);
+        goto err_free_text;
+    }
+    if (memchr(text, '\0', n) != NULL) {
+        snprintf(err, errlen, "%s: contains a NUL byte", path);
+        goto err_free_text;
+    }
+    text[n] = '\0';
+    rc = cfg_load_string(path, text, c, err, errlen);
+
+err_free_text:
+    free(text);
+err_close:
+    fclose(f);
+    return rc;
+}
+
+void cfg_free(struct cfg *c)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
+        const struct cfg_key *k = &cfg_keys[i];
+        switch (k->type) {
+        case KT_STR:
+        case KT_TOKEN:
+        case KT_PATH:
+        case KT_INET:
+        case KT_ADDR:
+        case KT_HOST:
+            free(*str_field(c, k));
+            break;
+        default:
+            break;
+        }
+    }
+    for (size_t i = 0; i < c->nbackends; i++) {
+        for (size_t j = 0; j < c->backends[i].nservers; j++) {
+            free(c->backends[i].servers[j].name);
+        }
+        free(c->backends[i].servers);
+        free(c->backends[i].name);
+    }
+    free(c->backends);
+    memset(c, 0, sizeof(*c));
+}
+
+const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name, size_t len)
+{
+    for (size_t i = 0; i < c->nbackends; i++) {
+        const char *n = c->backends[i].name;
+        if (strlen(n) == len && memcmp(n, name, len) == 0) {
+            return &c->backends[i];
+        }
+    }
+    return NULL;
+}
+
+void cfg_print_reference(FILE *out)
+{
+    char b1[32], b2[32];
+    fprintf(out, "| Key | Type | Default | Range | Meaning |\n");
+    fprintf(out, "|-----|------|---------|-------|---------|\n");
+    for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
+        const struct cfg_key *k = &cfg_keys[i];
+        char name[128] = "";
+        for (size_t d = 0; d < ARRAY_SIZE(k->path) && k->path[d] != NULL; d++) {
+            strncat(name, d ? "." : "", sizeof(name) - strlen(name) - 1);
+            strncat(name, k->path[d], sizeof(name) - strlen(name) - 1);
+        }
+        char type[32], def[64], range[64] = "";
+        snprintf(type, sizeof(type), "%s%s", kt_doc_names[k->type], k->nullable ? " \\| null" : "");
+        if (k->type == KT_SECTION || k->type == KT_BACKENDS) {
+            snprintf(def, sizeof(def), k->type == KT_BACKENDS ? "`{}`" : "");
+        } else if (k->derived) {
+            snprintf(def, sizeof(def), "%s", k->def);
+        } else if (k->def == NULL) {
+            snprintf(def, sizeof(def), "`null`");
+        } else if (k->type == KT_U32 || k->type == KT_PORT) {
+            snprintf(def, sizeof(def), "`%s`", k->def);
+        } else {
+            snprintf(def, sizeof(def), "`\"%s\"`", k->def);
+        }
+        switch (k->type) {
+        case KT_U32:
+        case KT_PORT:
+            snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64, k->min, k->max);
+            break;
+        case KT_DUR:
+            snprintf(range, sizeof(range), "%s..%s", fmt_dur(k->min, b1, sizeof(b1)),
+                     fmt_dur(k->max, b2, sizeof(b2)));
+            break;
+        case KT_STR:
+        case KT_TOKEN:
+        case KT_PATH:
+            snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64 " bytes", k->min, k->max);
+            break;
+        default:
+            break;
+        }
+        fprintf(out, "| `%s` | %s | %s | %s | %s |\n", name, type, def, range, k->doc);
+    }
+}
