@@ -58,7 +58,7 @@ int buf_reserve(struct buf *b, size_t n)
         return 0;
     }
     size_t len = buf_len(b);
-    if (len + n > b->max) {
+    if (n > b->max - len) { /* not len + n: a huge n would wrap around */
         errno = ENOBUFS;
         return -1;
     }

@@ -41,7 +41,8 @@ int util_parse_addr(const char *s, struct sockaddr_storage *ss, unsigned *sslen,
         return -1;
     }
     size_t hlen = (size_t)(colon - s);
-    if (s[0] == '[') {
+    int bracketed = s[0] == '[';
+    if (bracketed) {
         if (hlen < 2 || s[hlen - 1] != ']') {
             snprintf(err, errlen, "'%s': IPv6 address must be written [ADDR]:PORT", s);
             return -1;
@@ -55,10 +56,15 @@ int util_parse_addr(const char *s, struct sockaddr_storage *ss, unsigned *sslen,
     }
     memcpy(host, s, hlen);
     host[hlen] = '\0';
+    if (!bracketed && strchr(host, ':') != NULL) {
+        /* "::1:80" could be an address without a port: make the writer say which */
+        snprintf(err, errlen, "'%s': IPv6 address must be written [ADDR]:PORT", s);
+        return -1;
+    }
     char *end;
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
-    if (errno != 0 || *end != '\0' || port < 0 || port > 65535) {
+    if (errno != 0 || *end != '\0' || colon[1] < '0' || colon[1] > '9' || port > 65535) {
         snprintf(err, errlen, "'%s': port must be 0..65535", colon + 1);
         return -1;
     }
@@ -92,7 +98,8 @@ int util_parse_duration(const char *s, int64_t *ms)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno != 0 || end == s || v < 0) {
+    /* !(v >= 0) also rejects "nan", whose conversion to int64_t is undefined */
+    if (errno != 0 || end == s || !(v >= 0)) {
         return -1;
     }
     double mult;
