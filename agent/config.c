@@ -72,23 +72,23 @@ struct cfg_key {
 
 static const struct cfg_key cfg_keys[] = {
     {P1("listen"), KT_INET, true, false, "127.0.0.1:12345", 0, 0, F(listen),
-     "SPOP listener for HAProxy (ADDR:PORT or [IPv6]:PORT); null or \"\" disables TCP"},
+     "SPOP listener for HAProxy; null or `\"\"` disables TCP"},
     {P1("unix_socket"), KT_PATH, true, false, NULL, 1, 107, F(unix_socket),
      "SPOP listener on a unix socket path as well (or instead)"},
     {P1("max_frame_size"), KT_U32, false, false, "16380", 256, 16777216, F(max_frame_size),
      "largest SPOP frame we accept, offered in AGENT-HELLO (HAProxy's default is 16380)"},
     {P1("max_connections"), KT_U32, false, false, "4096", 1, 1000000, F(max_connections),
-     "HAProxy connections served at once; more are refused"},
+     "most HAProxy connections served at once"},
     {P1("idle_timeout"), KT_DUR, false, false, "60s", 100, 7 * MS_DAY, F(idle_timeout_ms),
      "an HAProxy connection idle for this long is closed"},
     {P1("log_level"), KT_LEVEL, false, false, "info", 0, 0, F(log_level),
      "error, warn, info or debug (debug adds frame hex dumps)"},
-    {P1("instance"), KT_TOKEN, false, true, "host name", 1, 255, F(instance),
+    {P1("instance"), KT_TOKEN, false, true, "the host name", 1, 255, F(instance),
      "this HAProxy instance's name in Redis (its connection shares, heartbeat)"},
 
     {P1("redis"), KT_SECTION, false, false, NULL, 0, 0, 0, "the shared session store"},
     {P2("redis", "host"), KT_HOST, false, false, "127.0.0.1", 1, 127, F(redis_host),
-     "Redis address: numeric IPv4/IPv6 or localhost (no DNS lookups in the event loop)"},
+     "Redis address, numeric so that no DNS lookup blocks the event loop"},
     {P2("redis", "port"), KT_PORT, false, false, "6379", 1, 65535, F(redis_port), "Redis port"},
     {P2("redis", "unix"), KT_PATH, true, false, NULL, 1, 107, F(redis_unix),
      "Redis unix socket path; when set, host and port are not used"},
@@ -101,13 +101,13 @@ static const struct cfg_key cfg_keys[] = {
     {P2("redis", "prefix"), KT_TOKEN, false, false, "sticky:", 1, 64, F(redis_prefix),
      "prefix of every key stickyd writes"},
     {P2("redis", "timeout"), KT_DUR, false, false, "20ms", 1, 60 * MS_SEC, F(redis_timeout_ms),
-     "deadline of one decision's Redis round trip; past it HAProxy balances normally"},
+     "deadline of one decision's Redis round trip"},
     {P2("redis", "connect_timeout"), KT_DUR, false, false, "1s", 10, 5 * MS_MIN,
      F(redis_connect_timeout_ms), "deadline of a Redis connection attempt"},
     {P2("redis", "reconnect_min"), KT_DUR, false, false, "100ms", 1, MS_HOUR,
-     F(redis_reconnect_min_ms), "first reconnect delay after a failure; doubles each time"},
+     F(redis_reconnect_min_ms), "first delay of the reconnect backoff"},
     {P2("redis", "reconnect_max"), KT_DUR, false, false, "5s", 1, MS_HOUR,
-     F(redis_reconnect_max_ms), "cap of the reconnect delay; must be >= reconnect_min"},
+     F(redis_reconnect_max_ms), "cap of the reconnect backoff; must be >= reconnect_min"},
 
     {P1("session"), KT_SECTION, false, false, NULL, 0, 0, 0, "session records"},
     {P2("session", "ttl"), KT_DUR, false, false, "24h", MS_SEC, 365 * MS_DAY, F(session_ttl_ms),
@@ -119,17 +119,17 @@ static const struct cfg_key cfg_keys[] = {
 
     {P1("haproxy"), KT_SECTION, false, false, NULL, 0, 0, 0, "the local HAProxy's runtime API"},
     {P2("haproxy", "stats_socket"), KT_ADDR, true, false, NULL, 0, 0, F(haproxy_socket),
-     "runtime API (\"unix:/path\", \"/path\" or ADDR:PORT); null: use the static backends"},
+     "HAProxy runtime API (stats socket); null: use the static `backends`"},
     {P2("haproxy", "refresh"), KT_DUR, false, false, "1s", 10, MS_HOUR, F(haproxy_refresh_ms),
-     "how often server states and weights are read from the runtime API"},
+     "period of the server state refresh from the runtime API"},
     {P2("haproxy", "resync"), KT_DUR, false, false, "5s", 100, MS_HOUR, F(resync_ms),
-     "how often this instance's per-server session counts are rewritten in Redis"},
+     "period of the resync of per-server session counts (scur)"},
     {P2("haproxy", "heartbeat_ttl"), KT_DUR, false, false, "15s", MS_SEC, MS_DAY,
-     F(heartbeat_ttl_ms), "lifetime of this instance's share in Redis if it stops refreshing"},
+     F(heartbeat_ttl_ms), "TTL of this instance's share (heartbeat) in Redis"},
 
     {P1("syslog"), KT_SECTION, false, false, NULL, 0, 0, 0, "tunnel-close lines from HAProxy"},
     {P2("syslog", "udp"), KT_INET, true, false, NULL, 0, 0, F(syslog_udp),
-     "UDP syslog listener (ADDR:PORT); null disables"},
+     "UDP syslog listener for HAProxy's log; null disables"},
     {P2("syslog", "tcp"), KT_INET, true, false, NULL, 0, 0, F(syslog_tcp),
      "TCP syslog listener, octet-counted as HAProxy's ring sends; null disables"},
 
@@ -139,8 +139,8 @@ static const struct cfg_key cfg_keys[] = {
 
     {P1("backends"), KT_BACKENDS, false, false, NULL, 0, 0, 0,
      "static server list, used when haproxy.stats_socket is null: "
-     "{\"<backend>\": {\"servers\": {\"<server>\": {\"weight\": 1}}}}; weight 0..256 "
-     "(0 takes no new sessions); names 1..63 characters of A-Z a-z 0-9 . - _ :"},
+     "`{\"<backend>\": {\"servers\": {\"<server>\": {\"weight\": 1}}}}`; weight 0..256, "
+     "default 1 (0 takes no new sessions); names 1..63 characters of `A-Z a-z 0-9 . - _ :`"},
 };
 
 #undef F
@@ -1056,6 +1056,18 @@ void cfg_print_reference(FILE *out)
             snprintf(def, sizeof(def), "`\"%s\"`", k->def);
         }
         switch (k->type) {
+        case KT_INET:
+            snprintf(range, sizeof(range), "`ADDR:PORT`, `[IPv6]:PORT`");
+            break;
+        case KT_ADDR:
+            snprintf(range, sizeof(range), "`ADDR:PORT`, `unix:/path`, `/path`");
+            break;
+        case KT_HOST:
+            snprintf(range, sizeof(range), "IPv4, IPv6, `localhost`");
+            break;
+        case KT_LEVEL:
+            snprintf(range, sizeof(range), "`error` `warn` `info` `debug`");
+            break;
         case KT_U32:
         case KT_PORT:
             snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64, k->min, k->max);
