@@ -345,6 +345,83 @@ static const char *dotted(const struct loader *ld, char *buf, size_t len)
     return buf;
 }
 
+/* Optimal string alignment distance (edits and adjacent swaps), capped at 3:
+ * enough to tell "tmeout" or "wieght" from a real key. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 32 || lb > 32) {
+        return 3;
+    }
+    size_t d[33][33];
+    for (size_t i = 0; i <= la; i++) {
+        d[i][0] = i;
+    }
+    for (size_t j = 0; j <= lb; j++) {
+        d[0][j] = j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t v = d[i - 1][j - 1] + cost;
+            if (d[i - 1][j] + 1 < v) {
+                v = d[i - 1][j] + 1;
+            }
+            if (d[i][j - 1] + 1 < v) {
+                v = d[i][j - 1] + 1;
+            }
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v) {
+                v = d[i - 2][j - 2] + 1;
+            }
+            d[i][j] = v;
+        }
+    }
+    return d[la][lb] < 3 ? d[la][lb] : 3;
+}
+
+/* Keep `cand` in *best if it is a closer plausible spelling of `bad`. */
+static void suggest(const char *bad, const char *cand, const char **best, size_t *bestd)
+{
+    size_t limit = strlen(bad) <= 4 ? 1 : 2;
+    size_t dist = edit_distance(bad, cand);
+    if (dist <= limit && dist < *bestd) {
+        *best = cand;
+        *bestd = dist;
+    }
+}
+
+/* Fail with "unknown key" for the current member, naming the closest valid
+ * sibling from cands[0..n) or, with cands NULL, from the key table. */
+static int fail_unknown(struct loader *ld, const char *const *cands, size_t n)
+{
+    char name[256];
+    const char *bad = ld->path[ld->depth - 1], *best = NULL;
+    size_t bestd = SIZE_MAX;
+    if (cands != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            suggest(bad, cands[i], &best, &bestd);
+        }
+    } else {
+        for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
+            const struct cfg_key *k = &cfg_keys[i];
+            size_t d = 0;
+            while (d < ld->depth && d < ARRAY_SIZE(k->path) && k->path[d] != NULL &&
+                   (d + 1 == ld->depth || strcmp(k->path[d], ld->path[d]) == 0)) {
+                d++;
+            }
+            if (d == ld->depth && (d == ARRAY_SIZE(k->path) || k->path[d] == NULL)) {
+                suggest(bad, k->path[d - 1], &best, &bestd);
+            }
+        }
+    }
+    dotted(ld, name, sizeof(name));
+    if (best != NULL) {
+        return fail(ld, AT_KEY, "unknown key \"%s\" (did you mean \"%s\"?)", name, best);
+    }
+    return fail(ld, AT_KEY, "unknown key \"%s\"", name);
+}
+
 static const char *json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
@@ -622,7 +699,8 @@ static int parse_server(struct loader *ld, struct cfg_server *srv, const char *s
         }
         dotted(ld, name, sizeof(name));
         if (strcmp(k, "weight") != 0) {
-            return fail(ld, AT_KEY, "unknown key \"%s\"", name);
+            static const char *const known[] = {"weight"};
+            return fail_unknown(ld, known, ARRAY_SIZE(known));
         }
         if (!json_is_integer(m)) {
             return fail(ld, AT_VALUE, "%s: expected an integer, got %s", name,
@@ -662,7 +740,8 @@ static int parse_backend(struct loader *ld, struct cfg_backend *be, const char *
         }
         dotted(ld, name, sizeof(name));
         if (strcmp(k, "servers") != 0) {
-            return fail(ld, AT_KEY, "unknown key \"%s\"", name);
+            static const char *const known[] = {"servers"};
+            return fail_unknown(ld, known, ARRAY_SIZE(known));
         }
         if (!json_is_object(m)) {
             return fail(ld, AT_VALUE, "%s: expected an object of servers, got %s", name,
@@ -733,7 +812,7 @@ static int parse_object(struct loader *ld, json_t *obj)
         }
         const struct cfg_key *key = key_find(ld->path, ld->depth);
         if (key == NULL) {
-            return fail(ld, AT_KEY, "unknown key \"%s\"", dotted(ld, name, sizeof(name)));
+            return fail_unknown(ld, NULL, 0);
         }
         int rc;
         if (key->type == KT_SECTION) {

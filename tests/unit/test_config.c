@@ -111,7 +111,8 @@ static const char full[] =
     "  \"log_level\": \"debug\",\n"
     "  \"instance\": \"lb-1\",\n"
     "  \"redis\": {\"host\": \"::1\", \"port\": 6380, \"unix\": null, \"user\": \"sticky\",\n"
-    "            \"password\": \"s3cret\", \"db\": 3, \"prefix\": \"app:\", \"timeout\": \"15ms\",\n"
+    "            \"password\": \"s3cret\", \"db\": 3, \"prefix\": \"app:\",\n"
+    "            \"timeout\": \"15ms\",\n"
     "            \"connect_timeout\": \"2s\", \"reconnect_min\": 50, \"reconnect_max\": \"1m\"},\n"
     "  \"session\": {\"ttl\": \"7d\", \"secret_file\": \"/etc/stickyd/key\",\n"
     "              \"previous_secret_file\": \"/etc/stickyd/key.old\"},\n"
@@ -219,9 +220,16 @@ static void test_errors(void)
 
     /* unknown keys point at the key */
     EXPECT_ERR("{\n  \"listen\": \"127.0.0.1:1\",\n  \"lisen\": 1\n}",
-               "t.json:3:3: unknown key \"lisen\"");
+               "t.json:3:3: unknown key \"lisen\" (did you mean \"listen\"?)");
     EXPECT_ERR("{\"redis\": {\n    \"host\": \"127.0.0.1\",\n\t\"tmeout\": 5}}",
-               "t.json:3:2: unknown key \"redis.tmeout\"");
+               "t.json:3:2: unknown key \"redis.tmeout\" (did you mean \"timeout\"?)");
+    EXPECT_ERR("{\"sesion\": {}}",
+               "t.json:1:2: unknown key \"sesion\" (did you mean \"session\"?)");
+    EXPECT_ERR("{\"redis\": {\"prot\": 1}}",
+               "t.json:1:12: unknown key \"redis.prot\" (did you mean \"port\"?)");
+    /* suggestions come from the same section only */
+    EXPECT_ERR("{\"timeout\": 1}", "t.json:1:2: unknown key \"timeout\"");
+    EXPECT_ERR("{\"syslog\": {\"ttl\": 1}}", "t.json:1:13: unknown key \"syslog.ttl\"");
     /* columns count characters, not bytes, as jansson does */
     EXPECT_ERR("{\"redis\": {\"password\": \"é\", \"x\": 1}}",
                "t.json:1:29: unknown key \"redis.x\"");
@@ -232,9 +240,10 @@ static void test_errors(void)
     EXPECT_ERR("{\"session\": {},\n \"sessio\\u006e\": {}}",
                "t.json:2:15: duplicate object key near '\"sessio\\u006e\"'");
     EXPECT_ERR("{\"backends\": {\"ws\": {\"servers\": {\"s1\": {\"wieght\": 2}}}}}",
-               "t.json:1:41: unknown key \"backends.ws.servers.s1.wieght\"");
+               "t.json:1:41: unknown key \"backends.ws.servers.s1.wieght\" (did you mean "
+               "\"weight\"?)");
     EXPECT_ERR("{\"backends\": {\"ws\": {\"server\": {}}}}",
-               "t.json:1:22: unknown key \"backends.ws.server\"");
+               "t.json:1:22: unknown key \"backends.ws.server\" (did you mean \"servers\"?)");
 
     /* wrong types point at the value */
     EXPECT_ERR("{\"redis\": {\"port\": \"6379\"}}",
@@ -271,8 +280,8 @@ static void test_errors(void)
     EXPECT_ERR("{\"backends\": {\"ws\": {\"servers\": {\"s1\": {\"weight\": -1}}}}}",
                "t.json:1:51: backends.ws.servers.s1.weight: -1 is out of range 0..256");
     EXPECT_ERR("{\"unix_socket\": \"/"
-               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-               "aaaaaaaaaaaaaaaaaaaa\"}",
+               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
                "t.json:1:17: unix_socket: must be 1..107 bytes long, not 109");
 
     /* bad durations */
