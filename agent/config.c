@@ -48,104 +48,103 @@ enum key_type {
 };
 
 static const char *const kt_doc_names[] = {
-    [KT_SECTION] = "object", [KT_STR] = "string",    [KT_TOKEN] = "string",
-    [KT_PATH] = "path",      [KT_INET] = "address",  [KT_ADDR] = "address",
-    [KT_HOST] = "address",   [KT_U32] = "integer",   [KT_PORT] = "integer",
-    [KT_DUR] = "duration",   [KT_LEVEL] = "string",  [KT_BACKENDS] = "object",
+    [KT_SECTION] = "object", [KT_STR] = "string",   [KT_TOKEN] = "string", [KT_PATH] = "path",
+    [KT_INET] = "address",   [KT_ADDR] = "address", [KT_HOST] = "address", [KT_U32] = "integer",
+    [KT_PORT] = "integer",   [KT_DUR] = "duration", [KT_LEVEL] = "string", [KT_BACKENDS] = "object",
 };
 _Static_assert(ARRAY_SIZE(kt_doc_names) == KT_COUNT, "a doc name per key type");
 
 struct cfg_key {
-    const char *path[3];  /* JSON path; unused tail entries are NULL */
+    const char *path[3]; /* JSON path; unused tail entries are NULL */
     enum key_type type;
-    bool nullable;        /* null (and "") leave the field NULL */
-    bool derived;         /* def is prose for the README; the value is computed */
-    const char *def;      /* default in JSON-ish text; NULL means null */
-    int64_t min, max;     /* value range (numbers, ms) or byte length (strings) */
-    size_t off;           /* offsetof(struct cfg, field); unused for sections */
+    bool nullable;    /* null (and "") leave the field NULL */
+    bool derived;     /* def is prose for the README; the value is computed */
+    const char *def;  /* default in JSON-ish text; NULL means null */
+    int64_t min, max; /* value range (numbers, ms) or byte length (strings) */
+    size_t off;       /* offsetof(struct cfg, field); unused for sections */
     const char *doc;
 };
 
 #define F(field) offsetof(struct cfg, field)
-#define P1(a) {a, NULL, NULL}
-#define P2(a, b) {a, b, NULL}
 
+/* One key per entry reads better than one field per line. */
+/* clang-format off */
 static const struct cfg_key cfg_keys[] = {
-    {P1("listen"), KT_INET, true, false, "127.0.0.1:12345", 0, 0, F(listen),
+    {{"listen"}, KT_INET, true, false, "127.0.0.1:12345", 0, 0, F(listen),
      "SPOP listener for HAProxy; null or `\"\"` disables TCP"},
-    {P1("unix_socket"), KT_PATH, true, false, NULL, 1, 107, F(unix_socket),
+    {{"unix_socket"}, KT_PATH, true, false, NULL, 1, 107, F(unix_socket),
      "SPOP listener on a unix socket path as well (or instead)"},
-    {P1("max_frame_size"), KT_U32, false, false, "16380", 256, 16777216, F(max_frame_size),
+    {{"max_frame_size"}, KT_U32, false, false, "16380", 256, 16777216, F(max_frame_size),
      "largest SPOP frame we accept, offered in AGENT-HELLO (HAProxy's default is 16380)"},
-    {P1("max_connections"), KT_U32, false, false, "4096", 1, 1000000, F(max_connections),
+    {{"max_connections"}, KT_U32, false, false, "4096", 1, 1000000, F(max_connections),
      "most HAProxy connections served at once"},
-    {P1("idle_timeout"), KT_DUR, false, false, "60s", 100, 7 * MS_DAY, F(idle_timeout_ms),
+    {{"idle_timeout"}, KT_DUR, false, false, "60s", 100, 7 * MS_DAY, F(idle_timeout_ms),
      "an HAProxy connection idle for this long is closed"},
-    {P1("log_level"), KT_LEVEL, false, false, "info", 0, 0, F(log_level),
+    {{"log_level"}, KT_LEVEL, false, false, "info", 0, 0, F(log_level),
      "error, warn, info or debug (debug adds frame hex dumps)"},
-    {P1("instance"), KT_TOKEN, false, true, "the host name", 1, 255, F(instance),
+    {{"instance"}, KT_TOKEN, false, true, "the host name", 1, 255, F(instance),
      "this HAProxy instance's name in Redis (its connection shares, heartbeat)"},
 
-    {P1("redis"), KT_SECTION, false, false, NULL, 0, 0, 0, "the shared session store"},
-    {P2("redis", "host"), KT_HOST, false, false, "127.0.0.1", 1, 127, F(redis_host),
+    {{"redis"}, KT_SECTION, false, false, NULL, 0, 0, 0, "the shared session store"},
+    {{"redis", "host"}, KT_HOST, false, false, "127.0.0.1", 1, 127, F(redis_host),
      "Redis address, numeric so that no DNS lookup blocks the event loop"},
-    {P2("redis", "port"), KT_PORT, false, false, "6379", 1, 65535, F(redis_port), "Redis port"},
-    {P2("redis", "unix"), KT_PATH, true, false, NULL, 1, 107, F(redis_unix),
+    {{"redis", "port"}, KT_PORT, false, false, "6379", 1, 65535, F(redis_port), "Redis port"},
+    {{"redis", "unix"}, KT_PATH, true, false, NULL, 1, 107, F(redis_unix),
      "Redis unix socket path; when set, host and port are not used"},
-    {P2("redis", "user"), KT_STR, true, false, NULL, 1, 1024, F(redis_user),
+    {{"redis", "user"}, KT_STR, true, false, NULL, 1, 1024, F(redis_user),
      "ACL user for AUTH; the environment variable STICKYD_REDIS_USER overrides it"},
-    {P2("redis", "password"), KT_STR, true, false, NULL, 1, 1024, F(redis_password),
+    {{"redis", "password"}, KT_STR, true, false, NULL, 1, 1024, F(redis_password),
      "password for AUTH; STICKYD_REDIS_PASSWORD overrides it (never put it on argv)"},
-    {P2("redis", "db"), KT_U32, false, false, "0", 0, 2147483647, F(redis_db),
+    {{"redis", "db"}, KT_U32, false, false, "0", 0, 2147483647, F(redis_db),
      "database number (SELECT)"},
-    {P2("redis", "prefix"), KT_TOKEN, false, false, "sticky:", 1, 64, F(redis_prefix),
+    {{"redis", "prefix"}, KT_TOKEN, false, false, "sticky:", 1, 64, F(redis_prefix),
      "prefix of every key stickyd writes"},
-    {P2("redis", "timeout"), KT_DUR, false, false, "20ms", 1, 60 * MS_SEC, F(redis_timeout_ms),
+    {{"redis", "timeout"}, KT_DUR, false, false, "20ms", 1, 60 * MS_SEC, F(redis_timeout_ms),
      "deadline of one decision's Redis round trip"},
-    {P2("redis", "connect_timeout"), KT_DUR, false, false, "1s", 10, 5 * MS_MIN,
+    {{"redis", "connect_timeout"}, KT_DUR, false, false, "1s", 10, 5 * MS_MIN,
      F(redis_connect_timeout_ms), "deadline of a Redis connection attempt"},
-    {P2("redis", "reconnect_min"), KT_DUR, false, false, "100ms", 1, MS_HOUR,
+    {{"redis", "reconnect_min"}, KT_DUR, false, false, "100ms", 1, MS_HOUR,
      F(redis_reconnect_min_ms), "first delay of the reconnect backoff"},
-    {P2("redis", "reconnect_max"), KT_DUR, false, false, "5s", 1, MS_HOUR,
+    {{"redis", "reconnect_max"}, KT_DUR, false, false, "5s", 1, MS_HOUR,
      F(redis_reconnect_max_ms), "cap of the reconnect backoff; must be >= reconnect_min"},
 
-    {P1("session"), KT_SECTION, false, false, NULL, 0, 0, 0, "session records"},
-    {P2("session", "ttl"), KT_DUR, false, false, "24h", MS_SEC, 365 * MS_DAY, F(session_ttl_ms),
+    {{"session"}, KT_SECTION, false, false, NULL, 0, 0, 0, "session records"},
+    {{"session", "ttl"}, KT_DUR, false, false, "24h", MS_SEC, 365 * MS_DAY, F(session_ttl_ms),
      "sliding lifetime of a session's affinity; each use renews it"},
-    {P2("session", "secret_file"), KT_PATH, true, false, NULL, 1, 4095, F(secret_file),
+    {{"session", "secret_file"}, KT_PATH, true, false, NULL, 1, 4095, F(secret_file),
      "file holding the HMAC key that signs session ids; required for sticky-assign"},
-    {P2("session", "previous_secret_file"), KT_PATH, true, false, NULL, 1, 4095,
+    {{"session", "previous_secret_file"}, KT_PATH, true, false, NULL, 1, 4095,
      F(previous_secret_file), "the key before a rotation: still accepted, never used to sign"},
 
-    {P1("haproxy"), KT_SECTION, false, false, NULL, 0, 0, 0, "the local HAProxy's runtime API"},
-    {P2("haproxy", "stats_socket"), KT_ADDR, true, false, NULL, 0, 0, F(haproxy_socket),
+    {{"haproxy"}, KT_SECTION, false, false, NULL, 0, 0, 0, "the local HAProxy's runtime API"},
+    {{"haproxy", "stats_socket"}, KT_ADDR, true, false, NULL, 0, 0, F(haproxy_socket),
      "HAProxy runtime API (stats socket); null: use the static `backends`"},
-    {P2("haproxy", "refresh"), KT_DUR, false, false, "1s", 10, MS_HOUR, F(haproxy_refresh_ms),
+    {{"haproxy", "refresh"}, KT_DUR, false, false, "1s", 10, MS_HOUR, F(haproxy_refresh_ms),
      "period of the server state refresh from the runtime API"},
-    {P2("haproxy", "resync"), KT_DUR, false, false, "5s", 100, MS_HOUR, F(resync_ms),
+    {{"haproxy", "resync"}, KT_DUR, false, false, "5s", 100, MS_HOUR, F(resync_ms),
      "period of the resync of per-server session counts (scur)"},
-    {P2("haproxy", "heartbeat_ttl"), KT_DUR, false, false, "15s", MS_SEC, MS_DAY,
+    {{"haproxy", "heartbeat_ttl"}, KT_DUR, false, false, "15s", MS_SEC, MS_DAY,
      F(heartbeat_ttl_ms), "TTL of this instance's share (heartbeat) in Redis"},
 
-    {P1("syslog"), KT_SECTION, false, false, NULL, 0, 0, 0, "tunnel-close lines from HAProxy"},
-    {P2("syslog", "udp"), KT_INET, true, false, NULL, 0, 0, F(syslog_udp),
+    {{"syslog"}, KT_SECTION, false, false, NULL, 0, 0, 0, "tunnel-close lines from HAProxy"},
+    {{"syslog", "udp"}, KT_INET, true, false, NULL, 0, 0, F(syslog_udp),
      "UDP syslog listener for HAProxy's log; null disables"},
-    {P2("syslog", "tcp"), KT_INET, true, false, NULL, 0, 0, F(syslog_tcp),
+    {{"syslog", "tcp"}, KT_INET, true, false, NULL, 0, 0, F(syslog_tcp),
      "TCP syslog listener, octet-counted as HAProxy's ring sends; null disables"},
 
-    {P1("events"), KT_SECTION, false, false, NULL, 0, 0, 0, "change events"},
-    {P2("events", "channel"), KT_TOKEN, true, true, "prefix + \"events\"", 1, 128,
+    {{"events"}, KT_SECTION, false, false, NULL, 0, 0, 0, "change events"},
+    {{"events", "channel"}, KT_TOKEN, true, true, "prefix + \"events\"", 1, 128,
      F(events_channel), "Redis pub/sub channel of the protobuf change events"},
 
-    {P1("backends"), KT_BACKENDS, false, false, NULL, 0, 0, 0,
+    {{"backends"}, KT_BACKENDS, false, false, NULL, 0, 0, 0,
      "static server list, used when haproxy.stats_socket is null: "
      "`{\"<backend>\": {\"servers\": {\"<server>\": {\"weight\": 1}}}}`; weight 0..256, "
      "default 1 (0 takes no new sessions); names 1..63 characters of `A-Z a-z 0-9 . - _ :`"},
 };
 
+/* clang-format on */
+
 #undef F
-#undef P1
-#undef P2
 
 #define WEIGHT_MAX 256
 #define WEIGHT_DEFAULT 1
@@ -425,14 +424,22 @@ static int fail_unknown(struct loader *ld, const char *const *cands, size_t n)
 static const char *json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a real number";
+    case JSON_TRUE:
+        return "true";
+    case JSON_FALSE:
+        return "false";
+    case JSON_NULL:
+        return "null";
     }
     return "?";
 }
@@ -611,8 +618,9 @@ static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
         }
         json_int_t n = json_integer_value(v);
         if (n < k->min || n > k->max) {
-            return fail(ld, AT_VALUE, "%s: %" JSON_INTEGER_FORMAT " is out of range %" PRId64
-                        "..%" PRId64, name, n, k->min, k->max);
+            return fail(ld, AT_VALUE,
+                        "%s: %" JSON_INTEGER_FORMAT " is out of range %" PRId64 "..%" PRId64, name,
+                        n, k->min, k->max);
         }
         if (k->type == KT_U32) {
             *(uint32_t *)field(ld->c, k) = (uint32_t)n;
@@ -633,8 +641,10 @@ static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
                             name, json_string_value(v));
             }
         } else {
-            return fail(ld, AT_VALUE, "%s: expected a duration (integer milliseconds or a "
-                        "string such as \"5s\"), got %s", name, json_type_name(v));
+            return fail(ld, AT_VALUE,
+                        "%s: expected a duration (integer milliseconds or a "
+                        "string such as \"5s\"), got %s",
+                        name, json_type_name(v));
         }
         if (ms < k->min || ms > k->max) {
             char b0[32];
@@ -679,8 +689,7 @@ static int parse_server(struct loader *ld, struct cfg_server *srv, const char *s
 {
     char name[256];
     if (!valid_name(sname, strlen(sname))) {
-        return fail(ld, AT_KEY,
-                    "%s: server name must be 1..%d characters of A-Z a-z 0-9 . - _ :",
+        return fail(ld, AT_KEY, "%s: server name must be 1..%d characters of A-Z a-z 0-9 . - _ :",
                     dotted(ld, name, sizeof(name)), NAME_MAX_LEN);
     }
     if (!json_is_object(v)) {
@@ -693,7 +702,7 @@ static int parse_server(struct loader *ld, struct cfg_server *srv, const char *s
     srv->weight = WEIGHT_DEFAULT;
     const char *k;
     json_t *m;
-    json_object_foreach(v, k, m) {
+    json_object_foreach (v, k, m) {
         if (push(ld, k) < 0) {
             return -1;
         }
@@ -703,13 +712,12 @@ static int parse_server(struct loader *ld, struct cfg_server *srv, const char *s
             return fail_unknown(ld, known, ARRAY_SIZE(known));
         }
         if (!json_is_integer(m)) {
-            return fail(ld, AT_VALUE, "%s: expected an integer, got %s", name,
-                        json_type_name(m));
+            return fail(ld, AT_VALUE, "%s: expected an integer, got %s", name, json_type_name(m));
         }
         json_int_t w = json_integer_value(m);
         if (w < 0 || w > WEIGHT_MAX) {
-            return fail(ld, AT_VALUE, "%s: %" JSON_INTEGER_FORMAT " is out of range 0..%d", name,
-                        w, WEIGHT_MAX);
+            return fail(ld, AT_VALUE, "%s: %" JSON_INTEGER_FORMAT " is out of range 0..%d", name, w,
+                        WEIGHT_MAX);
         }
         srv->weight = (uint32_t)w;
         ld->depth--;
@@ -721,8 +729,7 @@ static int parse_backend(struct loader *ld, struct cfg_backend *be, const char *
 {
     char name[256];
     if (!valid_name(bname, strlen(bname))) {
-        return fail(ld, AT_KEY,
-                    "%s: backend name must be 1..%d characters of A-Z a-z 0-9 . - _ :",
+        return fail(ld, AT_KEY, "%s: backend name must be 1..%d characters of A-Z a-z 0-9 . - _ :",
                     dotted(ld, name, sizeof(name)), NAME_MAX_LEN);
     }
     if (!json_is_object(v)) {
@@ -734,7 +741,7 @@ static int parse_backend(struct loader *ld, struct cfg_backend *be, const char *
     }
     const char *k;
     json_t *m;
-    json_object_foreach(v, k, m) {
+    json_object_foreach (v, k, m) {
         if (push(ld, k) < 0) {
             return -1;
         }
@@ -754,7 +761,7 @@ static int parse_backend(struct loader *ld, struct cfg_backend *be, const char *
         const char *sk;
         json_t *sv;
         /* jansson keeps insertion order, so servers keep the file's order */
-        json_object_foreach(m, sk, sv) {
+        json_object_foreach (m, sk, sv) {
             if (push(ld, sk) < 0) {
                 return -1;
             }
@@ -787,7 +794,7 @@ static int parse_backends(struct loader *ld, json_t *v)
     }
     const char *k;
     json_t *m;
-    json_object_foreach(v, k, m) {
+    json_object_foreach (v, k, m) {
         if (push(ld, k) < 0) {
             return -1;
         }
@@ -806,7 +813,7 @@ static int parse_object(struct loader *ld, json_t *obj)
     char name[256];
     const char *k;
     json_t *v;
-    json_object_foreach(obj, k, v) {
+    json_object_foreach (obj, k, v) {
         if (push(ld, k) < 0) {
             return -1;
         }
@@ -872,7 +879,8 @@ static int cross_check(struct loader *ld)
     const struct cfg_key *kmax = key_by_off(offsetof(struct cfg, redis_reconnect_max_ms));
     if (c->redis_reconnect_min_ms > c->redis_reconnect_max_ms) {
         at_key(ld, in_text(ld, kmin) ? kmin : kmax);
-        return fail(ld, AT_VALUE, "redis.reconnect_min (%s) must not exceed "
+        return fail(ld, AT_VALUE,
+                    "redis.reconnect_min (%s) must not exceed "
                     "redis.reconnect_max (%s)",
                     fmt_dur(c->redis_reconnect_min_ms, b1, sizeof(b1)),
                     fmt_dur(c->redis_reconnect_max_ms, b2, sizeof(b2)));
@@ -993,8 +1001,8 @@ err_free:
 
 int cfg_load_string(const char *name, const char *text, struct cfg *c, char *err, size_t errlen)
 {
-    struct loader ld = {.name = name, .text = text, .len = strlen(text), .c = c, .err = err,
-                        .errlen = errlen};
+    struct loader ld = {
+        .name = name, .text = text, .len = strlen(text), .c = c, .err = err, .errlen = errlen};
     if (errlen > 0) {
         err[0] = '\0';
     }

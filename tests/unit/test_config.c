@@ -18,7 +18,7 @@ static char err[512];
             check_passed++;                                                                        \
         } else {                                                                                   \
             check_failed++;                                                                        \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == \"%s\" (got \"%s\")\n", __FILE__,         \
+            fprintf(stderr, "%s:%d: CHECK failed: %s == \"%s\" (got \"%s\")\n", __FILE__,          \
                     __LINE__, #a, check_sb_ ? check_sb_ : "(null)",                                \
                     check_sa_ ? check_sa_ : "(null)");                                             \
         }                                                                                          \
@@ -298,8 +298,7 @@ static void test_errors(void)
                "t.json:1:18: idle_timeout: -5ms is out of range 100ms..7d");
 
     /* bad addresses */
-    EXPECT_ERR("{\"listen\": \"127.0.0.1\"}",
-               "t.json:1:12: listen: '127.0.0.1' is not ADDR:PORT");
+    EXPECT_ERR("{\"listen\": \"127.0.0.1\"}", "t.json:1:12: listen: '127.0.0.1' is not ADDR:PORT");
     EXPECT_ERR("{\"syslog\": {\"udp\": \"1.2.3:514\"}}",
                "t.json:1:20: syslog.udp: '1.2.3' is not a numeric IPv4/IPv6 address");
     EXPECT_ERR("{\"syslog\": {\"tcp\": \"unix:/x\"}}",
@@ -324,8 +323,7 @@ static void test_errors(void)
                "12345678901234567890123\": {}}}}}",
                "t.json:1:34: backends.ws.servers.s12345678901234567890123456789012345678901234567"
                "8901234567890123: server name must be 1..63 characters of A-Z a-z 0-9 . - _ :");
-    EXPECT_ERR("{\"backends\": {\"ws\": {}}}",
-               "t.json:1:15: backends.ws: backend has no servers");
+    EXPECT_ERR("{\"backends\": {\"ws\": {}}}", "t.json:1:15: backends.ws: backend has no servers");
     EXPECT_ERR("{\"redis\": {\"prefix\": \"a b\"}}",
                "t.json:1:22: redis.prefix: \"a b\" must be printable ASCII without spaces");
 
