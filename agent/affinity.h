@@ -1,0 +1,67 @@
+/* affinity.h - the pure parts of the affinity decision.
+ *
+ * Owns the rendezvous (HRW) hash that orders candidates and picks a server when
+ * Redis is unavailable, and the mapping from HAProxy's server state to the
+ * flags the decision script reads. No I/O, no Redis, no clock.
+ *
+ * The hash, identical on every agent and documented so other tools can
+ * reproduce it:
+ *     h = splitmix64_finalize( FNV-1a-64( id || 0x00 || server ) )
+ *   FNV-1a-64: offset basis 0xcbf29ce484222325, prime 0x100000001b3.
+ *   splitmix64_finalize(z): z ^= z >> 30; z *= 0xbf58476d1ce4e5b9;
+ *                           z ^= z >> 27; z *= 0x94d049bb133111eb; z ^= z >> 31.
+ * Ordering (tie-break among equally loaded servers): h descending, then name
+ * ascending (bytewise) for the astronomically rare equal h.
+ * Weighted choice (fallback): u = ((h >> 12) + 0.5) / 2^52, in (0, 1);
+ * score = -weight / ln(u); the highest score wins, ties as above. This is the
+ * weighted rendezvous hash: each server wins with probability proportional to
+ * its weight, and removing one moves only the ids it held.
+ */
+#ifndef STICKYD_AFFINITY_H
+#define STICKYD_AFFINITY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "servers.h"
+
+/* Candidate flags, as passed to the decision script (decimal in ARGV). */
+#define AFF_F_UP 0x1u    /* HAProxy can send traffic there: READY or DRAIN */
+#define AFF_F_NEW 0x2u   /* may take new sessions: READY and weight > 0 */
+#define AFF_F_DRAIN 0x4u /* HAProxy reports it DRAIN */
+
+/* One server considered for a decision. name is borrowed (usually from the
+ * servers view) and need not be NUL-terminated. */
+struct aff_cand {
+    const char *name;
+    size_t name_len;
+    uint32_t weight;
+    unsigned flags;
+    uint64_t hash; /* aff_hash(id, name), filled by aff_rank */
+};
+
+/* Flags of a server in HAProxy state st with configured weight w. */
+unsigned aff_flags(enum srv_state st, uint32_t weight);
+
+/* A session pinned to a server in state st may stay there (READY or DRAIN). */
+bool aff_pinned_usable(enum srv_state st);
+/* A session pinned there stays but the server is on its way out. */
+bool aff_pinned_draining(enum srv_state st);
+
+/* The HRW hash of (id, server) described above. */
+uint64_t aff_hash(const char *id, size_t id_len, const char *srv, size_t srv_len);
+
+/* The weighted score -weight / ln(u) of a hash (0 for weight 0). */
+double aff_score(uint64_t h, uint32_t weight);
+
+/* Fill c[i].hash for id and sort c[0..n) by the HRW order (hash descending,
+ * name ascending). */
+void aff_rank(const char *id, size_t id_len, struct aff_cand *c, size_t n);
+
+/* Weighted HRW choice of id among the candidates having every flag of
+ * `need` and weight > 0. Returns the index in c, or -1 when none qualifies.
+ * Does not reorder c. */
+int aff_pick(const char *id, size_t id_len, const struct aff_cand *c, size_t n, unsigned need);
+
+#endif

@@ -1,0 +1,277 @@
+/* sid.c - session ids (see sid.h for the formats).
+ *
+ * Owns the secrets' bytes and the HMAC; must not know about Redis or SPOP.
+ * Everything here is a pure function of its inputs except sid_mint (CSPRNG)
+ * and sid_keys_load (reads two files).
+ */
+#include "sid.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+static const char sid_domain[] = "stickyd-sid-v1"; /* HMAC input prefix, NUL included */
+static const char key_domain[] = "key";
+
+static const char b64url_alpha[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t sid_b64url_encode(const uint8_t *in, size_t n, char *out)
+{
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = b64url_alpha[v >> 18 & 63];
+        out[o++] = b64url_alpha[v >> 12 & 63];
+        out[o++] = b64url_alpha[v >> 6 & 63];
+        out[o++] = b64url_alpha[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = b64url_alpha[v >> 18 & 63];
+        out[o++] = b64url_alpha[v >> 12 & 63];
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = b64url_alpha[v >> 18 & 63];
+        out[o++] = b64url_alpha[v >> 12 & 63];
+        out[o++] = b64url_alpha[v >> 6 & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64url_val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '-') {
+        return 62;
+    }
+    if (c == '_') {
+        return 63;
+    }
+    return -1;
+}
+
+int sid_b64url_decode(const char *in, size_t n, uint8_t *out, size_t outcap)
+{
+    if (n % 4 == 1) {
+        return -1; /* 6 bits cannot end a byte */
+    }
+    size_t need = n / 4 * 3 + (n % 4 == 0 ? 0 : n % 4 - 1);
+    if (need > outcap) {
+        return -1;
+    }
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64url_val((unsigned char)in[i]);
+        if (v < 0) {
+            return -1;
+        }
+        acc = (acc << 6 | (uint32_t)v) & 0xffffu;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    /* The leftover bits of the last character must be zero, or two spellings
+     * would decode to the same bytes. */
+    if ((acc & ((1u << bits) - 1)) != 0) {
+        return -1;
+    }
+    return (int)o;
+}
+
+/* HMAC-SHA256(secret, prefix || 0x00 || data) into mac_out[32]. The EVP_MAC
+ * implementation is fetched once and kept for the life of the process. */
+static int mac(const uint8_t *secret, size_t slen, const char *prefix, const void *data,
+               size_t dlen, uint8_t mac_out[32])
+{
+    static EVP_MAC *hmac;
+    if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL) {
+        return -1;
+    }
+    int rc = -1;
+    size_t outlen = 0;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_MAC_CTX *h = EVP_MAC_CTX_new(hmac);
+    if (h == NULL) {
+        return -1;
+    }
+    if (EVP_MAC_init(h, secret, slen, params) != 1 ||
+        EVP_MAC_update(h, (const unsigned char *)prefix, strlen(prefix) + 1) != 1 ||
+        (dlen > 0 && EVP_MAC_update(h, data, dlen) != 1) ||
+        EVP_MAC_final(h, mac_out, &outlen, 32) != 1 || outlen != 32) {
+        goto out;
+    }
+    rc = 0;
+out:
+    EVP_MAC_CTX_free(h);
+    return rc;
+}
+
+int sid_mint_nonce(const struct sid_keys *k, const uint8_t nonce[SID_NONCE_LEN], char out[SID_BUF])
+{
+    uint8_t raw[SID_NONCE_LEN + SID_TAG_LEN];
+    uint8_t m[32];
+    _Static_assert(1 + ((SID_NONCE_LEN + SID_TAG_LEN) * 4 + 2) / 3 == SID_V1_LEN, "v1 length");
+    if (k->cur_len == 0 || mac(k->cur, k->cur_len, sid_domain, nonce, SID_NONCE_LEN, m) != 0) {
+        return -1;
+    }
+    memcpy(raw, nonce, SID_NONCE_LEN);
+    memcpy(raw + SID_NONCE_LEN, m, SID_TAG_LEN);
+    out[0] = '1';
+    size_t n = sid_b64url_encode(raw, sizeof(raw), out + 1);
+    OPENSSL_cleanse(m, sizeof(m));
+    return (int)(n + 1);
+}
+
+int sid_mint(const struct sid_keys *k, char out[SID_BUF])
+{
+    uint8_t nonce[SID_NONCE_LEN];
+    if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
+        return -1;
+    }
+    return sid_mint_nonce(k, nonce, out);
+}
+
+static bool tag_ok(const uint8_t *secret, size_t slen, const uint8_t *raw)
+{
+    uint8_t m[32];
+    if (slen == 0 || mac(secret, slen, sid_domain, raw, SID_NONCE_LEN, m) != 0) {
+        return false;
+    }
+    bool ok = CRYPTO_memcmp(m, raw + SID_NONCE_LEN, SID_TAG_LEN) == 0;
+    OPENSSL_cleanse(m, sizeof(m));
+    return ok;
+}
+
+bool sid_verify(const struct sid_keys *k, const char *s, size_t len)
+{
+    uint8_t raw[SID_NONCE_LEN + SID_TAG_LEN];
+    if (s == NULL || len != SID_V1_LEN || s[0] != '1') {
+        return false;
+    }
+    if (sid_b64url_decode(s + 1, len - 1, raw, sizeof(raw)) != (int)sizeof(raw)) {
+        return false;
+    }
+    /* Both secrets are tried whatever the first answer, so timing does not
+     * tell which one signed (or that neither did). */
+    bool cur = tag_ok(k->cur, k->cur_len, raw);
+    bool prev = tag_ok(k->prev, k->prev_len, raw);
+    return cur | prev;
+}
+
+int sid_from_key(const struct sid_keys *k, bool previous, const char *key, size_t len,
+                 char out[SID_BUF])
+{
+    const uint8_t *secret = previous ? k->prev : k->cur;
+    size_t slen = previous ? k->prev_len : k->cur_len;
+    uint8_t m[32];
+    _Static_assert(1 + SID_KEY_MAC_LEN * 4 / 3 == SID_KEY_LEN, "k length");
+    if (slen == 0 || mac(secret, slen, key_domain, key, len, m) != 0) {
+        return -1;
+    }
+    out[0] = 'k';
+    size_t n = sid_b64url_encode(m, SID_KEY_MAC_LEN, out + 1);
+    return (int)(n + 1);
+}
+
+int sid_keys_set(struct sid_keys *k, const uint8_t *cur, size_t cur_len, const uint8_t *prev,
+                 size_t prev_len)
+{
+    if (cur_len < SID_SECRET_MIN || cur_len > SID_SECRET_MAX ||
+        (prev != NULL && (prev_len < SID_SECRET_MIN || prev_len > SID_SECRET_MAX))) {
+        return -1;
+    }
+    sid_keys_wipe(k);
+    memcpy(k->cur, cur, cur_len);
+    k->cur_len = cur_len;
+    if (prev != NULL) {
+        memcpy(k->prev, prev, prev_len);
+        k->prev_len = prev_len;
+    }
+    return 0;
+}
+
+void sid_keys_wipe(struct sid_keys *k)
+{
+    OPENSSL_cleanse(k, sizeof(*k));
+    k->cur_len = 0;
+    k->prev_len = 0;
+}
+
+/* Read a whole secret file into buf; strip one trailing newline. */
+static int read_secret(const char *path, uint8_t *buf, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* One byte more than allowed (plus the newline) tells "too long" apart. */
+    uint8_t tmp[SID_SECRET_MAX + 2];
+    size_t n = fread(tmp, 1, sizeof(tmp), f);
+    int rd_err = ferror(f);
+    fclose(f);
+    if (rd_err) {
+        snprintf(err, errlen, "%s: read error", path);
+        goto fail;
+    }
+    if (n > 0 && tmp[n - 1] == '\n') {
+        n--;
+    }
+    if (n < SID_SECRET_MIN || n > SID_SECRET_MAX) {
+        snprintf(err, errlen, "%s: a secret must be %u to %u bytes (got %s%zu)", path,
+                 SID_SECRET_MIN, SID_SECRET_MAX, n > SID_SECRET_MAX ? "more than " : "", n);
+        goto fail;
+    }
+    memcpy(buf, tmp, n);
+    *len = n;
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    return 0;
+fail:
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    return -1;
+}
+
+int sid_keys_load(struct sid_keys *k, const char *secret_file, const char *prev_file, char *err,
+                  size_t errlen)
+{
+    sid_keys_wipe(k);
+    if (secret_file == NULL || secret_file[0] == '\0') {
+        snprintf(err, errlen, "session.secret_file is not set");
+        return -1;
+    }
+    if (read_secret(secret_file, k->cur, &k->cur_len, err, errlen) != 0) {
+        goto fail;
+    }
+    if (prev_file != NULL && prev_file[0] != '\0' &&
+        read_secret(prev_file, k->prev, &k->prev_len, err, errlen) != 0) {
+        goto fail;
+    }
+    return 0;
+fail:
+    sid_keys_wipe(k);
+    return -1;
+}

@@ -1,0 +1,162 @@
+/* test_affinity.c - HRW hash, ranking, weighted fallback choice, flags.
+ * The hash vectors were computed by an independent Python transcription of the
+ * algorithm documented in affinity.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "affinity.h"
+#include "check.h"
+
+static struct aff_cand cand(const char *name, uint32_t w, unsigned flags)
+{
+    struct aff_cand c = {.name = name, .name_len = strlen(name), .weight = w, .flags = flags};
+    return c;
+}
+
+static void test_flags(void)
+{
+    CHECK_EQ_INT(aff_flags(SRV_READY, 1), AFF_F_UP | AFF_F_NEW);
+    CHECK_EQ_INT(aff_flags(SRV_READY, 256), AFF_F_UP | AFF_F_NEW);
+    CHECK_EQ_INT(aff_flags(SRV_READY, 0), AFF_F_UP);
+    CHECK_EQ_INT(aff_flags(SRV_DRAIN, 10), AFF_F_UP | AFF_F_DRAIN);
+    CHECK_EQ_INT(aff_flags(SRV_MAINT, 10), 0);
+    CHECK_EQ_INT(aff_flags(SRV_DOWN, 10), 0);
+    CHECK(aff_pinned_usable(SRV_READY));
+    CHECK(aff_pinned_usable(SRV_DRAIN));
+    CHECK(!aff_pinned_usable(SRV_MAINT));
+    CHECK(!aff_pinned_usable(SRV_DOWN));
+    CHECK(!aff_pinned_draining(SRV_READY));
+    CHECK(aff_pinned_draining(SRV_DRAIN));
+    CHECK(!aff_pinned_draining(SRV_DOWN));
+}
+
+static void test_hash_vectors(void)
+{
+    CHECK(aff_hash("", 0, "", 0) == 0x25fc6dd36ce04b20ull);
+    CHECK(aff_hash("abc", 3, "srv1", 4) == 0xd3345a14b297ce65ull);
+    const char *sid = "1AAECAwQFBgcICQoLDA0OD1AC8CxgfxHswJrdpovXiIo";
+    CHECK(aff_hash(sid, strlen(sid), "ws2", 3) == 0x1f05e68d19e5f025ull);
+    /* the separator keeps (ab, c) and (a, bc) apart */
+    CHECK(aff_hash("ab", 2, "c", 1) != aff_hash("a", 1, "bc", 2));
+    CHECK(aff_score(0, 0) == 0.0);
+    CHECK(aff_score(1ull << 63, 2) > aff_score(1ull << 63, 1));
+    CHECK(aff_score(~0ull, 1) > aff_score(1ull << 62, 1)); /* larger h, larger score */
+    CHECK(aff_score(0, 1) > 0.0 && aff_score(~0ull, 1) > 0.0);
+}
+
+static void test_rank_order_independent(void)
+{
+    const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    enum { N = sizeof(names) / sizeof(names[0]) };
+    struct aff_cand ref[N], c[N];
+    for (int i = 0; i < N; i++) {
+        ref[i] = cand(names[i], 1, AFF_F_UP | AFF_F_NEW);
+    }
+    aff_rank("sid-1", 5, ref, N);
+    unsigned bad = 0;
+    for (int i = 1; i < N; i++) {
+        bad += ref[i - 1].hash < ref[i].hash;
+    }
+    CHECK_EQ_INT(bad, 0);
+    srand(3);
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < N; i++) {
+            c[i] = cand(names[i], 1, 0);
+        }
+        for (int i = N - 1; i > 0; i--) { /* Fisher-Yates */
+            int j = rand() % (i + 1);
+            struct aff_cand t = c[i];
+            c[i] = c[j];
+            c[j] = t;
+        }
+        aff_rank("sid-1", 5, c, N);
+        for (int i = 0; i < N; i++) {
+            bad += strcmp(c[i].name, ref[i].name) != 0;
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* different ids give different orders somewhere */
+    unsigned differ = 0;
+    for (int s = 0; s < 20; s++) {
+        char id[16];
+        snprintf(id, sizeof(id), "id-%d", s);
+        for (int i = 0; i < N; i++) {
+            c[i] = cand(names[i], 1, 0);
+        }
+        aff_rank(id, strlen(id), c, N);
+        differ += strcmp(c[0].name, ref[0].name) != 0;
+    }
+    CHECK(differ > 0);
+    aff_rank("x", 1, c, 0); /* empty list is fine */
+}
+
+static void test_pick(void)
+{
+    struct aff_cand c[4] = {
+        cand("s1", 1, AFF_F_UP | AFF_F_NEW),
+        cand("s2", 2, AFF_F_UP | AFF_F_NEW),
+        cand("s3", 3, AFF_F_UP | AFF_F_NEW),
+        cand("s4", 5, AFF_F_UP | AFF_F_DRAIN),
+    };
+    unsigned count[4] = {0};
+    const int rounds = 30000;
+    for (int i = 0; i < rounds; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "session-%d", i);
+        int p = aff_pick(id, strlen(id), c, 4, AFF_F_UP | AFF_F_NEW);
+        CHECK(p >= 0 && p < 3);
+        if (p >= 0) {
+            count[p]++;
+        }
+    }
+    CHECK_EQ_INT(count[3], 0); /* draining: never chosen */
+    /* shares proportional to weight 1:2:3 (expected 5000/10000/15000) */
+    printf("weighted shares: %u %u %u\n", count[0], count[1], count[2]);
+    CHECK(count[0] > 4500 && count[0] < 5500);
+    CHECK(count[1] > 9300 && count[1] < 10700);
+    CHECK(count[2] > 14200 && count[2] < 15800);
+
+    /* order of the list does not matter */
+    struct aff_cand r[4] = {c[3], c[2], c[0], c[1]};
+    unsigned bad = 0;
+    for (int i = 0; i < 2000; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "session-%d", i);
+        int a = aff_pick(id, strlen(id), c, 4, AFF_F_NEW);
+        int b = aff_pick(id, strlen(id), r, 4, AFF_F_NEW);
+        bad += strcmp(c[a].name, r[b].name) != 0;
+    }
+    CHECK_EQ_INT(bad, 0);
+
+    /* removing a server moves only the ids it held */
+    struct aff_cand less[2] = {c[0], c[2]};
+    unsigned moved_wrongly = 0;
+    for (int i = 0; i < 5000; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "session-%d", i);
+        int a = aff_pick(id, strlen(id), c, 3, AFF_F_NEW);
+        int b = aff_pick(id, strlen(id), less, 2, AFF_F_NEW);
+        if (a != 1) {
+            moved_wrongly += strcmp(c[a].name, less[b].name) != 0;
+        }
+    }
+    CHECK_EQ_INT(moved_wrongly, 0);
+
+    /* nothing eligible */
+    struct aff_cand none[2] = {cand("d", 3, AFF_F_UP | AFF_F_DRAIN), cand("z", 0, AFF_F_UP)};
+    CHECK_EQ_INT(aff_pick("id", 2, none, 2, AFF_F_NEW), -1);
+    CHECK_EQ_INT(aff_pick("id", 2, none, 0, AFF_F_NEW), -1);
+    /* weight 0 never picked even when flags match */
+    struct aff_cand w0[2] = {cand("a", 0, AFF_F_NEW), cand("b", 1, AFF_F_NEW)};
+    CHECK_EQ_INT(aff_pick("id", 2, w0, 2, AFF_F_NEW), 1);
+}
+
+int main(void)
+{
+    test_flags();
+    test_hash_vectors();
+    test_rank_order_independent();
+    test_pick();
+    return check_summary("test_affinity");
+}
