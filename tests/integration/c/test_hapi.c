@@ -1,0 +1,516 @@
+/* Integration test of hapi.c against a real /usr/sbin/haproxy started in a
+ * temp dir: backend ws with s1 UP (a listener this test opens), s2 DOWN (a
+ * closed port, check inter 100), s3 `disabled`. Checks the refreshed view over
+ * the unix and the TCP stats socket, set server state round trips, shutdown
+ * sessions on a live session, HAProxy's error messages, a stopped HAProxy
+ * (timeout), a killed one (failures counted, loop still turning) and a
+ * restarted one (recovery). HAProxy is killed on every exit path. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+#include "hapi.h"
+#include "servers.h"
+#include "stats.h"
+
+static char tmpdir[] = "/tmp/stickyd-hapi-XXXXXX";
+static char cfgpath[256], sockpath[256];
+static pid_t haproxy_pid = -1;
+static int stats_port, fe_port, up_port, down_port;
+
+static void haproxy_stop(void)
+{
+    if (haproxy_pid > 0) {
+        kill(haproxy_pid, SIGCONT);
+        kill(haproxy_pid, SIGKILL);
+        waitpid(haproxy_pid, NULL, 0);
+        haproxy_pid = -1;
+    }
+}
+
+static void cleanup(void)
+{
+    haproxy_stop();
+    char path[300];
+    unlink(cfgpath);
+    unlink(sockpath);
+    snprintf(path, sizeof(path), "%s/haproxy.log", tmpdir);
+    unlink(path);
+    rmdir(tmpdir);
+}
+
+static void on_signal(int sig)
+{
+    cleanup();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int listen_on(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 64) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int haproxy_start(void)
+{
+    unlink(sockpath);
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+        char logpath[300];
+        snprintf(logpath, sizeof(logpath), "%s/haproxy.log", tmpdir);
+        int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (lfd >= 0) {
+            dup2(lfd, 1);
+            dup2(lfd, 2);
+        }
+        execl("/usr/sbin/haproxy", "haproxy", "-db", "-f", cfgpath, (char *)NULL);
+        _exit(127);
+    }
+    haproxy_pid = pid;
+    /* wait (bounded) until both stats sockets accept */
+    for (int i = 0; i < 500; i++) {
+        struct stat st;
+        if (stat(sockpath, &st) == 0) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a = {.sin_family = AF_INET,
+                                    .sin_port = htons((uint16_t)stats_port),
+                                    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+            close(fd);
+            if (rc == 0) {
+                return 0;
+            }
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            haproxy_pid = -1;
+            return -1;
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+/* ---- loop helpers ---- */
+
+static struct ev_loop *loop;
+
+static void on_wake(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void)l;
+    (void)w;
+    (void)revents;
+}
+
+/* Run the loop until pred() holds or `secs` of loop time passed (a bound for
+ * a broken run, not a timed assertion). */
+static bool run_until(bool (*pred)(void), double secs)
+{
+    ev_timer wake;
+    ev_timer_init(&wake, on_wake, 0.05, 0.05);
+    ev_timer_start(loop, &wake);
+    ev_now_update(loop);
+    double end = ev_now(loop) + secs;
+    bool ok = pred();
+    while (!ok && ev_now(loop) < end) {
+        ev_run(loop, EVRUN_ONCE);
+        ok = pred();
+    }
+    ev_timer_stop(loop, &wake);
+    return ok;
+}
+
+/* ---- command completions ---- */
+
+struct done {
+    int calls;
+    bool ok;
+    char text[512];
+};
+
+static void on_done(void *arg, bool ok, const char *text, size_t len)
+{
+    struct done *d = arg;
+    d->calls++;
+    d->ok = ok;
+    snprintf(d->text, sizeof(d->text), "%.*s", (int)len, text);
+    CHECK(text[len] == '\0');
+}
+
+static struct done *want_done;
+static bool is_done(void)
+{
+    return want_done->calls > 0;
+}
+
+static void wait_done(struct done *d)
+{
+    want_done = d;
+    run_until(is_done, 8.0);
+    want_done = NULL;
+}
+
+/* ---- view predicates ---- */
+
+static const struct srv *view_srv(const char *name)
+{
+    const struct srv_backend *b = servers_find("ws", 2);
+    return b ? servers_find_server(b, name, strlen(name)) : NULL;
+}
+
+static enum srv_state want_state;
+static const char *want_name;
+static bool srv_in_state(void)
+{
+    const struct srv *s = view_srv(want_name);
+    return s != NULL && s->state == want_state;
+}
+
+static bool wait_state(const char *name, enum srv_state st)
+{
+    want_name = name;
+    want_state = st;
+    return run_until(srv_in_state, 8.0);
+}
+
+static uint32_t want_scur;
+static bool s1_scur(void)
+{
+    const struct srv *s = view_srv("s1");
+    return s != NULL && s->scur == want_scur;
+}
+
+static struct hapi *cur;
+static bool is_ready(void)
+{
+    return hapi_ready(cur);
+}
+static bool is_healthy(void)
+{
+    return hapi_healthy(cur);
+}
+static bool is_unhealthy(void)
+{
+    return !hapi_healthy(cur);
+}
+
+static int refreshes;
+static void on_refresh(void *arg)
+{
+    (void)arg;
+    refreshes++;
+}
+
+static int accepted_fd = -1;
+static void on_accept(struct ev_loop *l, ev_io *w, int revents)
+{
+    (void)l;
+    (void)revents;
+    int fd = accept(w->fd, NULL, NULL);
+    if (fd >= 0) {
+        if (accepted_fd >= 0) {
+            close(accepted_fd);
+        }
+        accepted_fd = fd;
+    }
+}
+
+static int client_fd = -1;
+static bool client_eof(void)
+{
+    char c;
+    ssize_t n = recv(client_fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static int ticks;
+static void on_tick(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void)l;
+    (void)w;
+    (void)revents;
+    ticks++;
+}
+static bool ticked(void)
+{
+    return ticks >= 3;
+}
+
+static struct hapi *open_hapi(const char *addr, struct cfg *c)
+{
+    if (cfg_defaults(c) < 0) {
+        return NULL;
+    }
+    free(c->haproxy_socket);
+    c->haproxy_socket = strdup(addr);
+    c->haproxy_refresh_ms = 100;
+    return hapi_new(loop, c);
+}
+
+static void test_view(struct hapi *h)
+{
+    cur = h;
+    CHECK(run_until(is_ready, 8.0));
+    CHECK(hapi_healthy(h));
+    /* s2's checks need `fall` failures before HAProxy calls it DOWN */
+    CHECK(wait_state("s2", SRV_DOWN));
+    const struct srv *s1 = view_srv("s1"), *s2 = view_srv("s2"), *s3 = view_srv("s3");
+    CHECK(s1 != NULL && s1->state == SRV_READY && s1->weight == 10);
+    CHECK(s2 != NULL && s2->state == SRV_DOWN && s2->weight == 20);
+    CHECK(s3 != NULL && s3->state == SRV_MAINT && s3->weight == 30);
+    const struct srv_backend *b = servers_find("ws", 2);
+    CHECK(b != NULL && b->nservers == 3);
+    /* the frontend has no servers and is not a backend */
+    CHECK(servers_find("fe", 2) == NULL);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (access("/usr/sbin/haproxy", X_OK) != 0) {
+        fprintf(stderr, "test_hapi: /usr/sbin/haproxy missing\n");
+        return 1;
+    }
+    if (mkdtemp(tmpdir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    atexit(cleanup);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGABRT, on_signal);
+    snprintf(cfgpath, sizeof(cfgpath), "%s/haproxy.cfg", tmpdir);
+    snprintf(sockpath, sizeof(sockpath), "%s/admin.sock", tmpdir);
+    loop = ev_default_loop(0);
+
+    int lfd = listen_on(&up_port);
+    stats_port = free_port();
+    fe_port = free_port();
+    down_port = free_port(); /* nothing listens there */
+    CHECK(lfd >= 0 && stats_port > 0 && fe_port > 0 && down_port > 0);
+    ev_io accept_w;
+    ev_io_init(&accept_w, on_accept, lfd, EV_READ);
+    ev_io_start(loop, &accept_w);
+
+    FILE *f = fopen(cfgpath, "w");
+    if (f == NULL) {
+        return 1;
+    }
+    fprintf(f,
+            "global\n"
+            "    stats socket %s level admin\n"
+            "    stats socket 127.0.0.1:%d level admin\n"
+            "defaults\n"
+            "    mode tcp\n"
+            "    timeout connect 1s\n"
+            "    timeout client 30s\n"
+            "    timeout server 30s\n"
+            "frontend fe\n"
+            "    bind 127.0.0.1:%d\n"
+            "    default_backend ws\n"
+            "backend ws\n"
+            "    server s1 127.0.0.1:%d check inter 100 weight 10\n"
+            "    server s2 127.0.0.1:%d check inter 100 weight 20\n"
+            "    server s3 127.0.0.1:%d disabled weight 30\n",
+            sockpath, stats_port, fe_port, up_port, down_port, up_port);
+    fclose(f);
+    if (haproxy_start() < 0) {
+        fprintf(stderr, "test_hapi: haproxy did not start (see %s/haproxy.log)\n", tmpdir);
+        CHECK(0);
+        return check_summary("test_hapi_haproxy");
+    }
+
+    /* ---- unix socket ---- */
+    char addr[300];
+    snprintf(addr, sizeof(addr), "unix:%s", sockpath);
+    struct cfg cu;
+    struct hapi *h = open_hapi(addr, &cu);
+    CHECK(h != NULL);
+    if (h == NULL) {
+        return check_summary("test_hapi_haproxy");
+    }
+    CHECK(!hapi_ready(h));
+    CHECK(hapi_on_refresh(h, on_refresh, NULL) == 0);
+    test_view(h);
+    CHECK(refreshes > 0);
+
+    /* set server state round trips, each seen by a later refresh */
+    static const struct {
+        const char *state;
+        enum srv_state want;
+    } steps[] = {{"drain", SRV_DRAIN}, {"ready", SRV_READY}, {"maint", SRV_MAINT},
+                 {"ready", SRV_READY}};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        struct done d = {0};
+        CHECK(hapi_set_server_state(h, "ws", "s1", steps[i].state, on_done, &d) == 0);
+        CHECK_EQ_INT(d.calls, 0); /* never from inside the call */
+        wait_done(&d);
+        CHECK_EQ_INT(d.calls, 1);
+        CHECK(d.ok);
+        CHECK_EQ_INT(strlen(d.text), 0);
+        CHECK(wait_state("s1", steps[i].want));
+    }
+
+    /* HAProxy's own error messages come back as failures */
+    uint64_t errs0 = stats.haproxy_api_errors;
+    struct done nosrv = {0}, nobe = {0}, bad = {0}, info = {0};
+    CHECK(hapi_set_server_state(h, "ws", "nosuch", "drain", on_done, &nosrv) == 0);
+    CHECK(hapi_shutdown_sessions(h, "nobe", "s1", on_done, &nobe) == 0);
+    CHECK(hapi_set_server_state(h, "ws", "s1", "sideways", on_done, &bad) == -1);
+    CHECK(hapi_set_server_state(h, "ws;x", "s1", "drain", on_done, &bad) == -1);
+    CHECK(hapi_set_server_state(h, "ws", "s1 state maint", "drain", on_done, &bad) == -1);
+    CHECK(hapi_command(h, "show info;show stat", on_done, &bad) == -1);
+    CHECK(hapi_command(h, "show info", on_done, &info) == 0);
+    wait_done(&nosrv);
+    wait_done(&nobe);
+    wait_done(&info);
+    CHECK(nosrv.calls == 1 && !nosrv.ok && strcmp(nosrv.text, "No such server.") == 0);
+    CHECK(nobe.calls == 1 && !nobe.ok && strstr(nobe.text, "backend") != NULL);
+    CHECK(info.calls == 1 && info.ok && strstr(info.text, "Name: HAProxy") != NULL);
+    CHECK_EQ_INT(bad.calls, 0);
+    CHECK(stats.haproxy_api_errors >= errs0 + 2);
+    fprintf(stderr, "test_hapi: unknown backend -> '%s'\n", nobe.text);
+
+    /* a live session through HAProxy to s1, then shutdown sessions */
+    client_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in fe = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fe_port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(connect(client_fd, (struct sockaddr *)&fe, sizeof(fe)) == 0);
+    want_scur = 1;
+    CHECK(run_until(s1_scur, 8.0));
+    struct done shut = {0};
+    CHECK(hapi_shutdown_sessions(h, "ws", "s1", on_done, &shut) == 0);
+    wait_done(&shut);
+    CHECK(shut.calls == 1 && shut.ok);
+    CHECK(run_until(client_eof, 8.0));
+    want_scur = 0;
+    CHECK(run_until(s1_scur, 8.0));
+    close(client_fd);
+
+    /* FIFO order: drain then ready queued back to back end up ready */
+    struct done q1 = {0}, q2 = {0};
+    CHECK(hapi_set_server_state(h, "ws", "s1", "drain", on_done, &q1) == 0);
+    CHECK(hapi_set_server_state(h, "ws", "s1", "ready", on_done, &q2) == 0);
+    wait_done(&q2);
+    CHECK(q1.calls == 1 && q1.ok && q2.calls == 1 && q2.ok);
+    CHECK(wait_state("s1", SRV_READY));
+
+    /* ---- TCP socket ---- */
+    char taddr[64];
+    snprintf(taddr, sizeof(taddr), "127.0.0.1:%d", stats_port);
+    struct cfg ct;
+    struct hapi *ht = open_hapi(taddr, &ct);
+    CHECK(ht != NULL);
+    if (ht != NULL) {
+        servers_clear();
+        test_view(ht);
+        struct done d = {0};
+        CHECK(hapi_set_server_state(ht, "ws", "s1", "drain", on_done, &d) == 0);
+        wait_done(&d);
+        CHECK(d.calls == 1 && d.ok);
+        CHECK(wait_state("s1", SRV_DRAIN));
+        struct done d2 = {0};
+        CHECK(hapi_set_server_state(ht, "ws", "s1", "ready", on_done, &d2) == 0);
+        wait_done(&d2);
+        CHECK(d2.ok && wait_state("s1", SRV_READY));
+        hapi_free(ht);
+    }
+    cur = h;
+
+    /* ---- a stopped HAProxy: the unix connect succeeds, no reply comes ---- */
+    kill(haproxy_pid, SIGSTOP);
+    struct done slow = {0};
+    CHECK(hapi_command(h, "show info", on_done, &slow) == 0);
+    ticks = 0;
+    ev_timer tick;
+    ev_timer_init(&tick, on_tick, 0.01, 0.01);
+    ev_timer_start(loop, &tick);
+    CHECK(run_until(ticked, 8.0)); /* the loop keeps turning meanwhile */
+    wait_done(&slow);
+    CHECK(slow.calls == 1 && !slow.ok && strstr(slow.text, "no complete reply") != NULL);
+    CHECK(run_until(is_unhealthy, 8.0)); /* the refresh in flight times out too */
+    kill(haproxy_pid, SIGCONT);
+    CHECK(run_until(is_healthy, 8.0));
+
+    /* ---- a killed HAProxy ---- */
+    haproxy_stop();
+    errs0 = stats.haproxy_api_errors;
+    CHECK(run_until(is_unhealthy, 8.0));
+    struct done dead = {0};
+    CHECK(hapi_set_server_state(h, "ws", "s1", "drain", on_done, &dead) == 0);
+    wait_done(&dead);
+    CHECK(dead.calls == 1 && !dead.ok && strstr(dead.text, "connect") != NULL);
+    ticks = 0;
+    CHECK(run_until(ticked, 8.0));
+    CHECK(stats.haproxy_api_errors >= errs0 + 2);
+    CHECK(hapi_ready(h)); /* it did succeed once; the last view stays */
+    CHECK(view_srv("s1") != NULL);
+    ev_timer_stop(loop, &tick);
+
+    /* ---- restarted: recovers on its own ---- */
+    CHECK(haproxy_start() == 0);
+    CHECK(run_until(is_healthy, 8.0));
+    CHECK(wait_state("s2", SRV_DOWN));
+    CHECK(wait_state("s3", SRV_MAINT));
+
+    /* ---- free with commands pending: each callback runs once, failed ---- */
+    struct done p1 = {0}, p2 = {0};
+    CHECK(hapi_command(h, "show info", on_done, &p1) == 0);
+    CHECK(hapi_command(h, "show info", on_done, &p2) == 0);
+    hapi_free(h);
+    CHECK(p1.calls == 1 && !p1.ok && strstr(p1.text, "shutting down") != NULL);
+    CHECK(p2.calls == 1 && !p2.ok);
+
+    /* a bad address is refused at creation */
+    struct cfg cb;
+    CHECK(open_hapi("not-an-address", &cb) == NULL);
+    cfg_free(&cb);
+
+    cfg_free(&cu);
+    cfg_free(&ct);
+    ev_io_stop(loop, &accept_w);
+    close(lfd);
+    if (accepted_fd >= 0) {
+        close(accepted_fd);
+    }
+    servers_clear();
+    cleanup();
+    return check_summary("test_hapi_haproxy");
+}
