@@ -1,0 +1,66 @@
+/* fleet.h - cluster-wide live connection counts and server states.
+ *
+ * Owns, per backend, the Redis keys that say how loaded and how usable each
+ * server is across every HAProxy instance:
+ *   <prefix>{<backend>}:conns       hash server -> live connections, all live instances
+ *   <prefix>{<backend>}:i:<inst>    hash server -> this instance's share (TTL = heartbeat)
+ *   <prefix>{<backend>}:o:<inst>    hash unique-id -> server, this instance's open tunnels
+ *   <prefix>{<backend>}:insts       zset instance -> last heartbeat (unix ms)
+ *   <prefix>{<backend>}:state       hash server -> "drain:<deadline ms>[:close]" | "maint"
+ *   <prefix>{<backend>}:servers     hash server -> "<weight> <haproxy state>" (last agent's view)
+ * Opens come from the `sticky-established` SPOE message, closes from HAProxy's
+ * log (slog.c), and every resync period the instance's share is reset from
+ * HAProxy's own scur, dead instances are dropped and `conns` is recomputed as
+ * the sum of live shares, so a lost event never leaves drift.
+ * Cluster state changes (drain/maint) are applied to the local HAProxy.
+ */
+#ifndef STICKYD_FLEET_H
+#define STICKYD_FLEET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct cfg;
+struct store;
+struct hapi;
+struct slog_close;
+struct event;
+
+struct fleet;
+
+/* Start counting for this agent's instance (cfg->instance): registers the
+ * `sticky-established` handler, starts the resync and state-poll timers and
+ * subscribes to the events channel. h may be NULL (static server list: no scur
+ * resync, no state applied to HAProxy). NULL on failure. */
+struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store *st,
+                        struct hapi *h);
+
+/* Leave the cluster (drop this instance's share) and free. The leave is sent
+ * best-effort; the heartbeat TTL covers the case where it is lost. */
+void fleet_free(struct fleet *f);
+
+/* slog callback: a tunnel closed (arg is the struct fleet). */
+void fleet_on_close(const struct slog_close *c, void *arg);
+
+/* Publish a change event on the configured channel (best effort). */
+void fleet_publish(struct fleet *f, const struct event *e);
+
+/* Parse a state hash value: returns 0 and fills the out-params, -1 when the
+ * value is not one of "maint", "drain:<ms>", "drain:<ms>:close". Pure. */
+enum fleet_admin {
+    FLEET_READY = 0,
+    FLEET_DRAIN = 1,
+    FLEET_MAINT = 2,
+    FLEET_ADMIN_COUNT
+};
+int fleet_parse_state(const char *v, size_t len, enum fleet_admin *st, int64_t *deadline_ms,
+                      bool *close_at_deadline) __attribute__((warn_unused_result));
+
+/* Build "<prefix>{<backend>}:<suffix>" into buf. Returns the length, or -1 if
+ * it does not fit. Shared by every module that names a backend key. */
+int fleet_key(char *buf, size_t len, const char *prefix, const char *backend, size_t blen,
+              const char *suffix) __attribute__((warn_unused_result));
+
+#endif
