@@ -41,15 +41,29 @@ enum store_rtype {
 typedef void (*store_cb)(const struct store_reply *r, enum store_result res, void *arg);
 typedef void (*store_msg_cb)(const char *channel, const uint8_t *msg, size_t len, void *arg);
 
-/* New store using c's redis_* settings; connects in the background. The
- * config must outlive the store (or be replaced with store_reconfigure). */
+/* New store using c's redis_* settings; connects in the background (retrying
+ * with backoff from redis_reconnect_min_ms doubling to redis_reconnect_max_ms,
+ * +0..20% jitter; redis_connect_timeout_ms bounds TCP connect + handshake).
+ * "Connected" means AUTH (user+password, or password) and SELECT succeeded.
+ * The config must outlive the store (or be replaced with store_reconfigure). */
 struct store *store_new(struct ev_loop *loop, const struct cfg *c);
-/* Fail every pending request with STORE_DOWN, close, free. */
+/* Fail every pending request with STORE_DOWN (each callback once), close, free.
+ * Must not be called from inside a store callback. */
 void store_free(struct store *s);
 bool store_connected(const struct store *s);
+/* Swap in a new config (c must outlive the store); reconnects only when the
+ * connection settings (host, port, unix, user, password, db) changed. */
+void store_reconfigure(struct store *s, const struct cfg *c);
+/* The last connection problem ("" once connected); never contains the password. */
+const char *store_last_error(const struct store *s);
 
 /* Send one command in argv form (argvlen may be NULL for C strings). 0 when
- * queued; -1 when it could not be (cb is then NOT called). */
+ * queued; -1 when it could not be (not connected, or out of memory): cb is then
+ * NOT called, so the caller can fall back at once. timeout_ms <= 0 means
+ * cfg->redis_timeout_ms. On a deadline the callback gets STORE_TIMEOUT and the
+ * late reply is dropped. A connection with requests outstanding that receives no
+ * reply for max(1 s, 10 x redis_timeout_ms, 2 x longest deadline) is deemed hung
+ * and reconnected (its pending requests get STORE_DOWN unless already timed out). */
 int store_command(struct store *s, int argc, const char **argv, const size_t *argvlen,
                   int64_t timeout_ms, store_cb cb, void *arg) __attribute__((warn_unused_result));
 
@@ -59,8 +73,12 @@ struct store_script *store_script_new(struct store *s, const char *lua);
 int store_eval(struct store *s, struct store_script *sc, int nkeys, int argc, const char **argv,
                const size_t *argvlen, int64_t timeout_ms, store_cb cb, void *arg)
     __attribute__((warn_unused_result));
+/* The script's SHA1, 40 lowercase hex digits (borrowed, lives with the store). */
+const char *store_script_sha(const struct store_script *sc);
 
-/* Subscribe to channel on a dedicated connection (resubscribes on reconnect). */
+/* Subscribe to channel on a dedicated connection (started on the first call,
+ * same AUTH and backoff; resubscribes on reconnect). cb gets the channel (a C
+ * string) and the payload bytes, both borrowed for the call. 0 or -1 (OOM). */
 int store_subscribe(struct store *s, const char *channel, store_msg_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
