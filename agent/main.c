@@ -14,9 +14,11 @@
 #include "builtin.h"
 #include "config.h"
 #include "conn.h"
+#include "hapi.h"
 #include "listener.h"
 #include "log.h"
 #include "req.h"
+#include "servers.h"
 #include "stats.h"
 #include "util.h"
 
@@ -32,6 +34,7 @@ static const char *cli_level;
 static bool stopping;
 static ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 static ev_timer drain_w;
+static struct hapi *hapi;      /* NULL: static server list */
 
 static void usage(FILE *f)
 {
@@ -291,6 +294,19 @@ int main(int argc, char **argv)
      *      if (aff_init(loop, &cfg) != 0) goto out_modules;   (sticky-assign)
      *      if (haproxy_api_init(loop, &cfg) != 0) goto out_modules; */
 
+    /* The servers view: the local HAProxy's runtime API when configured (hapi
+     * refreshes it), else the config's static list. */
+    if (cfg.haproxy_socket != NULL && cfg.haproxy_socket[0] != '\0') {
+        hapi = hapi_new(loop, &cfg);
+        if (hapi == NULL) {
+            log_err("cannot start the HAProxy runtime API client for %s", cfg.haproxy_socket);
+            goto out_modules;
+        }
+    } else if (servers_load_static(&cfg) != 0) {
+        log_err("cannot load the static server list");
+        goto out_modules;
+    }
+
     if (lsn_start(loop, &cfg, err, sizeof(err)) != 0) {
         log_err("%s", err);
         goto out_modules;
@@ -307,6 +323,8 @@ out_modules:
     /* ---- module teardown, in reverse order of init. Each must complete (or
      * fail) its outstanding requests so that orphaned ones are freed.
      * e.g. haproxy_api_stop(); aff_stop(); store_stop(); */
+    hapi_free(hapi); /* after every module that holds it (fleet) */
+    hapi = NULL;
 
 out_signals:
     req_registry_clear();
