@@ -790,9 +790,14 @@ static void batch_finish(struct hapi_batch *b, bool ok, const char *why)
     if (text == NULL) {
         text = empty;
     }
+    bool changed = ok && b->kind == BATCH_EMPTY_OK;
     cb(arg, ok, text, tlen);
     batch_free(b);
     if (!h->closing) {
+        /* a state change should reach the view now, not a period later */
+        if (changed) {
+            hapi_refresh_now(h);
+        }
         cmd_pump(h);
     }
 }

@@ -66,7 +66,8 @@ int hapi_command(struct hapi *h, const char *cmd, hapi_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
 /* "set server <backend>/<server> state <state>", state one of "ready",
- * "drain", "maint". ok only when HAProxy replied with an empty line. Names
+ * "drain", "maint". ok only when HAProxy replied with an empty line; a
+ * refresh then starts at once (unless one is in flight). Names
  * must be non-empty, < SRV_NAME_MAX and free of spaces, ';', '/' and control
  * characters. 0 or -1 as hapi_command. */
 int hapi_set_server_state(struct hapi *h, const char *backend, const char *server,

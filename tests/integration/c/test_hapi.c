@@ -49,6 +49,8 @@ static void cleanup(void)
     unlink(sockpath);
     snprintf(path, sizeof(path), "%s/haproxy.log", tmpdir);
     unlink(path);
+    snprintf(path, sizeof(path), "%s/stderr.log", tmpdir);
+    unlink(path);
     rmdir(tmpdir);
 }
 
@@ -260,6 +262,12 @@ static bool client_eof(void)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
+static uint64_t want_errors;
+static bool errors_reached(void)
+{
+    return stats.haproxy_api_errors >= want_errors;
+}
+
 static int ticks;
 static void on_tick(struct ev_loop *l, ev_timer *w, int revents)
 {
@@ -273,14 +281,14 @@ static bool ticked(void)
     return ticks >= 3;
 }
 
-static struct hapi *open_hapi(const char *addr, struct cfg *c)
+static struct hapi *open_hapi(const char *addr, struct cfg *c, int64_t refresh_ms)
 {
     if (cfg_defaults(c) < 0) {
         return NULL;
     }
     free(c->haproxy_socket);
     c->haproxy_socket = strdup(addr);
-    c->haproxy_refresh_ms = 100;
+    c->haproxy_refresh_ms = refresh_ms;
     return hapi_new(loop, c);
 }
 
@@ -357,11 +365,37 @@ int main(void)
         return check_summary("test_hapi_haproxy");
     }
 
+    /* ---- TCP socket ---- */
+    char taddr[64];
+    snprintf(taddr, sizeof(taddr), "127.0.0.1:%d", stats_port);
+    struct cfg ct;
+    /* a refresh period far beyond the test: after the first refresh, only
+     * the refresh that follows each successful state change updates the view */
+    struct hapi *ht = open_hapi(taddr, &ct, 600000);
+    CHECK(ht != NULL);
+    if (ht != NULL) {
+        servers_clear();
+        cur = ht;
+        CHECK(run_until(is_ready, 8.0));
+        CHECK(view_srv("s1") != NULL && view_srv("s3") != NULL &&
+              view_srv("s3")->state == SRV_MAINT);
+        struct done d = {0};
+        CHECK(hapi_set_server_state(ht, "ws", "s1", "drain", on_done, &d) == 0);
+        wait_done(&d);
+        CHECK(d.calls == 1 && d.ok);
+        CHECK(wait_state("s1", SRV_DRAIN));
+        struct done d2 = {0};
+        CHECK(hapi_set_server_state(ht, "ws", "s1", "ready", on_done, &d2) == 0);
+        wait_done(&d2);
+        CHECK(d2.ok && wait_state("s1", SRV_READY));
+        hapi_free(ht);
+    }
+
     /* ---- unix socket ---- */
     char addr[300];
     snprintf(addr, sizeof(addr), "unix:%s", sockpath);
     struct cfg cu;
-    struct hapi *h = open_hapi(addr, &cu);
+    struct hapi *h = open_hapi(addr, &cu, 100);
     CHECK(h != NULL);
     if (h == NULL) {
         return check_summary("test_hapi_haproxy");
@@ -406,7 +440,6 @@ int main(void)
     CHECK(info.calls == 1 && info.ok && strstr(info.text, "Name: HAProxy") != NULL);
     CHECK_EQ_INT(bad.calls, 0);
     CHECK(stats.haproxy_api_errors >= errs0 + 2);
-    fprintf(stderr, "test_hapi: unknown backend -> '%s'\n", nobe.text);
 
     /* a live session through HAProxy to s1, then shutdown sessions */
     client_fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -432,26 +465,6 @@ int main(void)
     CHECK(q1.calls == 1 && q1.ok && q2.calls == 1 && q2.ok);
     CHECK(wait_state("s1", SRV_READY));
 
-    /* ---- TCP socket ---- */
-    char taddr[64];
-    snprintf(taddr, sizeof(taddr), "127.0.0.1:%d", stats_port);
-    struct cfg ct;
-    struct hapi *ht = open_hapi(taddr, &ct);
-    CHECK(ht != NULL);
-    if (ht != NULL) {
-        servers_clear();
-        test_view(ht);
-        struct done d = {0};
-        CHECK(hapi_set_server_state(ht, "ws", "s1", "drain", on_done, &d) == 0);
-        wait_done(&d);
-        CHECK(d.calls == 1 && d.ok);
-        CHECK(wait_state("s1", SRV_DRAIN));
-        struct done d2 = {0};
-        CHECK(hapi_set_server_state(ht, "ws", "s1", "ready", on_done, &d2) == 0);
-        wait_done(&d2);
-        CHECK(d2.ok && wait_state("s1", SRV_READY));
-        hapi_free(ht);
-    }
     cur = h;
 
     /* ---- a stopped HAProxy: the unix connect succeeds, no reply comes ---- */
@@ -470,9 +483,19 @@ int main(void)
     CHECK(run_until(is_healthy, 8.0));
 
     /* ---- a killed HAProxy ---- */
+    /* capture our stderr meanwhile, to count the log lines */
+    char errlog[300];
+    snprintf(errlog, sizeof(errlog), "%s/stderr.log", tmpdir);
+    fflush(stderr);
+    int saved_err = dup(2);
+    int errfd = open(errlog, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CHECK(saved_err >= 0 && errfd >= 0);
+    dup2(errfd, 2);
     haproxy_stop();
     errs0 = stats.haproxy_api_errors;
     CHECK(run_until(is_unhealthy, 8.0));
+    want_errors = errs0 + 10;
+    CHECK(run_until(errors_reached, 8.0)); /* ten failed refreshes... */
     struct done dead = {0};
     CHECK(hapi_set_server_state(h, "ws", "s1", "drain", on_done, &dead) == 0);
     wait_done(&dead);
@@ -480,6 +503,20 @@ int main(void)
     ticks = 0;
     CHECK(run_until(ticked, 8.0));
     CHECK(stats.haproxy_api_errors >= errs0 + 2);
+    fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    char logbuf[8192];
+    ssize_t ln = pread(errfd, logbuf, sizeof(logbuf) - 1, 0);
+    close(errfd);
+    logbuf[ln > 0 ? ln : 0] = '\0';
+    int warns = 0;
+    for (const char *q = logbuf; (q = strstr(q, " warn ")) != NULL; q++) {
+        warns++;
+    }
+    CHECK_EQ_INT(warns, 1); /* ...logged once */
+    CHECK(strstr(logbuf, "Connection refused") != NULL);
+    unlink(errlog);
     CHECK(hapi_ready(h)); /* it did succeed once; the last view stays */
     CHECK(view_srv("s1") != NULL);
     ev_timer_stop(loop, &tick);
@@ -500,7 +537,7 @@ int main(void)
 
     /* a bad address is refused at creation */
     struct cfg cb;
-    CHECK(open_hapi("not-an-address", &cb) == NULL);
+    CHECK(open_hapi("not-an-address", &cb, 100) == NULL);
     cfg_free(&cb);
 
     cfg_free(&cu);
