@@ -1,0 +1,764 @@
+"""Process helpers for stickyd's python integration tests.
+
+Starts REAL processes (redis-server, agent/stickyd, /usr/sbin/haproxy, WebSocket
+echo servers) in a test's temporary directory, on free loopback ports, and makes
+sure they stop: every process is registered in a ProcGroup that the `procs`
+fixture stops at teardown, and an atexit hook kills whatever is still running.
+Each process writes to its own log file; conftest.py attaches them to failing
+test reports. Nothing here talks to anything but 127.0.0.1.
+
+Public API (see conftest.py for the fixtures):
+    free_port(), wait_until(), http_get(), ws_open(), WsPool, parse_cookie()
+    Proc, Redis, Stickyd, Haproxy, WsServer, ProcGroup, Stack
+"""
+import asyncio
+import atexit
+import concurrent.futures
+import http.cookies
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import websockets
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = "/usr/bin/python3"
+HAPROXY = os.environ.get("HAPROXY", "/usr/sbin/haproxy")
+REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
+STICKYD = Path(os.environ.get("STICKYD", REPO / "agent" / "stickyd"))
+RENDER = REPO / "scripts" / "render-haproxy.py"
+WSSERVER = Path(__file__).resolve().parent / "wsserver.py"
+LOOPBACK = "127.0.0.1"
+
+# Every Proc still running, for the atexit safety net.
+_LIVE = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _kill_leftovers():
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for p in procs:
+        p.kill()
+
+
+atexit.register(_kill_leftovers)
+
+
+# ---- small utilities --------------------------------------------------------
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A port the kernel just handed out on 127.0.0.1 (bind port 0, read it back).
+
+    There is a short window before the caller binds it; the kernel does not hand
+    the same ephemeral port out again soon, so collisions are rare."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Poll pred() until it returns a truthy value (returned) or raise TimeoutError.
+    Exceptions from pred count as "not yet"; the last one is in the message."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except ProcessExited:
+            raise
+        except Exception as e:  # noqa: BLE001 - "not ready yet" takes many forms
+            last = e
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timed out after %.1fs waiting for %s%s"
+                               % (timeout, what, " (last error: %r)" % last if last else ""))
+        time.sleep(interval)
+
+
+def tcp_accepts(port, host=LOOPBACK):
+    with socket.create_connection((host, port), timeout=0.5):
+        return True
+
+
+def short_tmpdir(prefix):
+    """A short directory under /tmp for unix sockets (sun_path is 108 bytes and
+    pytest's tmp_path can be longer). Removed by the owner's stop()."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+
+
+def http_get(url, headers=None, timeout=5.0):
+    """GET url; returns (status, headers (email.message.Message), body bytes).
+    HTTP error statuses are returned, not raised."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with _OPENER.open(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def parse_cookie(set_cookie, name="stickysid"):
+    """Value of cookie `name` in a Set-Cookie header value (or list of them), or None."""
+    if set_cookie is None:
+        return None
+    values = set_cookie if isinstance(set_cookie, (list, tuple)) else [set_cookie]
+    for v in values:
+        c = http.cookies.SimpleCookie()
+        try:
+            c.load(v)
+        except http.cookies.CookieError:
+            continue
+        if name in c:
+            return c[name].value
+    return None
+
+
+# ---- WebSocket clients ------------------------------------------------------
+
+class WsResult:
+    """One WebSocket connection's outcome: which server took it and the cookie."""
+
+    def __init__(self, hello, response_headers):
+        self.hello = hello                          # the server's first message (dict)
+        self.server = hello.get("server")           # e.g. "ws2"
+        self.set_cookies = response_headers.get_all("Set-Cookie") or []
+        self.set_cookie = self.set_cookies[0] if self.set_cookies else None
+        self.headers = response_headers
+
+    def cookie(self, name="stickysid"):
+        return parse_cookie(self.set_cookies, name)
+
+    def __repr__(self):
+        return "WsResult(server=%r, set_cookie=%r)" % (self.server, self.set_cookie)
+
+
+def _ws_headers(cookie, headers):
+    h = dict(headers or {})
+    if cookie:
+        h["Cookie"] = cookie if "=" in cookie else "stickysid=" + cookie
+    return h
+
+
+async def _ws_connect(url, cookie, headers, timeout):
+    ws = await websockets.connect(url, extra_headers=_ws_headers(cookie, headers),
+                                  open_timeout=timeout, close_timeout=1, ping_interval=None)
+    try:
+        hello = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    except BaseException:
+        await ws.close()
+        raise
+    return ws, WsResult(hello, ws.response_headers)
+
+
+def ws_open(url, cookie=None, headers=None, timeout=5.0):
+    """Connect (through HAProxy), read the server's hello, close. Returns a WsResult.
+    cookie: "stickysid=<v>" or just "<v>" (sent as stickysid). Raises on a failed
+    handshake (websockets.InvalidStatusCode carries the HTTP status)."""
+    async def go():
+        ws, res = await _ws_connect(url, cookie, headers, timeout)
+        await ws.close()
+        return res
+    return asyncio.run(go())
+
+
+class WsConn:
+    """A WebSocket kept open by a WsPool."""
+
+    def __init__(self, pool, ws, result):
+        self._pool = pool
+        self._ws = ws
+        self.result = result
+        self.server = result.server
+        self.set_cookie = result.set_cookie
+
+    def cookie(self, name="stickysid"):
+        return self.result.cookie(name)
+
+    def echo(self, text, timeout=5.0):
+        """Send text and return the server's echo (proves the tunnel is alive)."""
+        async def go():
+            await self._ws.send(text)
+            return await asyncio.wait_for(self._ws.recv(), timeout)
+        return self._pool._run(go())
+
+    def close(self):
+        self._pool.close(self)
+
+    @property
+    def closed(self):
+        return self._ws.closed
+
+
+class WsPool:
+    """Holds many WebSocket connections open at once, from a background event loop,
+    while the test does other things (count checks, kills, drains).
+
+        with WsPool() as pool:
+            c = pool.open(url, cookie=sid)
+            ... c.server, c.echo("x"), pool.close(c) ...
+    """
+
+    def __init__(self):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="ws-pool")
+        self._thread.start()
+        self._conns = []
+
+    def _run(self, coro, timeout=30.0):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def open(self, url, cookie=None, headers=None, timeout=5.0):
+        ws, res = self._run(_ws_connect(url, cookie, headers, timeout))
+        c = WsConn(self, ws, res)
+        self._conns.append(c)
+        return c
+
+    def open_many(self, url, n, cookie=None, timeout=10.0):
+        """n connections opened concurrently; returns the list of WsConn."""
+        async def go():
+            return await asyncio.gather(*[_ws_connect(url, cookie, None, timeout)
+                                          for _ in range(n)])
+        out = []
+        for ws, res in self._run(go(), timeout=timeout + 5):
+            c = WsConn(self, ws, res)
+            self._conns.append(c)
+            out.append(c)
+        return out
+
+    def close(self, conn):
+        if conn in self._conns:
+            self._conns.remove(conn)
+        try:
+            self._run(conn._ws.close(), timeout=5)
+        except (concurrent.futures.TimeoutError, OSError):
+            pass
+
+    def close_all(self):
+        for c in list(self._conns):
+            self.close(c)
+
+    def shutdown(self):
+        try:
+            self.close_all()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+
+# ---- processes --------------------------------------------------------------
+
+class Proc:
+    """One child process with its own log file. Started in its own session so
+    stop() can signal its whole process group (only what we started)."""
+
+    def __init__(self, name, workdir, argv=None):
+        self.name = name
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / (name + ".log")
+        self.argv = argv
+        self.popen = None
+        self.stopped_popens = []   # earlier incarnations (reloads, restarts)
+
+    # subclasses override
+    def ready(self):
+        return True
+
+    def start(self, timeout=10.0):
+        assert self.popen is None or self.popen.poll() is not None, "%s already running" % self
+        with open(self.log_path, "ab") as log:
+            log.write(("---- start %s: %s\n" % (time.strftime("%H:%M:%S"),
+                                                " ".join(map(str, self.argv)))).encode())
+            log.flush()
+            self.popen = subprocess.Popen([str(a) for a in self.argv], cwd=str(self.workdir),
+                                          stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=10.0):
+        def ok():
+            if self.popen.poll() is not None:
+                raise ProcessExited("%s exited with status %s during start-up:\n%s"
+                                    % (self.name, self.popen.returncode, self.log_tail(40)))
+            return self.ready()
+        try:
+            wait_until(ok, timeout, what="%s to be ready" % self.name)
+        except ProcessExited:
+            raise
+        except TimeoutError as e:
+            raise TimeoutError("%s\n%s log:\n%s" % (e, self.name, self.log_tail(40))) from None
+
+    @property
+    def pid(self):
+        return self.popen.pid if self.popen else None
+
+    @property
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig):
+        if self.alive:
+            os.kill(self.popen.pid, sig)
+
+    def _reap(self, popen, sig, timeout):
+        if popen.poll() is None:
+            try:
+                os.killpg(popen.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                popen.wait(5)
+
+    def stop(self, timeout=5.0):
+        """SIGTERM, then SIGKILL after timeout. Idempotent."""
+        for p in self.stopped_popens:
+            self._reap(p, signal.SIGTERM, timeout)
+        if self.popen is not None:
+            self._reap(self.popen, signal.SIGTERM, timeout)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
+    def kill(self):
+        """SIGKILL at once (a crash, as far as peers can tell)."""
+        for p in self.stopped_popens + ([self.popen] if self.popen else []):
+            self._reap(p, signal.SIGKILL, 5)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
+    def restart(self, timeout=10.0):
+        self.stop()
+        return self.start(timeout)
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines=200):
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def __repr__(self):
+        return "<%s %s pid=%s>" % (type(self).__name__, self.name, self.pid)
+
+
+class ProcessExited(RuntimeError):
+    pass
+
+
+class Redis(Proc):
+    """An ephemeral redis-server (no RDB, no AOF) on a fixed loopback port, so a
+    restart() or a kill()+start() brings it back where clients expect it."""
+
+    def __init__(self, workdir, name="redis", port=None):
+        super().__init__(name, workdir)
+        self.port = port or free_port()
+        self.data_dir = self.workdir / (name + "-data")
+        self.data_dir.mkdir(exist_ok=True)
+        self.argv = [REDIS_SERVER, "--port", self.port, "--bind", LOOPBACK,
+                     "--save", "", "--appendonly", "no", "--dir", self.data_dir,
+                     "--logfile", "", "--daemonize", "no", "--protected-mode", "yes"]
+
+    def ready(self):
+        return self.client().ping()
+
+    def client(self, **kw):
+        import redis  # python3-redis; imported late so harness users without it still work
+        kw.setdefault("decode_responses", True)
+        kw.setdefault("socket_timeout", 5)
+        return redis.Redis(host=LOOPBACK, port=self.port, **kw)
+
+
+class Stickyd(Proc):
+    """agent/stickyd with a generated JSON config (see agent/config.c for the keys).
+
+    listen_port, syslog ports and the secret file are chosen here; `config` is the
+    dict written to <workdir>/<name>.json; update_config() + reload() exercise SIGHUP.
+    backends: {"be_ws": ["ws1", "ws2"]} or {"be_ws": {"ws1": 1, "ws2": 0}} (weights)
+    gives the static server list (used when stats_socket is None)."""
+
+    def __init__(self, workdir, name="stickyd", redis_port=6379, stats_socket=None,
+                 backends=None, instance=None, secret_file=None, syslog_udp=True,
+                 syslog_tcp=False, listen_port=None, log_level="debug", extra=None):
+        super().__init__(name, workdir)
+        self.port = listen_port or free_port()
+        self.syslog_udp_port = free_port(socket.SOCK_DGRAM) if syslog_udp else None
+        self.syslog_tcp_port = free_port() if syslog_tcp else None
+        if secret_file is None:
+            secret_file = self.workdir / "secret.key"
+            if not secret_file.exists():
+                secret_file.write_text(secrets.token_hex(32) + "\n")
+        self.secret_file = Path(secret_file)
+        cfg = {
+            "listen": "%s:%d" % (LOOPBACK, self.port),
+            "log_level": log_level,
+            "redis": {"host": LOOPBACK, "port": redis_port, "timeout": "200ms",
+                      "reconnect_min": "50ms", "reconnect_max": "500ms"},
+            "session": {"secret_file": str(self.secret_file)},
+            "haproxy": {"stats_socket": ("unix:" + str(stats_socket)) if stats_socket else None,
+                        "refresh": "200ms", "resync": "1s"},
+            "syslog": {
+                "udp": "%s:%d" % (LOOPBACK, self.syslog_udp_port) if syslog_udp else None,
+                "tcp": "%s:%d" % (LOOPBACK, self.syslog_tcp_port) if syslog_tcp else None,
+            },
+        }
+        if instance:
+            cfg["instance"] = instance
+        if backends:
+            cfg["backends"] = {}
+            for be, srvs in backends.items():
+                if not isinstance(srvs, dict):
+                    srvs = {s: 1 for s in srvs}
+                cfg["backends"][be] = {"servers": {s: {"weight": w} for s, w in srvs.items()}}
+        for k, v in (extra or {}).items():
+            if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+                cfg[k].update(v)
+            else:
+                cfg[k] = v
+        self.config = cfg
+        self.config_path = self.workdir / (name + ".json")
+        self._write_config()
+        self.argv = [STICKYD, "--config", self.config_path]
+
+    @property
+    def addr(self):
+        return "%s:%d" % (LOOPBACK, self.port)
+
+    @property
+    def syslog_udp_addr(self):
+        return "%s:%d" % (LOOPBACK, self.syslog_udp_port) if self.syslog_udp_port else None
+
+    @property
+    def syslog_tcp_addr(self):
+        return "%s:%d" % (LOOPBACK, self.syslog_tcp_port) if self.syslog_tcp_port else None
+
+    def _write_config(self):
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.config, indent=2) + "\n")
+        os.replace(tmp, self.config_path)
+
+    def update_config(self, **changes):
+        """Merge changes (one level deep for sections) into the config file."""
+        for k, v in changes.items():
+            if isinstance(v, dict) and isinstance(self.config.get(k), dict):
+                self.config[k].update(v)
+            else:
+                self.config[k] = v
+        self._write_config()
+
+    def reload(self):
+        self.signal(signal.SIGHUP)
+
+    def start(self, timeout=10.0):
+        if not STICKYD.exists():
+            raise FileNotFoundError("%s is not built (run make)" % STICKYD)
+        return super().start(timeout)
+
+    def ready(self):
+        return tcp_accepts(self.port)
+
+
+class WsServer(Proc):
+    """tests/integration/wsserver.py: a named WebSocket echo server. Port 0 by
+    default; the real port is read back from its port file, so there is no race."""
+
+    def __init__(self, workdir, name, port=0):
+        super().__init__(name, workdir)
+        self.requested_port = port
+        self.port = port or None
+        self.port_file = self.workdir / (name + ".port")
+        self.argv = [PYTHON, WSSERVER, "--name", name, "--port", port,
+                     "--port-file", self.port_file]
+
+    def start(self, timeout=10.0):
+        if self.port_file.exists():
+            self.port_file.unlink()
+        if self.port:  # a restart keeps the port HAProxy's config names
+            self.argv[self.argv.index("--port") + 1] = self.port
+        return super().start(timeout)
+
+    def ready(self):
+        if not self.port_file.exists():
+            return False
+        self.port = int(self.port_file.read_text())
+        return tcp_accepts(self.port)
+
+    @property
+    def addr(self):
+        return "%s:%d" % (LOOPBACK, self.port)
+
+
+class Haproxy(Proc):
+    """/usr/sbin/haproxy in the foreground (-db), from a rendered or literal config.
+
+        h = Haproxy(workdir)                # h.stats_socket is known now
+        h.render(spec)  or  h.write_cfg(text)
+        h.start(); h.reload(); h.stop()
+        h.show_stat(); h.server_status("be_ws", "ws1"); h.wait_server_status(...)
+    """
+
+    def __init__(self, workdir, name="haproxy"):
+        super().__init__(name, workdir)
+        self.sock_dir = short_tmpdir("sd-%s-" % name)
+        self.stats_socket = os.path.join(self.sock_dir, "admin.sock")
+        self.conf_dir = self.workdir / (name + "-conf")
+        self.conf_dir.mkdir(exist_ok=True)
+        self.cfg_path = self.conf_dir / "haproxy.cfg"
+        self.spec = None
+        self.port = None            # the frontend port, when known
+        self.argv = [HAPROXY, "-db", "-f", self.cfg_path]
+
+    def render(self, spec):
+        """Render scripts/render-haproxy.py with spec (a dict of its keys; the stats
+        socket defaults to ours) into the conf dir; raises with HAProxy's output."""
+        spec = dict(spec)
+        spec.setdefault("stats_socket", self.stats_socket)
+        self.stats_socket = spec["stats_socket"]
+        spec_path = self.conf_dir / "spec.json"
+        spec_path.write_text(json.dumps(spec, indent=2) + "\n")
+        p = subprocess.run([PYTHON, RENDER, "--spec", spec_path, "--out", self.conf_dir,
+                            "--haproxy", HAPROXY], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError("render-haproxy failed:\n" + p.stdout.decode(errors="replace"))
+        self.spec = spec
+        bind = spec.get("bind")
+        if isinstance(bind, list):
+            bind = bind[0]
+        if bind:
+            self.port = int(bind.rsplit(":", 1)[1])
+        return self.cfg_path
+
+    def write_cfg(self, text, port=None):
+        """Use a literal config (it should declare `stats socket {self.stats_socket}`)."""
+        self.cfg_path.write_text(text)
+        self.port = port
+        p = subprocess.run([HAPROXY, "-c", "-f", self.cfg_path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        if p.returncode != 0:
+            raise RuntimeError("haproxy -c failed:\n" + p.stdout.decode(errors="replace"))
+        return self.cfg_path
+
+    @property
+    def url(self):
+        return "http://%s:%d" % (LOOPBACK, self.port)
+
+    @property
+    def ws_url(self):
+        return "ws://%s:%d" % (LOOPBACK, self.port)
+
+    def ready(self):
+        if "Name: HAProxy" not in self.cmd("show info"):
+            return False
+        return self.port is None or tcp_accepts(self.port)
+
+    def reload(self, timeout=10.0):
+        """Start a new process that takes the listeners over (-x) and tells the old
+        one to finish its connections (-sf). The old one is reaped at stop()."""
+        old = self.popen
+        self.argv = [HAPROXY, "-db", "-f", self.cfg_path, "-x", self.stats_socket,
+                     "-sf", old.pid]
+        self.stopped_popens.append(old)
+        self.popen = None
+        try:
+            return self.start(timeout)
+        finally:
+            self.argv = [HAPROXY, "-db", "-f", self.cfg_path]
+
+    def stop(self, timeout=5.0):
+        super().stop(timeout)
+        shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+    def kill(self):
+        super().kill()
+        shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+    def cmd(self, command, timeout=5.0):
+        """One runtime-API command over the stats socket; returns the text answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.stats_socket)
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                chunks.append(b)
+        return b"".join(chunks).decode(errors="replace")
+
+    def show_stat(self):
+        """`show stat` as a list of dicts (pxname, svname, status, scur, ...)."""
+        lines = [l for l in self.cmd("show stat").splitlines() if l.strip()]
+        header = lines[0].lstrip("# ").split(",")
+        return [dict(zip(header, l.split(","))) for l in lines[1:]]
+
+    def server_status(self, backend, server):
+        for row in self.show_stat():
+            if row["pxname"] == backend and row["svname"] == server:
+                return row["status"]
+        raise KeyError("%s/%s not in show stat" % (backend, server))
+
+    def wait_server_status(self, backend, server, want, timeout=15.0, exact=True):
+        """Wait until the server's `show stat` status is want ("UP", "DOWN", "MAINT",
+        "DRAIN", "no check"); exact=False also accepts transitions such as "UP 1/2"
+        (UP, one failed check). Returns the status seen."""
+        def ok():
+            st = self.server_status(backend, server)
+            return st if (st == want or (not exact and st.startswith(want))) else None
+        return wait_until(ok, timeout, interval=0.1,
+                          what="%s/%s to be %s" % (backend, server, want))
+
+
+class ProcGroup:
+    """Everything one test started; stop_all() in reverse start order. The
+    factories register the object; start() is left to the caller unless noted."""
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        self.procs = []
+
+    def add(self, proc):
+        self.procs.append(proc)
+        return proc
+
+    def redis(self, name="redis", port=None, start=True):
+        r = self.add(Redis(self.workdir, name, port))
+        return r.start() if start else r
+
+    def stickyd(self, name="stickyd", start=True, **kw):
+        s = self.add(Stickyd(self.workdir, name, **kw))
+        return s.start() if start else s
+
+    def haproxy(self, name="haproxy"):
+        return self.add(Haproxy(self.workdir, name))
+
+    def ws_server(self, name, port=0, start=True):
+        w = self.add(WsServer(self.workdir, name, port))
+        return w.start() if start else w
+
+    def ws_servers(self, n=3, prefix="ws"):
+        return [self.ws_server("%s%d" % (prefix, i)) for i in range(1, n + 1)]
+
+    def stack(self, **kw):
+        return Stack(self, **kw)
+
+    def logs(self):
+        """(name, text) for every process log, for failure reports."""
+        return [(p.name, p.log_tail(300)) for p in self.procs]
+
+    def stop_all(self):
+        errors = []
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception as e:  # noqa: BLE001 - keep stopping the others
+                errors.append("%s: %r" % (p.name, e))
+        if errors:
+            raise RuntimeError("could not stop: " + "; ".join(errors))
+
+
+class Stack:
+    """The whole picture, ready to use: one Redis, `servers` WebSocket servers in
+    backend `backend`, and `instances` load balancers, each an HAProxy rendered by
+    scripts/render-haproxy.py with its own stickyd (instance names lb1, lb2, ...;
+    shared Redis and session secret).
+
+        st = procs.stack(instances=2)
+        st.lbs[0].haproxy.ws_url, st.lbs[0].stickyd, st.redis, st.ws (WsServers)
+
+    runtime_api=True points each agent at its HAProxy's stats socket; False gives
+    it the static server list instead. Extra keys: spec (render overrides),
+    stickyd (Stickyd keyword arguments)."""
+
+    class Lb:
+        def __init__(self, name, haproxy, stickyd):
+            self.name, self.haproxy, self.stickyd = name, haproxy, stickyd
+
+        @property
+        def ws_url(self):
+            return self.haproxy.ws_url + "/"
+
+        @property
+        def url(self):
+            return self.haproxy.url + "/"
+
+    def __init__(self, group, instances=1, servers=3, backend="be_ws", socketio=False,
+                 runtime_api=True, syslog="udp", spec=None, stickyd=None):
+        self.group = group
+        self.backend = backend
+        self.redis = group.redis()
+        self.ws = group.ws_servers(servers)
+        self.secret_file = group.workdir / "shared-secret.key"
+        self.secret_file.write_text(secrets.token_hex(32) + "\n")
+        self.lbs = []
+        for i in range(1, instances + 1):
+            name = "lb%d" % i
+            h = group.haproxy("haproxy-" + name)
+            kw = dict(redis_port=self.redis.port, instance=name,
+                      secret_file=self.secret_file,
+                      stats_socket=h.stats_socket if runtime_api else None,
+                      backends=None if runtime_api else {backend: [w.name for w in self.ws]},
+                      syslog_udp=(syslog == "udp"), syslog_tcp=(syslog == "tcp"))
+            kw.update(stickyd or {})
+            s = group.stickyd("stickyd-" + name, start=False, **kw)
+            rspec = {
+                "bind": "%s:%d" % (LOOPBACK, free_port()),
+                "instance": name,
+                "backends": [{"name": backend, "servers": [
+                    {"name": w.name, "addr": w.addr, "weight": 100} for w in self.ws]}],
+                "agents": [s.addr],
+                "syslog": ({"transport": "udp", "addr": s.syslog_udp_addr} if syslog == "udp"
+                           else {"transport": "tcp", "addr": s.syslog_tcp_addr}
+                           if syslog == "tcp" else {"transport": "none"}),
+                "cookie": {"name": "stickysid", "secure": False},
+                "socketio": socketio,
+                "processing_timeout": "500ms",
+                "check_inter": "500ms",
+                "agent_check_inter": "500ms",
+            }
+            rspec.update(spec or {})
+            h.render(rspec)
+            s.start()
+            h.start()
+            self.lbs.append(Stack.Lb(name, h, s))
+
+    def wait_agents_up(self, timeout=15.0):
+        for lb in self.lbs:
+            lb.haproxy.wait_server_status("stickyd_agents", "agent1", "UP", timeout)
+
+    def wait_servers_up(self, timeout=15.0):
+        for lb in self.lbs:
+            for w in self.ws:
+                lb.haproxy.wait_server_status(self.backend, w.name, "UP", timeout)
