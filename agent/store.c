@@ -66,7 +66,7 @@ struct rconn {
     bool fail_logged;       /* failures after the first are logged at debug level */
     bool started;           /* the pub/sub connection is only started on demand */
     ev_tstamp last_progress; /* last reply, or when the pipeline became non-empty */
-    int64_t max_deadline_ms; /* longest deadline sent on this connection */
+    bool timed_out;          /* a request passed its deadline since the last reply */
 };
 
 struct store_script {
@@ -142,13 +142,7 @@ static uint64_t rng_next(struct store *s)
 static int64_t stall_ms(const struct rconn *rc)
 {
     int64_t ms = STORE_STALL_FACTOR * rc->s->cfg->redis_timeout_ms;
-    if (ms < STORE_STALL_MIN_MS) {
-        ms = STORE_STALL_MIN_MS;
-    }
-    if (ms < 2 * rc->max_deadline_ms) {
-        ms = 2 * rc->max_deadline_ms;
-    }
-    return ms;
+    return ms < STORE_STALL_MIN_MS ? STORE_STALL_MIN_MS : ms;
 }
 
 static bool use_unix(const struct cfg *c)
@@ -197,12 +191,20 @@ static void sreq_finish(struct sreq *q, const redisReply *r, enum store_result r
     q->cb((const struct store_reply *)r, res, q->arg);
 }
 
+static void stall_check(struct rconn *rc);
+
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
     UNUSED(loop);
     UNUSED(revents);
     struct sreq *q = container_of(w, struct sreq, deadline);
-    /* hiredis still holds q: the late reply (or the disconnect) frees it. */
+    struct rconn *rc = &q->s->cmd;
+    /* hiredis still holds q: the late reply (or the disconnect) frees it.
+     * Arm the watchdog before the callback, which may issue new requests. */
+    rc->timed_out = true;
+    if (!ev_is_active(&rc->stall_timer)) {
+        stall_check(rc);
+    }
     sreq_finish(q, NULL, STORE_TIMEOUT);
 }
 
@@ -210,6 +212,7 @@ static void note_progress(struct rconn *rc, const redisReply *r)
 {
     if (r != NULL) {
         rc->last_progress = ev_now(rc->s->loop);
+        rc->timed_out = false;
     }
 }
 
@@ -266,8 +269,8 @@ static struct sreq *sreq_new(struct store *s, int64_t timeout_ms, store_cb cb, v
     return q;
 }
 
-/* After a request entered hiredis: list it, arm its deadline and the watchdog. */
-static void sreq_sent(struct sreq *q, int64_t timeout_ms, bool pipeline_was_empty)
+/* After a request entered hiredis: list it and arm its deadline. */
+static void sreq_sent(struct sreq *q, bool pipeline_was_empty)
 {
     struct store *s = q->s;
     struct rconn *rc = &s->cmd;
@@ -278,28 +281,26 @@ static void sreq_sent(struct sreq *q, int64_t timeout_ms, bool pipeline_was_empt
     s->reqs = q;
     ev_timer_start(s->loop, &q->deadline);
     STATS_INC(redis_requests);
-    if (timeout_ms > rc->max_deadline_ms) {
-        rc->max_deadline_ms = timeout_ms;
-    }
     if (pipeline_was_empty) {
-        rc->last_progress = ev_now(s->loop);
-    }
-    if (!ev_is_active(&rc->stall_timer)) {
-        ev_timer_set(&rc->stall_timer, (ev_tstamp)stall_ms(rc) / 1000.0, 0.);
-        ev_timer_start(s->loop, &rc->stall_timer);
+        rc->last_progress = ev_now(s->loop); /* silence is counted from here */
     }
 }
 
-/* The watchdog. Rule: a READY command connection that has requests outstanding
- * and has received no reply at all for stall_ms() (max(1 s, 10 x redis_timeout_ms,
- * 2 x the longest deadline used)) is considered hung and is reconnected. One slow
- * reply or a short DEBUG SLEEP does not trip it; a SIGSTOPped server does. */
-static void on_stall_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* The watchdog. Rule: a READY command connection is deemed hung, and is
+ * reconnected, when a request has passed its deadline, replies are still
+ * outstanding, and no reply at all has arrived for stall_ms() = max(1 s,
+ * 10 x redis_timeout_ms) (counted from the last reply, or from when the pipeline
+ * last became non-empty). One slow reply or a short DEBUG SLEEP does not trip it;
+ * a SIGSTOPped or wedged server does, about a second after the first timeout.
+ * A command that legitimately runs longer than that, with a shorter request
+ * timing out behind it, is treated as a hang too: the agent's deadlines are tens
+ * of milliseconds, so such replies are useless anyway. */
+static void stall_check(struct rconn *rc)
 {
-    UNUSED(revents);
-    struct rconn *rc = container_of(w, struct rconn, stall_timer);
-    if (rc->state != RC_READY || rc->ac == NULL || rc->ac->replies.head == NULL) {
-        return; /* idle: re-armed by the next request */
+    struct ev_loop *loop = rc->s->loop;
+    if (rc->state != RC_READY || rc->ac == NULL || rc->ac->replies.head == NULL ||
+        !rc->timed_out) {
+        return; /* nothing overdue: re-armed by the next deadline */
     }
     ev_tstamp silent = ev_now(loop) - rc->last_progress;
     ev_tstamp limit = (ev_tstamp)stall_ms(rc) / 1000.0;
@@ -310,8 +311,15 @@ static void on_stall_timer(struct ev_loop *loop, ev_timer *w, int revents)
         rconn_fail(rc, NULL);
         return;
     }
-    ev_timer_set(w, limit - silent, 0.);
-    ev_timer_start(loop, w);
+    ev_timer_set(&rc->stall_timer, limit - silent, 0.);
+    ev_timer_start(loop, &rc->stall_timer);
+}
+
+static void on_stall_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    UNUSED(loop);
+    UNUSED(revents);
+    stall_check(container_of(w, struct rconn, stall_timer));
 }
 
 /* ---- connections ----------------------------------------------------------- */
@@ -465,7 +473,7 @@ static void rconn_ready(struct rconn *rc)
     ev_timer_stop(s->loop, &rc->connect_timer);
     rc->state = RC_READY;
     rc->fail_logged = false;
-    rc->max_deadline_ms = 0;
+    rc->timed_out = false;
     rconn_reset_backoff(rc);
     s->last_error[0] = '\0';
     STATS_INC(redis_reconnects);
@@ -818,7 +826,7 @@ int store_command(struct store *s, int argc, const char **argv, const size_t *ar
         free(q);
         return -1;
     }
-    sreq_sent(q, timeout_ms, empty);
+    sreq_sent(q, empty);
     return 0;
 }
 
@@ -871,7 +879,7 @@ int store_eval(struct store *s, struct store_script *sc, int nkeys, int argc, co
     if (redisAsyncFormattedCommand(s->cmd.ac, on_reply, q, q->fmt, q->fmtlen) != REDIS_OK) {
         goto out_free_req;
     }
-    sreq_sent(q, timeout_ms, empty);
+    sreq_sent(q, empty);
     rv = 0;
     goto out;
 
