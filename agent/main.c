@@ -153,6 +153,10 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     /* ---- module reload: each module takes what it needs from `next` here,
      * before the old configuration is freed (nothing may keep pointers into it).
      * e.g. store_reload(&next); aff_reload(&next); haproxy_api_reload(&next); */
+    if (hapi != NULL && hapi_reconfigure(hapi, &next) != 0) {
+        log_warn("reload: keeping haproxy_socket %s (switching to the static list needs a "
+                 "restart)", cfg.haproxy_socket);
+    }
 
     cfg_free(&cfg);
     cfg = next;
