@@ -857,29 +857,56 @@ void hapi_refresh_now(struct hapi *h)
  * Public API
  * ------------------------------------------------------------------------- */
 
-struct hapi *hapi_new(struct ev_loop *loop, const struct cfg *c)
+/* Parse c's address and period into h. 0, or -1 (logged) leaving h as it was. */
+static int take_cfg(struct hapi *h, const struct cfg *c, double *every)
 {
     char err[256];
+    struct sockaddr_storage addr;
+    unsigned addrlen;
     if (c->haproxy_socket == NULL || c->haproxy_socket[0] == '\0') {
         log_err("hapi: no haproxy_socket configured");
-        return NULL;
+        return -1;
     }
+    if (util_parse_addr(c->haproxy_socket, &addr, &addrlen, err, sizeof(err)) < 0) {
+        log_err("hapi: haproxy_socket: %s", err);
+        return -1;
+    }
+    h->addr = addr;
+    h->addrlen = addrlen;
+    snprintf(h->name, sizeof(h->name), "%s", c->haproxy_socket);
+    *every = (c->haproxy_refresh_ms > 0 ? (double)c->haproxy_refresh_ms : 1000.0) / 1000.0;
+    return 0;
+}
+
+struct hapi *hapi_new(struct ev_loop *loop, const struct cfg *c)
+{
     struct hapi *h = calloc(1, sizeof(*h));
+    double every;
     if (h == NULL) {
         return NULL;
     }
-    if (util_parse_addr(c->haproxy_socket, &h->addr, &h->addrlen, err, sizeof(err)) < 0) {
-        log_err("hapi: haproxy_socket: %s", err);
+    if (take_cfg(h, c, &every) < 0) {
         free(h);
         return NULL;
     }
-    snprintf(h->name, sizeof(h->name), "%s", c->haproxy_socket);
     h->loop = loop;
-    double every = (c->haproxy_refresh_ms > 0 ? (double)c->haproxy_refresh_ms : 1000.0) / 1000.0;
     ev_timer_init(&h->refresh_timer, on_refresh_timer, 0., every);
     ev_timer_start(loop, &h->refresh_timer);
     ev_timer_init(&h->kick, on_kick, 0., 0.);
     return h;
+}
+
+int hapi_reconfigure(struct hapi *h, const struct cfg *c)
+{
+    double every;
+    if (take_cfg(h, c, &every) < 0) {
+        return -1;
+    }
+    /* restart the period from now, with a refresh at once on the new address */
+    ev_timer_stop(h->loop, &h->refresh_timer);
+    ev_timer_set(&h->refresh_timer, 0., every);
+    ev_timer_start(h->loop, &h->refresh_timer);
+    return 0;
 }
 
 void hapi_free(struct hapi *h)

@@ -39,7 +39,8 @@ struct hapi;
 typedef void (*hapi_cb)(void *arg, bool ok, const char *text, size_t len);
 
 /* Called after each successful refresh, once the servers view was installed
- * (the fleet module resyncs its counts from srv.scur there). */
+ * (the fleet module resyncs its counts from srv.scur there). It may submit
+ * commands; it must not call hapi_free. */
 typedef void (*hapi_refresh_fn)(void *arg);
 
 /* Connect lazily to c->haproxy_socket ("unix:/path", "/path" or "host:port")
@@ -52,6 +53,11 @@ struct hapi *hapi_new(struct ev_loop *loop, const struct cfg *c);
  * ("hapi: shutting down") from inside this call; their callbacks must not
  * submit new commands (they would be refused). Does not touch the view. */
 void hapi_free(struct hapi *h);
+
+/* SIGHUP: take c's haproxy_socket and haproxy_refresh_ms (batches in flight
+ * finish on the old address). c is only read during the call. 0, or -1 when
+ * c has no usable address (logged; the old settings stay). */
+int hapi_reconfigure(struct hapi *h, const struct cfg *c) __attribute__((warn_unused_result));
 
 /* At least one refresh has succeeded since hapi_new. */
 bool hapi_ready(const struct hapi *h);

@@ -240,6 +240,12 @@ static void on_refresh(void *arg)
     refreshes++;
 }
 
+static int refreshes_base;
+static bool more_refreshes_2(void)
+{
+    return refreshes >= refreshes_base + 2;
+}
+
 static int accepted_fd = -1;
 static void on_accept(struct ev_loop *l, ev_io *w, int revents)
 {
@@ -440,6 +446,32 @@ int main(void)
     CHECK(info.calls == 1 && info.ok && strstr(info.text, "Name: HAProxy") != NULL);
     CHECK_EQ_INT(bad.calls, 0);
     CHECK(stats.haproxy_api_errors >= errs0 + 2);
+
+    /* reload onto the TCP socket (what SIGHUP does), then back */
+    struct cfg cr;
+    CHECK(cfg_defaults(&cr) == 0);
+    free(cr.haproxy_socket);
+    cr.haproxy_socket = strdup("not-an-address");
+    CHECK(hapi_reconfigure(h, &cr) == -1);
+    free(cr.haproxy_socket);
+    char tcp_addr[64];
+    snprintf(tcp_addr, sizeof(tcp_addr), "127.0.0.1:%d", stats_port);
+    cr.haproxy_socket = strdup(tcp_addr);
+    CHECK(hapi_reconfigure(h, &cr) == 0);
+    refreshes_base = refreshes;
+    CHECK(run_until(more_refreshes_2, 8.0));
+    CHECK(hapi_healthy(h));
+    /* a closed port: proves the new address is the one in use */
+    free(cr.haproxy_socket);
+    snprintf(tcp_addr, sizeof(tcp_addr), "127.0.0.1:%d", down_port);
+    cr.haproxy_socket = strdup(tcp_addr);
+    CHECK(hapi_reconfigure(h, &cr) == 0);
+    CHECK(run_until(is_unhealthy, 8.0));
+    cfg_free(&cr);
+    CHECK(hapi_reconfigure(h, &cu) == 0);
+    refreshes_base = refreshes;
+    CHECK(run_until(more_refreshes_2, 8.0));
+    CHECK(hapi_healthy(h));
 
     /* a live session through HAProxy to s1, then shutdown sessions */
     client_fd = socket(AF_INET, SOCK_STREAM, 0);
