@@ -42,6 +42,9 @@ DEFAULTS = {
     "cookie": {"name": "stickysid", "secure": True},
     # Socket.IO / Engine.IO variant: polling requests share the upgrade's affinity
     "socketio": False,
+    # optional sample expression whose value the affinity follows instead of the
+    # cookie (e.g. "req.hdr(x-user-id)"); null: the cookie alone
+    "affinity_key": None,
     # SPOE "timeout processing": how long a request may wait for the agent
     "processing_timeout": "50ms",
     # health checks of the application servers and of the agents
@@ -119,6 +122,9 @@ def validate(spec):
     check(re.match(r"^[A-Za-z0-9_-]{1,64}$", ck.get("name", "")), "bad cookie.name")
     check(isinstance(ck.get("secure"), bool), "cookie.secure must be true or false")
     check(isinstance(spec["socketio"], bool), "socketio must be true or false")
+    ak = spec["affinity_key"]
+    check(ak is None or (isinstance(ak, str) and re.match(r"^[A-Za-z0-9_.,()-]+$", ak)),
+          "affinity_key: one sample expression without spaces")
     for k in ("processing_timeout", "check_inter", "agent_check_inter"):
         check(TIME_RE.match(str(spec[k])), "bad duration %s=%r" % (k, spec[k]))
     check(PATH_RE.match(spec["health_path"]), "bad health_path")
@@ -137,6 +143,10 @@ def inst_sample(spec):
 def render_spoe(spec):
     inst = inst_sample(spec)
     ck = spec["cookie"]["name"]
+    key = ""
+    if spec["affinity_key"]:
+        key = ("\n    # key: the affinity follows this value (a user, a room), not the cookie."
+               "\n    args key=%s" % spec["affinity_key"])
     return """\
 # stickyd.spoe - the SPOE engine "stickyd": how HAProxy talks SPOP to the agent.
 # Rendered by scripts/render-haproxy.py; edit the script, not this file.
@@ -148,7 +158,8 @@ spoe-agent stickyd-agent
     # (no "event" lines), so the rules decide exactly which requests pay a round trip.
     groups sticky-assign-grp sticky-established-grp
 
-    # Variables the agent sets come back as txn.sticky.<name> (server, sid, set_cookie).
+    # Variables the agent sets come back as txn.sticky.<name>: server, sid, set_cookie,
+    # action (hit|new|repin|fallback|none), draining, reason.
     option var-prefix sticky
     # On a timeout or SPOP error HAProxy sets txn.sticky.error (1 = timeout,
     # 256+N = SPOP status N) and the request goes on with normal balancing.
@@ -157,7 +168,7 @@ spoe-agent stickyd-agent
     # transaction (by default an error disables the SPOE for the whole transaction).
     option continue-on-error
     # Let the agent set exactly these names, even if a config does not read them.
-    register-var-names server sid set_cookie
+    register-var-names server sid set_cookie action draining reason
 
     # 2.6: asynchronous mode lets an ACK arrive on another connection; stickyd
     # answers on the connection it was asked on. 3.1+ removed async: ignored there.
@@ -180,7 +191,7 @@ spoe-message sticky-assign
     # be_name is refused, so the backend copies its name into txn.stickyd_backend
     # first. sid: the affinity cookie, if any; inst: this HAProxy; uid: the stream's
     # unique-id, also in the close log line; src: the client address.
-    args backend=var(txn.stickyd_backend) sid=req.cook({ck}) inst={inst} uid=unique-id src=src
+    args backend=var(txn.stickyd_backend) sid=req.cook({ck}) inst={inst} uid=unique-id src=src{key}
 
 spoe-message sticky-established
     # Sent on the 101 (or any response the rules choose): the tunnel is up on
@@ -192,7 +203,7 @@ spoe-group sticky-assign-grp
 
 spoe-group sticky-established-grp
     messages sticky-established
-""".format(pt=spec["processing_timeout"], ck=ck, inst=inst)
+""".format(pt=spec["processing_timeout"], ck=ck, inst=inst, key=key)
 
 
 def render_cfg(spec):
@@ -202,10 +213,21 @@ def render_cfg(spec):
     sio = spec["socketio"]
     inst = spec["instance"]
     binds = spec["bind"] if isinstance(spec["bind"], list) else [spec["bind"]]
-    add("# haproxy.cfg - reference HAProxy configuration for stickyd%s."
-        % (" (Socket.IO / Engine.IO variant)" if sio else ""))
+    add("# %s - reference HAProxy configuration for stickyd%s."
+        % (spec["cfg_name"], " (Socket.IO / Engine.IO variant)" if sio else ""))
     add("# Rendered by scripts/render-haproxy.py; edit the script or the spec, not this file.")
-    add("# Loads unchanged on HAProxy 2.6 (Debian 12) and 3.x; see haproxy-conf/README.md.")
+    add("#")
+    add("# Loads unchanged on HAProxy 2.6 (Debian 12) and 3.x. What differs on 3.x:")
+    add("#  - 3.1+ rewrote the SPOE: the agent backend becomes \"mode spop\" (a \"mode tcp\"")
+    add("#    backend used by an engine is converted; an explicit \"mode spop\" would break")
+    add("#    2.6); \"timeout hello|idle\", \"option async\", \"maxconnrate\", \"maxerrrate\",")
+    add("#    \"max-waiting-frames\" and \"option send-frag-payload\" are parsed and ignored;")
+    add("#    no async mode, no fragmentation. \"option spop-check\" stays.")
+    add("#  - 3.1+ has log-profiles: an access log can then share the frontend with the")
+    add("#    close-line format below (on 2.6 one log-format serves every target).")
+    add("#  - On both, send-spoe-group args are validated as frontend samples, so")
+    add("#    be_name cannot be an arg of sticky-assign: the backend passes its name in")
+    add("#    txn.stickyd_backend.")
     add("")
     add("global")
     add("    # The agent reads server states and weights here (show stat / show servers")
@@ -264,9 +286,6 @@ def render_cfg(spec):
     add("    # Nothing is keyed on Sec-WebSocket-Key (random per attempt).")
     add("    acl ws_upgrade req.hdr(upgrade) -i websocket")
     add("    acl conn_upgrade req.hdr(connection) -i upgrade")
-    if sio:
-        add("    acl sio_path path_beg /socket.io/")
-        add("    acl sio_poll url_param(transport) -m str polling")
     add("")
     add("    # Tunnel-close lines for the agent: one per WebSocket stream, emitted when it")
     add("    # ends. The format carries nothing a client controls (no URL, no headers), so")
@@ -425,8 +444,8 @@ def build_spec(args):
         spec["cookie"]["secure"] = args.cookie_secure
     if args.socketio:
         spec["socketio"] = True
-    for k in ("processing_timeout", "check_inter", "agent_check_inter", "cfg_name",
-              "spoe_name", "spoe_path"):
+    for k in ("affinity_key", "processing_timeout", "check_inter", "agent_check_inter",
+              "cfg_name", "spoe_name", "spoe_path"):
         v = getattr(args, k)
         if v is not None:
             spec[k] = v
@@ -465,6 +484,7 @@ def main(argv=None):
     ap.add_argument("--cookie-secure", dest="cookie_secure", action="store_true", default=None)
     ap.add_argument("--no-cookie-secure", dest="cookie_secure", action="store_false")
     ap.add_argument("--socketio", action="store_true", help="Socket.IO polling variant")
+    ap.add_argument("--affinity-key", help="sample expression the affinity follows")
     ap.add_argument("--processing-timeout")
     ap.add_argument("--check-inter")
     ap.add_argument("--agent-check-inter")
