@@ -7,7 +7,8 @@
  *   every resync period --> resync script                   (share := HAProxy scur,
  *                                                            drop dead instances,
  *                                                            conns := sum of shares)
- *   every refresh / on event --> HGETALL state --> set server state / shutdown sessions
+ *   after every HAProxy refresh, and on a state event
+ *                    --> HGETALL state --> set server state / shutdown sessions
  *
  * Each script touches only one backend's keys (one hash tag, one cluster slot)
  * and runs atomically, so `conns` never goes negative and always equals the sum
@@ -154,7 +155,6 @@ struct fleet {
     struct hapi *hapi;
     struct store_script *open_sc, *close_sc, *resync_sc;
     ev_timer resync_timer;
-    ev_timer state_timer;
     bool joined;
     struct applied *applied;
     size_t napplied;
@@ -527,7 +527,8 @@ out:
 
 static void resync_all(struct fleet *f)
 {
-    const char *mode = f->hapi != NULL && hapi_ready(f->hapi) ? "scur" : "beat";
+    /* a stale view (HAProxy unreachable since) must not overwrite the share */
+    const char *mode = f->hapi != NULL && hapi_healthy(f->hapi) ? "scur" : "beat";
     for (size_t i = 0; i < servers_count(); i++) {
         resync_backend(f, servers_at(i), mode);
     }
@@ -597,7 +598,8 @@ static bool view_matches(enum srv_state have, enum fleet_admin want)
 {
     switch (want) {
     case FLEET_DRAIN:
-        return have == SRV_DRAIN || have == SRV_MAINT;
+        /* a drained server failing its checks shows DOWN: still drained */
+        return have == SRV_DRAIN || have == SRV_MAINT || have == SRV_DOWN;
     case FLEET_MAINT:
         return have == SRV_MAINT;
     default:
@@ -670,7 +672,7 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
 
 static void poll_states(struct fleet *f)
 {
-    if (f->hapi == NULL || !hapi_ready(f->hapi)) {
+    if (f->hapi == NULL || !hapi_healthy(f->hapi)) {
         return;
     }
     for (size_t i = 0; i < servers_count(); i++) {
@@ -692,11 +694,10 @@ static void poll_states(struct fleet *f)
     }
 }
 
-static void state_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_refresh(void *arg)
 {
-    UNUSED(loop);
-    UNUSED(revents);
-    poll_states(container_of(w, struct fleet, state_timer));
+    /* a fresh HAProxy view: make sure it carries the cluster's states */
+    poll_states(arg);
 }
 
 static void on_event(const char *channel, const uint8_t *msg, size_t len, void *arg)
@@ -737,6 +738,9 @@ struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store 
         free(f);
         return NULL;
     }
+    if (h != NULL && hapi_on_refresh(h, on_refresh, f) < 0) {
+        log_warn("fleet: cannot hook HAProxy refreshes; states are applied by polling only");
+    }
     if (store_subscribe(st, c->events_channel, on_event, f) < 0) {
         log_warn("fleet: cannot subscribe to %s; state changes are seen by polling only",
                  c->events_channel);
@@ -744,9 +748,6 @@ struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store 
     double resync = (double)c->resync_ms / 1000.0;
     ev_timer_init(&f->resync_timer, resync_timer_cb, 0.2, resync);
     ev_timer_start(loop, &f->resync_timer);
-    double poll = (double)c->haproxy_refresh_ms / 1000.0;
-    ev_timer_init(&f->state_timer, state_timer_cb, poll, poll);
-    ev_timer_start(loop, &f->state_timer);
     return f;
 }
 
@@ -756,7 +757,6 @@ void fleet_free(struct fleet *f)
         return;
     }
     ev_timer_stop(f->loop, &f->resync_timer);
-    ev_timer_stop(f->loop, &f->state_timer);
     /* best-effort goodbye: the reply may arrive after we are gone */
     for (size_t i = 0; i < servers_count(); i++) {
         struct fleet_keys k;

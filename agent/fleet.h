@@ -37,7 +37,8 @@ struct fleet;
 struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store *st,
                         struct hapi *h);
 
-/* Leave the cluster (drop this instance's share) and free. The leave is sent
+/* Leave the cluster (drop this instance's share) and free. Call hapi_free()
+ * first: fleet hooks HAProxy refreshes and has no way to unhook. The leave is sent
  * best-effort; the heartbeat TTL covers the case where it is lost. */
 void fleet_free(struct fleet *f);
 
