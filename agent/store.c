@@ -477,7 +477,15 @@ static void rconn_ready(struct rconn *rc)
     rconn_reset_backoff(rc);
     s->last_error[0] = '\0';
     STATS_INC(redis_reconnects);
-    log_info("%s: connected", rc_name(rc));
+    const struct cfg *c = s->cfg;
+    if (use_unix(c)) {
+        log_info("%s: connected to unix:%s db %u", rc_name(rc), c->redis_unix,
+                 (unsigned)c->redis_db);
+    } else {
+        log_info("%s: connected to %s:%u db %u", rc_name(rc),
+                 c->redis_host ? c->redis_host : "127.0.0.1", (unsigned)c->redis_port,
+                 (unsigned)c->redis_db);
+    }
     if (rc->kind == RC_SUB) {
         for (struct store_sub *sb = s->subs; sb != NULL; sb = sb->next) {
             sub_send_subscribe(rc, sb);

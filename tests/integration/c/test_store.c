@@ -64,13 +64,9 @@ static void cleanup(void)
 
 static void on_fatal_signal(int sig)
 {
-    /* Not async-signal-perfect (nftw), but this is a test driver's last gasp. */
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (children[i] > 0) {
-            kill(children[i], SIGCONT);
-            kill(children[i], SIGKILL);
-        }
-    }
+    /* Not async-signal-perfect (nftw), but this is a test driver's last gasp:
+     * no redis-server and no temp dir may outlive it. */
+    cleanup();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -110,8 +106,9 @@ static bool redis_answers(uint16_t port)
     return ok;
 }
 
-/* Start redis-server on port (extra args optional); returns the child slot. */
-static int redis_start(uint16_t port, const char *requirepass)
+/* Start redis-server on port, with an optional password and unix socket path;
+ * returns the child slot. */
+static int redis_start_ex(uint16_t port, const char *requirepass, const char *unixsocket)
 {
     int slot = -1;
     for (int i = 0; i < MAX_CHILDREN; i++) {
@@ -143,6 +140,10 @@ static int redis_start(uint16_t port, const char *requirepass)
             argv[n++] = "--requirepass";
             argv[n++] = requirepass;
         }
+        if (unixsocket != NULL) {
+            argv[n++] = "--unixsocket";
+            argv[n++] = unixsocket;
+        }
         argv[n] = NULL;
         execv(argv[0], (char *const *)argv);
         _exit(127);
@@ -156,6 +157,11 @@ static int redis_start(uint16_t port, const char *requirepass)
     }
     fprintf(stderr, "redis-server on %u did not start\n", port);
     exit(2);
+}
+
+static int redis_start(uint16_t port, const char *requirepass)
+{
+    return redis_start_ex(port, requirepass, NULL);
 }
 
 static void redis_kill(int slot)
@@ -535,6 +541,12 @@ static void test_select(uint16_t port)
     CHECK_EQ_INT(o.ival, 0);
     CHECK_EQ_INT(CMD(s3, &o, "GET", "dbkey"), 0);
     CHECK(strcmp(o.str, "three") == 0);
+    /* A reload that changes the db reconnects with the new settings. */
+    store_reconfigure(s0, &c3);
+    CHECK(!store_connected(s0));
+    CHECK(wait_connected(s0, true, 5000));
+    CHECK_EQ_INT(CMD(s0, &o, "GET", "dbkey"), 0);
+    CHECK(strcmp(o.str, "three") == 0);
     store_free(s0);
     store_free(s3);
 }
@@ -646,6 +658,50 @@ static void test_unreachable(void)
     CHECK_EQ_INT(o.calls, 0);
 }
 
+/* A server that accepts TCP but never answers: the connect timeout (which
+ * covers the handshake) tears the attempt down and retries; SIGCONT heals. */
+static void test_connect_timeout(uint16_t port, int slot)
+{
+    kill(children[slot], SIGSTOP);
+    struct cfg c;
+    fill_cfg(&c, port);
+    c.redis_connect_timeout_ms = 100;
+    struct store *s = store_new(loop, &c);
+    run_for(500);
+    CHECK(!store_connected(s));
+    CHECK(strstr(store_last_error(s), "timeout") != NULL);
+    printf("stopped server: last error \"%s\"\n", store_last_error(s));
+    kill(children[slot], SIGCONT);
+    CHECK(wait_connected(s, true, 5000));
+    struct outcome o;
+    CHECK_EQ_INT(CMD(s, &o, "PING"), 0);
+    CHECK(strcmp(o.str, "PONG") == 0);
+    store_free(s);
+}
+
+static void test_unix(void)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/redis.sock", tmpdir);
+    uint16_t port = free_port();
+    int slot = redis_start_ex(port, NULL, path);
+    for (int i = 0; i < 200 && access(path, F_OK) != 0; i++) {
+        usleep(10000);
+    }
+    struct cfg c;
+    fill_cfg(&c, 0);
+    c.redis_host = NULL;
+    c.redis_unix = path;
+    struct store *s = store_new(loop, &c);
+    CHECK(wait_connected(s, true, 5000));
+    struct outcome o;
+    CHECK_EQ_INT(CMD(s, &o, "SET", "u", "unix"), 0);
+    CHECK_EQ_INT(CMD(s, &o, "GET", "u"), 0);
+    CHECK(strcmp(o.str, "unix") == 0);
+    store_free(s);
+    redis_kill(slot);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -685,6 +741,8 @@ int main(void)
     test_select(port);
     test_free_inflight(port);
     test_unreachable();
+    test_connect_timeout(port, slot);
+    test_unix();
     test_auth();
     printf("stats: requests=%llu timeouts=%llu errors=%llu reconnects=%llu\n",
            (unsigned long long)stats.redis_requests, (unsigned long long)stats.redis_timeouts,
