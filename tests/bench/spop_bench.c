@@ -224,6 +224,8 @@ struct counters {
     uint64_t lost;         /* frames never answered, even after the drain */
     uint64_t deferred;     /* open loop: frames sent late because no slot was free */
     uint64_t sids_learned;
+    uint64_t tick_late_max; /* open loop: worst lateness of a pacing tick (ns) */
+    uint64_t busy_max;      /* longest stretch the generator spent between waits (ns) */
 };
 
 static struct {
@@ -236,6 +238,7 @@ static struct {
     struct counters n;
     uint64_t gseq; /* global frame sequence, for %n */
     int64_t t0, t_meas, t_end;
+    int64_t t_timer; /* when the pacing timer was armed */
     bool measuring, stopping, closing;
     int64_t t_close;
     /* open loop */
@@ -688,7 +691,8 @@ static void on_readable(struct bconn *c, int64_t now)
         if (c->rcap - c->rlen < READ_CHUNK / 4) {
             die("conn %u: read buffer full (frame larger than %zu bytes?)", c->idx, c->rcap);
         }
-        ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+        size_t asked = c->rcap - c->rlen;
+        ssize_t n = recv(c->fd, c->rbuf + c->rlen, asked, 0);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -744,8 +748,8 @@ static void on_readable(struct bconn *c, int64_t now)
             memmove(c->rbuf, c->rbuf + off, c->rlen - off);
             c->rlen -= off;
         }
-        if ((size_t)n < c->rcap / 2) {
-            break; /* the socket is very likely drained: save a recv() returning EAGAIN */
+        if ((size_t)n < asked) {
+            break; /* the socket is drained: save a recv() returning EAGAIN */
         }
     }
 }
@@ -851,6 +855,7 @@ static void start_timer(void)
         .it_interval = {.tv_sec = 0, .tv_nsec = (long)o.tick_us * 1000},
         .it_value = {.tv_sec = 0, .tv_nsec = (long)o.tick_us * 1000},
     };
+    g.t_timer = now_ns();
     if (timerfd_settime(g.tfd, 0, &its, NULL) != 0) {
         die("timerfd_settime: %s", strerror(errno));
     }
@@ -865,11 +870,22 @@ static void start_timer(void)
  * no slot stays due and goes out, stamped with its due time, as ACKs free slots. */
 static void on_tick(int64_t now)
 {
-    uint64_t exp;
-    while (read(g.tfd, &exp, sizeof(exp)) > 0) {
+    uint64_t exp = 0, e;
+    while (read(g.tfd, &e, sizeof(e)) > 0) {
+        exp += e;
     }
     if (g.stopping || now < g.t0) {
         return;
+    }
+    /* Ticks are due at t_timer + i * tick: how late is this one? A late tick
+     * means the generator (or the machine) stalled, not the agent. */
+    int64_t tick = (int64_t)o.tick_us * 1000;
+    uint64_t tick_late = (uint64_t)((now - g.t_timer) % tick);
+    if (exp > 1) {
+        tick_late += (exp - 1) * (uint64_t)tick;
+    }
+    if (g.measuring && tick_late > g.n.tick_late_max) {
+        g.n.tick_late_max = tick_late;
     }
     uint64_t backlog_end = g.k_due;
     g.k_due = (uint64_t)((double)(now - g.t0) * o.rate / 1e9);
@@ -944,6 +960,7 @@ static void run(void)
 {
     struct epoll_event evs[64];
     bool started = false;
+    int64_t t_wake = 0;
     for (;;) {
         int64_t now = now_ns();
         if (!started && g.ready == o.conns) {
@@ -968,6 +985,9 @@ static void run(void)
         if (g.open == 0) {
             die("every connection is gone: %s", g.last_disconnect);
         }
+        if (t_wake != 0 && g.measuring && !g.stopping && now - t_wake > (int64_t)g.n.busy_max) {
+            g.n.busy_max = (uint64_t)(now - t_wake);
+        }
         int n = epoll_wait(g.ep, evs, (int)(sizeof(evs) / sizeof(evs[0])), 10);
         if (n < 0) {
             if (errno == EINTR) {
@@ -976,6 +996,7 @@ static void run(void)
             die("epoll_wait: %s", strerror(errno));
         }
         now = now_ns();
+        t_wake = now;
         for (int i = 0; i < n; i++) {
             uint32_t id = evs[i].data.u32;
             if (id == UINT32_MAX) {
@@ -1086,6 +1107,11 @@ static void report(void)
         if (o.sid_reuse_pct > 0) {
             printf("  sids learned    %" PRIu64 "\n", g.n.sids_learned);
         }
+        printf("  generator       longest busy stretch %s", fmt_ns(g.n.busy_max, b1, sizeof(b1)));
+        if (o.rate > 0) {
+            printf(", worst tick lateness %s", fmt_ns(g.n.tick_late_max, b2, sizeof(b2)));
+        }
+        printf("\n");
         double gen = g.self_cpu1 - g.self_cpu0;
         printf("  generator cpu   %.2f s (%.0f%% of a core)\n", gen, secs > 0 ? 100 * gen / secs : 0);
     }
@@ -1107,6 +1133,8 @@ static void report(void)
     kv("lost", "%" PRIu64, g.n.lost);
     kv("deferred", "%" PRIu64, g.n.deferred);
     kv("gen_cpu_s", "%.3f", g.self_cpu1 - g.self_cpu0);
+    kv("gen_busy_max_us", "%.1f", (double)g.n.busy_max / 1e3);
+    kv("tick_late_max_us", "%.1f", (double)g.n.tick_late_max / 1e3);
 
     if (o.agent_pid > 0) {
         double cpu = g.agent_cpu1 - g.agent_cpu0;
