@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assign.h"
 #include "builtin.h"
 #include "config.h"
 #include "conn.h"
@@ -20,6 +21,7 @@
 #include "req.h"
 #include "servers.h"
 #include "stats.h"
+#include "store.h"
 #include "util.h"
 
 #define STICKYD_VERSION "0.1.0"
@@ -35,6 +37,7 @@ static bool stopping;
 static ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 static ev_timer drain_w;
 static struct hapi *hapi;      /* NULL: static server list */
+static struct store *store;    /* Redis */
 
 static void usage(FILE *f)
 {
@@ -153,6 +156,9 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     /* ---- module reload: each module takes what it needs from `next` here,
      * before the old configuration is freed (nothing may keep pointers into it).
      * e.g. store_reload(&next); aff_reload(&next); haproxy_api_reload(&next); */
+    if (assign_reload(&next) != 0) {
+        log_warn("reload: session secrets not reloaded, keeping the previous ones");
+    }
     if (hapi != NULL && hapi_reconfigure(hapi, &next) != 0) {
         log_warn("reload: keeping haproxy_socket %s (switching to the static list needs a "
                  "restart)", cfg.haproxy_socket);
@@ -311,6 +317,15 @@ int main(int argc, char **argv)
         goto out_modules;
     }
 
+    store = store_new(loop, &cfg);
+    if (store == NULL) {
+        log_err("cannot set up the Redis store");
+        goto out_modules;
+    }
+    if (assign_init(loop, &cfg, store) != 0) {
+        goto out_modules;
+    }
+
     if (lsn_start(loop, &cfg, err, sizeof(err)) != 0) {
         log_err("%s", err);
         goto out_modules;
@@ -327,6 +342,11 @@ out_modules:
     /* ---- module teardown, in reverse order of init. Each must complete (or
      * fail) its outstanding requests so that orphaned ones are freed.
      * e.g. haproxy_api_stop(); aff_stop(); store_stop(); */
+    assign_shutdown(); /* its in-flight decisions finish in store_free's callbacks */
+    if (store != NULL) {
+        store_free(store);
+        store = NULL;
+    }
     hapi_free(hapi); /* after every module that holds it (fleet) */
     hapi = NULL;
 
