@@ -654,6 +654,9 @@ struct store_script *store_script_new(struct store *s, const char *lua)
     s->scripts = sc;
     if (s->cmd.state == RC_READY) {
         /* Best effort: a failure here is healed by the NOSCRIPT retry. */
+        if (s->cmd.ac->replies.head == NULL) {
+            s->cmd.last_progress = ev_now(s->loop); /* as in sreq_sent */
+        }
         (void)redisAsyncCommand(s->cmd.ac, on_script_loaded, sc, "SCRIPT LOAD %b", sc->lua,
                                 sc->len);
     }
