@@ -84,10 +84,8 @@ void conn_configure(const struct cfg *cf)
     }
     eng_max_frame = mfs;
     eng_idle_s = cf->idle_timeout_ms > 0 ? (double)cf->idle_timeout_ms / 1000.0 : 0.0;
+    /* A live connection keeps its frame size: its input buffer was sized for it. */
     for (struct conn *c = conns; c != NULL; c = c->next) {
-        if (c->state == CONN_HELLO) {
-            c->max_frame = eng_max_frame;
-        }
         c->idle_w.repeat = eng_idle_s;
         if (eng_idle_s > 0 && c->state != CONN_CLOSING) {
             ev_timer_again(c->loop, &c->idle_w);

@@ -24,7 +24,7 @@ struct ev_loop;
 
 /* Take the engine's settings from c: our max-frame-size (clamped to the SPOP
  * range) and the idle timeout. Applies the idle timeout to live connections
- * too; the frame size only to connections that have not said HELLO yet. */
+ * too; the frame size only to connections accepted from now on. */
 void conn_configure(const struct cfg *c);
 
 /* A new connection on accepted socket fd (non-blocking; ownership taken: the
