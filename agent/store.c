@@ -106,6 +106,9 @@ struct store {
     struct store_sub *subs;
     bool closing;
     uint64_t rng;
+    /* SHA-256 of the settings the connections use, so store_reconfigure can
+     * tell a change without keeping the old config (or a password copy). */
+    unsigned char conn_digest[32];
     char last_error[160];
 };
 
@@ -728,6 +731,35 @@ int store_subscribe(struct store *s, const char *channel, store_msg_cb cb, void 
 
 /* ---- public API ------------------------------------------------------------------ */
 
+static void digest_str(EVP_MD_CTX *ctx, const char *str)
+{
+    /* Length-prefixed so ("ab","c") and ("a","bc") differ; NULL and "" alike. */
+    uint64_t len = str != NULL ? strlen(str) : 0;
+    EVP_DigestUpdate(ctx, &len, sizeof(len));
+    if (len > 0) {
+        EVP_DigestUpdate(ctx, str, len);
+    }
+}
+
+static void conn_digest(const struct cfg *c, unsigned char out[32])
+{
+    memset(out, 0, 32);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return; /* all-zero: every reconfigure then reconnects, which is safe */
+    }
+    digest_str(ctx, c->redis_host);
+    digest_str(ctx, c->redis_unix);
+    digest_str(ctx, c->redis_user);
+    digest_str(ctx, c->redis_password);
+    uint32_t nums[2] = {c->redis_port, c->redis_db};
+    EVP_DigestUpdate(ctx, nums, sizeof(nums));
+    unsigned len = 0;
+    EVP_DigestFinal_ex(ctx, out, &len);
+    EVP_MD_CTX_free(ctx);
+}
+
 struct store *store_new(struct ev_loop *loop, const struct cfg *c)
 {
     struct store *s = calloc(1, sizeof(*s));
@@ -740,6 +772,7 @@ struct store *store_new(struct ev_loop *loop, const struct cfg *c)
     if (s->rng == 0) {
         s->rng = 1;
     }
+    conn_digest(c, s->conn_digest);
     rconn_init(s, &s->cmd, RC_CMD);
     rconn_init(s, &s->sub, RC_SUB);
     rconn_connect(&s->cmd);
@@ -791,16 +824,13 @@ const char *store_last_error(const struct store *s)
 
 void store_reconfigure(struct store *s, const struct cfg *c)
 {
-    const struct cfg *o = s->cfg;
-#define SAME_STR(a, b) (((a) == NULL && (b) == NULL) || ((a) && (b) && strcmp((a), (b)) == 0))
-    bool same = SAME_STR(o->redis_host, c->redis_host) && o->redis_port == c->redis_port &&
-                SAME_STR(o->redis_unix, c->redis_unix) && SAME_STR(o->redis_user, c->redis_user) &&
-                SAME_STR(o->redis_password, c->redis_password) && o->redis_db == c->redis_db;
-#undef SAME_STR
+    unsigned char d[32];
+    conn_digest(c, d);
     s->cfg = c;
-    if (same) {
+    if (memcmp(d, s->conn_digest, sizeof(d)) == 0) {
         return;
     }
+    memcpy(s->conn_digest, d, sizeof(d));
     log_info("redis: connection settings changed, reconnecting");
     struct rconn *rcs[2] = {&s->cmd, &s->sub};
     for (size_t i = 0; i < ARRAY_SIZE(rcs); i++) {

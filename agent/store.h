@@ -51,8 +51,10 @@ struct store *store_new(struct ev_loop *loop, const struct cfg *c);
  * Must not be called from inside a store callback. */
 void store_free(struct store *s);
 bool store_connected(const struct store *s);
-/* Swap in a new config (c must outlive the store); reconnects only when the
- * connection settings (host, port, unix, user, password, db) changed. */
+/* Read settings from c from now on (c must outlive the store; it may be the
+ * same struct, overwritten in place by a reload). Reconnects both connections
+ * only when host, port, unix, user, password or db differ from those last
+ * seen; the old config need not be alive any more. */
 void store_reconfigure(struct store *s, const struct cfg *c);
 /* The last connection problem ("" once connected); never contains the password. */
 const char *store_last_error(const struct store *s);

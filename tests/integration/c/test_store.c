@@ -548,6 +548,19 @@ static void test_select(uint16_t port)
     CHECK_EQ_INT(CMD(s0, &o, "GET", "dbkey"), 0);
     CHECK(strcmp(o.str, "three") == 0);
     store_free(s0);
+    /* main's pattern: one struct cfg overwritten in place by a reload. */
+    struct cfg live = c0;
+    struct store *s1 = store_new(loop, &live);
+    CHECK(wait_connected(s1, true, 5000));
+    store_reconfigure(s1, &live); /* nothing changed: no reconnect */
+    CHECK(store_connected(s1));
+    live = c3;
+    store_reconfigure(s1, &live);
+    CHECK(!store_connected(s1));
+    CHECK(wait_connected(s1, true, 5000));
+    CHECK_EQ_INT(CMD(s1, &o, "GET", "dbkey"), 0);
+    CHECK(strcmp(o.str, "three") == 0);
+    store_free(s1);
     store_free(s3);
 }
 
