@@ -8,7 +8,8 @@ Each process writes to its own log file; conftest.py attaches them to failing
 test reports. Nothing here talks to anything but 127.0.0.1.
 
 Public API (see conftest.py for the fixtures):
-    free_port(), wait_until(), http_get(), ws_open(), WsPool, parse_cookie()
+    free_port(), wait_until(), http_get(), ws_open(), h2_ws_open(), WsPool,
+    parse_cookie()
     Proc, Redis, Stickyd, Haproxy, WsServer, ProcGroup, Stack
 """
 import asyncio
@@ -265,6 +266,207 @@ class WsPool:
 
     def __exit__(self, *exc):
         self.shutdown()
+
+
+# ---- WebSocket over HTTP/2 (RFC 8441), hand-rolled -----------------------------
+#
+# No HTTP/2 library ships with Debian's python3 here, and an extended CONNECT is
+# the one h2 exchange the tests need: preface + SETTINGS, one HEADERS frame with
+# literal HPACK fields, then WebSocket frames inside DATA frames. HAProxy's HPACK
+# encoder never uses Huffman coding, so the decoder below refuses it.
+
+_HPACK_STATIC = [
+    (":authority", ""), (":method", "GET"), (":method", "POST"), (":path", "/"),
+    (":path", "/index.html"), (":scheme", "http"), (":scheme", "https"), (":status", "200"),
+    (":status", "204"), (":status", "206"), (":status", "304"), (":status", "400"),
+    (":status", "404"), (":status", "500"), ("accept-charset", ""),
+    ("accept-encoding", "gzip, deflate"), ("accept-language", ""), ("accept-ranges", ""),
+    ("accept", ""), ("access-control-allow-origin", ""), ("age", ""), ("allow", ""),
+    ("authorization", ""), ("cache-control", ""), ("content-disposition", ""),
+    ("content-encoding", ""), ("content-language", ""), ("content-length", ""),
+    ("content-location", ""), ("content-range", ""), ("content-type", ""), ("cookie", ""),
+    ("date", ""), ("etag", ""), ("expect", ""), ("expires", ""), ("from", ""), ("host", ""),
+    ("if-match", ""), ("if-modified-since", ""), ("if-none-match", ""), ("if-range", ""),
+    ("if-unmodified-since", ""), ("last-modified", ""), ("link", ""), ("location", ""),
+    ("max-forwards", ""), ("proxy-authenticate", ""), ("proxy-authorization", ""),
+    ("range", ""), ("referer", ""), ("refresh", ""), ("retry-after", ""), ("server", ""),
+    ("set-cookie", ""), ("strict-transport-security", ""), ("transfer-encoding", ""),
+    ("user-agent", ""), ("vary", ""), ("via", ""), ("www-authenticate", ""),
+]
+_H2_DATA, _H2_HEADERS, _H2_RST, _H2_SETTINGS, _H2_GOAWAY = 0x0, 0x1, 0x3, 0x4, 0x7
+_H2_CONTINUATION = 0x9
+_H2_ENABLE_CONNECT_PROTOCOL = 0x8
+
+
+def _hpack_int_encode(v, prefix_bits, first=0):
+    limit = (1 << prefix_bits) - 1
+    if v < limit:
+        return bytes([first | v])
+    out = bytearray([first | limit])
+    v -= limit
+    while v >= 128:
+        out.append((v & 127) | 128)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _hpack_int_decode(buf, pos, prefix_bits):
+    limit = (1 << prefix_bits) - 1
+    v = buf[pos] & limit
+    pos += 1
+    if v < limit:
+        return v, pos
+    shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        v += (b & 127) << shift
+        shift += 7
+        if not b & 128:
+            return v, pos
+
+
+def _hpack_str_decode(buf, pos):
+    if buf[pos] & 0x80:
+        raise ValueError("HPACK Huffman string: not expected from HAProxy")
+    n, pos = _hpack_int_decode(buf, pos, 7)
+    return bytes(buf[pos:pos + n]).decode("latin-1"), pos + n
+
+
+def _hpack_encode(headers):
+    """Literal header fields without indexing, new names (0x00 form)."""
+    out = bytearray()
+    for name, value in headers:
+        n, v = name.encode(), value.encode()
+        out += b"\x00" + _hpack_int_encode(len(n), 7) + n + _hpack_int_encode(len(v), 7) + v
+    return bytes(out)
+
+
+def _hpack_decode(block, dyn):
+    """Header block -> list of (name, value); dyn is the connection's dynamic table."""
+    def entry(i):
+        if i <= len(_HPACK_STATIC):
+            return _HPACK_STATIC[i - 1]
+        return dyn[i - len(_HPACK_STATIC) - 1]
+    out, pos = [], 0
+    while pos < len(block):
+        b = block[pos]
+        if b & 0x80:                                    # indexed field
+            i, pos = _hpack_int_decode(block, pos, 7)
+            out.append(entry(i))
+            continue
+        if b & 0xE0 == 0x20:                            # dynamic table size update
+            _, pos = _hpack_int_decode(block, pos, 5)
+            continue
+        incremental = b & 0xC0 == 0x40
+        i, pos = _hpack_int_decode(block, pos, 6 if incremental else 4)
+        if i:
+            name = entry(i)[0]
+        else:
+            name, pos = _hpack_str_decode(block, pos)
+        value, pos = _hpack_str_decode(block, pos)
+        if incremental:
+            dyn.insert(0, (name, value))
+        out.append((name, value))
+    return out
+
+
+class H2WsResult:
+    """An HTTP/2 WebSocket attempt: response status and headers, and the hello."""
+
+    def __init__(self, status, headers, hello):
+        self.status = status
+        self.headers = headers                          # list of (name, value)
+        self.hello = hello
+        self.server = hello.get("server") if hello else None
+        self.set_cookies = [v for n, v in headers if n == "set-cookie"]
+        self.set_cookie = self.set_cookies[0] if self.set_cookies else None
+
+    def cookie(self, name="stickysid"):
+        return parse_cookie(self.set_cookies, name)
+
+    def __repr__(self):
+        return "H2WsResult(status=%r, server=%r, set_cookie=%r)" % (
+            self.status, self.server, self.set_cookie)
+
+
+def h2_ws_open(port, path="/", cookie=None, host=LOOPBACK, timeout=5.0):
+    """A WebSocket over cleartext HTTP/2 (prior knowledge, RFC 8441 extended
+    CONNECT) through HAProxy: returns an H2WsResult with the server's hello.
+    Raises if the peer does not offer SETTINGS_ENABLE_CONNECT_PROTOCOL."""
+    def frame(ftype, flags, stream, payload=b""):
+        return (len(payload).to_bytes(3, "big") + bytes([ftype, flags])
+                + stream.to_bytes(4, "big") + payload)
+
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        rbuf = bytearray()
+
+        def read_frame():
+            while True:
+                if len(rbuf) >= 9:
+                    n = int.from_bytes(rbuf[0:3], "big")
+                    if len(rbuf) >= 9 + n:
+                        ftype, flags = rbuf[3], rbuf[4]
+                        stream = int.from_bytes(rbuf[5:9], "big") & 0x7FFFFFFF
+                        payload = bytes(rbuf[9:9 + n])
+                        del rbuf[:9 + n]
+                        return ftype, flags, stream, payload
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise ConnectionError("HTTP/2 peer closed the connection")
+                rbuf.extend(chunk)
+
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(_H2_SETTINGS, 0, 0))
+        while True:                                     # the server's SETTINGS
+            ftype, flags, _st, payload = read_frame()
+            if ftype == _H2_SETTINGS and not flags & 0x1:
+                settings = {int.from_bytes(payload[i:i + 2], "big"):
+                            int.from_bytes(payload[i + 2:i + 6], "big")
+                            for i in range(0, len(payload), 6)}
+                break
+        if settings.get(_H2_ENABLE_CONNECT_PROTOCOL) != 1:
+            raise ConnectionError("peer does not offer RFC 8441 extended CONNECT")
+        s.sendall(frame(_H2_SETTINGS, 0x1, 0))          # ACK
+        hdrs = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                (":path", path), (":authority", "%s:%d" % (host, port)),
+                ("sec-websocket-version", "13")]
+        if cookie:
+            hdrs.append(("cookie", cookie if "=" in cookie else "stickysid=" + cookie))
+        s.sendall(frame(_H2_HEADERS, 0x4, 1, _hpack_encode(hdrs)))   # END_HEADERS
+
+        dyn, block, resp, data = [], b"", None, bytearray()
+        while True:
+            ftype, flags, stream, payload = read_frame()
+            if ftype == _H2_GOAWAY:
+                raise ConnectionError("GOAWAY from peer: %r" % payload)
+            if stream != 1:
+                continue
+            if ftype == _H2_RST:
+                raise ConnectionError("stream reset by peer")
+            if ftype in (_H2_HEADERS, _H2_CONTINUATION):
+                if ftype == _H2_HEADERS and flags & 0x8:     # PADDED
+                    payload = payload[1:len(payload) - payload[0]]
+                if ftype == _H2_HEADERS and flags & 0x20:    # PRIORITY
+                    payload = payload[5:]
+                block += payload
+                if flags & 0x4:
+                    resp = _hpack_decode(block, dyn)
+                    block = b""
+                    status = int(dict(resp).get(":status", "0"))
+                    if status != 200:
+                        return H2WsResult(status, resp, None)
+            elif ftype == _H2_DATA and resp is not None:
+                data += payload
+                # One unmasked WebSocket text frame from the server: the hello.
+                if len(data) >= 2:
+                    n, off = data[1] & 0x7F, 2
+                    if n == 126:
+                        n, off = int.from_bytes(data[2:4], "big"), 4
+                    if len(data) >= off + n:
+                        hello = json.loads(bytes(data[off:off + n]))
+                        s.sendall(frame(_H2_RST, 0, 1, (0).to_bytes(4, "big")))
+                        return H2WsResult(200, resp, hello)
 
 
 # ---- processes --------------------------------------------------------------

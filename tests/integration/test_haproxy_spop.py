@@ -130,7 +130,8 @@ def test_echo_and_ping_reach_the_response(echo_setup):
     h.wait_server_status("agents", "agent1", "UP")
     for i in range(5):
         token = secrets.token_urlsafe(12)
-        num = secrets.randbelow(10 ** 12) - 5 * 10 ** 11  # negative ones too
+        # hdr_val parses a 32-bit int (HAProxy's side); negative ones too.
+        num = secrets.randbelow(2 ** 31) - 2 ** 30
         assert_echoed(*probe(h, token, num), token, num)
 
 
@@ -319,3 +320,19 @@ def test_socketio_polling_and_upgrade_share_one_affinity(procs):
         assert status == 200 and json.loads(body)["server"] == server
     ws = harness.ws_open(lb.ws_url + "socket.io/?EIO=4&transport=websocket", cookie=sid)
     assert ws.server == server
+
+
+def test_http2_websocket_takes_the_same_path(stack):
+    """An HTTP/2 extended CONNECT (RFC 8441) is matched by the same upgrade rule:
+    it gets the cookie on its 200 (HAProxy's 101) and sticks like HTTP/1.1 does."""
+    lb = stack.lbs[0]
+    first = harness.h2_ws_open(lb.haproxy.port, "/h2")
+    assert first.status == 200, first
+    sid = first.cookie()
+    assert sid, first.headers
+    for _ in range(3):
+        again = harness.h2_ws_open(lb.haproxy.port, "/h2", cookie=sid)
+        assert again.status == 200 and again.server == first.server
+        assert again.cookie() is None  # a valid cookie is not set again
+    h1 = harness.ws_open(lb.ws_url, cookie=sid)
+    assert h1.server == first.server
