@@ -500,3 +500,49 @@ def test_no_redis_at_start_then_redis_appears(procs):
         assert v["server"] == hrw_weighted(v["sid"], {"ws1": 1, "ws2": 3})
         procs.redis(port=port)
         wait_until(lambda: assign(c)["action"] == "new", timeout=15, what="Redis noticed")
+
+
+# ---- with a real HAProxy ------------------------------------------------------------
+
+def test_haproxy_drain_and_maint_seen_by_the_agent(stack):
+    """States set on HAProxy itself (runtime API), not in Redis: the agent's
+    view comes from HAProxy's stats socket."""
+    lb = stack.lbs[0]
+    with SpopClient("127.0.0.1", lb.stickyd.port) as c:
+        c.hello()
+        wait_until(lambda: assign(c)["action"] == "new", timeout=10, what="agent ready")
+        v = assign(c)
+        sid, srv = v["sid"], v["server"]
+        others = sorted({w.name for w in stack.ws} - {srv})
+        lb.haproxy.cmd("set server %s/%s state drain" % (BE, srv))
+        wait_until(lambda: assign(c, sid=sid)["draining"] == 1, timeout=10,
+                   what="agent sees DRAIN")
+        h = assign(c, sid=sid)
+        assert (h["action"], h["server"], h["draining"]) == ("hit", srv, 1)
+        assert all(assign(c)["server"] in others for _ in range(20))
+        lb.haproxy.cmd("set server %s/%s state maint" % (BE, srv))
+        wait_until(lambda: assign(c, sid=sid)["action"] == "repin", timeout=10,
+                   what="agent sees MAINT")
+        moved = stack.redis.client().hget("%s{%s}:s:%s" % (PREFIX, BE, sid), "server")
+        assert moved in others
+        lb.haproxy.cmd("set server %s/%s state ready" % (BE, srv))
+        wait_until(lambda: assign(c)["server"] == srv, timeout=10, what="back in service")
+        assert assign(c, sid=sid)["server"] == moved  # the new pin holds
+
+
+def test_websocket_upgrades_through_haproxy(stack):
+    """The whole path: HAProxy sends sticky-assign on the upgrade, applies the
+    server and the cookie the agent chose."""
+    import harness
+    url = stack.lbs[0].ws_url
+    first = harness.ws_open(url)
+    sid = first.cookie()
+    assert sid is not None and len(sid) == 44 and sid[0] == "1"
+    rec = stack.redis.client().hgetall("%s{%s}:s:%s" % (PREFIX, BE, sid))
+    assert rec["server"] == first.server
+    for _ in range(5):
+        again = harness.ws_open(url, cookie=sid)
+        assert again.server == first.server
+        assert again.cookie() is None  # no new cookie for a valid one
+    forged = harness.ws_open(url, cookie="1" + "A" * 43)
+    assert forged.cookie() not in (None, "1" + "A" * 43)
