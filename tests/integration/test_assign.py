@@ -134,6 +134,26 @@ class Cluster:
         for c in self.clients:
             c.close()
 
+    def stats(self, i=0):
+        """The agent's counters, from the lines SIGUSR1 writes to its log."""
+        agent = self.agents[i]
+        mark = len(agent.log_text())
+        agent.signal(signal.SIGUSR1)
+
+        def parsed():
+            text = agent.log_text()[mark:]
+            if "stats: events_received" not in text:  # the last counter
+                return None
+            out = {}
+            for line in text.splitlines():
+                parts = line.split("stats: ", 1)
+                if len(parts) == 2 and len(parts[1].split()) == 2:
+                    k, v = parts[1].split()
+                    if v.isdigit():
+                        out[k] = int(v)
+            return out
+        return wait_until(parsed, timeout=5, what="SIGUSR1 stats")
+
 
 def assign(c, sid=None, key=None, backend=BE, inst="haproxy-1", **extra):
     args = {"backend": backend, "sid": sid, "inst": inst, "uid": "uid-%d" % time.monotonic_ns(),
@@ -323,6 +343,7 @@ def test_forged_cookies_are_replaced(cluster):
         "1" + "/" * 43,
         "../../etc",
     ]
+    before = cluster.stats()
     for f in forged:
         v = assign(c, sid=f)
         assert v["action"] == "new", f
@@ -336,6 +357,11 @@ def test_forged_cookies_are_replaced(cluster):
     cluster.r.hset(cluster.rkey(good), "server", "ws3")
     assert assign(c, sid=good)["server"] == "ws3"
     assert len(cluster.r.keys("*:s:*")) == 1 + len(forged)
+    after = cluster.stats()
+    assert after["sid_invalid"] - before["sid_invalid"] == len(forged)
+    assert after["sid_minted"] - before["sid_minted"] == len(forged)
+    assert after["decision_new"] - before["decision_new"] == len(forged) + 1
+    assert after["decision_hit"] - before["decision_hit"] == 1
 
 
 def test_key_affinity_follows_key_not_cookie(cluster2):
@@ -546,3 +572,107 @@ def test_websocket_upgrades_through_haproxy(stack):
         assert again.cookie() is None  # no new cookie for a valid one
     forged = harness.ws_open(url, cookie="1" + "A" * 43)
     assert forged.cookie() not in (None, "1" + "A" * 43)
+
+
+# ---- secret rotation ------------------------------------------------------------------
+
+def test_secret_rotation_keeps_sessions(procs):
+    cl = Cluster(procs, {"ws1": 1, "ws2": 1, "ws3": 1})
+    c = cl.clients[0]
+    old_secret = cl.secret
+    sid, srv = _pin(cl, c)
+    kv = assign(c, key="rotating-user")
+    c.close()
+    cl.clients = []
+
+    # new secret, old one kept as previous; restart the agent on it
+    agent = cl.agents[0]
+    prev_file = procs.workdir / "assign-secret.prev"
+    prev_file.write_bytes(old_secret + b"\n")
+    new_secret = secrets.token_hex(32).encode()
+    cl.secret_file.write_bytes(new_secret + b"\n")
+    agent.update_config(session={"secret_file": str(cl.secret_file),
+                                 "previous_secret_file": str(prev_file), "ttl": "1h"})
+    agent.restart()
+    with cl.connect(agent) as c2:
+        wait_until(lambda: assign(c2)["action"] in ("new", "hit"), timeout=10, what="agent up")
+        # an old cookie still verifies and keeps its pin, without a new cookie
+        v = assign(c2, sid=sid)
+        assert (v["action"], v["server"], v["sid"], v["set_cookie"]) == ("hit", srv, sid, 0)
+        # new ids are signed with the new secret
+        fresh = assign(c2)["sid"]
+        assert fresh[:23] != mint_sid(old_secret, nonce=b"\0" * 16)[:23]
+        nonce = base64.urlsafe_b64decode(fresh[1:] + "=")[:16]
+        assert fresh == mint_sid(new_secret, nonce)
+        # a key's record moves to its new id and keeps its server
+        kv2 = assign(c2, key="rotating-user")
+        assert kv2["sid"] == key_id(new_secret, b"rotating-user") != kv["sid"]
+        assert (kv2["action"], kv2["server"]) == ("hit", kv["server"])
+        assert not cl.r.exists(cl.rkey(kv["sid"]))
+
+    # the old secret dropped: old cookies are strangers now
+    agent.update_config(session={"secret_file": str(cl.secret_file),
+                                 "previous_secret_file": None, "ttl": "1h"})
+    agent.restart()
+    with cl.connect(agent) as c3:
+        wait_until(lambda: assign(c3)["action"] in ("new", "hit"), timeout=10, what="agent up")
+        v = assign(c3, sid=sid)
+        assert v["action"] == "new" and v["sid"] != sid and v["set_cookie"] == 1
+
+
+def test_sighup_reloads_secrets(procs):
+    cl = Cluster(procs, {"ws1": 1, "ws2": 1})
+    c = cl.clients[0]
+    sid, srv = _pin(cl, c)
+    new_secret = secrets.token_hex(32).encode()
+    prev_file = procs.workdir / "assign-secret.prev"
+    prev_file.write_bytes(cl.secret + b"\n")
+    cl.secret_file.write_bytes(new_secret + b"\n")
+    agent = cl.agents[0]
+    agent.update_config(session={"secret_file": str(cl.secret_file),
+                                 "previous_secret_file": str(prev_file), "ttl": "1h"})
+    agent.reload()
+    wait_until(lambda: "configuration reloaded" in agent.log_text(), timeout=10, what="reload")
+    fresh = assign(c)["sid"]
+    nonce = base64.urlsafe_b64decode(fresh[1:] + "=")[:16]
+    assert fresh == mint_sid(new_secret, nonce)
+    assert assign(c, sid=sid)["action"] == "hit"
+    cl.close()
+
+
+# ---- requests in flight when their connection or the agent goes away --------------
+
+def test_inflight_decisions_survive_peer_close_and_shutdown(procs):
+    cl = Cluster(procs, {"ws1": 1, "ws2": 1}, agents=1, redis_timeout="2s")
+    agent, red = cl.agents[0], cl.redis
+    os.kill(red.pid, signal.SIGSTOP)  # every decision now waits on Redis
+    try:
+        # 1. HAProxy's connection closes with decisions pending: orphaned
+        c = cl.connect(agent)
+        for _ in range(10):
+            c.send_notify([(MSG, {"backend": BE, "sid": None})])
+        time.sleep(0.2)  # let the agent read them and send the EVALSHAs
+        c.close()
+        cl.clients = []
+        # 2. the agent keeps serving: a fresh connection gets its (late) answers
+        c2 = cl.connect(agent)
+        fid = c2.send_notify([(MSG, {"backend": BE, "sid": None})])
+    finally:
+        os.kill(red.pid, signal.SIGCONT)
+    v = c2.recv_ack(fid)
+    assert v["action"] in ("new", "fallback")
+    assert assign(c2)["action"] == "new"
+
+    # 3. SIGTERM while decisions wait on a hung Redis: a clean exit
+    os.kill(red.pid, signal.SIGSTOP)
+    try:
+        for _ in range(10):
+            c2.send_notify([(MSG, {"backend": BE, "sid": None})])
+        time.sleep(0.2)
+        agent.signal(signal.SIGTERM)
+        agent.popen.wait(10)
+    finally:
+        os.kill(red.pid, signal.SIGCONT)
+    c2.close()
+    assert agent.popen.returncode == 0
+    assert "stickyd exiting (status 0)" in agent.log_text()
