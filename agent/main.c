@@ -50,6 +50,7 @@ static void usage(FILE *f)
             "  -l, --listen ADDR     SPOP listen address, overrides the file's \"listen\"\n"
             "      --check-config    load and validate the configuration, then exit\n"
             "      --log-level LVL   overrides the file's \"log_level\"\n"
+            "      --dump-assign-script  print the sticky-assign Lua script (benchmarks)\n"
             "  -V, --version         print the version\n"
             "  -h, --help            this text\n"
             "\n"
@@ -230,6 +231,7 @@ int main(int argc, char **argv)
         {"check-config", no_argument, NULL, 'C'},
         {"log-level", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
+        {"dump-assign-script", no_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -257,6 +259,9 @@ int main(int argc, char **argv)
         }
         case 'V':
             printf("stickyd %s (SPOP %s)\n", STICKYD_VERSION, SPOP_VERSION);
+            return 0;
+        case 'D':
+            fputs(assign_script(), stdout);
             return 0;
         case 'h':
             usage(stdout);

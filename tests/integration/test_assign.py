@@ -676,3 +676,15 @@ def test_inflight_decisions_survive_peer_close_and_shutdown(procs):
     c2.close()
     assert agent.popen.returncode == 0
     assert "stickyd exiting (status 0)" in agent.log_text()
+
+
+def test_dump_assign_script_is_the_script_the_agent_runs(cluster):
+    """The benchmark feeds `stickyd --dump-assign-script` to redis-benchmark: it
+    must be byte-for-byte the script the agent loaded."""
+    import subprocess
+    import harness
+    text = subprocess.run([str(harness.STICKYD), "--dump-assign-script"], check=True,
+                          stdout=subprocess.PIPE, timeout=10).stdout
+    sha = hashlib.sha1(text).hexdigest()
+    assign(cluster.clients[0])  # the agent has (re)loaded its script by now
+    assert cluster.r.script_exists(sha) == [True]
