@@ -51,6 +51,12 @@ static void h_fill(struct req *r, const struct spop_msg *m, void *arg)
     req_done(r);
 }
 
+static int idle_calls;
+static void on_idle(void)
+{
+    idle_calls++;
+}
+
 static uint8_t inbuf[1 << 16];
 static size_t inlen;
 
@@ -244,6 +250,33 @@ int main(void)
 
     close(fd);
     pump(-1);
+
+    /* graceful stop: the request in flight finishes and is ACKed first, then
+     * AGENT-DISCONNECT(0); the callback runs when the last connection is gone */
+    CHECK(open_conn(&fd, 16380) == 0);
+    send_notify(fd, 6, 40, as);
+    pump(fd);
+    CHECK_EQ_INT(nheld, 1);
+    conn_shutdown_all(on_idle);
+    pump(fd);
+    CHECK(!next_frame(&f, keep));
+    CHECK_EQ_INT(idle_calls, 0);
+    req_done(held[0]);
+    nheld = 0;
+    pump(fd);
+    CHECK(next_frame(&f, keep));
+    CHECK_EQ_INT(f.type, SPOP_FRAME_ACK);
+    CHECK_EQ_INT(f.frame_id, 40);
+    CHECK(next_frame(&f, keep));
+    CHECK_EQ_INT(f.type, SPOP_FRAME_AGENT_DISCONNECT);
+    struct spop_disconnect d;
+    CHECK(spop_disconnect_parse(f.payload, f.payload_len, &d) == 0);
+    CHECK(d.has_status && d.status == 0);
+    close(fd);
+    pump(-1);
+    CHECK_EQ_INT(idle_calls, 1);
+    CHECK_EQ_INT(conn_count(), 0);
+
     conn_free_all();
     req_registry_clear();
     ev_loop_destroy(loop);

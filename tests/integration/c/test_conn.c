@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1063,6 +1064,52 @@ static void test_sighup_bad_config(void)
     close(fd);
 }
 
+/* The optional unix socket listener speaks the same protocol. */
+static void test_unix(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof(un.sun_path), "%.60s/spop.sock", tmpdir);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0);
+    static struct fb f;
+    static struct frame fr;
+    f.len = 0;
+    hello(&f, HELLO_ALL, "2.0", 16380, false);
+    CHECK(send_all(fd, f.b, f.len) == 0);
+    CHECK_EQ_INT(read_frame(fd, &fr), 1);
+    CHECK_EQ_INT(fr.type, 101);
+    CHECK(ping_ok(fd, 9, 9));
+    close(fd);
+}
+
+/* --check-config: "configuration OK" and 0, or file:line:col and 1. */
+static void test_check_config(void)
+{
+    const char *bin = getenv("STICKYD_BIN") ? getenv("STICKYD_BIN") : "agent/stickyd";
+    char good[128], bad[128], cmd[512], out[512];
+    snprintf(good, sizeof(good), "%s/good.json", tmpdir);
+    snprintf(bad, sizeof(bad), "%s/bad.json", tmpdir);
+    write_file(good, "{\"max_connections\": 10}\n");
+    write_file(bad, "{\n  \"max_connections\": 0\n}\n");
+    snprintf(cmd, sizeof(cmd), "%s --check-config --config %s 2>&1", bin, good);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+    out[n] = '\0';
+    int st = p ? pclose(p) : -1;
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(strstr(out, "configuration OK") != NULL);
+    snprintf(cmd, sizeof(cmd), "%s --check-config -c %s 2>&1", bin, bad);
+    p = popen(cmd, "r");
+    n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+    out[n] = '\0';
+    st = p ? pclose(p) : -1;
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    char want[160];
+    snprintf(want, sizeof(want), "%s:2:", bad);
+    CHECK(strstr(out, want) != NULL);
+    CHECK(strstr(out, "configuration OK") == NULL);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -1104,7 +1151,9 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    agent = start_agent("main", "{}\n", &port);
+    char maincfg[256];
+    snprintf(maincfg, sizeof(maincfg), "{\"unix_socket\": \"%s/spop.sock\"}\n", tmpdir);
+    agent = start_agent("main", maincfg, &port);
     CHECK(agent > 0);
     if (agent > 0) {
         test_hello();
@@ -1117,11 +1166,13 @@ int main(void)
         test_haproxy_disconnect();
         test_abrupt();
         test_backpressure();
+        test_unix();
         test_sighup_bad_config();
         CHECK(alive(agent));
         test_sigterm();
     }
     test_limit_and_idle();
+    test_check_config();
     stop_agent(agent);
     if (check_failed == 0 && getenv("KEEP_LOGS") == NULL) {
         char cmd[128];
