@@ -98,36 +98,43 @@ int sid_b64url_decode(const char *in, size_t n, uint8_t *out, size_t outcap)
     return (int)o;
 }
 
-/* HMAC-SHA256(secret, prefix || 0x00 || data) into mac_out[32]. The EVP_MAC
- * implementation is fetched once and kept for the life of the process. */
+/* HMAC-SHA256(secret, prefix || 0x00 || data) into mac_out[32].
+ * One HMAC context, its digest set once, is re-keyed for every call: fetching
+ * the implementation and the digest by name per call cost more than the MAC.
+ * The agent is single-threaded; this module is not meant for threads. */
 static int mac(const uint8_t *secret, size_t slen, const char *prefix, const void *data,
                size_t dlen, uint8_t mac_out[32])
 {
-    static EVP_MAC *hmac;
-    if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL) {
-        return -1;
-    }
-    int rc = -1;
-    size_t outlen = 0;
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end(),
-    };
-    EVP_MAC_CTX *h = EVP_MAC_CTX_new(hmac);
+    static EVP_MAC_CTX *h;
     if (h == NULL) {
-        return -1;
+        char digest[] = "SHA256";
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+            OSSL_PARAM_construct_end(),
+        };
+        EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        if (hmac == NULL) {
+            return -1;
+        }
+        h = EVP_MAC_CTX_new(hmac);
+        EVP_MAC_free(hmac); /* the context keeps its own reference */
+        if (h == NULL) {
+            return -1;
+        }
+        if (EVP_MAC_CTX_set_params(h, params) != 1) {
+            EVP_MAC_CTX_free(h);
+            h = NULL;
+            return -1;
+        }
     }
-    if (EVP_MAC_init(h, secret, slen, params) != 1 ||
+    size_t outlen = 0;
+    if (EVP_MAC_init(h, secret, slen, NULL) != 1 ||
         EVP_MAC_update(h, (const unsigned char *)prefix, strlen(prefix) + 1) != 1 ||
         (dlen > 0 && EVP_MAC_update(h, data, dlen) != 1) ||
         EVP_MAC_final(h, mac_out, &outlen, 32) != 1 || outlen != 32) {
-        goto out;
+        return -1;
     }
-    rc = 0;
-out:
-    EVP_MAC_CTX_free(h);
-    return rc;
+    return 0;
 }
 
 int sid_mint_nonce(const struct sid_keys *k, const uint8_t nonce[SID_NONCE_LEN], char out[SID_BUF])
