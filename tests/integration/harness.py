@@ -99,6 +99,15 @@ def short_tmpdir(prefix):
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
 
 
+def write_secret(path):
+    """A fresh random HMAC secret (64 hex characters), readable by the owner only."""
+    path = Path(path)
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    return path
+
+
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
 
 
@@ -612,7 +621,7 @@ class Stickyd(Proc):
 
     def __init__(self, workdir, name="stickyd", redis_port=6379, stats_socket=None,
                  backends=None, instance=None, secret_file=None, syslog_udp=True,
-                 syslog_tcp=False, listen_port=None, log_level="debug", extra=None):
+                 syslog_tcp=False, listen_port=None, log_level="info", extra=None):
         super().__init__(name, workdir)
         self.port = listen_port or free_port()
         self.syslog_udp_port = free_port(socket.SOCK_DGRAM) if syslog_udp else None
@@ -620,7 +629,7 @@ class Stickyd(Proc):
         if secret_file is None:
             secret_file = self.workdir / "secret.key"
             if not secret_file.exists():
-                secret_file.write_text(secrets.token_hex(32) + "\n")
+                write_secret(secret_file)
         self.secret_file = Path(secret_file)
         cfg = {
             "listen": "%s:%d" % (LOOPBACK, self.port),
@@ -922,8 +931,7 @@ class Stack:
         self.backend = backend
         self.redis = group.redis()
         self.ws = group.ws_servers(servers)
-        self.secret_file = group.workdir / "shared-secret.key"
-        self.secret_file.write_text(secrets.token_hex(32) + "\n")
+        self.secret_file = write_secret(group.workdir / "shared-secret.key")
         self.lbs = []
         for i in range(1, instances + 1):
             name = "lb%d" % i
