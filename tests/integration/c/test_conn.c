@@ -168,6 +168,7 @@ struct frame {
 static int port;
 static pid_t agent;
 static char tmpdir[64];
+static char no_redis[160];
 
 static int connect_agent(int p)
 {
@@ -1013,8 +1014,10 @@ static void test_backpressure(void)
 static void test_limit_and_idle(void)
 {
     int p2;
-    pid_t a2 = start_agent("limits", "{\"max_connections\": 2, \"idle_timeout\": \"300ms\"}\n",
-                           &p2);
+    char text[256];
+    snprintf(text, sizeof(text),
+             "{\"max_connections\": 2, \"idle_timeout\": \"300ms\", %s}\n", no_redis);
+    pid_t a2 = start_agent("limits", text, &p2);
     CHECK(a2 > 0);
     if (a2 <= 0) {
         return;
@@ -1053,7 +1056,10 @@ static void test_sighup_bad_config(void)
     CHECK(fd2 >= 0 && ping_ok(fd2, 5, 5));
     close(fd2);
     /* a good file reloads */
-    write_file(path, "{\"max_connections\": 100}\n");
+    char text[512];
+    snprintf(text, sizeof(text), "{\"max_connections\": 100, %s, \"unix_socket\": \"%s/spop.sock\"}\n",
+             no_redis, tmpdir);
+    write_file(path, text);
     kill(agent, SIGHUP);
     usleep(100000);
     CHECK(alive(agent));
@@ -1151,8 +1157,11 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    char maincfg[256];
-    snprintf(maincfg, sizeof(maincfg), "{\"unix_socket\": \"%s/spop.sock\"}\n", tmpdir);
+    /* Redis is never needed here: point the store at a socket that does not exist */
+    snprintf(no_redis, sizeof(no_redis), "\"redis\": {\"unix\": \"%s/no-redis.sock\"}", tmpdir);
+    char maincfg[512];
+    snprintf(maincfg, sizeof(maincfg), "{\"unix_socket\": \"%s/spop.sock\", %s}\n", tmpdir,
+             no_redis);
     agent = start_agent("main", maincfg, &port);
     CHECK(agent > 0);
     if (agent > 0) {
