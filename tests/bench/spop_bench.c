@@ -42,6 +42,8 @@
 #define CLOSE_NS (1 * NS_PER_SEC) /* AGENT-DISCONNECT gets this long after ours */
 #define SID_RING 1024u            /* session ids learned from ACKs, for -k */
 #define SID_MAX 256u
+#define TALLY_MAX 16u /* distinct values of the -V variable */
+#define TALLY_LEN 32u
 
 /* ---- latency histogram ------------------------------------------------------
  * HDR-style log-linear: values below 2^(S+1) ns have their own bucket; above,
@@ -122,12 +124,7 @@ static uint64_t hist_quantile(const struct hist *h, double q)
  * every frame from the frame's global sequence number (unique uids, spread
  * source addresses); kind SID takes a session id learned from an earlier ACK
  * with probability -k, and is NULL otherwise. */
-enum arg_kind {
-    ARG_FIXED = 0,
-    ARG_SEQ,
-    ARG_SID,
-    ARG_KIND_COUNT
-};
+enum arg_kind { ARG_FIXED = 0, ARG_SEQ, ARG_SID, ARG_KIND_COUNT };
 
 struct arg_spec {
     char *name;
@@ -144,7 +141,7 @@ struct opts {
     unsigned depth;
     double duration;
     double warmup;
-    double rate;     /* 0: closed loop */
+    double rate; /* 0: closed loop */
     unsigned tick_us;
     const char *msg;
     struct arg_spec args[MAX_ARGS];
@@ -155,6 +152,7 @@ struct opts {
     const char *inst;
     unsigned sid_reuse_pct;
     const char *sid_var;
+    const char *tally_var;
     long agent_pid;
     bool machine;
     const char *label;
@@ -254,6 +252,11 @@ static struct {
     double agent_cpu0, agent_cpu1;
     double self_cpu0, self_cpu1;
     char last_disconnect[300];
+    /* -V: how often each value of one ACK variable came back (whole run) */
+    char tally_val[TALLY_MAX][TALLY_LEN];
+    uint64_t tally_n[TALLY_MAX];
+    unsigned ntally;
+    uint64_t tally_other;
 } g;
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -459,8 +462,8 @@ static int conn_flush(struct bconn *c)
             }
             if (!g.closing) {
                 g.n.disconnects++;
-                snprintf(g.last_disconnect, sizeof(g.last_disconnect), "conn %u: write: %s",
-                         c->idx, strerror(errno));
+                snprintf(g.last_disconnect, sizeof(g.last_disconnect), "conn %u: write: %s", c->idx,
+                         strerror(errno));
             }
             conn_close(c);
             return -1;
@@ -649,6 +652,36 @@ static void learn_sid(struct spop_str s)
     g.n.sids_learned++;
 }
 
+/* -V: count one value of the tallied variable (text values, and ints as text). */
+static void tally(const struct spop_data *val)
+{
+    char text[TALLY_LEN];
+    size_t len;
+    if (val->type == SPOP_T_STRING || val->type == SPOP_T_BINARY) {
+        len = val->u.str.len < TALLY_LEN - 1 ? val->u.str.len : TALLY_LEN - 1;
+        memcpy(text, val->u.str.ptr, len);
+    } else if (val->type == SPOP_T_INT64 || val->type == SPOP_T_INT32) {
+        int n = snprintf(text, sizeof(text), "%" PRId64,
+                         val->type == SPOP_T_INT64 ? val->u.i64 : (int64_t)val->u.i32);
+        len = n < 0 ? 0 : (size_t)n;
+    } else {
+        len = (size_t)snprintf(text, sizeof(text), "(type %d)", (int)val->type);
+    }
+    text[len] = '\0';
+    for (unsigned i = 0; i < g.ntally; i++) {
+        if (strcmp(g.tally_val[i], text) == 0) {
+            g.tally_n[i]++;
+            return;
+        }
+    }
+    if (g.ntally == TALLY_MAX) {
+        g.tally_other++;
+        return;
+    }
+    memcpy(g.tally_val[g.ntally], text, len + 1);
+    g.tally_n[g.ntally++] = 1;
+}
+
 static void on_ack(struct bconn *c, const struct spop_frame *f, int64_t now)
 {
     uint64_t s64 = f->stream_id % o.depth;
@@ -669,6 +702,9 @@ static void on_ack(struct bconn *c, const struct spop_frame *f, int64_t now)
         if (o.sid_reuse_pct > 0 && type == SPOP_ACT_SET_VAR && val.type == SPOP_T_STRING &&
             spop_str_eq(name, o.sid_var)) {
             learn_sid(val.u.str);
+        }
+        if (o.tally_var != NULL && type == SPOP_ACT_SET_VAR && spop_str_eq(name, o.tally_var)) {
+            tally(&val);
         }
     }
     if (rc < 0 || !(f->flags & SPOP_FL_FIN)) {
@@ -1081,7 +1117,8 @@ static void report(void)
     if (!o.quiet) {
         if (o.rate > 0) {
             printf("  mode            open loop at %.0f/s, %u conns, up to %u in flight each, "
-                   "message \"%s\"\n", o.rate, o.conns, o.depth, o.msg);
+                   "message \"%s\"\n",
+                   o.rate, o.conns, o.depth, o.msg);
         } else {
             printf("  mode            closed loop, %u conns x %u in flight, message \"%s\"\n",
                    o.conns, o.depth, o.msg);
@@ -1107,13 +1144,29 @@ static void report(void)
         if (o.sid_reuse_pct > 0) {
             printf("  sids learned    %" PRIu64 "\n", g.n.sids_learned);
         }
+        if (o.tally_var != NULL) {
+            uint64_t all = g.tally_other;
+            for (unsigned i = 0; i < g.ntally; i++) {
+                all += g.tally_n[i];
+            }
+            printf("  var %-11s", o.tally_var);
+            for (unsigned i = 0; i < g.ntally; i++) {
+                printf(" %s %.1f%%", g.tally_val[i],
+                       all ? 100.0 * (double)g.tally_n[i] / (double)all : 0);
+            }
+            if (g.tally_other > 0) {
+                printf(" (others %" PRIu64 ")", g.tally_other);
+            }
+            printf("  (%" PRIu64 " ACKs carried it, whole run)\n", all);
+        }
         printf("  generator       longest busy stretch %s", fmt_ns(g.n.busy_max, b1, sizeof(b1)));
         if (o.rate > 0) {
             printf(", worst tick lateness %s", fmt_ns(g.n.tick_late_max, b2, sizeof(b2)));
         }
         printf("\n");
         double gen = g.self_cpu1 - g.self_cpu0;
-        printf("  generator cpu   %.2f s (%.0f%% of a core)\n", gen, secs > 0 ? 100 * gen / secs : 0);
+        printf("  generator cpu   %.2f s (%.0f%% of a core)\n", gen,
+               secs > 0 ? 100 * gen / secs : 0);
     }
     kv("mode", "%s", o.rate > 0 ? "open" : "closed");
     kv("conns", "%u", o.conns);
@@ -1132,6 +1185,18 @@ static void report(void)
     kv("disconnects", "%" PRIu64, g.n.disconnects);
     kv("lost", "%" PRIu64, g.n.lost);
     kv("deferred", "%" PRIu64, g.n.deferred);
+    for (unsigned i = 0; i < g.ntally; i++) {
+        char key[TALLY_LEN + 40];
+        snprintf(key, sizeof(key), "var_%s_%s", o.tally_var, g.tally_val[i]);
+        for (char *k = key; *k != '\0'; k++) {
+            /* keys stay one shell-friendly word */
+            if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') ||
+                  (*k >= '0' && *k <= '9'))) {
+                *k = '_';
+            }
+        }
+        kv(key, "%" PRIu64, g.tally_n[i]);
+    }
     kv("gen_cpu_s", "%.3f", g.self_cpu1 - g.self_cpu0);
     kv("gen_busy_max_us", "%.1f", (double)g.n.busy_max / 1e3);
     kv("tick_late_max_us", "%.1f", (double)g.n.tick_late_max / 1e3);
@@ -1186,6 +1251,7 @@ static void usage(FILE *f)
             "  -s SID    sticky-assign sid (default NULL, or learned with -k)\n"
             "  -k PCT    send a sid learned from earlier ACKs in PCT%% of frames\n"
             "  -K VAR    name of the ACK variable holding the sid (sid)\n"
+            "  -V VAR    tally the values of ACK variable VAR (e.g. action: hit/new/...)\n"
             "  -F BYTES  max-frame-size offered in HAPROXY-HELLO (16380)\n"
             "  -P PID    agent pid: report its CPU seconds and peak RSS from /proc\n"
             "  -M        also print machine-readable key=value lines\n"
@@ -1227,9 +1293,9 @@ static void parse_arg(const char *spec)
         const char *name;
         enum spop_type type;
     } types[] = {
-        {"null", SPOP_T_NULL},     {"bool", SPOP_T_BOOL},     {"int32", SPOP_T_INT32},
-        {"uint32", SPOP_T_UINT32}, {"int64", SPOP_T_INT64},   {"uint64", SPOP_T_UINT64},
-        {"ipv4", SPOP_T_IPV4},     {"ipv6", SPOP_T_IPV6},     {"str", SPOP_T_STRING},
+        {"null", SPOP_T_NULL},     {"bool", SPOP_T_BOOL},   {"int32", SPOP_T_INT32},
+        {"uint32", SPOP_T_UINT32}, {"int64", SPOP_T_INT64}, {"uint64", SPOP_T_UINT64},
+        {"ipv4", SPOP_T_IPV4},     {"ipv6", SPOP_T_IPV6},   {"str", SPOP_T_STRING},
         {"bin", SPOP_T_BINARY},    {"sid", SPOP_T_NULL},
     };
     char *copy = strdup(spec);
@@ -1334,7 +1400,7 @@ static void preset_sticky_assign(void)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "H:p:u:c:d:t:w:r:T:m:a:b:i:s:k:K:F:P:Ml:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "H:p:u:c:d:t:w:r:T:m:a:b:i:s:k:K:V:F:P:Ml:qh")) != -1) {
         switch (opt) {
         case 'H':
             o.host = optarg;
@@ -1384,6 +1450,9 @@ int main(int argc, char **argv)
             break;
         case 'K':
             o.sid_var = optarg;
+            break;
+        case 'V':
+            o.tally_var = optarg;
             break;
         case 'F':
             o.max_frame = (uint32_t)parse_num(optarg, "max-frame-size", SPOP_MIN_FRAME_SIZE,
