@@ -332,6 +332,8 @@ static void on_notify(struct conn *c, const struct spop_frame *f)
     while ((rc = spop_msg_next(&rd, &m)) > 0) {
     }
     if (rc < 0) {
+        log_hexdump(LOG_LVL_DEBUG, c->ident, f->payload,
+                    f->payload_len < 64 ? f->payload_len : 64);
         conn_close_with(c, SPOP_ST_INVALID, "malformed NOTIFY message list");
         return;
     }
@@ -395,6 +397,8 @@ static void conn_parse(struct conn *c)
             return;
         }
         if (n < 0) {
+            size_t len = buf_len(&c->in);
+            log_hexdump(LOG_LVL_DEBUG, c->ident, buf_rptr(&c->in), len < 64 ? len : 64);
             conn_close_with(c, st, st == SPOP_ST_TOO_BIG ? "frame is too big" : "malformed frame");
             return;
         }
