@@ -98,9 +98,9 @@ static const char assign_lua[] =
     "redis.call('PEXPIRE', rec, ttl)\n"
     "return {'new', srv, 0}\n";
 
-#define KEY_MAX 256   /* prefix (<=64) + {backend} (<=65) + ":s:" + id (<=64) */
-#define SRC_MAX 46    /* INET6_ADDRSTRLEN */
-#define UID_MAX 64    /* enough of a unique-id for a log line */
+#define KEY_MAX 256 /* prefix (<=64) + {backend} (<=65) + ":s:" + id (<=64) */
+#define SRC_MAX 46  /* INET6_ADDRSTRLEN */
+#define UID_MAX 64  /* enough of a unique-id for a log line */
 #define REASON_MAX 48
 
 /* One decision waiting on Redis. Lives on the freelist between decisions. */
@@ -280,8 +280,7 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
         if (res == STORE_OK && rep != NULL && store_reply_type(rep) == STORE_R_ERR) {
             size_t len = 0;
             const char *e = store_reply_str(rep, &len);
-            log_warn("assign: script error, falling back: %.*s", (int)(len > 200 ? 200 : len),
-                     e);
+            log_warn("assign: script error, falling back: %.*s", (int)(len > 200 ? 200 : len), e);
         }
         answer_fallback(r, x);
         ctx_put(x);
@@ -290,8 +289,8 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
     const struct store_reply *a = store_reply_elem(rep, 0);
     const struct store_reply *s = store_reply_elem(rep, 1);
     size_t slen = 0;
-    const char *sp = s != NULL && store_reply_type(s) == STORE_R_STR ? store_reply_str(s, &slen)
-                                                                      : NULL;
+    const char *sp =
+        s != NULL && store_reply_type(s) == STORE_R_STR ? store_reply_str(s, &slen) : NULL;
     if (reply_str_is(a, "none")) {
         char reason[REASON_MAX];
         snprintf(reason, sizeof(reason), "%.*s", sp != NULL ? (int)slen : 0, sp != NULL ? sp : "");
@@ -592,8 +591,8 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
         A.argvlen[i++] = (size_t)snprintf(A.nums[c][1], 12, "%u", A.cands[c].flags);
     }
     int64_t deadline = A.cfg->redis_timeout_ms > 0 ? A.cfg->redis_timeout_ms : 20;
-    if (store_eval(A.store, A.script, (int)nkeys, (int)argc, A.argv, A.argvlen, deadline,
-                   on_reply, x) != 0) {
+    if (store_eval(A.store, A.script, (int)nkeys, (int)argc, A.argv, A.argvlen, deadline, on_reply,
+                   x) != 0) {
         answer_fallback(r, x); /* not queued: the callback will not run */
         ctx_put(x);
     }

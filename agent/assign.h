@@ -7,7 +7,9 @@
  *
  * SPOE message `sticky-assign`, named args:
  *   backend (string, required)  sid (string|NULL: the session cookie)
- *   key (string|binary|int|ip|NULL, optional: affinity follows it, not the cookie)
+ *   key (string|binary|int|ip|NULL, optional: affinity follows it, not the cookie;
+ *       ints and ips are hashed as their text, so "10.0.0.1" and 10.0.0.1 agree)
+ *   An empty sid or key counts as absent; unknown args are ignored.
  *   inst (string: HAProxy instance)  uid (string: unique-id)  src (ip, for logs)
  * ACK, txn scope: server (string), sid (string), set_cookie (int 0/1),
  *   action (string: hit|new|repin|fallback|none), draining (int 0/1),

@@ -35,9 +35,9 @@
 #define SID_NONCE_LEN 16u
 #define SID_TAG_LEN 16u
 #define SID_KEY_MAC_LEN 18u
-#define SID_V1_LEN 44u      /* "1" + 43 */
-#define SID_KEY_LEN 25u     /* "k" + 24 */
-#define SID_MAX_LEN 64u     /* every format fits; longer cookies are rejected unread */
+#define SID_V1_LEN 44u  /* "1" + 43 */
+#define SID_KEY_LEN 25u /* "k" + 24 */
+#define SID_MAX_LEN 64u /* every format fits; longer cookies are rejected unread */
 #define SID_BUF (SID_MAX_LEN + 1u)
 
 /* The signing secrets. Plain data: copy-free, wiped by sid_keys_wipe. */
@@ -68,8 +68,8 @@ void sid_keys_wipe(struct sid_keys *k);
 int sid_mint(const struct sid_keys *k, char out[SID_BUF]) __attribute__((warn_unused_result));
 
 /* The same from a given nonce (deterministic; tests). */
-int sid_mint_nonce(const struct sid_keys *k, const uint8_t nonce[SID_NONCE_LEN],
-                   char out[SID_BUF]) __attribute__((warn_unused_result));
+int sid_mint_nonce(const struct sid_keys *k, const uint8_t nonce[SID_NONCE_LEN], char out[SID_BUF])
+    __attribute__((warn_unused_result));
 
 /* True when s[0..len) is a well-formed "1" id signed by the current or the
  * previous secret. Any other input (wrong length, bad characters, non-canonical

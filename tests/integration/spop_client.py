@@ -298,8 +298,8 @@ class SpopClient:
         payload = body[pos:]
         if ftype == AGENT_DISCONNECT:
             kv = kv_decode(payload)
-            raise SpopError("agent disconnected: %s (%s)" % (kv.get("message"), kv.get("status-code")),
-                            kv.get("status-code"), kv.get("message"))
+            status, message = kv.get("status-code"), kv.get("message")
+            raise SpopError("agent disconnected: %s (%s)" % (message, status), status, message)
         return ftype, flags, sid, fid, payload
 
     # -- handshake --

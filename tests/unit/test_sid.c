@@ -189,9 +189,9 @@ static void test_secrets_and_rotation(void)
     /* bounds on secret lengths */
     CHECK_EQ_INT(sid_keys_set(&none, (const uint8_t *)"short-15-bytes!", 15, NULL, 0), -1);
     CHECK_EQ_INT(sid_keys_set(&none, (const uint8_t *)"exactly-16-bytes", 16, NULL, 0), 0);
-    CHECK_EQ_INT(sid_keys_set(&none, (const uint8_t *)"exactly-16-bytes", 16,
-                              (const uint8_t *)"short", 5),
-                 -1);
+    CHECK_EQ_INT(
+        sid_keys_set(&none, (const uint8_t *)"exactly-16-bytes", 16, (const uint8_t *)"short", 5),
+        -1);
     /* a wiped key set verifies nothing and mints nothing */
     sid_keys_wipe(&none);
     CHECK(!sid_verify(&none, ida, SID_V1_LEN));
@@ -251,7 +251,7 @@ static void test_b64url(void)
     CHECK_EQ_INT(sid_b64url_decode("AB", 2, out, sizeof(out)), -1); /* unused bits set */
     CHECK_EQ_INT(sid_b64url_decode("AQ", 2, out, sizeof(out)), 1);
     CHECK_EQ_INT(sid_b64url_decode("AQ==", 4, out, sizeof(out)), -1); /* no padding */
-    CHECK_EQ_INT(sid_b64url_decode("+/", 2, out, sizeof(out)), -1);  /* not url-safe */
+    CHECK_EQ_INT(sid_b64url_decode("+/", 2, out, sizeof(out)), -1);   /* not url-safe */
 }
 
 static int write_file(const char *path, const void *p, size_t n)
