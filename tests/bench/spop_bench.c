@@ -250,6 +250,7 @@ static struct {
     /* resources */
     long clk_tck;
     double agent_cpu0, agent_cpu1;
+    long agent_hwm_kb, agent_rss_kb; /* at the end of the window */
     double self_cpu0, self_cpu1;
     char last_disconnect[300];
     /* -V: how often each value of one ACK variable came back (whole run) */
@@ -962,6 +963,18 @@ static unsigned inflight(void)
     return n;
 }
 
+static void end_window(int64_t now)
+{
+    g.stopping = true;
+    g.t_end = now;
+    g.self_cpu1 = self_cpu();
+    if (o.agent_pid > 0) {
+        g.agent_cpu1 = proc_cpu(o.agent_pid);
+        g.agent_hwm_kb = proc_status_kb(o.agent_pid, "VmHWM");
+        g.agent_rss_kb = proc_status_kb(o.agent_pid, "VmRSS");
+    }
+}
+
 static void phase(int64_t now)
 {
     if (!g.measuring && now >= g.t_meas) {
@@ -974,12 +987,7 @@ static void phase(int64_t now)
         }
     }
     if (g.measuring && !g.stopping && now >= g.t_end) {
-        g.stopping = true;
-        g.t_end = now;
-        g.self_cpu1 = self_cpu();
-        if (o.agent_pid > 0) {
-            g.agent_cpu1 = proc_cpu(o.agent_pid);
-        }
+        end_window(now);
     }
     if (g.stopping && !g.closing && (inflight() == 0 || now - g.t_end > DRAIN_NS)) {
         g.closing = true;
@@ -1019,7 +1027,15 @@ static void run(void)
             break;
         }
         if (g.open == 0) {
-            die("every connection is gone: %s", g.last_disconnect);
+            /* Report what was measured; the errors say why it ended early. */
+            fprintf(stderr, "spop_bench: every connection is gone: %s\n", g.last_disconnect);
+            if (!g.measuring) {
+                die("no measurement: the connections died during the warm-up");
+            }
+            if (!g.stopping) {
+                end_window(now);
+            }
+            break;
         }
         if (t_wake != 0 && g.measuring && !g.stopping && now - t_wake > (int64_t)g.n.busy_max) {
             g.n.busy_max = (uint64_t)(now - t_wake);
@@ -1202,11 +1218,11 @@ static void report(void)
     kv("tick_late_max_us", "%.1f", (double)g.n.tick_late_max / 1e3);
 
     if (o.agent_pid > 0) {
-        double cpu = g.agent_cpu1 - g.agent_cpu0;
-        long hwm = proc_status_kb(o.agent_pid, "VmHWM");
-        long rss = proc_status_kb(o.agent_pid, "VmRSS");
+        bool cpu_known = g.agent_cpu0 >= 0 && g.agent_cpu1 >= 0;
+        double cpu = cpu_known ? g.agent_cpu1 - g.agent_cpu0 : -1;
+        long hwm = g.agent_hwm_kb, rss = g.agent_rss_kb;
         if (!o.quiet) {
-            if (g.agent_cpu0 < 0 || g.agent_cpu1 < 0) {
+            if (!cpu_known) {
                 printf("  agent cpu       unknown (cannot read /proc/%ld/stat)\n", o.agent_pid);
             } else {
                 printf("  agent cpu       %.2f s in the window (%.0f%% of a core, %.2f us per "
@@ -1214,12 +1230,16 @@ static void report(void)
                        cpu, secs > 0 ? 100 * cpu / secs : 0,
                        g.n.acked_window ? cpu * 1e6 / (double)g.n.acked_window : 0);
             }
-            printf("  agent memory    peak RSS %.1f MiB (VmHWM), now %.1f MiB\n",
-                   (double)hwm / 1024, (double)rss / 1024);
+            if (hwm < 0 || rss < 0) {
+                printf("  agent memory    unknown (cannot read /proc/%ld/status)\n", o.agent_pid);
+            } else {
+                printf("  agent memory    peak RSS %.1f MiB (VmHWM), %.1f MiB at the end\n",
+                       (double)hwm / 1024, (double)rss / 1024);
+            }
         }
         kv("agent_cpu_s", "%.3f", cpu);
         kv("agent_us_per_req", "%.3f",
-           g.n.acked_window ? cpu * 1e6 / (double)g.n.acked_window : 0.0);
+           cpu_known && g.n.acked_window ? cpu * 1e6 / (double)g.n.acked_window : -1.0);
         kv("agent_hwm_kb", "%ld", hwm);
         kv("agent_rss_kb", "%ld", rss);
     }
@@ -1495,6 +1515,7 @@ int main(int argc, char **argv)
     g.clk_tck = sysconf(_SC_CLK_TCK);
     g.rng = 0x9e3779b97f4a7c15ull;
     g.agent_cpu0 = g.agent_cpu1 = -1;
+    g.agent_hwm_kb = g.agent_rss_kb = -1;
     signal(SIGPIPE, SIG_IGN);
 
     g.ep = epoll_create1(EPOLL_CLOEXEC);
