@@ -224,20 +224,19 @@ def actions_decode_full(payload):
             raise SpopError("truncated action")
         atype, nargs = payload[pos], payload[pos + 1]
         pos += 2
-        if atype == ACT_SET_VAR and nargs == 3:
-            scope = payload[pos]
-            n, pos = varint_decode(payload, pos + 1)
-            name = bytes(payload[pos:pos + n]).decode()
-            pos += n
-            val, pos = data_decode(payload, pos)
-        elif atype == ACT_UNSET_VAR and nargs == 2:
-            scope = payload[pos]
-            n, pos = varint_decode(payload, pos + 1)
-            name = bytes(payload[pos:pos + n]).decode()
-            pos += n
-            val = None
-        else:
+        if not ((atype == ACT_SET_VAR and nargs == 3) or (atype == ACT_UNSET_VAR and nargs == 2)):
             raise SpopError("unknown action %d/%d" % (atype, nargs))
+        if pos >= len(payload):
+            raise SpopError("truncated action scope")
+        scope = payload[pos]
+        n, pos = varint_decode(payload, pos + 1)
+        if pos + n > len(payload):
+            raise SpopError("truncated variable name")
+        name = bytes(payload[pos:pos + n]).decode()
+        pos += n
+        val = None
+        if atype == ACT_SET_VAR:
+            val, pos = data_decode(payload, pos)
         out.append((atype, SCOPES.get(scope, str(scope)), name, val))
     return out
 
