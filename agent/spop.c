@@ -611,7 +611,14 @@ void spop_w_frame_begin(struct spop_writer *w, uint8_t type, uint32_t flags, uin
         return;
     }
     uint8_t hdr[SPOP_LEN_SIZE + 5] = {
-        0, 0, 0, 0, type, (uint8_t)(flags >> 24), (uint8_t)(flags >> 16), (uint8_t)(flags >> 8),
+        0,
+        0,
+        0,
+        0,
+        type,
+        (uint8_t)(flags >> 24),
+        (uint8_t)(flags >> 16),
+        (uint8_t)(flags >> 8),
         (uint8_t)flags,
     };
     size_t start = w->len;
