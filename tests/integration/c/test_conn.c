@@ -1070,6 +1070,39 @@ static void test_sighup_bad_config(void)
     close(fd);
 }
 
+/* Many HAProxy connections at once, each with a frame in flight. */
+static void test_many(void)
+{
+    enum { M = 100 };
+    int fds[M];
+    int ok = 0;
+    for (int i = 0; i < M; i++) {
+        fds[i] = open_ready(port, 16380);
+    }
+    static struct fb f;
+    for (int i = 0; i < M; i++) {
+        f.len = 0;
+        size_t s = frame_begin(&f, 3, 1, (uint64_t)i, 1);
+        put_str(&f, "ping");
+        put_u8(&f, 0);
+        frame_end(&f, s);
+        if (fds[i] >= 0) {
+            (void)send_all(fds[i], f.b, f.len);
+        }
+    }
+    static struct frame fr;
+    for (int i = 0; i < M; i++) {
+        if (fds[i] >= 0 && read_frame(fds[i], &fr) == 1 && fr.type == 103 &&
+            fr.sid == (uint64_t)i) {
+            ok++;
+        }
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
+    }
+    CHECK_EQ_INT(ok, M);
+}
+
 /* The optional unix socket listener speaks the same protocol. */
 static void test_unix(void)
 {
@@ -1176,6 +1209,7 @@ int main(void)
         test_abrupt();
         test_backpressure();
         test_unix();
+        test_many();
         test_sighup_bad_config();
         CHECK(alive(agent));
         test_sigterm();
