@@ -30,6 +30,8 @@ static const char assign_lua[] =
     "local rec, ttl, inst = KEYS[1], ARGV[1], ARGV[2]\n"
     "local n = tonumber(ARGV[3])\n"
     "if n == nil or n < 1 then return {'none', 'no usable server'} end\n"
+    "-- Redis < 5 replicates scripts verbatim: TIME would forbid the writes after it\n"
+    "if redis.replicate_commands then redis.replicate_commands() end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local nows = string.format('%d', now)\n"
