@@ -496,8 +496,13 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
     memcpy(x->backend, a.backend.ptr, a.backend.len);
     x->backend[a.backend.len] = '\0';
     snprintf(x->src, sizeof(x->src), "%s", a.src);
-    snprintf(x->uid, sizeof(x->uid), "%.*s", (int)(a.uid.len < UID_MAX ? a.uid.len : UID_MAX - 1),
-             a.uid.ptr != NULL ? a.uid.ptr : "");
+    /* The unique-id may carry client-controlled bytes: keep log lines one line. */
+    size_t ul = a.uid.len < UID_MAX ? a.uid.len : UID_MAX - 1;
+    for (size_t i = 0; i < ul; i++) {
+        unsigned char ch = (unsigned char)a.uid.ptr[i];
+        x->uid[i] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    x->uid[ul] = '\0';
 
     /* The record id: the key's, a verified cookie, or a new one. */
     char prev_id[SID_BUF];

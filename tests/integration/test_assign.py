@@ -404,6 +404,11 @@ def test_malformed_messages_answer_none(cluster):
         assert "server" not in v
     # still serving
     assert assign(c)["action"] == "new"
+    # a unique-id with a line break cannot forge a log line
+    v = assign(c, uid="x\n2099-01-01T00:00:00.000Z err FORGED")
+    assert v["action"] == "new"
+    wait_until(lambda: v["sid"][:8] in cluster.agents[0].log_text(), timeout=5, what="log")
+    assert not any(l.startswith("2099") for l in cluster.agents[0].log_text().splitlines())
 
 
 def test_no_usable_server_answers_none(procs):
