@@ -20,7 +20,7 @@ for bin in "$STICKYD" "$SPOP_BENCH"; do
 done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stickyd-bench.XXXXXX")
-PIDS=()          # every process a section started, stopped by cleanup
+PIDS=()          # every process a section started (redis-server, haproxy...: add yours)
 AGENT_PID=""
 AGENT_PORT=""
 
@@ -30,7 +30,7 @@ cleanup() {
         kill -TERM "$pid" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do
-        # a second signal makes stickyd exit at once if the drain takes too long
+        # SIGTERM lets stickyd drain; whatever is still there after 1 s is killed
         for _ in 1 2 3 4 5 6 7 8 9 10; do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
@@ -89,6 +89,10 @@ agent_start() {
 # Total CPU seconds (utime + stime) and peak RSS of the running agent.
 agent_report() {
     local tck hwm
+    if ! kill -0 "$AGENT_PID" 2>/dev/null; then
+        echo "agent totals: stickyd pid $AGENT_PID is gone (crashed?)"
+        return 1
+    fi
     tck=$(getconf CLK_TCK)
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
     # fields counted after the last ')' (the command name may hold spaces): 12 utime, 13 stime
@@ -128,10 +132,10 @@ section_spop_noop() {
     spop -c 4 -d 20 -m noop || rc=1
     echo "--- open loop: 50,000 NOTIFY/s over 4 connections, ${BENCH_SECONDS} s ---"
     spop -c 4 -d 20 -m noop -r 50000 || rc=1
-    agent_report
+    agent_report || rc=1
     agent_stop
     if [ -s "$TMP/spop_noop/stickyd.log" ]; then
-        echo "agent log (warnings and errors):"
+        echo "agent log (warnings and errors; Redis and secret warnings are expected here):"
         sed 's/^/  /' "$TMP/spop_noop/stickyd.log" | tail -20
     fi
     return $rc
