@@ -76,7 +76,8 @@ def hrw_weighted(ident, weights):
 class Cluster:
     """One Redis and N agents sharing a secret, a static server list."""
 
-    def __init__(self, procs, servers, agents=1, redis_timeout="100ms", ttl="1h"):
+    def __init__(self, procs, servers, agents=1, redis_timeout="100ms", ttl="1h",
+                 log_level="debug"):
         self.procs = procs
         self.redis = procs.redis()
         self.r = self.redis.client()
@@ -88,7 +89,7 @@ class Cluster:
         for i in range(1, agents + 1):
             a = procs.stickyd(name="agent%d" % i, redis_port=self.redis.port,
                               backends={BE: servers}, secret_file=self.secret_file,
-                              instance="agent%d" % i, syslog_udp=False,
+                              instance="agent%d" % i, syslog_udp=False, log_level=log_level,
                               extra={"redis": {"timeout": redis_timeout},
                                      "session": {"ttl": ttl}})
             self.agents.append(a)
