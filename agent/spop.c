@@ -251,7 +251,7 @@ static bool data_u32(const struct spop_data *d, uint32_t *out)
 
 int spop_hello_parse(const uint8_t *p, size_t len, struct spop_hello *h)
 {
-    struct spop_reader r = {p, p + len};
+    struct spop_reader r = {p, len != 0 ? p + len : p}; /* no NULL + 0 */
     struct spop_str k;
     struct spop_data d;
     int rc;
@@ -292,7 +292,7 @@ int spop_hello_parse(const uint8_t *p, size_t len, struct spop_hello *h)
 
 int spop_disconnect_parse(const uint8_t *p, size_t len, struct spop_disconnect *dc)
 {
-    struct spop_reader r = {p, p + len};
+    struct spop_reader r = {p, len != 0 ? p + len : p}; /* no NULL + 0 */
     struct spop_str k;
     struct spop_data d;
     int rc;
@@ -406,11 +406,11 @@ static inline bool is_blank(char ch)
 
 bool spop_list_has(struct spop_str list, const char *word)
 {
+    if (list.len == 0) {
+        return false; /* also keeps NULL + 0 out of the pointer arithmetic */
+    }
     size_t wl = strlen(word);
     const char *p = list.ptr, *end = list.ptr + list.len;
-    if (list.len == 0) {
-        return false;
-    }
     while (p <= end) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *e = comma != NULL ? comma : end;

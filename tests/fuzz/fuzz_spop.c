@@ -1,0 +1,306 @@
+/* fuzz_spop.c - libFuzzer target over the SPOP codec (links agent/spop.c only).
+ *
+ * The input is a byte stream of frames, as a connection would read it. Every
+ * frame found goes through every payload decoder (whatever its type), and the
+ * whole input is also fed to them as a bare payload. Where the decode succeeds
+ * the result is re-encoded with the writer and decoded again: the two decodes
+ * must agree, and encoding the second gives the same bytes (the encoder is
+ * canonical). ASan catches over-reads: libFuzzer's input buffer is exact-size.
+ */
+#include "spop.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define REQUIRE(c)                                                                                 \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "fuzz_spop: invariant failed at line %d: %s\n", __LINE__, #c);         \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static bool in(const void *p, size_t n, const uint8_t *lo, const uint8_t *hi)
+{
+    const uint8_t *b = p;
+    return n == 0 || (b >= lo && b + n <= hi && b + n >= b);
+}
+
+static bool data_eq(const struct spop_data *a, const struct spop_data *b)
+{
+    if (a->type != b->type) {
+        return false;
+    }
+    switch (a->type) {
+    case SPOP_T_NULL:
+        return true;
+    case SPOP_T_BOOL:
+        return a->u.b == b->u.b;
+    case SPOP_T_INT32:
+        return a->u.i32 == b->u.i32;
+    case SPOP_T_UINT32:
+        return a->u.u32 == b->u.u32;
+    case SPOP_T_INT64:
+        return a->u.i64 == b->u.i64;
+    case SPOP_T_UINT64:
+        return a->u.u64 == b->u.u64;
+    case SPOP_T_IPV4:
+        return memcmp(a->u.ipv4, b->u.ipv4, 4) == 0;
+    case SPOP_T_IPV6:
+        return memcmp(a->u.ipv6, b->u.ipv6, 16) == 0;
+    case SPOP_T_STRING:
+    case SPOP_T_BINARY:
+        return a->u.str.len == b->u.str.len &&
+               (a->u.str.len == 0 || memcmp(a->u.str.ptr, b->u.str.ptr, a->u.str.len) == 0);
+    default:
+        return false;
+    }
+}
+
+static bool str_same(struct spop_str a, struct spop_str b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static void check_data(const struct spop_data *d, const uint8_t *lo, const uint8_t *hi)
+{
+    REQUIRE((unsigned)d->type < SPOP_T_COUNT);
+    if (d->type == SPOP_T_STRING || d->type == SPOP_T_BINARY) {
+        REQUIRE(in(d->u.str.ptr, d->u.str.len, lo, hi));
+    }
+}
+
+/* Re-encode a NOTIFY message list; returns the encoded length, 0 if it did not
+ * fit (large inputs), which is not an error. */
+static size_t reencode_msgs(const uint8_t *p, size_t len, uint8_t *out, size_t cap)
+{
+    struct spop_writer w;
+    spop_w_init(&w, out, cap, 0);
+    struct spop_reader r = {p, p + len};
+    struct spop_msg m;
+    int rc;
+    while ((rc = spop_msg_next(&r, &m)) == 1) {
+        spop_w_msg(&w, m.name.ptr, m.name.len, (uint8_t)m.nargs);
+        struct spop_str k;
+        struct spop_data d;
+        while (spop_kv_next(&m.args, &k, &d) == 1) {
+            spop_w_str(&w, k.ptr, k.len);
+            spop_w_data(&w, &d);
+        }
+    }
+    REQUIRE(rc == 0);
+    return w.failed ? 0 : w.len;
+}
+
+/* Two message lists decode to the same messages. */
+static void same_msgs(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    struct spop_reader ra = {a, a + alen}, rb = {b, b + blen};
+    struct spop_msg ma, mb;
+    int rca, rcb;
+    for (;;) {
+        rca = spop_msg_next(&ra, &ma);
+        rcb = spop_msg_next(&rb, &mb);
+        REQUIRE(rca == rcb);
+        if (rca != 1) {
+            break;
+        }
+        REQUIRE(str_same(ma.name, mb.name) && ma.nargs == mb.nargs);
+        struct spop_str ka, kb;
+        struct spop_data da, db;
+        for (;;) {
+            int ka_rc = spop_kv_next(&ma.args, &ka, &da);
+            int kb_rc = spop_kv_next(&mb.args, &kb, &db);
+            REQUIRE(ka_rc == kb_rc && ka_rc != -1);
+            if (ka_rc == 0) {
+                break;
+            }
+            REQUIRE(str_same(ka, kb) && data_eq(&da, &db));
+        }
+    }
+    REQUIRE(rca == 0);
+}
+
+static uint8_t enc1[1 << 17], enc2[1 << 17];
+
+static void fuzz_msgs(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    struct spop_reader r = {p, end};
+    struct spop_msg m;
+    int rc;
+    unsigned nmsgs = 0;
+    while ((rc = spop_msg_next(&r, &m)) == 1) {
+        nmsgs++;
+        REQUIRE(in(m.name.ptr, m.name.len, p, end));
+        REQUIRE(m.args.p >= p && m.args.p <= m.args.end && m.args.end <= r.p);
+        struct spop_str k;
+        struct spop_data d;
+        unsigned n = 0;
+        int krc;
+        while ((krc = spop_kv_next(&m.args, &k, &d)) == 1) {
+            n++;
+            REQUIRE(in(k.ptr, k.len, p, end));
+            check_data(&d, p, end);
+        }
+        /* spop_msg_next validated them all */
+        REQUIRE(krc == 0 && n == m.nargs);
+    }
+    REQUIRE(rc == 0 || rc == -1);
+    REQUIRE(r.p >= p && r.p <= end);
+    if (rc == 0 && len <= sizeof(enc1) / 2) {
+        size_t n1 = reencode_msgs(p, len, enc1, sizeof(enc1));
+        REQUIRE(n1 != 0 || len == 0);
+        same_msgs(p, len, enc1, n1);
+        size_t n2 = reencode_msgs(enc1, n1, enc2, sizeof(enc2));
+        REQUIRE(n2 == n1 && memcmp(enc1, enc2, n1) == 0);
+    }
+}
+
+static void fuzz_kvs(const uint8_t *p, size_t len)
+{
+    struct spop_reader r = {p, p + len};
+    struct spop_str k;
+    struct spop_data d;
+    int rc;
+    while ((rc = spop_kv_next(&r, &k, &d)) == 1) {
+        REQUIRE(in(k.ptr, k.len, p, p + len));
+        check_data(&d, p, p + len);
+        /* one KV round trip */
+        uint8_t buf[64];
+        struct spop_writer w;
+        spop_w_init(&w, buf, sizeof(buf), 0);
+        spop_w_str(&w, k.ptr, k.len);
+        spop_w_data(&w, &d);
+        if (!w.failed) {
+            struct spop_reader r2 = {buf, buf + w.len};
+            struct spop_str k2;
+            struct spop_data d2;
+            REQUIRE(spop_kv_next(&r2, &k2, &d2) == 1 && r2.p == buf + w.len);
+            REQUIRE(str_same(k, k2) && data_eq(&d, &d2));
+        }
+    }
+    REQUIRE(rc == 0 || rc == -1);
+
+    struct spop_hello h;
+    if (spop_hello_parse(p, len, &h) == 0) {
+        REQUIRE(in(h.versions.ptr, h.versions.len, p, p + len));
+        REQUIRE(in(h.caps.ptr, h.caps.len, p, p + len));
+        REQUIRE(in(h.engine_id.ptr, h.engine_id.len, p, p + len));
+        (void)spop_list_has(h.versions, SPOP_VERSION);
+        (void)spop_list_has(h.caps, "pipelining");
+    }
+    struct spop_disconnect dc;
+    if (spop_disconnect_parse(p, len, &dc) == 0) {
+        REQUIRE(in(dc.message.ptr, dc.message.len, p, p + len));
+        (void)spop_status_str(dc.status);
+    }
+}
+
+static void fuzz_actions(const uint8_t *p, size_t len)
+{
+    struct spop_reader r = {p, p + len};
+    uint8_t type, scope;
+    struct spop_str name;
+    struct spop_data val;
+    struct spop_writer w;
+    spop_w_init(&w, enc1, sizeof(enc1), 0);
+    int rc;
+    while ((rc = spop_action_next(&r, &type, &scope, &name, &val)) == 1) {
+        REQUIRE(in(name.ptr, name.len, p, p + len));
+        REQUIRE(scope < SPOP_SCOPE_COUNT);
+        check_data(&val, p, p + len);
+        if (type == SPOP_ACT_SET_VAR) {
+            spop_w_set_var(&w, (enum spop_scope)scope, name.ptr, name.len, &val);
+        } else {
+            REQUIRE(type == SPOP_ACT_UNSET_VAR && val.type == SPOP_T_NULL);
+            spop_w_unset_var(&w, (enum spop_scope)scope, name.ptr, name.len);
+        }
+    }
+    REQUIRE(rc == 0 || rc == -1);
+    if (rc == 0 && !w.failed) {
+        /* the re-encoded list decodes to the same actions */
+        struct spop_reader a = {p, p + len}, b = {enc1, enc1 + w.len};
+        uint8_t t2, s2;
+        struct spop_str n2;
+        struct spop_data v2;
+        int ra, rb;
+        do {
+            ra = spop_action_next(&a, &type, &scope, &name, &val);
+            rb = spop_action_next(&b, &t2, &s2, &n2, &v2);
+            REQUIRE(ra == rb);
+            if (ra == 1) {
+                REQUIRE(type == t2 && scope == s2 && str_same(name, n2) && data_eq(&val, &v2));
+            }
+        } while (ra == 1);
+        REQUIRE(ra == 0);
+    }
+}
+
+static void fuzz_frame(const struct spop_frame *f, const uint8_t *lo, const uint8_t *hi)
+{
+    REQUIRE(in(f->payload, f->payload_len, lo, hi));
+    fuzz_msgs(f->payload, f->payload_len);
+    fuzz_kvs(f->payload, f->payload_len);
+    fuzz_actions(f->payload, f->payload_len);
+
+    /* re-frame the payload: same header fields come back */
+    struct spop_writer w;
+    spop_w_init(&w, enc2, sizeof(enc2), 0);
+    spop_w_frame_begin(&w, f->type, f->flags, f->stream_id, f->frame_id);
+    spop_w_bytes(&w, f->payload, f->payload_len);
+    if (spop_w_frame_end(&w) == 0) {
+        struct spop_frame g;
+        enum spop_status st = SPOP_ST_NONE;
+        REQUIRE(spop_frame_decode(enc2, w.len, 0, &g, &st) == (ssize_t)w.len);
+        REQUIRE(g.type == f->type && g.flags == f->flags && g.stream_id == f->stream_id &&
+                g.frame_id == f->frame_id && g.payload_len == f->payload_len);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const uint8_t *end = data + size;
+
+    /* a varint at the start */
+    uint64_t v;
+    int n = spop_varint_decode(data, end, &v);
+    REQUIRE(n >= -1 && n <= (int)SPOP_VARINT_MAX && (size_t)(n > 0 ? n : 0) <= size);
+    if (n > 0) {
+        uint8_t buf[SPOP_VARINT_MAX];
+        size_t m = spop_varint_encode(v, buf);
+        /* the scheme is bijective: the canonical form is what was read */
+        REQUIRE(m == (size_t)n && memcmp(buf, data, m) == 0);
+    }
+
+    /* the input as a stream of frames; the first two input bytes also pick a
+     * small max-frame-size to exercise TOO_BIG */
+    uint32_t small = size >= 2 ? (uint32_t)data[0] << 8 | data[1] : 0;
+    const uint8_t *p = data;
+    while (p < end) {
+        struct spop_frame f;
+        enum spop_status st = SPOP_ST_NONE;
+        ssize_t r = spop_frame_decode(p, (size_t)(end - p), SPOP_MAX_FRAME_SIZE, &f, &st);
+        if (r <= 0) {
+            REQUIRE(r == 0 || st == SPOP_ST_TOO_BIG || st == SPOP_ST_INVALID);
+            break;
+        }
+        REQUIRE((size_t)r <= (size_t)(end - p) && (size_t)r >= SPOP_LEN_SIZE + SPOP_FRAME_MIN_LEN);
+        /* one byte less is never malformed, only incomplete */
+        struct spop_frame f2;
+        REQUIRE(spop_frame_decode(p, (size_t)r - 1, SPOP_MAX_FRAME_SIZE, &f2, &st) == 0);
+        ssize_t rs = spop_frame_decode(p, (size_t)r, small, &f2, &st);
+        REQUIRE(rs == r || (rs == -1 && st == SPOP_ST_TOO_BIG));
+        fuzz_frame(&f, p, p + r);
+        p += r;
+    }
+
+    /* the input as a bare payload */
+    fuzz_msgs(data, size);
+    fuzz_kvs(data, size);
+    fuzz_actions(data, size);
+    return 0;
+}
