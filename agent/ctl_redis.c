@@ -1,0 +1,229 @@
+/* ctl_redis.c - blocking-style Redis calls for stickyctl (see ctl_redis.h).
+ *
+ * Every wait is a loop of ev_run(EVRUN_ONCE) until a flag set by a callback or
+ * a timer flips, so store.c's own deadlines bound each call and nothing here
+ * can hang longer than the timeout the operator gave.
+ */
+#include "ctl_redis.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "util.h"
+
+struct ctl_redis {
+    struct ev_loop *loop;
+    struct store *st;
+    const struct cfg *cfg;
+};
+
+static void on_expired(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    UNUSED(loop);
+    UNUSED(revents);
+    *(bool *)w->data = true;
+}
+
+/* Where the CLI talks to, for messages ("127.0.0.1:6379", "unix:/path"). */
+static void target(const struct cfg *c, char *buf, size_t len)
+{
+    if (c->redis_unix != NULL && c->redis_unix[0] != '\0') {
+        snprintf(buf, len, "unix:%s", c->redis_unix);
+    } else {
+        snprintf(buf, len, "%s:%u", c->redis_host ? c->redis_host : "127.0.0.1",
+                 (unsigned)c->redis_port);
+    }
+}
+
+struct ctl_redis *ctl_redis_open(struct ev_loop *loop, const struct cfg *c, int64_t timeout_ms,
+                                 char *err, size_t errlen)
+{
+    struct ctl_redis *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->loop = loop;
+    r->cfg = c;
+    r->st = store_new(loop, c);
+    if (r->st == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(r);
+        return NULL;
+    }
+    /* The store retries forever with backoff; a CLI gives up at the first
+     * failure the store records (refused, handshake error) or at the deadline. */
+    bool expired = false;
+    ev_timer deadline;
+    ev_timer_init(&deadline, on_expired, (ev_tstamp)timeout_ms / 1000.0, 0.);
+    deadline.data = &expired;
+    ev_timer_start(loop, &deadline);
+    while (!store_connected(r->st) && store_last_error(r->st)[0] == '\0' && !expired) {
+        ev_run(loop, EVRUN_ONCE);
+    }
+    ev_timer_stop(loop, &deadline);
+    if (store_connected(r->st)) {
+        return r;
+    }
+    char where[160];
+    target(c, where, sizeof(where));
+    if (store_last_error(r->st)[0] != '\0') {
+        snprintf(err, errlen, "redis %s: %s", where, store_last_error(r->st));
+    } else {
+        snprintf(err, errlen, "redis %s: not connected within %lld ms", where,
+                 (long long)timeout_ms);
+    }
+    ctl_redis_close(r);
+    return NULL;
+}
+
+void ctl_redis_close(struct ctl_redis *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    store_free(r->st);
+    free(r);
+}
+
+struct store *ctl_redis_store(struct ctl_redis *r)
+{
+    return r->st;
+}
+
+/* ---- replies ---------------------------------------------------------------- */
+
+static int copy_reply(const struct store_reply *in, struct ctl_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->type = store_reply_type(in);
+    switch (out->type) {
+    case STORE_R_INT:
+        out->integer = store_reply_int(in);
+        return 0;
+    case STORE_R_STR:
+    case STORE_R_ERR:
+    case STORE_R_STATUS: {
+        size_t len = 0;
+        const char *s = store_reply_str(in, &len);
+        out->str = malloc(len + 1);
+        if (out->str == NULL) {
+            return -1;
+        }
+        if (len > 0) {
+            memcpy(out->str, s, len);
+        }
+        out->str[len] = '\0';
+        out->len = len;
+        return 0;
+    }
+    case STORE_R_ARRAY: {
+        size_t n = store_reply_len(in);
+        out->elem = calloc(n ? n : 1, sizeof(*out->elem));
+        if (out->elem == NULL) {
+            return -1;
+        }
+        out->n = n;
+        for (size_t i = 0; i < n; i++) {
+            if (copy_reply(store_reply_elem(in, i), &out->elem[i]) < 0) {
+                return -1; /* the caller frees the partial tree */
+            }
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+void ctl_reply_free(struct ctl_reply *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        ctl_reply_free(&r->elem[i]);
+    }
+    free(r->elem);
+    free(r->str);
+    memset(r, 0, sizeof(*r));
+}
+
+const struct ctl_reply *ctl_reply_hget(const struct ctl_reply *hash, const char *field)
+{
+    if (hash->type != STORE_R_ARRAY) {
+        return NULL;
+    }
+    size_t flen = strlen(field);
+    for (size_t i = 0; i + 1 < hash->n; i += 2) {
+        const struct ctl_reply *k = &hash->elem[i];
+        if (k->str != NULL && k->len == flen && memcmp(k->str, field, flen) == 0) {
+            return &hash->elem[i + 1];
+        }
+    }
+    return NULL;
+}
+
+/* ---- calls ------------------------------------------------------------------ */
+
+struct call {
+    bool done;
+    bool oom;
+    enum store_result res;
+    struct ctl_reply *out;
+};
+
+static void on_reply(const struct store_reply *r, enum store_result res, void *arg)
+{
+    struct call *c = arg;
+    c->done = true;
+    c->res = res;
+    if (res == STORE_OK && copy_reply(r, c->out) < 0) {
+        c->oom = true;
+    }
+}
+
+int ctl_redis_call(struct ctl_redis *r, struct ctl_reply *out, char *err, size_t errlen, int argc,
+                   const char **argv, const size_t *argvlen)
+{
+    memset(out, 0, sizeof(*out));
+    struct call c = {.out = out};
+    char where[160];
+    target(r->cfg, where, sizeof(where));
+    if (store_command(r->st, argc, argv, argvlen, 0, on_reply, &c) < 0) {
+        const char *why = store_last_error(r->st);
+        snprintf(err, errlen, "redis %s: not connected%s%s", where, why[0] ? ": " : "", why);
+        return -1;
+    }
+    while (!c.done) {
+        ev_run(r->loop, EVRUN_ONCE);
+    }
+    switch (c.res) {
+    case STORE_OK:
+        break;
+    case STORE_TIMEOUT:
+        snprintf(err, errlen, "redis %s: no reply to %s within %lld ms", where, argv[0],
+                 (long long)r->cfg->redis_timeout_ms);
+        return -1;
+    default: {
+        const char *why = store_last_error(r->st);
+        snprintf(err, errlen, "redis %s: connection lost during %s%s%s", where, argv[0],
+                 why[0] ? ": " : "", why);
+        return -1;
+    }
+    }
+    if (c.oom) {
+        ctl_reply_free(out);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (out->type == STORE_R_ERR) {
+        snprintf(err, errlen, "redis %s: %s: %s", where, argv[0], out->str);
+        ctl_reply_free(out);
+        return -1;
+    }
+    return 0;
+}

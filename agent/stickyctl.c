@@ -1,0 +1,858 @@
+/* stickyctl.c - the operator CLI of stickyd: where is a session, how loaded is
+ * each server, drain/maint/ready a server cluster-wide, move a session, watch
+ * the change events.
+ *
+ * Owns the command line (options, commands, help, exit codes) and the commands
+ * that write (move, drain, undrain/ready, maint) or stream (watch); status is in
+ * ctl_status.c. It speaks to Redis only through ctl_redis.c (store.c on a
+ * private libev loop), reads the key layout of fleet.h and publishes the same
+ * protobuf events as the agents (events.h).
+ */
+#include <ev.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl.h"
+#include "ctl_fmt.h"
+#include "ctl_redis.h"
+#include "events.h"
+#include "fleet.h"
+#include "log.h"
+#include "util.h"
+
+#define CTL_DEFAULT_TIMEOUT_MS 2000
+#define CTL_SID_MAX 256
+
+/* Options a command accepts besides the global ones. */
+enum {
+    OPT_JSON = 1u << 0,
+    OPT_FORCE = 1u << 1,
+    OPT_DEADLINE = 1u << 2,
+    OPT_CLOSE = 1u << 3,
+};
+
+struct command {
+    const char *name;
+    int min_args, max_args;
+    unsigned opts;
+    int (*run)(struct ctl *c, char **args, int nargs);
+    const char *synopsis;
+    const char *help;
+};
+
+static int cmd_status(struct ctl *c, char **args, int nargs);
+static int cmd_lookup(struct ctl *c, char **args, int nargs);
+static int cmd_move(struct ctl *c, char **args, int nargs);
+static int cmd_drain(struct ctl *c, char **args, int nargs);
+static int cmd_undrain(struct ctl *c, char **args, int nargs);
+static int cmd_maint(struct ctl *c, char **args, int nargs);
+static int cmd_watch(struct ctl *c, char **args, int nargs);
+
+/* clang-format off */
+static const struct command commands[] = {
+    {"status", 0, 1, OPT_JSON, cmd_status, "status [<backend>] [--json]",
+     "Per backend: each server's cluster state (ready, drain until T (in D) [close],\n"
+     "maint, down (HAProxy)), live connections cluster-wide and per live HAProxy\n"
+     "instance, and weight. Without <backend>, every backend found under the prefix.\n"
+     "--json prints one document: {version, now_ms, prefix, backends: [{name,\n"
+     "total_conns, instances: [{name, heartbeat_ms, live}], servers: [{name, state,\n"
+     "admin, admin_raw, deadline_ms, deadline_passed, close_at_deadline,\n"
+     "haproxy_state, weight, conns, per_instance: {<inst>: n}}]}]}.\n"},
+    {"lookup", 2, 2, OPT_JSON, cmd_lookup, "lookup <backend> <sid> [--json]",
+     "The session record: server, created and last seen (UTC), reconnects, the\n"
+     "instance that saw it last, TTL left. Exit 1 when there is no such session.\n"
+     "--json: {backend, sid, server, created_ms, created, seen_ms, seen, reconnects,\n"
+     "inst, ttl_ms (-1: no expiry)}.\n"},
+    {"move", 3, 3, OPT_FORCE, cmd_move, "move <backend> <sid> <server> [--force]",
+     "Pin an existing session to another server and publish a session-moved event.\n"
+     "The session's open connection stays where it is; its next connection goes to\n"
+     "<server>. Refuses an unknown backend or server unless --force.\n"},
+    {"drain", 2, 2, OPT_FORCE | OPT_DEADLINE | OPT_CLOSE, cmd_drain,
+     "drain <backend> <server> [--deadline DURATION [--close-at-deadline]] [--force]",
+     "Drain a server on every HAProxy: no new sessions, existing ones stay. With\n"
+     "--deadline, sessions pinned to it move elsewhere once the deadline passes,\n"
+     "and --close-at-deadline also shuts its open connections down then. Writes\n"
+     "the state hash (drain:<deadline unix ms>, 0 = none) and publishes a\n"
+     "server-state event; agents apply it at once (and poll it anyway).\n"},
+    {"undrain", 2, 2, OPT_FORCE, cmd_undrain, "undrain <backend> <server> [--force]",
+     "Return a drained or maint server to ready on every HAProxy.\n"},
+    {"ready", 2, 2, OPT_FORCE, cmd_undrain, "ready <backend> <server> [--force]",
+     "The same as undrain.\n"},
+    {"maint", 2, 2, OPT_FORCE, cmd_maint, "maint <backend> <server> [--force]",
+     "Put a server in maintenance on every HAProxy: no traffic; sessions pinned to\n"
+     "it are re-pinned elsewhere at their next connection.\n"},
+    {"watch", 0, 0, OPT_JSON, cmd_watch, "watch [--json]",
+     "Print every change event (one line each; --json: one JSON object per line)\n"
+     "until Ctrl-C or SIGTERM. Messages that are not events are reported on stderr.\n"},
+};
+/* clang-format on */
+
+static const char global_help[] =
+    "usage: stickyctl [options] <command> [args]\n"
+    "\n"
+    "Operator CLI of stickyd: session affinity and server states in Redis.\n"
+    "\n"
+    "Commands:\n"
+    "%s"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE     stickyd's JSON configuration: redis.host/port/unix/db/\n"
+    "                        prefix/user/password, events.channel (default: built-in\n"
+    "                        defaults; STICKYD_REDIS_USER/PASSWORD are honoured)\n"
+    "      --redis ADDR:PORT Redis address (or unix:/path), overrides the config\n"
+    "      --prefix P        key prefix, overrides the config (default sticky:)\n"
+    "      --timeout DUR     deadline of the connection and of each Redis call\n"
+    "                        (default 2s; e.g. 500ms, 5s)\n"
+    "      --json            machine-readable output (status, lookup, watch)\n"
+    "      --force           write a state or pin for a backend/server stickyd\n"
+    "                        does not know (yet)\n"
+    "  -v, --verbose         log the Redis client's own messages (debug level)\n"
+    "  -h, --help            this text; `stickyctl <command> --help` for one command\n"
+    "\n"
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  not found (lookup: no such session)\n"
+    "  2  usage error: unknown command or option, missing or extra arguments, bad\n"
+    "     duration, unreadable or invalid configuration file\n"
+    "  3  unknown backend or server\n"
+    "  4  Redis unreachable, timed out, or answered with an error\n"
+    "Errors are one line on stderr starting with \"stickyctl: \".\n";
+
+static void print_global_help(FILE *f)
+{
+    char list[2048];
+    size_t off = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        off += (size_t)snprintf(list + off, sizeof(list) - off, "  %s\n", commands[i].synopsis);
+        if (off >= sizeof(list)) {
+            break;
+        }
+    }
+    fprintf(f, global_help, list);
+}
+
+static void print_command_help(const struct command *cmd)
+{
+    printf("usage: stickyctl [options] %s\n\n%s\nGlobal options and exit codes: stickyctl "
+           "--help\n",
+           cmd->synopsis, cmd->help);
+}
+
+/* ---- shared by the commands --------------------------------------------------------- */
+
+/* Names go inside a hash tag, so braces would change which keys they mean. */
+static int check_name(const char *what, const char *s, size_t max)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len >= max || strpbrk(s, "{}") != NULL) {
+        ctl_fail("bad %s '%s': 1..%zu characters, no braces", what, s, max - 1);
+        return -1;
+    }
+    return 0;
+}
+
+static void fmt_state(enum fleet_admin st, int64_t deadline, bool close_at, int64_t now,
+                      char *buf, size_t len)
+{
+    char t[32], d[32];
+    switch (st) {
+    case FLEET_MAINT:
+        snprintf(buf, len, "maint");
+        break;
+    case FLEET_DRAIN:
+        if (deadline == 0) {
+            snprintf(buf, len, "drain (no deadline)");
+        } else {
+            ctl_fmt_hms(deadline, t, sizeof(t));
+            ctl_fmt_dur(deadline - now, d, sizeof(d));
+            snprintf(buf, len, "drain until %s (%s %s%s)%s", t, deadline > now ? "in" : "passed",
+                     d, deadline > now ? "" : " ago", close_at ? ", then close" : "");
+        }
+        break;
+    default:
+        snprintf(buf, len, "ready");
+        break;
+    }
+}
+
+/* ---- status / lookup ------------------------------------------------------------------ */
+
+static int cmd_status(struct ctl *c, char **args, int nargs)
+{
+    if (nargs == 1 && check_name("backend", args[0], CTL_NAME_MAX) < 0) {
+        return CTL_USAGE;
+    }
+    return ctl_status(c, nargs == 1 ? args[0] : NULL);
+}
+
+static const char *field(const struct ctl_reply *h, const char *name)
+{
+    const struct ctl_reply *v = ctl_reply_hget(h, name);
+    return v != NULL ? v->str : NULL;
+}
+
+static int64_t field_i64(const struct ctl_reply *h, const char *name, bool *ok)
+{
+    const struct ctl_reply *v = ctl_reply_hget(h, name);
+    int64_t x = 0;
+    *ok = v != NULL && v->str != NULL && ctl_parse_i64(v->str, v->len, &x) == 0;
+    return x;
+}
+
+static int cmd_lookup(struct ctl *c, char **args, int nargs)
+{
+    UNUSED(nargs);
+    const char *backend = args[0], *sid = args[1];
+    if (check_name("backend", backend, CTL_NAME_MAX) < 0 ||
+        check_name("session id", sid, CTL_SID_MAX) < 0) {
+        return CTL_USAGE;
+    }
+    char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
+    snprintf(suffix, sizeof(suffix), "s:%s", sid);
+    if (ctl_key(c, key, backend, suffix) < 0) {
+        return CTL_USAGE;
+    }
+    struct ctl_reply h, ttl;
+    const char *hargv[] = {"HGETALL", key};
+    if (ctl_call(c, &h, 2, hargv, NULL) < 0) {
+        return CTL_REDIS;
+    }
+    const char *targv[] = {"PTTL", key};
+    if (ctl_call(c, &ttl, 2, targv, NULL) < 0) {
+        ctl_reply_free(&h);
+        return CTL_REDIS;
+    }
+    int rc = CTL_OK;
+    if (h.n == 0) {
+        /* a typo in the backend would otherwise read as "no such session" */
+        rc = ctl_check_known(c, backend, NULL, false);
+        if (rc == CTL_OK) {
+            ctl_fail("no such session '%s' in backend '%s'", sid, backend);
+            rc = CTL_NOT_FOUND;
+        }
+        goto out;
+    }
+    bool has_created, has_seen, has_rc;
+    int64_t created = field_i64(&h, "created", &has_created);
+    int64_t seen = field_i64(&h, "seen", &has_seen);
+    int64_t reconnects = field_i64(&h, "reconnects", &has_rc);
+    const char *server = field(&h, "server"), *inst = field(&h, "inst");
+    long long ttl_ms = ttl.integer; /* -1: no expiry; -2: gone since the HGETALL */
+    char tc[40] = "-", ts[40] = "-", tt[40];
+    if (has_created) {
+        ctl_fmt_iso(created, tc, sizeof(tc));
+    }
+    if (has_seen) {
+        ctl_fmt_iso(seen, ts, sizeof(ts));
+    }
+    if (c->json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "backend", json_string(backend));
+        json_object_set_new(o, "sid", json_string(sid));
+        json_object_set_new(o, "server", server ? json_string(server) : json_null());
+        json_object_set_new(o, "created_ms", has_created ? json_integer(created) : json_null());
+        json_object_set_new(o, "created", has_created ? json_string(tc) : json_null());
+        json_object_set_new(o, "seen_ms", has_seen ? json_integer(seen) : json_null());
+        json_object_set_new(o, "seen", has_seen ? json_string(ts) : json_null());
+        json_object_set_new(o, "reconnects", has_rc ? json_integer(reconnects) : json_null());
+        json_object_set_new(o, "inst", inst ? json_string(inst) : json_null());
+        json_object_set_new(o, "ttl_ms", json_integer(ttl_ms < -1 ? 0 : ttl_ms));
+        if (o == NULL || json_dumpf(o, stdout, JSON_INDENT(2)) < 0) {
+            rc = CTL_REDIS;
+        }
+        putchar('\n');
+        json_decref(o);
+        goto out;
+    }
+    if (ttl_ms == -1) {
+        snprintf(tt, sizeof(tt), "none (no expiry)");
+    } else if (ttl_ms < 0) {
+        snprintf(tt, sizeof(tt), "expired");
+    } else {
+        ctl_fmt_dur(ttl_ms, tt, sizeof(tt));
+    }
+    printf("backend     %s\n", backend);
+    printf("session     %s\n", sid);
+    printf("server      %s\n", server ? server : "-");
+    printf("created     %s\n", tc);
+    printf("seen        %s\n", ts);
+    printf("reconnects  %lld\n", (long long)reconnects);
+    printf("instance    %s\n", inst ? inst : "-");
+    printf("ttl         %s\n", tt);
+out:
+    ctl_reply_free(&h);
+    ctl_reply_free(&ttl);
+    return rc;
+}
+
+/* ---- writes ------------------------------------------------------------------------------ */
+
+/* Atomic "repin only if the record exists": a session that expired between
+ * the operator's lookup and the move must not come back as a bare pin.
+ * KEYS[1] = session record, ARGV[1] = server. Returns the old server, or false. */
+static const char move_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
+    "local old = redis.call('HGET', KEYS[1], 'server') or ''\n"
+    "redis.call('HSET', KEYS[1], 'server', ARGV[1])\n"
+    "return old\n";
+
+static int cmd_move(struct ctl *c, char **args, int nargs)
+{
+    UNUSED(nargs);
+    const char *backend = args[0], *sid = args[1], *server = args[2];
+    if (check_name("backend", backend, CTL_NAME_MAX) < 0 ||
+        check_name("session id", sid, CTL_SID_MAX) < 0 ||
+        check_name("server", server, CTL_NAME_MAX) < 0) {
+        return CTL_USAGE;
+    }
+    int rc = c->force ? CTL_OK : ctl_check_known(c, backend, server, true);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
+    snprintf(suffix, sizeof(suffix), "s:%s", sid);
+    if (ctl_key(c, key, backend, suffix) < 0) {
+        return CTL_USAGE;
+    }
+    const char *argv[] = {"EVAL", move_lua, "1", key, server};
+    struct ctl_reply r;
+    if (ctl_call(c, &r, 5, argv, NULL) < 0) {
+        return CTL_REDIS;
+    }
+    if (r.type != STORE_R_STR) { /* false comes back as nil */
+        ctl_reply_free(&r);
+        ctl_fail("no such session '%s' in backend '%s'", sid, backend);
+        return CTL_NOT_FOUND;
+    }
+    char from[CTL_NAME_MAX * 2];
+    snprintf(from, sizeof(from), "%s", r.str);
+    ctl_reply_free(&r);
+    if (strcmp(from, server) == 0) {
+        printf("%s: session %s is already pinned to %s\n", backend, sid, server);
+        return CTL_OK;
+    }
+    struct event e = {.kind = EVENT_SESSION_MOVED, .ts_ms = util_now_ms(), .origin = c->origin,
+                      .backend = backend, .sid = sid, .from_server = from, .server = server};
+    long long receivers;
+    rc = ctl_publish(c, &e, &receivers);
+    printf("%s: session %s moved %s -> %s (its next connection goes there)%s\n", backend, sid,
+           from[0] ? from : "-", server,
+           rc == CTL_OK ? "" : "; the session-moved event was NOT published");
+    return rc;
+}
+
+/* Write (or with value NULL, remove) a server's state and tell the agents. */
+static int set_state(struct ctl *c, const char *backend, const char *server, const char *value,
+                     const struct event *e)
+{
+    if (check_name("backend", backend, CTL_NAME_MAX) < 0 ||
+        check_name("server", server, CTL_NAME_MAX) < 0) {
+        return CTL_USAGE;
+    }
+    int rc = c->force ? CTL_OK : ctl_check_known(c, backend, server, true);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    char key[CTL_KEY_MAX];
+    if (ctl_key(c, key, backend, "state") < 0) {
+        return CTL_USAGE;
+    }
+    struct ctl_reply prev, r;
+    const char *gargv[] = {"HGET", key, server};
+    if (ctl_call(c, &prev, 3, gargv, NULL) < 0) {
+        return CTL_REDIS;
+    }
+    int64_t now = util_now_ms();
+    char was[160] = "ready";
+    enum fleet_admin pst;
+    int64_t pdl;
+    bool pclose;
+    if (prev.str != NULL) {
+        if (fleet_parse_state(prev.str, prev.len, &pst, &pdl, &pclose) == 0) {
+            fmt_state(pst, pdl, pclose, now, was, sizeof(was));
+        } else {
+            snprintf(was, sizeof(was), "'%.100s'", prev.str);
+        }
+    }
+    ctl_reply_free(&prev);
+    const char *sargv[] = {"HSET", key, server, value};
+    const char *dargv[] = {"HDEL", key, server};
+    if (value != NULL ? ctl_call(c, &r, 4, sargv, NULL) < 0 : ctl_call(c, &r, 3, dargv, NULL) < 0) {
+        return CTL_REDIS;
+    }
+    ctl_reply_free(&r);
+    long long receivers;
+    rc = ctl_publish(c, e, &receivers);
+    char now_txt[160];
+    fmt_state((enum fleet_admin)e->state, e->deadline_ms, e->close_at_deadline, now, now_txt,
+              sizeof(now_txt));
+    if (rc == CTL_OK) {
+        printf("%s/%s: %s (was %s); event sent to %lld subscriber%s\n", backend, server, now_txt,
+               was, receivers, receivers == 1 ? "" : "s");
+    } else {
+        printf("%s/%s: %s (was %s); event NOT published, agents apply it at their next poll\n",
+               backend, server, now_txt, was);
+    }
+    return rc;
+}
+
+_Static_assert((int)EVENT_SRV_DRAIN == (int)FLEET_DRAIN && (int)EVENT_SRV_MAINT == (int)FLEET_MAINT &&
+                   (int)EVENT_SRV_READY == (int)FLEET_READY,
+               "event states and fleet states line up (fmt_state takes either)");
+
+static int cmd_drain(struct ctl *c, char **args, int nargs)
+{
+    UNUSED(nargs);
+    int64_t deadline = 0;
+    if (c->has_deadline && c->deadline_ms > 0) {
+        deadline = util_now_ms() + c->deadline_ms;
+    }
+    if (c->close_at_deadline && deadline == 0) {
+        ctl_fail("--close-at-deadline needs a --deadline greater than 0");
+        return CTL_USAGE;
+    }
+    char value[64];
+    snprintf(value, sizeof(value), "drain:%lld%s", (long long)deadline,
+             c->close_at_deadline ? ":close" : "");
+    struct event e = {.kind = EVENT_SERVER_STATE, .ts_ms = util_now_ms(), .origin = c->origin,
+                      .backend = args[0], .server = args[1], .state = EVENT_SRV_DRAIN,
+                      .deadline_ms = deadline, .close_at_deadline = c->close_at_deadline};
+    return set_state(c, args[0], args[1], value, &e);
+}
+
+static int cmd_undrain(struct ctl *c, char **args, int nargs)
+{
+    UNUSED(nargs);
+    struct event e = {.kind = EVENT_SERVER_STATE, .ts_ms = util_now_ms(), .origin = c->origin,
+                      .backend = args[0], .server = args[1], .state = EVENT_SRV_READY};
+    return set_state(c, args[0], args[1], NULL, &e);
+}
+
+static int cmd_maint(struct ctl *c, char **args, int nargs)
+{
+    UNUSED(nargs);
+    struct event e = {.kind = EVENT_SERVER_STATE, .ts_ms = util_now_ms(), .origin = c->origin,
+                      .backend = args[0], .server = args[1], .state = EVENT_SRV_MAINT};
+    return set_state(c, args[0], args[1], "maint", &e);
+}
+
+/* ---- watch ---------------------------------------------------------------------------------- */
+
+struct watch {
+    struct ctl *c;
+    ev_signal sig_int, sig_term;
+    ev_timer health; /* reports a lost / regained Redis connection */
+    char last_err[200];
+    bool out_broken;
+};
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+    if (v != NULL) {
+        json_object_set_new(o, k, json_string(v));
+    }
+}
+
+static json_t *event_json(const struct event *e)
+{
+    char ts[40];
+    ctl_fmt_iso(e->ts_ms, ts, sizeof(ts));
+    json_t *o = json_object();
+    if (o == NULL) {
+        return NULL;
+    }
+    json_object_set_new(o, "kind", json_string(e->kind == EVENT_NONE ? "unknown"
+                                                                     : events_kind_name(e->kind)));
+    json_object_set_new(o, "version", json_integer(e->version));
+    json_object_set_new(o, "ts_ms", json_integer(e->ts_ms));
+    json_object_set_new(o, "time", json_string(ts));
+    set_str(o, "origin", e->origin);
+    switch (e->kind) {
+    case EVENT_SESSION_ASSIGNED:
+    case EVENT_SESSION_REPINNED:
+    case EVENT_SESSION_MOVED:
+        set_str(o, "backend", e->backend);
+        set_str(o, "sid", e->sid);
+        set_str(o, "server", e->server);
+        if (e->kind != EVENT_SESSION_ASSIGNED) {
+            set_str(o, "from_server", e->from_server);
+        }
+        if (e->kind == EVENT_SESSION_REPINNED) {
+            set_str(o, "reason", e->reason);
+        }
+        break;
+    case EVENT_SERVER_STATE:
+        set_str(o, "backend", e->backend);
+        set_str(o, "server", e->server);
+        json_object_set_new(o, "state", json_string(events_state_name(e->state)));
+        json_object_set_new(o, "deadline_ms", json_integer(e->deadline_ms));
+        json_object_set_new(o, "close_at_deadline", json_boolean(e->close_at_deadline));
+        break;
+    case EVENT_INSTANCE_JOINED:
+    case EVENT_INSTANCE_LEFT:
+        set_str(o, "instance", e->instance);
+        if (e->kind == EVENT_INSTANCE_LEFT) {
+            set_str(o, "reason", e->reason);
+        }
+        break;
+    default:
+        break;
+    }
+    return o;
+}
+
+static void on_message(const char *channel, const uint8_t *msg, size_t len, void *arg)
+{
+    struct watch *w = arg;
+    struct event e;
+    if (events_decode(msg, len, &e) < 0) {
+        ctl_fail("undecodable message on %s (%zu bytes), skipped", channel, len);
+        return;
+    }
+    if (w->c->json) {
+        json_t *o = event_json(&e);
+        char *line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (line != NULL) {
+            printf("%s\n", line);
+        }
+        free(line);
+        json_decref(o);
+    } else {
+        char line[1024];
+        events_format(&e, line, sizeof(line));
+        printf("%s\n", line);
+    }
+    events_release(&e);
+    /* one event, one line, now: the reader is often a pipe or a script */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        w->out_broken = true;
+        ev_break(w->c->loop, EVBREAK_ALL);
+    }
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    UNUSED(s);
+    UNUSED(revents);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_health(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    UNUSED(loop);
+    UNUSED(revents);
+    struct watch *w = container_of(t, struct watch, health);
+    const char *err = store_last_error(ctl_redis_store(w->c->redis));
+    if (strcmp(err, w->last_err) == 0) {
+        return;
+    }
+    if (err[0] != '\0') {
+        ctl_fail("redis: %s; reconnecting (events published meanwhile are lost)", err);
+    } else {
+        ctl_fail("redis: reconnected");
+    }
+    snprintf(w->last_err, sizeof(w->last_err), "%s", err);
+}
+
+static int cmd_watch(struct ctl *c, char **args, int nargs)
+{
+    UNUSED(args);
+    UNUSED(nargs);
+    struct watch w = {.c = c};
+    if (store_subscribe(ctl_redis_store(c->redis), c->cfg.events_channel, on_message, &w) < 0) {
+        ctl_fail("cannot subscribe to %s: out of memory", c->cfg.events_channel);
+        return CTL_REDIS;
+    }
+    ev_signal_init(&w.sig_int, on_stop_signal, SIGINT);
+    ev_signal_init(&w.sig_term, on_stop_signal, SIGTERM);
+    ev_signal_start(c->loop, &w.sig_int);
+    ev_signal_start(c->loop, &w.sig_term);
+    ev_timer_init(&w.health, on_health, 1., 1.);
+    ev_timer_start(c->loop, &w.health);
+    ev_run(c->loop, 0);
+    ev_timer_stop(c->loop, &w.health);
+    ev_signal_stop(c->loop, &w.sig_int);
+    ev_signal_stop(c->loop, &w.sig_term);
+    return CTL_OK; /* Ctrl-C, SIGTERM or a closed stdout: all normal ends */
+}
+
+/* ---- command line ---------------------------------------------------------------------------- */
+
+enum {
+    LOPT_REDIS = 256,
+    LOPT_PREFIX,
+    LOPT_TIMEOUT,
+    LOPT_JSON,
+    LOPT_FORCE,
+    LOPT_DEADLINE,
+    LOPT_CLOSE,
+};
+
+static const struct option long_opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"redis", required_argument, NULL, LOPT_REDIS},
+    {"prefix", required_argument, NULL, LOPT_PREFIX},
+    {"timeout", required_argument, NULL, LOPT_TIMEOUT},
+    {"json", no_argument, NULL, LOPT_JSON},
+    {"force", no_argument, NULL, LOPT_FORCE},
+    {"deadline", required_argument, NULL, LOPT_DEADLINE},
+    {"close-at-deadline", no_argument, NULL, LOPT_CLOSE},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *opt_name(unsigned bit)
+{
+    switch (bit) {
+    case OPT_JSON:
+        return "--json";
+    case OPT_FORCE:
+        return "--force";
+    case OPT_DEADLINE:
+        return "--deadline";
+    default:
+        return "--close-at-deadline";
+    }
+}
+
+static int replace_str(char **dst, const char *v)
+{
+    char *copy = strdup(v);
+    if (copy == NULL) {
+        return -1;
+    }
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+/* --redis: "HOST:PORT", "[V6]:PORT", "unix:/path" or "/path". */
+static int apply_redis_addr(struct cfg *cfg, const char *s)
+{
+    if (strncmp(s, "unix:", 5) == 0 || s[0] == '/') {
+        const char *path = s[0] == '/' ? s : s + 5;
+        if (path[0] == '\0' || strlen(path) > 107) {
+            ctl_fail("bad --redis '%s': unix socket path empty or too long", s);
+            return -1;
+        }
+        return replace_str(&cfg->redis_unix, path);
+    }
+    const char *colon = strrchr(s, ':');
+    char host[128];
+    if (colon == NULL || colon == s || colon[1] == '\0') {
+        ctl_fail("bad --redis '%s': expected ADDR:PORT or unix:/path", s);
+        return -1;
+    }
+    size_t hlen = (size_t)(colon - s);
+    const char *h = s;
+    if (s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']') {
+            ctl_fail("bad --redis '%s': write an IPv6 address as [ADDR]:PORT", s);
+            return -1;
+        }
+        h++;
+        hlen -= 2;
+    }
+    int64_t port;
+    if (hlen >= sizeof(host) || ctl_parse_i64(colon + 1, strlen(colon + 1), &port) < 0 ||
+        port < 1 || port > 65535) {
+        ctl_fail("bad --redis '%s': expected ADDR:PORT with a port 1..65535", s);
+        return -1;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    cfg->redis_port = (uint16_t)port;
+    free(cfg->redis_unix);
+    cfg->redis_unix = NULL;
+    return replace_str(&cfg->redis_host, host);
+}
+
+static int apply_prefix(struct cfg *cfg, const char *prefix)
+{
+    if (prefix[0] == '\0' || strlen(prefix) > 64 || strpbrk(prefix, "{} \t") != NULL) {
+        ctl_fail("bad --prefix '%s': 1..64 characters, no braces or spaces", prefix);
+        return -1;
+    }
+    /* a channel derived from the old prefix follows the new one */
+    char derived[200];
+    snprintf(derived, sizeof(derived), "%sevents", cfg->redis_prefix);
+    if (cfg->events_channel != NULL && strcmp(cfg->events_channel, derived) == 0) {
+        snprintf(derived, sizeof(derived), "%sevents", prefix);
+        if (replace_str(&cfg->events_channel, derived) < 0) {
+            return -1;
+        }
+    }
+    return replace_str(&cfg->redis_prefix, prefix);
+}
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+static int parse_duration_opt(const char *opt, const char *v, int64_t *ms)
+{
+    if (util_parse_duration(v, ms) < 0) {
+        ctl_fail("bad duration '%s' for %s (e.g. 250ms, 30s, 10m, 2h, 1d)", v, opt);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl c = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS};
+    const char *config = NULL, *redis = NULL, *prefix = NULL;
+    const char *timeout_s = NULL, *deadline_s = NULL;
+    bool help = false, verbose = false, cfg_loaded = false;
+    unsigned seen = 0;
+    int rc = CTL_USAGE;
+
+    signal(SIGPIPE, SIG_IGN); /* a dead peer or reader is an error to report, not a kill */
+    log_set_level(LOG_LVL_ERR);
+    opterr = 0; /* our own one-line messages */
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":c:hv", long_opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            config = optarg;
+            break;
+        case LOPT_REDIS:
+            redis = optarg;
+            break;
+        case LOPT_PREFIX:
+            prefix = optarg;
+            break;
+        case LOPT_TIMEOUT:
+            timeout_s = optarg;
+            break;
+        case LOPT_JSON:
+            seen |= OPT_JSON;
+            break;
+        case LOPT_FORCE:
+            seen |= OPT_FORCE;
+            break;
+        case LOPT_DEADLINE:
+            seen |= OPT_DEADLINE;
+            deadline_s = optarg;
+            break;
+        case LOPT_CLOSE:
+            seen |= OPT_CLOSE;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'h':
+            help = true;
+            break;
+        case ':':
+            ctl_fail("option '%s' needs a value (see stickyctl --help)", argv[optind - 1]);
+            return CTL_USAGE;
+        default:
+            ctl_fail("unknown option '%s' (see stickyctl --help)", argv[optind - 1]);
+            return CTL_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        if (help) {
+            print_global_help(stdout);
+            return CTL_OK;
+        }
+        ctl_fail("no command given (see stickyctl --help)");
+        return CTL_USAGE;
+    }
+    const struct command *cmd = find_command(argv[optind]);
+    if (cmd == NULL) {
+        ctl_fail("unknown command '%s' (see stickyctl --help)", argv[optind]);
+        return CTL_USAGE;
+    }
+    if (help) {
+        print_command_help(cmd);
+        return CTL_OK;
+    }
+    char **args = argv + optind + 1;
+    int nargs = argc - optind - 1;
+    if (nargs < cmd->min_args || nargs > cmd->max_args) {
+        ctl_fail("%s: %s arguments; usage: stickyctl %s", cmd->name,
+                 nargs < cmd->min_args ? "missing" : "too many", cmd->synopsis);
+        return CTL_USAGE;
+    }
+    for (unsigned bit = 1; bit <= OPT_CLOSE; bit <<= 1) {
+        if ((seen & bit) && !(cmd->opts & bit)) {
+            ctl_fail("%s: %s does not apply to this command", cmd->name, opt_name(bit));
+            return CTL_USAGE;
+        }
+    }
+    c.json = seen & OPT_JSON;
+    c.force = seen & OPT_FORCE;
+    c.close_at_deadline = seen & OPT_CLOSE;
+    c.has_deadline = deadline_s != NULL;
+    if ((deadline_s != NULL && parse_duration_opt("--deadline", deadline_s, &c.deadline_ms) < 0) ||
+        (timeout_s != NULL && parse_duration_opt("--timeout", timeout_s, &c.timeout_ms) < 0)) {
+        return CTL_USAGE;
+    }
+    if (c.timeout_ms <= 0) {
+        ctl_fail("--timeout must be greater than 0");
+        return CTL_USAGE;
+    }
+    if (verbose) {
+        log_set_level(LOG_LVL_DEBUG);
+    }
+
+    char err[600];
+    if (config != NULL ? cfg_load(config, &c.cfg, err, sizeof(err)) < 0
+                       : cfg_defaults(&c.cfg) < 0) {
+        ctl_fail("%s", config != NULL ? err : "out of memory");
+        return CTL_USAGE;
+    }
+    cfg_loaded = true;
+    if ((redis != NULL && apply_redis_addr(&c.cfg, redis) < 0) ||
+        (prefix != NULL && apply_prefix(&c.cfg, prefix) < 0)) {
+        goto out;
+    }
+    /* the operator's --timeout bounds everything: connect, handshake, each call */
+    c.cfg.redis_timeout_ms = c.timeout_ms;
+    c.cfg.redis_connect_timeout_ms = c.timeout_ms;
+    char host[256];
+    if (gethostname(host, sizeof(host)) < 0) {
+        snprintf(host, sizeof(host), "unknown");
+    }
+    host[sizeof(host) - 1] = '\0';
+    snprintf(c.origin, sizeof(c.origin), "stickyctl@%s", host);
+
+    c.loop = ev_default_loop(0);
+    if (c.loop == NULL) {
+        ctl_fail("cannot initialise the event loop");
+        rc = CTL_REDIS;
+        goto out;
+    }
+    c.redis = ctl_redis_open(c.loop, &c.cfg, c.timeout_ms, err, sizeof(err));
+    if (c.redis == NULL) {
+        ctl_fail("%s", err);
+        rc = CTL_REDIS;
+        goto out;
+    }
+    rc = cmd->run(&c, args, nargs);
+    if (fflush(stdout) != 0 && rc == CTL_OK && strcmp(cmd->name, "watch") != 0) {
+        ctl_fail("cannot write the output");
+        rc = CTL_REDIS;
+    }
+out:
+    ctl_redis_close(c.redis);
+    if (cfg_loaded) {
+        cfg_free(&c.cfg);
+    }
+    return rc;
+}
