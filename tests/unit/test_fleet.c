@@ -34,7 +34,7 @@ int main(void)
     }
 
     char k[64];
-    CHECK_EQ_INT(fleet_key(k, sizeof(k), "sticky:", "ws", 2, "conns"), 18);
+    CHECK_EQ_INT(fleet_key(k, sizeof(k), "sticky:", "ws", 2, "conns"), 17);
     CHECK(strcmp(k, "sticky:{ws}:conns") == 0);
     CHECK(fleet_key(k, sizeof(k), "sticky:", "wsXXX", 2, "s:abc") > 0);
     CHECK(strcmp(k, "sticky:{ws}:s:abc") == 0);
