@@ -156,7 +156,9 @@ struct spop_disconnect {
  * -1 when malformed. Never reads past `end`. */
 
 /* Decode a varint from [p, end). Bounded to SPOP_VARINT_MAX bytes: a varint that
- * is not finished by then is malformed even if more bytes follow. */
+ * is not finished by then is malformed even if more bytes follow, and so is a
+ * 10th byte that would carry the value past 64 bits. 0 (need more) only when
+ * end comes first. *out is written on success only. */
 int spop_varint_decode(const uint8_t *p, const uint8_t *end, uint64_t *out)
     __attribute__((warn_unused_result));
 
@@ -164,13 +166,20 @@ int spop_varint_decode(const uint8_t *p, const uint8_t *end, uint64_t *out)
  * A frame whose announced length exceeds max_frame_size is malformed with
  * *st = SPOP_ST_TOO_BIG before any of its body is needed; a body too short for
  * type/flags/ids, or ids whose varints overrun the frame, is SPOP_ST_INVALID.
- * Returns SPOP_LEN_SIZE + length when the whole frame is in buf. */
+ * Returns SPOP_LEN_SIZE + length when the whole frame is in buf.
+ * Details: max_frame_size bounds the length field's value (the prefix is not
+ * counted), 0 meaning SPOP_MAX_FRAME_SIZE; TOO_BIG is checked before the
+ * minimum length; *st is written only when -1 is returned; type and flags are
+ * not checked here (unknown types are the caller's policy). */
 ssize_t spop_frame_decode(const uint8_t *buf, size_t len, uint32_t max_frame_size,
                           struct spop_frame *f, enum spop_status *st)
     __attribute__((warn_unused_result));
 
 /* Typed data at r->p. Returns 1 and advances r on success, -1 when truncated or
- * of a reserved type (10..15, which cannot be sized). */
+ * of a reserved type (10..15, which cannot be sized). The high-nibble flags
+ * matter only for BOOL (0x10 = true). INT32/INT64 take the two's complement
+ * as HAProxy sends it (-1 is ten bytes); an INT32 outside int32 or a UINT32
+ * above UINT32_MAX is malformed (-1). r is left alone on failure. */
 int spop_data_next(struct spop_reader *r, struct spop_data *out)
     __attribute__((warn_unused_result));
 
@@ -184,7 +193,9 @@ int spop_kv_next(struct spop_reader *r, struct spop_str *key, struct spop_data *
 int spop_msg_next(struct spop_reader *r, struct spop_msg *m) __attribute__((warn_unused_result));
 
 /* Parse a HAPROXY-HELLO payload; unknown keys are skipped. 0 or -1. Missing
- * keys are reported through the has_* flags, not as errors. */
+ * keys are reported through the has_* flags, not as errors. A known key of the
+ * wrong type is malformed (-1); max-frame-size may be any integer type that
+ * fits a uint32 (HAProxy sends UINT32). Views point into [p, p + len). */
 int spop_hello_parse(const uint8_t *p, size_t len, struct spop_hello *h)
     __attribute__((warn_unused_result));
 
@@ -194,7 +205,8 @@ int spop_disconnect_parse(const uint8_t *p, size_t len, struct spop_disconnect *
 
 /* Parse an ACK payload action by action (used by the benchmark and tests).
  * Returns 1 and fills the out-params, 0 at the end, -1 when malformed.
- * For UNSET-VAR, *val is set to type NULL. */
+ * For UNSET-VAR, *val is set to type NULL. An unknown action type, a wrong
+ * arg count (SET-VAR 3, UNSET-VAR 2) or a scope > SPOP_SCOPE_RES is -1. */
 int spop_action_next(struct spop_reader *r, uint8_t *type, uint8_t *scope, struct spop_str *name,
                      struct spop_data *val) __attribute__((warn_unused_result));
 
@@ -210,7 +222,12 @@ const char *spop_status_str(uint32_t status);
 /* ---- encoding -------------------------------------------------------------
  * A writer appends to [buf, buf + cap). Any put that does not fit sets
  * `failed`, which sticks: chain the puts and check once. When a frame is open,
- * its length may not exceed `max_frame` either. */
+ * its length may not exceed `max_frame` either (the length field's value:
+ * type + flags + ids + payload, not the 4-byte prefix). After a failure the
+ * bytes in buf are garbage: never commit w.len of a failed writer. The codec
+ * encodes an ACK with an empty action list if asked to: never sending one
+ * (HAProxy 3.1) is req.c's policy. Values of an unknown type or a scope
+ * outside enum spop_scope fail the writer. */
 struct spop_writer {
     uint8_t *buf;
     size_t cap;
