@@ -156,6 +156,7 @@ struct fleet {
     struct store_script *open_sc, *close_sc, *resync_sc;
     ev_timer resync_timer;
     bool joined;
+    bool left; /* fleet_leave ran: count nothing more */
     struct applied *applied;
     size_t napplied;
 };
@@ -356,7 +357,7 @@ static void established_handler(struct req *r, const struct spop_msg *m, void *a
             (void)arg_int(&v, &status);
         }
     }
-    struct est_ctx *ctx = calloc(1, sizeof(*ctx));
+    struct est_ctx *ctx = f->left ? NULL : calloc(1, sizeof(*ctx));
     struct fleet_keys k;
     char uidbuf[256], now[24], hb[24], ottl[24];
     if (ctx == NULL || status != 101 || !copy_view(ctx->backend, sizeof(ctx->backend), backend) ||
@@ -407,7 +408,7 @@ void fleet_on_close(const struct slog_close *c, void *arg)
 {
     struct fleet *f = arg;
     /* Only upgraded streams were counted open; plain requests share the log. */
-    if (c->status >= 0 && c->status != 101) {
+    if (f->left || (c->status >= 0 && c->status != 101)) {
         return;
     }
     struct fleet_keys k;
@@ -751,16 +752,17 @@ struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store 
     return f;
 }
 
-void fleet_free(struct fleet *f)
+void fleet_leave(struct fleet *f)
 {
-    if (f == NULL) {
+    if (f == NULL || f->left) {
         return;
     }
+    f->left = true;
     ev_timer_stop(f->loop, &f->resync_timer);
-    /* best-effort goodbye: the reply may arrive after we are gone */
+    /* best-effort goodbye: the heartbeat TTL covers a lost one */
     for (size_t i = 0; i < servers_count(); i++) {
-        struct fleet_keys k;
         const struct srv_backend *b = servers_at(i);
+        struct fleet_keys k;
         struct resync_ctx *ctx = calloc(1, sizeof(*ctx));
         char now[24], hb[24];
         if (ctx == NULL || keys_for(f, b->name, strlen(b->name), &k) < 0 ||
@@ -779,6 +781,14 @@ void fleet_free(struct fleet *f)
             free(ctx);
         }
     }
+}
+
+void fleet_free(struct fleet *f)
+{
+    if (f == NULL) {
+        return;
+    }
+    ev_timer_stop(f->loop, &f->resync_timer);
     free(f->applied);
     free(f);
 }

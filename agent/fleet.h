@@ -37,8 +37,13 @@ struct fleet;
 struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store *st,
                         struct hapi *h);
 
-/* Leave the cluster (drop this instance's share) and free. Call hapi_free()
- * first: fleet hooks HAProxy refreshes and has no way to unhook. The leave is sent
+/* Leave the cluster: drop this instance's share from every backend (sent
+ * best-effort; the heartbeat TTL covers a lost one) and count nothing more.
+ * Call at the start of a graceful shutdown, while the loop still runs. */
+void fleet_leave(struct fleet *f);
+
+/* Free. Call hapi_free() first: fleet hooks HAProxy refreshes and has no way
+ * to unhook; pending store callbacks must have run (store_free) too. The leave is sent
  * best-effort; the heartbeat TTL covers the case where it is lost. */
 void fleet_free(struct fleet *f);
 

@@ -15,12 +15,14 @@
 #include "builtin.h"
 #include "config.h"
 #include "conn.h"
+#include "fleet.h"
 #include "hapi.h"
 #include "listener.h"
 #include "log.h"
 #include "req.h"
 #include "servers.h"
 #include "stats.h"
+#include "slog.h"
 #include "store.h"
 #include "util.h"
 
@@ -38,6 +40,8 @@ static ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 static ev_timer drain_w;
 static struct hapi *hapi;      /* NULL: static server list */
 static struct store *store;    /* Redis */
+static struct fleet *fleet;    /* live counts, drain/maint */
+static struct slog *slog;      /* close lines from HAProxy's log */
 
 static void usage(FILE *f)
 {
@@ -124,6 +128,7 @@ static void term_cb(struct ev_loop *l, ev_signal *w, int revents)
     }
     stopping = true;
     log_info("%s: draining %u connections", strsignal(w->signum), conn_count());
+    fleet_leave(fleet); /* while the loop still runs, so the goodbye is sent */
     lsn_stop();
     ev_timer_init(&drain_w, drain_timeout_cb, DRAIN_TIMEOUT_S, 0.0);
     ev_timer_start(l, &drain_w);
@@ -164,9 +169,15 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
         log_warn("reload: keeping haproxy_socket %s (switching to the static list needs a "
                  "restart)", cfg.haproxy_socket);
     }
+    if (hapi == NULL && servers_load_static(&next) != 0) {
+        log_warn("reload: the new static server list was refused; keeping the old one");
+    }
 
     cfg_free(&cfg);
     cfg = next;
+    if (store != NULL) {
+        store_reconfigure(store, &cfg); /* reconnects if the Redis settings changed */
+    }
     log_info("configuration reloaded from %s", cfg_path);
 }
 
@@ -330,6 +341,20 @@ int main(int argc, char **argv)
     if (assign_init(loop, &cfg, store) != 0) {
         goto out_modules;
     }
+    fleet = fleet_new(loop, &cfg, store, hapi);
+    if (fleet == NULL) {
+        log_err("cannot start connection counting");
+        goto out_modules;
+    }
+    if ((cfg.syslog_udp != NULL && cfg.syslog_udp[0] != '\0') ||
+        (cfg.syslog_tcp != NULL && cfg.syslog_tcp[0] != '\0')) {
+        slog = slog_new(loop, cfg.syslog_udp, cfg.syslog_tcp, fleet_on_close, fleet, err,
+                        sizeof(err));
+        if (slog == NULL) {
+            log_err("syslog listener: %s", err);
+            goto out_modules;
+        }
+    }
 
     if (lsn_start(loop, &cfg, err, sizeof(err)) != 0) {
         log_err("%s", err);
@@ -347,13 +372,17 @@ out_modules:
     /* ---- module teardown, in reverse order of init. Each must complete (or
      * fail) its outstanding requests so that orphaned ones are freed.
      * e.g. haproxy_api_stop(); aff_stop(); store_stop(); */
+    slog_free(slog);
+    slog = NULL;
     assign_shutdown(); /* its in-flight decisions finish in store_free's callbacks */
+    hapi_free(hapi);   /* before fleet, which hooks its refreshes */
+    hapi = NULL;
     if (store != NULL) {
-        store_free(store);
+        store_free(store); /* fails what is still pending, once each */
         store = NULL;
     }
-    hapi_free(hapi); /* after every module that holds it (fleet) */
-    hapi = NULL;
+    fleet_free(fleet);
+    fleet = NULL;
 
 out_signals:
     req_registry_clear();
