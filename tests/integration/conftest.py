@@ -12,6 +12,9 @@ fail; when a test fails, the tail of every process log is attached to its report
 Also: `redis_server` (a started Redis), `ws_backends` (three started WsServers),
 `stack` (one load balancer: Redis + 3 servers + stickyd + HAProxy), `ws_pool`
 (a harness.WsPool closed at teardown).
+
+Environment: HAPROXY=/path/to/haproxy runs everything (render checks included)
+against another HAProxy build, e.g. a 3.x one; STICKYD and REDIS_SERVER likewise.
 """
 import sys
 from pathlib import Path
