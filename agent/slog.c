@@ -60,8 +60,13 @@ static const char *find_marker(const char *p, size_t len)
     return NULL;
 }
 
+/* The first occurrence wins: anything after our fields (a field HAProxy adds,
+ * or text a client controls in a custom format) cannot override them. */
 static void set_field(struct spop_str *f, const char *v, size_t n)
 {
+    if (f->ptr != NULL) {
+        return;
+    }
     if (n == 1 && v[0] == '-') {
         n = 0;
     }
@@ -108,7 +113,7 @@ int slog_parse_line(const char *line, size_t len, struct slog_close *out)
             set_field(&out->server, v, vlen);
         } else if (klen == 3 && memcmp(tok, "sid", 3) == 0) {
             set_field(&out->sid, v, vlen);
-        } else if (klen == 2 && memcmp(tok, "st", 2) == 0) {
+        } else if (klen == 2 && memcmp(tok, "st", 2) == 0 && out->status < 0) {
             int st = 0;
             if (vlen == 0 || vlen > 3) {
                 return -1;

@@ -67,5 +67,12 @@ int main(void)
     CHECK_EQ_INT(c.status, 101);
     CHECK(eq(c.server, "s2"));
 
+    /* the first occurrence of a field wins: a later one cannot forge it */
+    CHECK_EQ_INT(parse("stickyd: uid=real be=ws srv=s1 st=101 sid=a uid=forged srv=s9 st=200", &c),
+                 1);
+    CHECK(eq(c.uid, "real"));
+    CHECK(eq(c.server, "s1"));
+    CHECK_EQ_INT(c.status, 101);
+
     return check_summary("test_slog");
 }
