@@ -78,6 +78,11 @@ static long long reply_ll(const struct ctl_reply *r)
     return v;
 }
 
+static int inst_cmp(const void *a, const void *b)
+{
+    return ctl_natcmp(((const struct inst_view *)a)->name, ((const struct inst_view *)b)->name);
+}
+
 static int hgetall(struct ctl *c, const char *backend, const char *suffix, struct ctl_reply *out)
 {
     char key[CTL_KEY_MAX];
@@ -139,6 +144,10 @@ static int load_backend(struct ctl *c, const char *name, int64_t now, struct bvi
         if ((rc = hgetall(c, name, suffix, &iv->share)) != CTL_OK) {
             return rc;
         }
+    }
+    /* by name: the zset's heartbeat order changes with every resync */
+    if (b->ninst > 1) {
+        qsort(b->inst, b->ninst, sizeof(*b->inst), inst_cmp);
     }
     if (add_fields(&b->names, &b->servers) < 0 || add_fields(&b->names, &b->conns) < 0 ||
         add_fields(&b->names, &b->state) < 0) {

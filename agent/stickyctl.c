@@ -40,6 +40,7 @@ enum {
 struct command {
     const char *name;
     int min_args, max_args;
+    const char *roles; /* each argument's kind: b backend, i session id, s server */
     unsigned opts;
     int (*run)(struct ctl *c, char **args, int nargs);
     const char *synopsis;
@@ -56,7 +57,7 @@ static int cmd_watch(struct ctl *c, char **args, int nargs);
 
 /* clang-format off */
 static const struct command commands[] = {
-    {"status", 0, 1, OPT_JSON, cmd_status, "status [<backend>] [--json]",
+    {"status", 0, 1, "b", OPT_JSON, cmd_status, "status [<backend>] [--json]",
      "Per backend: each server's cluster state (ready, drain until T (in D) [close],\n"
      "maint, down (HAProxy)), live connections cluster-wide and per live HAProxy\n"
      "instance, and weight. Without <backend>, every backend found under the prefix.\n"
@@ -64,30 +65,30 @@ static const struct command commands[] = {
      "total_conns, instances: [{name, heartbeat_ms, live}], servers: [{name, state,\n"
      "admin, admin_raw, deadline_ms, deadline_passed, close_at_deadline,\n"
      "haproxy_state, weight, conns, per_instance: {<inst>: n}}]}]}.\n"},
-    {"lookup", 2, 2, OPT_JSON, cmd_lookup, "lookup <backend> <sid> [--json]",
+    {"lookup", 2, 2, "bi", OPT_JSON, cmd_lookup, "lookup <backend> <sid> [--json]",
      "The session record: server, created and last seen (UTC), reconnects, the\n"
      "instance that saw it last, TTL left. Exit 1 when there is no such session.\n"
      "--json: {backend, sid, server, created_ms, created, seen_ms, seen, reconnects,\n"
      "inst, ttl_ms (-1: no expiry)}.\n"},
-    {"move", 3, 3, OPT_FORCE, cmd_move, "move <backend> <sid> <server> [--force]",
+    {"move", 3, 3, "bis", OPT_FORCE, cmd_move, "move <backend> <sid> <server> [--force]",
      "Pin an existing session to another server and publish a session-moved event.\n"
      "The session's open connection stays where it is; its next connection goes to\n"
      "<server>. Refuses an unknown backend or server unless --force.\n"},
-    {"drain", 2, 2, OPT_FORCE | OPT_DEADLINE | OPT_CLOSE, cmd_drain,
+    {"drain", 2, 2, "bs", OPT_FORCE | OPT_DEADLINE | OPT_CLOSE, cmd_drain,
      "drain <backend> <server> [--deadline DURATION [--close-at-deadline]] [--force]",
      "Drain a server on every HAProxy: no new sessions, existing ones stay. With\n"
      "--deadline, sessions pinned to it move elsewhere once the deadline passes,\n"
      "and --close-at-deadline also shuts its open connections down then. Writes\n"
      "the state hash (drain:<deadline unix ms>, 0 = none) and publishes a\n"
      "server-state event; agents apply it at once (and poll it anyway).\n"},
-    {"undrain", 2, 2, OPT_FORCE, cmd_undrain, "undrain <backend> <server> [--force]",
+    {"undrain", 2, 2, "bs", OPT_FORCE, cmd_undrain, "undrain <backend> <server> [--force]",
      "Return a drained or maint server to ready on every HAProxy.\n"},
-    {"ready", 2, 2, OPT_FORCE, cmd_undrain, "ready <backend> <server> [--force]",
+    {"ready", 2, 2, "bs", OPT_FORCE, cmd_undrain, "ready <backend> <server> [--force]",
      "The same as undrain.\n"},
-    {"maint", 2, 2, OPT_FORCE, cmd_maint, "maint <backend> <server> [--force]",
+    {"maint", 2, 2, "bs", OPT_FORCE, cmd_maint, "maint <backend> <server> [--force]",
      "Put a server in maintenance on every HAProxy: no traffic; sessions pinned to\n"
      "it are re-pinned elsewhere at their next connection.\n"},
-    {"watch", 0, 0, OPT_JSON, cmd_watch, "watch [--json]",
+    {"watch", 0, 0, "", OPT_JSON, cmd_watch, "watch [--json]",
      "Print every change event (one line each; --json: one JSON object per line)\n"
      "until Ctrl-C or SIGTERM. Messages that are not events are reported on stderr.\n"},
 };
@@ -185,9 +186,6 @@ static void fmt_state(enum fleet_admin st, int64_t deadline, bool close_at, int6
 
 static int cmd_status(struct ctl *c, char **args, int nargs)
 {
-    if (nargs == 1 && check_name("backend", args[0], CTL_NAME_MAX) < 0) {
-        return CTL_USAGE;
-    }
     return ctl_status(c, nargs == 1 ? args[0] : NULL);
 }
 
@@ -209,10 +207,6 @@ static int cmd_lookup(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
     const char *backend = args[0], *sid = args[1];
-    if (check_name("backend", backend, CTL_NAME_MAX) < 0 ||
-        check_name("session id", sid, CTL_SID_MAX) < 0) {
-        return CTL_USAGE;
-    }
     char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
     snprintf(suffix, sizeof(suffix), "s:%s", sid);
     if (ctl_key(c, key, backend, suffix) < 0) {
@@ -306,11 +300,6 @@ static int cmd_move(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
     const char *backend = args[0], *sid = args[1], *server = args[2];
-    if (check_name("backend", backend, CTL_NAME_MAX) < 0 ||
-        check_name("session id", sid, CTL_SID_MAX) < 0 ||
-        check_name("server", server, CTL_NAME_MAX) < 0) {
-        return CTL_USAGE;
-    }
     int rc = c->force ? CTL_OK : ctl_check_known(c, backend, server, true);
     if (rc != CTL_OK) {
         return rc;
@@ -351,10 +340,6 @@ static int cmd_move(struct ctl *c, char **args, int nargs)
 static int set_state(struct ctl *c, const char *backend, const char *server, const char *value,
                      const struct event *e)
 {
-    if (check_name("backend", backend, CTL_NAME_MAX) < 0 ||
-        check_name("server", server, CTL_NAME_MAX) < 0) {
-        return CTL_USAGE;
-    }
     int rc = c->force ? CTL_OK : ctl_check_known(c, backend, server, true);
     if (rc != CTL_OK) {
         return rc;
@@ -412,10 +397,6 @@ static int cmd_drain(struct ctl *c, char **args, int nargs)
     int64_t deadline = 0;
     if (c->has_deadline && c->deadline_ms > 0) {
         deadline = util_now_ms() + c->deadline_ms;
-    }
-    if (c->close_at_deadline && deadline == 0) {
-        ctl_fail("--close-at-deadline needs a --deadline greater than 0");
-        return CTL_USAGE;
     }
     char value[64];
     snprintf(value, sizeof(value), "drain:%lld%s", (long long)deadline,
@@ -802,6 +783,25 @@ int main(int argc, char **argv)
     if ((deadline_s != NULL && parse_duration_opt("--deadline", deadline_s, &c.deadline_ms) < 0) ||
         (timeout_s != NULL && parse_duration_opt("--timeout", timeout_s, &c.timeout_ms) < 0)) {
         return CTL_USAGE;
+    }
+    if (c.close_at_deadline && (!c.has_deadline || c.deadline_ms <= 0)) {
+        ctl_fail("--close-at-deadline needs a --deadline greater than 0");
+        return CTL_USAGE;
+    }
+    for (int i = 0; i < nargs; i++) {
+        static const struct {
+            char role;
+            const char *what;
+            size_t max;
+        } kinds[] = {{'b', "backend", CTL_NAME_MAX},
+                     {'i', "session id", CTL_SID_MAX},
+                     {'s', "server", CTL_NAME_MAX}};
+        for (size_t j = 0; j < ARRAY_SIZE(kinds); j++) {
+            if (cmd->roles[i] == kinds[j].role &&
+                check_name(kinds[j].what, args[i], kinds[j].max) < 0) {
+                return CTL_USAGE;
+            }
+        }
     }
     if (c.timeout_ms <= 0) {
         ctl_fail("--timeout must be greater than 0");
