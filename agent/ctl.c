@@ -127,8 +127,8 @@ void ctl_names_free(struct ctl_names *ns)
 /* ---- discovery ------------------------------------------------------------------ */
 
 /* key == "<prefix>{<backend>}<tail>": add the backend. */
-static int add_backend_of(struct ctl_names *out, const char *prefix, const char *key,
-                          size_t klen, const char *tail)
+static int add_backend_of(struct ctl_names *out, const char *prefix, const char *key, size_t klen,
+                          const char *tail)
 {
     size_t plen = strlen(prefix), tlen = strlen(tail);
     if (klen <= plen + 1 + tlen || memcmp(key, prefix, plen) != 0 || key[plen] != '{' ||
@@ -232,8 +232,7 @@ int ctl_check_known(struct ctl *c, const char *backend, const char *server, bool
     }
     if (server != NULL && !ctl_names_has(&srv, server)) {
         ctl_names_join(&srv, list, sizeof(list));
-        ctl_fail("unknown server '%s' in backend '%s' (known: %s)%s", server, backend, list,
-                 hint);
+        ctl_fail("unknown server '%s' in backend '%s' (known: %s)%s", server, backend, list, hint);
         rc = CTL_UNKNOWN;
     }
 out:

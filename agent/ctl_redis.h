@@ -20,10 +20,10 @@ struct cfg;
 /* An owned copy of a Redis reply. str is NUL-terminated (binary-safe: len). */
 struct ctl_reply {
     enum store_rtype type;
-    long long integer;       /* INT */
-    char *str;               /* STR, ERR, STATUS */
+    long long integer; /* INT */
+    char *str;         /* STR, ERR, STATUS */
     size_t len;
-    struct ctl_reply *elem;  /* ARRAY */
+    struct ctl_reply *elem; /* ARRAY */
     size_t n;
 };
 

@@ -33,14 +33,14 @@ struct inst_view {
 };
 
 struct srv_view {
-    const char *name; /* borrowed from the names list */
+    const char *name;                  /* borrowed from the names list */
     const struct ctl_reply *admin_raw; /* state hash value, or NULL (ready) */
     enum fleet_admin admin;
     bool admin_bad;
     int64_t deadline_ms;
     bool close_at_deadline;
-    long long weight;   /* -1: not in the servers hash */
-    char hastate[16];   /* "" when not in the servers hash */
+    long long weight; /* -1: not in the servers hash */
+    char hastate[16]; /* "" when not in the servers hash */
     long long conns;
 };
 
@@ -260,7 +260,7 @@ static void print_table(struct ctl *c, const struct bview *b, int64_t now)
         ctl_fail("out of memory");
         goto out;
     }
-#define AT(r, col) cells[(r) * ncol + (col)]
+#define AT(r, col) cells[(r)*ncol + (col)]
     snprintf(AT(0, 0), CELL, "SERVER");
     snprintf(AT(0, 1), CELL, "STATE");
     snprintf(AT(0, 2), CELL, "CONNS");
@@ -335,9 +335,9 @@ static json_t *backend_json(const struct bview *b, int64_t now)
     json_object_set_new(jb, "name", json_string(b->name));
     json_object_set_new(jb, "total_conns", json_integer(b->total));
     for (size_t i = 0; i < b->ninst; i++) {
-        json_array_append_new(insts, json_pack("{s:s, s:I, s:b}", "name", b->inst[i].name,
-                                               "heartbeat_ms", (json_int_t)b->inst[i].hb_ms,
-                                               "live", b->inst[i].live));
+        json_array_append_new(insts,
+                              json_pack("{s:s, s:I, s:b}", "name", b->inst[i].name, "heartbeat_ms",
+                                        (json_int_t)b->inst[i].hb_ms, "live", b->inst[i].live));
     }
     json_object_set_new(jb, "instances", insts);
     for (size_t r = 0; r < b->nsrv; r++) {
@@ -351,14 +351,14 @@ static json_t *backend_json(const struct bview *b, int64_t now)
         json_object_set_new(js, "name", json_string(s->name));
         json_object_set_new(js, "state", json_string(effective_state(s)));
         json_object_set_new(js, "admin", json_string(admin_name(s)));
-        json_object_set_new(js, "admin_raw", s->admin_raw && s->admin_raw->str
-                                                 ? json_stringn(s->admin_raw->str,
-                                                                s->admin_raw->len)
-                                                 : json_null());
+        json_object_set_new(js, "admin_raw",
+                            s->admin_raw && s->admin_raw->str
+                                ? json_stringn(s->admin_raw->str, s->admin_raw->len)
+                                : json_null());
         json_object_set_new(js, "deadline_ms", json_integer(s->deadline_ms));
-        json_object_set_new(js, "deadline_passed",
-                            json_boolean(s->admin == FLEET_DRAIN && s->deadline_ms > 0 &&
-                                         s->deadline_ms <= now));
+        json_object_set_new(
+            js, "deadline_passed",
+            json_boolean(s->admin == FLEET_DRAIN && s->deadline_ms > 0 && s->deadline_ms <= now));
         json_object_set_new(js, "close_at_deadline", json_boolean(s->close_at_deadline));
         json_object_set_new(js, "haproxy_state",
                             s->hastate[0] ? json_string(s->hastate) : json_null());
@@ -412,8 +412,7 @@ int ctl_status(struct ctl *c, const char *backend)
         json_object_set_new(root, "prefix", json_string(c->cfg.redis_prefix));
         json_object_set_new(root, "backends", jbes);
     } else if (bes.n == 0) {
-        printf("no backends under prefix %s (no agent has reported yet?)\n",
-               c->cfg.redis_prefix);
+        printf("no backends under prefix %s (no agent has reported yet?)\n", c->cfg.redis_prefix);
     }
     for (size_t i = 0; i < bes.n; i++) {
         struct bview b;

@@ -158,8 +158,8 @@ static int check_name(const char *what, const char *s, size_t max)
     return 0;
 }
 
-static void fmt_state(enum fleet_admin st, int64_t deadline, bool close_at, int64_t now,
-                      char *buf, size_t len)
+static void fmt_state(enum fleet_admin st, int64_t deadline, bool close_at, int64_t now, char *buf,
+                      size_t len)
 {
     char t[32], d[32];
     switch (st) {
@@ -172,8 +172,8 @@ static void fmt_state(enum fleet_admin st, int64_t deadline, bool close_at, int6
         } else {
             ctl_fmt_hms(deadline, t, sizeof(t));
             ctl_fmt_dur(deadline - now, d, sizeof(d));
-            snprintf(buf, len, "drain until %s (%s %s%s)%s", t, deadline > now ? "in" : "passed",
-                     d, deadline > now ? "" : " ago", close_at ? ", then close" : "");
+            snprintf(buf, len, "drain until %s (%s %s%s)%s", t, deadline > now ? "in" : "passed", d,
+                     deadline > now ? "" : " ago", close_at ? ", then close" : "");
         }
         break;
     default:
@@ -290,11 +290,10 @@ out:
 /* Atomic "repin only if the record exists": a session that expired between
  * the operator's lookup and the move must not come back as a bare pin.
  * KEYS[1] = session record, ARGV[1] = server. Returns the old server, or false. */
-static const char move_lua[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
-    "local old = redis.call('HGET', KEYS[1], 'server') or ''\n"
-    "redis.call('HSET', KEYS[1], 'server', ARGV[1])\n"
-    "return old\n";
+static const char move_lua[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
+                               "local old = redis.call('HGET', KEYS[1], 'server') or ''\n"
+                               "redis.call('HSET', KEYS[1], 'server', ARGV[1])\n"
+                               "return old\n";
 
 static int cmd_move(struct ctl *c, char **args, int nargs)
 {
@@ -326,8 +325,13 @@ static int cmd_move(struct ctl *c, char **args, int nargs)
         printf("%s: session %s is already pinned to %s\n", backend, sid, server);
         return CTL_OK;
     }
-    struct event e = {.kind = EVENT_SESSION_MOVED, .ts_ms = util_now_ms(), .origin = c->origin,
-                      .backend = backend, .sid = sid, .from_server = from, .server = server};
+    struct event e = {.kind = EVENT_SESSION_MOVED,
+                      .ts_ms = util_now_ms(),
+                      .origin = c->origin,
+                      .backend = backend,
+                      .sid = sid,
+                      .from_server = from,
+                      .server = server};
     long long receivers;
     rc = ctl_publish(c, &e, &receivers);
     printf("%s: session %s moved %s -> %s (its next connection goes there)%s\n", backend, sid,
@@ -387,7 +391,8 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
     return rc;
 }
 
-_Static_assert((int)EVENT_SRV_DRAIN == (int)FLEET_DRAIN && (int)EVENT_SRV_MAINT == (int)FLEET_MAINT &&
+_Static_assert((int)EVENT_SRV_DRAIN == (int)FLEET_DRAIN &&
+                   (int)EVENT_SRV_MAINT == (int)FLEET_MAINT &&
                    (int)EVENT_SRV_READY == (int)FLEET_READY,
                "event states and fleet states line up (fmt_state takes either)");
 
@@ -401,25 +406,38 @@ static int cmd_drain(struct ctl *c, char **args, int nargs)
     char value[64];
     snprintf(value, sizeof(value), "drain:%lld%s", (long long)deadline,
              c->close_at_deadline ? ":close" : "");
-    struct event e = {.kind = EVENT_SERVER_STATE, .ts_ms = util_now_ms(), .origin = c->origin,
-                      .backend = args[0], .server = args[1], .state = EVENT_SRV_DRAIN,
-                      .deadline_ms = deadline, .close_at_deadline = c->close_at_deadline};
+    struct event e = {.kind = EVENT_SERVER_STATE,
+                      .ts_ms = util_now_ms(),
+                      .origin = c->origin,
+                      .backend = args[0],
+                      .server = args[1],
+                      .state = EVENT_SRV_DRAIN,
+                      .deadline_ms = deadline,
+                      .close_at_deadline = c->close_at_deadline};
     return set_state(c, args[0], args[1], value, &e);
 }
 
 static int cmd_undrain(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
-    struct event e = {.kind = EVENT_SERVER_STATE, .ts_ms = util_now_ms(), .origin = c->origin,
-                      .backend = args[0], .server = args[1], .state = EVENT_SRV_READY};
+    struct event e = {.kind = EVENT_SERVER_STATE,
+                      .ts_ms = util_now_ms(),
+                      .origin = c->origin,
+                      .backend = args[0],
+                      .server = args[1],
+                      .state = EVENT_SRV_READY};
     return set_state(c, args[0], args[1], NULL, &e);
 }
 
 static int cmd_maint(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
-    struct event e = {.kind = EVENT_SERVER_STATE, .ts_ms = util_now_ms(), .origin = c->origin,
-                      .backend = args[0], .server = args[1], .state = EVENT_SRV_MAINT};
+    struct event e = {.kind = EVENT_SERVER_STATE,
+                      .ts_ms = util_now_ms(),
+                      .origin = c->origin,
+                      .backend = args[0],
+                      .server = args[1],
+                      .state = EVENT_SRV_MAINT};
     return set_state(c, args[0], args[1], "maint", &e);
 }
 
@@ -448,8 +466,8 @@ static json_t *event_json(const struct event *e)
     if (o == NULL) {
         return NULL;
     }
-    json_object_set_new(o, "kind", json_string(e->kind == EVENT_NONE ? "unknown"
-                                                                     : events_kind_name(e->kind)));
+    json_object_set_new(o, "kind",
+                        json_string(e->kind == EVENT_NONE ? "unknown" : events_kind_name(e->kind)));
     json_object_set_new(o, "version", json_integer(e->version));
     json_object_set_new(o, "ts_ms", json_integer(e->ts_ms));
     json_object_set_new(o, "time", json_string(ts));
