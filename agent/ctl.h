@@ -35,6 +35,9 @@ struct ctl {
     int64_t deadline_ms; /* --deadline, a duration */
     int64_t timeout_ms;  /* --timeout */
     char origin[300];    /* "stickyctl@<host>", the events' origin */
+    const char *key;     /* --key: the affinity key, else NULL */
+    char sid[72];        /* --key: its record id under the current secret */
+    char sid_prev[72];   /* --key: under the previous secret, or "" */
 };
 
 /* "stickyctl: <message>" on stderr, one line. */

@@ -24,6 +24,7 @@
 #include "events.h"
 #include "fleet.h"
 #include "log.h"
+#include "sid.h"
 #include "util.h"
 
 #define CTL_DEFAULT_TIMEOUT_MS 2000
@@ -35,6 +36,7 @@ enum {
     OPT_FORCE = 1u << 1,
     OPT_DEADLINE = 1u << 2,
     OPT_CLOSE = 1u << 3,
+    OPT_KEY = 1u << 4,
 };
 
 struct command {
@@ -65,12 +67,16 @@ static const struct command commands[] = {
      "total_conns, instances: [{name, heartbeat_ms, live}], servers: [{name, state,\n"
      "admin, admin_raw, deadline_ms, deadline_passed, close_at_deadline,\n"
      "haproxy_state, weight, conns, per_instance: {<inst>: n}}]}]}.\n"},
-    {"lookup", 2, 2, "bi", OPT_JSON, cmd_lookup, "lookup <backend> <sid> [--json]",
+    {"lookup", 2, 2, "bi", OPT_JSON | OPT_KEY, cmd_lookup,
+     "lookup <backend> (<sid> | --key KEY) [--json]",
      "The session record: server, created and last seen (UTC), reconnects, the\n"
      "instance that saw it last, TTL left. Exit 1 when there is no such session.\n"
-     "--json: {backend, sid, server, created_ms, created, seen_ms, seen, reconnects,\n"
-     "inst, ttl_ms (-1: no expiry)}.\n"},
-    {"move", 3, 3, "bis", OPT_FORCE, cmd_move, "move <backend> <sid> <server> [--force]",
+     "--key KEY finds the session of an affinity key (sticky-assign's `key`): its id\n"
+     "is derived with session.secret_file (and previous_secret_file) of -c FILE.\n"
+     "--json: {backend, sid, key, server, created_ms, created, seen_ms, seen,\n"
+     "reconnects, inst, ttl_ms (-1: no expiry)}.\n"},
+    {"move", 3, 3, "bis", OPT_FORCE | OPT_KEY, cmd_move,
+     "move <backend> (<sid> | --key KEY) <server> [--force]",
      "Pin an existing session to another server and publish a session-moved event.\n"
      "The session's open connection stays where it is; its next connection goes to\n"
      "<server>. Refuses an unknown backend or server unless --force.\n"},
@@ -207,27 +213,39 @@ static int cmd_lookup(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
     const char *backend = args[0], *sid = args[1];
-    char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
-    snprintf(suffix, sizeof(suffix), "s:%s", sid);
-    if (ctl_key(c, key, backend, suffix) < 0) {
-        return CTL_USAGE;
-    }
-    struct ctl_reply h, ttl;
-    const char *hargv[] = {"HGETALL", key};
-    if (ctl_call(c, &h, 2, hargv, NULL) < 0) {
-        return CTL_REDIS;
-    }
-    const char *targv[] = {"PTTL", key};
-    if (ctl_call(c, &ttl, 2, targv, NULL) < 0) {
+    /* with --key, a record not yet carried over since a secret rotation still
+     * lives under the previous secret's id */
+    const char *ids[2] = {sid, c->sid_prev[0] ? c->sid_prev : NULL};
+    struct ctl_reply h = {0}, ttl = {0};
+    for (size_t i = 0; i < ARRAY_SIZE(ids) && ids[i] != NULL && h.n == 0; i++) {
+        char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
+        snprintf(suffix, sizeof(suffix), "s:%s", ids[i]);
+        if (ctl_key(c, key, backend, suffix) < 0) {
+            return CTL_USAGE;
+        }
         ctl_reply_free(&h);
-        return CTL_REDIS;
+        ctl_reply_free(&ttl);
+        const char *hargv[] = {"HGETALL", key};
+        const char *targv[] = {"PTTL", key};
+        if (ctl_call(c, &h, 2, hargv, NULL) < 0) {
+            return CTL_REDIS;
+        }
+        if (ctl_call(c, &ttl, 2, targv, NULL) < 0) {
+            ctl_reply_free(&h);
+            return CTL_REDIS;
+        }
+        sid = ids[i];
     }
     int rc = CTL_OK;
     if (h.n == 0) {
         /* a typo in the backend would otherwise read as "no such session" */
         rc = ctl_check_known(c, backend, NULL, false);
         if (rc == CTL_OK) {
-            ctl_fail("no such session '%s' in backend '%s'", sid, backend);
+            if (c->key != NULL) {
+                ctl_fail("no session for key '%s' in backend '%s'", c->key, backend);
+            } else {
+                ctl_fail("no such session '%s' in backend '%s'", sid, backend);
+            }
             rc = CTL_NOT_FOUND;
         }
         goto out;
@@ -249,6 +267,7 @@ static int cmd_lookup(struct ctl *c, char **args, int nargs)
         json_t *o = json_object();
         json_object_set_new(o, "backend", json_string(backend));
         json_object_set_new(o, "sid", json_string(sid));
+        json_object_set_new(o, "key", c->key ? json_string(c->key) : json_null());
         json_object_set_new(o, "server", server ? json_string(server) : json_null());
         json_object_set_new(o, "created_ms", has_created ? json_integer(created) : json_null());
         json_object_set_new(o, "created", has_created ? json_string(tc) : json_null());
@@ -272,6 +291,9 @@ static int cmd_lookup(struct ctl *c, char **args, int nargs)
         ctl_fmt_dur(ttl_ms, tt, sizeof(tt));
     }
     printf("backend     %s\n", backend);
+    if (c->key != NULL) {
+        printf("key         %s\n", c->key);
+    }
     printf("session     %s\n", sid);
     printf("server      %s\n", server ? server : "-");
     printf("created     %s\n", tc);
@@ -303,19 +325,28 @@ static int cmd_move(struct ctl *c, char **args, int nargs)
     if (rc != CTL_OK) {
         return rc;
     }
-    char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
-    snprintf(suffix, sizeof(suffix), "s:%s", sid);
-    if (ctl_key(c, key, backend, suffix) < 0) {
-        return CTL_USAGE;
-    }
-    const char *argv[] = {"EVAL", move_lua, "1", key, server};
-    struct ctl_reply r;
-    if (ctl_call(c, &r, 5, argv, NULL) < 0) {
-        return CTL_REDIS;
+    const char *ids[2] = {sid, c->sid_prev[0] ? c->sid_prev : NULL}; /* as in lookup */
+    struct ctl_reply r = {0};
+    for (size_t i = 0; i < ARRAY_SIZE(ids) && ids[i] != NULL && r.type != STORE_R_STR; i++) {
+        char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
+        snprintf(suffix, sizeof(suffix), "s:%s", ids[i]);
+        if (ctl_key(c, key, backend, suffix) < 0) {
+            return CTL_USAGE;
+        }
+        ctl_reply_free(&r);
+        const char *argv[] = {"EVAL", move_lua, "1", key, server};
+        if (ctl_call(c, &r, 5, argv, NULL) < 0) {
+            return CTL_REDIS;
+        }
+        sid = ids[i];
     }
     if (r.type != STORE_R_STR) { /* false comes back as nil */
         ctl_reply_free(&r);
-        ctl_fail("no such session '%s' in backend '%s'", sid, backend);
+        if (c->key != NULL) {
+            ctl_fail("no session for key '%s' in backend '%s'", c->key, backend);
+        } else {
+            ctl_fail("no such session '%s' in backend '%s'", sid, backend);
+        }
         return CTL_NOT_FOUND;
     }
     char from[CTL_NAME_MAX * 2];
@@ -591,6 +622,7 @@ enum {
     LOPT_FORCE,
     LOPT_DEADLINE,
     LOPT_CLOSE,
+    LOPT_KEY,
 };
 
 static const struct option long_opts[] = {
@@ -602,6 +634,7 @@ static const struct option long_opts[] = {
     {"force", no_argument, NULL, LOPT_FORCE},
     {"deadline", required_argument, NULL, LOPT_DEADLINE},
     {"close-at-deadline", no_argument, NULL, LOPT_CLOSE},
+    {"key", required_argument, NULL, LOPT_KEY},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -616,6 +649,8 @@ static const char *opt_name(unsigned bit)
         return "--force";
     case OPT_DEADLINE:
         return "--deadline";
+    case OPT_KEY:
+        return "--key";
     default:
         return "--close-at-deadline";
     }
@@ -701,6 +736,41 @@ static const struct command *find_command(const char *name)
     return NULL;
 }
 
+/* --key: the "k" record id(s) of an affinity key, as the agents derive them
+ * (sid.h), into c->sid and, after a rotation, c->sid_prev. 0 or -1 (reported). */
+static int derive_sid(struct ctl *c, const char *key)
+{
+    if (c->cfg.secret_file == NULL) {
+        ctl_fail("--key needs session.secret_file: give the agents' configuration with -c FILE");
+        return -1;
+    }
+    struct sid_keys *keys = calloc(1, sizeof(*keys));
+    char err[512];
+    int rc = -1;
+    if (keys == NULL) {
+        ctl_fail("out of memory");
+        return -1;
+    }
+    if (sid_keys_load(keys, c->cfg.secret_file, c->cfg.previous_secret_file, err, sizeof(err)) <
+        0) {
+        ctl_fail("%s", err);
+        goto out;
+    }
+    if (sid_from_key(keys, false, key, strlen(key), c->sid) < 0) {
+        ctl_fail("cannot derive the id of --key");
+        goto out;
+    }
+    if (keys->prev_len > 0 && sid_from_key(keys, true, key, strlen(key), c->sid_prev) < 0) {
+        c->sid_prev[0] = '\0';
+    }
+    c->key = key;
+    rc = 0;
+out:
+    sid_keys_wipe(keys);
+    free(keys);
+    return rc;
+}
+
 static int parse_duration_opt(const char *opt, const char *v, int64_t *ms)
 {
     if (util_parse_duration(v, ms) < 0) {
@@ -714,7 +784,8 @@ int main(int argc, char **argv)
 {
     struct ctl c = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS};
     const char *config = NULL, *redis = NULL, *prefix = NULL;
-    const char *timeout_s = NULL, *deadline_s = NULL;
+    const char *timeout_s = NULL, *deadline_s = NULL, *affinity_key = NULL;
+    char *kargs[4]; /* the arguments with the derived id in the <sid> slot */
     bool help = false, verbose = false, cfg_loaded = false;
     unsigned seen = 0;
     int rc = CTL_USAGE;
@@ -750,6 +821,10 @@ int main(int argc, char **argv)
         case LOPT_CLOSE:
             seen |= OPT_CLOSE;
             break;
+        case LOPT_KEY:
+            seen |= OPT_KEY;
+            affinity_key = optarg;
+            break;
         case 'v':
             verbose = true;
             break;
@@ -783,16 +858,35 @@ int main(int argc, char **argv)
     }
     char **args = argv + optind + 1;
     int nargs = argc - optind - 1;
-    if (nargs < cmd->min_args || nargs > cmd->max_args) {
-        ctl_fail("%s: %s arguments; usage: stickyctl %s", cmd->name,
-                 nargs < cmd->min_args ? "missing" : "too many", cmd->synopsis);
-        return CTL_USAGE;
-    }
-    for (unsigned bit = 1; bit <= OPT_CLOSE; bit <<= 1) {
+    for (unsigned bit = 1; bit <= OPT_KEY; bit <<= 1) {
         if ((seen & bit) && !(cmd->opts & bit)) {
             ctl_fail("%s: %s does not apply to this command", cmd->name, opt_name(bit));
             return CTL_USAGE;
         }
+    }
+    if (affinity_key != NULL) {
+        /* --key stands for the <sid> argument (the second of lookup and move) */
+        if (nargs < 1 || nargs + 1 > cmd->max_args) {
+            ctl_fail("%s: %s arguments (--key replaces <sid>); usage: stickyctl %s", cmd->name,
+                     nargs < 1 ? "missing" : "too many", cmd->synopsis);
+            return CTL_USAGE;
+        }
+        if (affinity_key[0] == '\0' || strlen(affinity_key) > 4096) {
+            ctl_fail("bad --key: 1..4096 bytes");
+            return CTL_USAGE;
+        }
+        kargs[0] = args[0];
+        kargs[1] = c.sid;
+        for (int i = 1; i < nargs; i++) {
+            kargs[i + 1] = args[i];
+        }
+        args = kargs;
+        nargs++;
+    }
+    if (nargs < cmd->min_args || nargs > cmd->max_args) {
+        ctl_fail("%s: %s arguments; usage: stickyctl %s", cmd->name,
+                 nargs < cmd->min_args ? "missing" : "too many", cmd->synopsis);
+        return CTL_USAGE;
     }
     c.json = seen & OPT_JSON;
     c.force = seen & OPT_FORCE;
@@ -815,7 +909,7 @@ int main(int argc, char **argv)
                      {'i', "session id", CTL_SID_MAX},
                      {'s', "server", CTL_NAME_MAX}};
         for (size_t j = 0; j < ARRAY_SIZE(kinds); j++) {
-            if (cmd->roles[i] == kinds[j].role &&
+            if (cmd->roles[i] == kinds[j].role && args[i] != c.sid &&
                 check_name(kinds[j].what, args[i], kinds[j].max) < 0) {
                 return CTL_USAGE;
             }
@@ -838,6 +932,9 @@ int main(int argc, char **argv)
     cfg_loaded = true;
     if ((redis != NULL && apply_redis_addr(&c.cfg, redis) < 0) ||
         (prefix != NULL && apply_prefix(&c.cfg, prefix) < 0)) {
+        goto out;
+    }
+    if (affinity_key != NULL && derive_sid(&c, affinity_key) < 0) {
         goto out;
     }
     /* the operator's --timeout bounds everything: connect, handshake, each call */

@@ -8,6 +8,9 @@ decoding them with the project's own decoder, as an operator would see them.
 The last tests drive a real agent over SPOP to show that what stickyctl writes
 is what the agents obey.
 """
+import base64
+import hashlib
+import hmac
 import json
 import os
 import queue
@@ -276,8 +279,9 @@ def test_lookup(redis_server):
     assert re.fullmatch(r"(59m\d*s?|1h)", fields["ttl"]), fields["ttl"]
 
     doc = json.loads(ctl(redis_server, "lookup", BE, "1sessionAAA", "--json").stdout)
-    assert set(doc) == {"backend", "sid", "server", "created_ms", "created", "seen_ms", "seen",
-                        "reconnects", "inst", "ttl_ms"}
+    assert set(doc) == {"backend", "sid", "key", "server", "created_ms", "created", "seen_ms",
+                        "seen", "reconnects", "inst", "ttl_ms"}
+    assert doc["sid"] == "1sessionAAA" and doc["key"] is None
     assert doc["server"] == "ws1" and doc["created_ms"] == created
     assert doc["seen_ms"] == created + 60000 and doc["seen"] == iso(created + 60000)
     assert doc["reconnects"] == 4 and doc["inst"] == "web2"
@@ -296,6 +300,44 @@ def test_lookup_missing(redis_server):
     assert p.stdout == ""
     # a typo in the backend is not reported as a missing session
     assert_error(ctl(redis_server, "lookup", "be_wz", "1nothere"), 3, "unknown backend 'be_wz'")
+
+
+def key_id(secret, key):
+    """The record id of an affinity key, transcribed from agent/sid.h ("k" format)."""
+    mac = hmac.new(secret, b"key\x00" + key.encode(), hashlib.sha256).digest()[:18]
+    return "k" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def test_lookup_and_move_by_key(redis_server, tmp_path):
+    r = redis_server.client()
+    seed(r)
+    cur, prev = os.urandom(32), os.urandom(32)
+    (tmp_path / "cur.key").write_bytes(cur + b"\n")
+    (tmp_path / "prev.key").write_bytes(prev)
+    cfg = tmp_path / "agent.json"
+    cfg.write_text(json.dumps({"redis": {"port": redis_server.port},
+                               "session": {"secret_file": str(tmp_path / "cur.key"),
+                                           "previous_secret_file": str(tmp_path / "prev.key")}}))
+    kid = key_id(cur, "user-42")
+    seed_session(r, kid, "ws2")
+    p = ctl(None, "-c", cfg, "lookup", BE, "--key", "user-42")
+    assert p.returncode == 0, p.stderr
+    assert "key         user-42\nsession     %s\nserver      ws2\n" % kid in p.stdout
+    doc = json.loads(ctl(None, "-c", cfg, "lookup", BE, "--key", "user-42", "--json").stdout)
+    assert (doc["sid"], doc["key"], doc["server"]) == (kid, "user-42", "ws2")
+    assert ctl(None, "-c", cfg, "move", BE, "--key", "user-42", "ws1").returncode == 0
+    assert r.hget(k("s:" + kid), "server") == "ws1"
+    # a record from before the rotation is still found under the previous id
+    old = key_id(prev, "user-7")
+    seed_session(r, old, "ws10")
+    doc = json.loads(ctl(None, "-c", cfg, "lookup", BE, "--key", "user-7", "--json").stdout)
+    assert (doc["sid"], doc["server"]) == (old, "ws10")
+    assert_error(ctl(None, "-c", cfg, "lookup", BE, "--key", "user-8"), 1,
+                 "no session for key 'user-8'")
+    # usage: the key replaces <sid>; it needs the secret; only lookup and move take it
+    assert_error(ctl(redis_server, "lookup", BE, "--key", "user-42"), 2, "secret_file")
+    assert_error(ctl(None, "-c", cfg, "lookup", BE, "1x", "--key", "u"), 2, "too many")
+    assert_error(ctl(None, "-c", cfg, "status", "--key", "u"), 2, "--key does not apply")
 
 
 # ---- drain / maint / ready -------------------------------------------------------
@@ -562,5 +604,14 @@ def test_agent_obeys_move_and_maint(procs, tmp_path):
         assert h["action"] == "repin" and h["server"] not in (target,)
         assert json.loads(ctl(red, "lookup", BE, sid, "--json").stdout)["server"] == h["server"]
         assert ctl(red, "ready", BE, target).returncode == 0
+
+        # a key-affinity session, found from the agent's own configuration
+        kv = c.notify("sticky-assign", {"backend": BE, "sid": None, "inst": "haproxy-1",
+                                        "key": "tenant-9", "uid": "uid-k"})
+        p = ctl(None, "-c", agent.config_path, "lookup", BE, "--key", "tenant-9", "--json")
+        assert p.returncode == 0, p.stderr
+        doc = json.loads(p.stdout)
+        assert doc["server"] == kv["server"] and doc["sid"] == kv["sid"]
+        assert doc["sid"] == key_id(agent.secret_file.read_bytes().rstrip(b"\n"), "tenant-9")
     finally:
         c.close()
