@@ -168,7 +168,7 @@ spoe-agent stickyd-agent
     # transaction (by default an error disables the SPOE for the whole transaction).
     option continue-on-error
     # Let the agent set exactly these names, even if a config does not read them.
-    register-var-names server sid set_cookie action draining reason
+    register-var-names server sid set_cookie action draining reason counted
 
     # 2.6: asynchronous mode lets an ACK arrive on another connection; stickyd
     # answers on the connection it was asked on. 3.1+ removed async: ignored there.
