@@ -55,6 +55,7 @@ static void usage(FILE *f)
             "      --check-config    load and validate the configuration, then exit\n"
             "      --log-level LVL   overrides the file's \"log_level\"\n"
             "      --dump-assign-script  print the sticky-assign Lua script (benchmarks)\n"
+            "      --config-reference    print the configuration keys as a markdown table\n"
             "  -V, --version         print the version\n"
             "  -h, --help            this text\n"
             "\n"
@@ -243,6 +244,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"dump-assign-script", no_argument, NULL, 'D'},
+        {"config-reference", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -270,6 +272,9 @@ int main(int argc, char **argv)
         }
         case 'V':
             printf("stickyd %s (SPOP %s)\n", STICKYD_VERSION, SPOP_VERSION);
+            return 0;
+        case 'R':
+            cfg_print_reference(stdout);
             return 0;
         case 'D':
             fputs(assign_script(), stdout);
