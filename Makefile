@@ -52,6 +52,10 @@ ITEST_BIN  := $(patsubst tests/integration/c/%.c,build/itests/%,$(ITEST_SRC))
 BENCH_SRC  := $(wildcard tests/bench/*.c)
 BENCH_BIN  := $(patsubst tests/bench/%.c,build/bench/%,$(BENCH_SRC))
 
+# Keep generated sources and test objects: as intermediates make would delete
+# them after each build and rebuild everything that depends on them next time.
+.SECONDARY:
+
 .PHONY: all deps test unit fuzz integration bench run clean check-config
 .DEFAULT_GOAL := all
 
