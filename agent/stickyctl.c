@@ -317,6 +317,48 @@ static const char move_lua[] = "if redis.call('EXISTS', KEYS[1]) == 0 then retur
                                "redis.call('HSET', KEYS[1], 'server', ARGV[1])\n"
                                "return old\n";
 
+/* After a move: say so when the agents will not keep the pin (the target is in
+ * maint, past its drain deadline, or down in HAProxy). CTL_OK or CTL_REDIS. */
+static int warn_unusable(struct ctl *c, const char *backend, const char *server)
+{
+    char skey[CTL_KEY_MAX], vkey[CTL_KEY_MAX];
+    if (ctl_key(c, skey, backend, "state") < 0 || ctl_key(c, vkey, backend, "servers") < 0) {
+        return CTL_USAGE;
+    }
+    const char *sargv[] = {"HGET", skey, server};
+    const char *vargv[] = {"HGET", vkey, server};
+    struct ctl_reply st, view;
+    if (ctl_call(c, &st, 3, sargv, NULL) < 0) {
+        return CTL_REDIS;
+    }
+    if (ctl_call(c, &view, 3, vargv, NULL) < 0) {
+        ctl_reply_free(&st);
+        return CTL_REDIS;
+    }
+    enum fleet_admin adm = FLEET_READY;
+    int64_t deadline = 0;
+    bool close_at = false;
+    const char *why = NULL;
+    if (st.str != NULL && fleet_parse_state(st.str, st.len, &adm, &deadline, &close_at) == 0) {
+        if (adm == FLEET_MAINT) {
+            why = "is in maint";
+        } else if (adm == FLEET_DRAIN && deadline > 0 && deadline <= util_now_ms()) {
+            why = "is past its drain deadline";
+        }
+    }
+    if (why == NULL && view.str != NULL && strstr(view.str, " down") != NULL) {
+        why = "is down in HAProxy";
+    }
+    if (why != NULL) {
+        printf("note: %s %s: the agents will re-pin this session elsewhere at its next "
+               "connection\n",
+               server, why);
+    }
+    ctl_reply_free(&st);
+    ctl_reply_free(&view);
+    return CTL_OK;
+}
+
 static int cmd_move(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
@@ -368,6 +410,9 @@ static int cmd_move(struct ctl *c, char **args, int nargs)
     printf("%s: session %s moved %s -> %s (its next connection goes there)%s\n", backend, sid,
            from[0] ? from : "-", server,
            rc == CTL_OK ? "" : "; the session-moved event was NOT published");
+    if (rc == CTL_OK) {
+        rc = warn_unusable(c, backend, server);
+    }
     return rc;
 }
 

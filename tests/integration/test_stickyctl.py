@@ -433,11 +433,18 @@ def test_move_rewrites_pin_and_publishes(redis_server, watchers):
     assert 0 < r.pttl(k("s:1movable")) <= 500000  # the TTL is left alone
     line = w.next_line()
     assert re.search(r" stickyctl@\S+ session-moved be_ws sid=1movable ws1 -> ws2$", line), line
+    assert "note:" not in p.stdout  # ws2 drains, deadline ahead: the agents keep the pin
     # already there: nothing to publish
     p = ctl(redis_server, "move", BE, "1movable", "ws2")
     assert p.returncode == 0 and "already pinned to ws2" in p.stdout
     assert w.stop() == 0
     assert w.lines == [line]
+    # a target the agents will not keep is still written, with a warning
+    p = ctl(redis_server, "move", BE, "1movable", "ws3")
+    assert p.returncode == 0 and "note: ws3 is in maint: the agents will re-pin" in p.stdout
+    p = ctl(redis_server, "move", BE, "1movable", "ws10")
+    assert p.returncode == 0 and "note: ws10 is down in HAProxy" in p.stdout
+    assert r.hget(k("s:1movable"), "server") == "ws10"
 
 
 def test_move_errors(redis_server):
