@@ -1,8 +1,8 @@
 /* ctl.h - what every stickyctl command shares: the run context, exit codes,
  * error reporting, key names and the "is this backend/server known" checks.
  *
- * Only stickyctl uses these (agent/stickyctl.c and agent/ctl_*.c); they read
- * the key layout of fleet.h and never write anything themselves.
+ * Only stickyctl uses these (agent/stickyctl.c and agent/ctl_*.c). The helpers
+ * here read the key layout of fleet.h; only ctl_publish writes (an event).
  */
 #ifndef STICKYD_CTL_H
 #define STICKYD_CTL_H
@@ -26,6 +26,7 @@ enum ctl_exit {
 
 #define CTL_KEY_MAX 512
 #define CTL_NAME_MAX 64 /* backend and server names, as servers.h (SRV_NAME_MAX) */
+#define CTL_SID_MAX 256 /* session ids: the agents' are at most 64 (sid.h) */
 
 struct ctl {
     struct cfg cfg;
@@ -85,7 +86,13 @@ int ctl_check_known(struct ctl *c, const char *backend, const char *server, bool
 struct event;
 int ctl_publish(struct ctl *c, const struct event *e, long long *receivers);
 
-/* `stickyctl status`. */
-int ctl_status(struct ctl *c, const char *backend);
+/* The commands: CTL_* exit codes; args were checked by the CLI (count, names). */
+int ctl_status(struct ctl *c, const char *backend);         /* ctl_status.c */
+int ctl_cmd_lookup(struct ctl *c, char **args, int nargs);  /* ctl_session.c */
+int ctl_cmd_move(struct ctl *c, char **args, int nargs);    /* ctl_session.c */
+int ctl_cmd_drain(struct ctl *c, char **args, int nargs);   /* ctl_state.c */
+int ctl_cmd_undrain(struct ctl *c, char **args, int nargs); /* ctl_state.c */
+int ctl_cmd_maint(struct ctl *c, char **args, int nargs);   /* ctl_state.c */
+int ctl_cmd_watch(struct ctl *c, char **args, int nargs);   /* ctl_watch.c */
 
 #endif

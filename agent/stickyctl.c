@@ -2,15 +2,15 @@
  * each server, drain/maint/ready a server cluster-wide, move a session, watch
  * the change events.
  *
- * Owns the command line (options, commands, help, exit codes) and the commands
- * that write (move, drain, undrain/ready, maint) or stream (watch); status is in
- * ctl_status.c. It speaks to Redis only through ctl_redis.c (store.c on a
- * private libev loop), reads the key layout of fleet.h and publishes the same
- * protobuf events as the agents (events.h).
+ * Owns the command line only: options, the command table, help, argument
+ * checks (all before connecting, so a usage error is never reported as a Redis
+ * one), the config and its overrides, the exit code. Each command lives in a
+ * ctl_*.c file: ctl_status.c, ctl_session.c (lookup, move), ctl_state.c (drain,
+ * undrain/ready, maint), ctl_watch.c; ctl.c has what they share and
+ * ctl_redis.c the blocking-style calls over store.c.
  */
 #include <ev.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,14 +21,11 @@
 #include "ctl.h"
 #include "ctl_fmt.h"
 #include "ctl_redis.h"
-#include "events.h"
-#include "fleet.h"
 #include "log.h"
 #include "sid.h"
 #include "util.h"
 
 #define CTL_DEFAULT_TIMEOUT_MS 2000
-#define CTL_SID_MAX 256
 
 /* Options a command accepts besides the global ones. */
 enum {
@@ -50,12 +47,6 @@ struct command {
 };
 
 static int cmd_status(struct ctl *c, char **args, int nargs);
-static int cmd_lookup(struct ctl *c, char **args, int nargs);
-static int cmd_move(struct ctl *c, char **args, int nargs);
-static int cmd_drain(struct ctl *c, char **args, int nargs);
-static int cmd_undrain(struct ctl *c, char **args, int nargs);
-static int cmd_maint(struct ctl *c, char **args, int nargs);
-static int cmd_watch(struct ctl *c, char **args, int nargs);
 
 /* clang-format off */
 static const struct command commands[] = {
@@ -67,7 +58,7 @@ static const struct command commands[] = {
      "total_conns, instances: [{name, heartbeat_ms, live}], servers: [{name, state,\n"
      "admin, admin_raw, deadline_ms, deadline_passed, close_at_deadline,\n"
      "haproxy_state, weight, conns, per_instance: {<inst>: n}}]}]}.\n"},
-    {"lookup", 2, 2, "bi", OPT_JSON | OPT_KEY, cmd_lookup,
+    {"lookup", 2, 2, "bi", OPT_JSON | OPT_KEY, ctl_cmd_lookup,
      "lookup <backend> (<sid> | --key KEY) [--json]",
      "The session record: server, created and last seen (UTC), reconnects, the\n"
      "instance that saw it last, TTL left. Exit 1 when there is no such session.\n"
@@ -75,26 +66,26 @@ static const struct command commands[] = {
      "is derived with session.secret_file (and previous_secret_file) of -c FILE.\n"
      "--json: {backend, sid, key, server, created_ms, created, seen_ms, seen,\n"
      "reconnects, inst, ttl_ms (-1: no expiry)}.\n"},
-    {"move", 3, 3, "bis", OPT_FORCE | OPT_KEY, cmd_move,
+    {"move", 3, 3, "bis", OPT_FORCE | OPT_KEY, ctl_cmd_move,
      "move <backend> (<sid> | --key KEY) <server> [--force]",
      "Pin an existing session to another server and publish a session-moved event.\n"
      "The session's open connection stays where it is; its next connection goes to\n"
      "<server>. Refuses an unknown backend or server unless --force.\n"},
-    {"drain", 2, 2, "bs", OPT_FORCE | OPT_DEADLINE | OPT_CLOSE, cmd_drain,
+    {"drain", 2, 2, "bs", OPT_FORCE | OPT_DEADLINE | OPT_CLOSE, ctl_cmd_drain,
      "drain <backend> <server> [--deadline DURATION [--close-at-deadline]] [--force]",
      "Drain a server on every HAProxy: no new sessions, existing ones stay. With\n"
      "--deadline, sessions pinned to it move elsewhere once the deadline passes,\n"
      "and --close-at-deadline also shuts its open connections down then. Writes\n"
      "the state hash (drain:<deadline unix ms>, 0 = none) and publishes a\n"
      "server-state event; agents apply it at once (and poll it anyway).\n"},
-    {"undrain", 2, 2, "bs", OPT_FORCE, cmd_undrain, "undrain <backend> <server> [--force]",
+    {"undrain", 2, 2, "bs", OPT_FORCE, ctl_cmd_undrain, "undrain <backend> <server> [--force]",
      "Return a drained or maint server to ready on every HAProxy.\n"},
-    {"ready", 2, 2, "bs", OPT_FORCE, cmd_undrain, "ready <backend> <server> [--force]",
+    {"ready", 2, 2, "bs", OPT_FORCE, ctl_cmd_undrain, "ready <backend> <server> [--force]",
      "The same as undrain.\n"},
-    {"maint", 2, 2, "bs", OPT_FORCE, cmd_maint, "maint <backend> <server> [--force]",
+    {"maint", 2, 2, "bs", OPT_FORCE, ctl_cmd_maint, "maint <backend> <server> [--force]",
      "Put a server in maintenance on every HAProxy: no traffic; sessions pinned to\n"
      "it are re-pinned elsewhere at their next connection.\n"},
-    {"watch", 0, 0, "", OPT_JSON, cmd_watch, "watch [--json]",
+    {"watch", 0, 0, "", OPT_JSON, ctl_cmd_watch, "watch [--json]",
      "Print every change event (one line each; --json: one JSON object per line)\n"
      "until Ctrl-C or SIGTERM. Messages that are not events are reported on stderr.\n"},
 };
@@ -164,497 +155,11 @@ static int check_name(const char *what, const char *s, size_t max)
     return 0;
 }
 
-static void fmt_state(enum fleet_admin st, int64_t deadline, bool close_at, int64_t now, char *buf,
-                      size_t len)
-{
-    char t[32], d[32];
-    switch (st) {
-    case FLEET_MAINT:
-        snprintf(buf, len, "maint");
-        break;
-    case FLEET_DRAIN:
-        if (deadline == 0) {
-            snprintf(buf, len, "drain (no deadline)");
-        } else {
-            ctl_fmt_hms(deadline, t, sizeof(t));
-            ctl_fmt_dur(deadline - now, d, sizeof(d));
-            snprintf(buf, len, "drain until %s (%s %s%s)%s", t, deadline > now ? "in" : "passed", d,
-                     deadline > now ? "" : " ago", close_at ? ", then close" : "");
-        }
-        break;
-    default:
-        snprintf(buf, len, "ready");
-        break;
-    }
-}
-
-/* ---- status / lookup ------------------------------------------------------------------ */
+/* ---- status (the other commands live in ctl_*.c) ------------------------------------- */
 
 static int cmd_status(struct ctl *c, char **args, int nargs)
 {
     return ctl_status(c, nargs == 1 ? args[0] : NULL);
-}
-
-static const char *field(const struct ctl_reply *h, const char *name)
-{
-    const struct ctl_reply *v = ctl_reply_hget(h, name);
-    return v != NULL ? v->str : NULL;
-}
-
-static int64_t field_i64(const struct ctl_reply *h, const char *name, bool *ok)
-{
-    const struct ctl_reply *v = ctl_reply_hget(h, name);
-    int64_t x = 0;
-    *ok = v != NULL && v->str != NULL && ctl_parse_i64(v->str, v->len, &x) == 0;
-    return x;
-}
-
-static int cmd_lookup(struct ctl *c, char **args, int nargs)
-{
-    UNUSED(nargs);
-    const char *backend = args[0], *sid = args[1];
-    /* with --key, a record not yet carried over since a secret rotation still
-     * lives under the previous secret's id */
-    const char *ids[2] = {sid, c->sid_prev[0] ? c->sid_prev : NULL};
-    struct ctl_reply h = {0}, ttl = {0};
-    for (size_t i = 0; i < ARRAY_SIZE(ids) && ids[i] != NULL && h.n == 0; i++) {
-        char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
-        snprintf(suffix, sizeof(suffix), "s:%s", ids[i]);
-        if (ctl_key(c, key, backend, suffix) < 0) {
-            return CTL_USAGE;
-        }
-        ctl_reply_free(&h);
-        ctl_reply_free(&ttl);
-        const char *hargv[] = {"HGETALL", key};
-        const char *targv[] = {"PTTL", key};
-        if (ctl_call(c, &h, 2, hargv, NULL) < 0) {
-            return CTL_REDIS;
-        }
-        if (ctl_call(c, &ttl, 2, targv, NULL) < 0) {
-            ctl_reply_free(&h);
-            return CTL_REDIS;
-        }
-        sid = ids[i];
-    }
-    int rc = CTL_OK;
-    if (h.n == 0) {
-        /* a typo in the backend would otherwise read as "no such session" */
-        rc = ctl_check_known(c, backend, NULL, false);
-        if (rc == CTL_OK) {
-            if (c->key != NULL) {
-                ctl_fail("no session for key '%s' in backend '%s'", c->key, backend);
-            } else {
-                ctl_fail("no such session '%s' in backend '%s'", sid, backend);
-            }
-            rc = CTL_NOT_FOUND;
-        }
-        goto out;
-    }
-    bool has_created, has_seen, has_rc;
-    int64_t created = field_i64(&h, "created", &has_created);
-    int64_t seen = field_i64(&h, "seen", &has_seen);
-    int64_t reconnects = field_i64(&h, "reconnects", &has_rc);
-    const char *server = field(&h, "server"), *inst = field(&h, "inst");
-    long long ttl_ms = ttl.integer; /* -1: no expiry; -2: gone since the HGETALL */
-    char tc[40] = "-", ts[40] = "-", tt[40];
-    if (has_created) {
-        ctl_fmt_iso(created, tc, sizeof(tc));
-    }
-    if (has_seen) {
-        ctl_fmt_iso(seen, ts, sizeof(ts));
-    }
-    if (c->json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "backend", json_string(backend));
-        json_object_set_new(o, "sid", json_string(sid));
-        json_object_set_new(o, "key", c->key ? json_string(c->key) : json_null());
-        json_object_set_new(o, "server", server ? json_string(server) : json_null());
-        json_object_set_new(o, "created_ms", has_created ? json_integer(created) : json_null());
-        json_object_set_new(o, "created", has_created ? json_string(tc) : json_null());
-        json_object_set_new(o, "seen_ms", has_seen ? json_integer(seen) : json_null());
-        json_object_set_new(o, "seen", has_seen ? json_string(ts) : json_null());
-        json_object_set_new(o, "reconnects", has_rc ? json_integer(reconnects) : json_null());
-        json_object_set_new(o, "inst", inst ? json_string(inst) : json_null());
-        json_object_set_new(o, "ttl_ms", json_integer(ttl_ms < -1 ? 0 : ttl_ms));
-        if (o == NULL || json_dumpf(o, stdout, JSON_INDENT(2)) < 0) {
-            rc = CTL_REDIS;
-        }
-        putchar('\n');
-        json_decref(o);
-        goto out;
-    }
-    if (ttl_ms == -1) {
-        snprintf(tt, sizeof(tt), "none (no expiry)");
-    } else if (ttl_ms < 0) {
-        snprintf(tt, sizeof(tt), "expired");
-    } else {
-        ctl_fmt_dur(ttl_ms, tt, sizeof(tt));
-    }
-    printf("backend     %s\n", backend);
-    if (c->key != NULL) {
-        printf("key         %s\n", c->key);
-    }
-    printf("session     %s\n", sid);
-    printf("server      %s\n", server ? server : "-");
-    printf("created     %s\n", tc);
-    printf("seen        %s\n", ts);
-    printf("reconnects  %lld\n", (long long)reconnects);
-    printf("instance    %s\n", inst ? inst : "-");
-    printf("ttl         %s\n", tt);
-out:
-    ctl_reply_free(&h);
-    ctl_reply_free(&ttl);
-    return rc;
-}
-
-/* ---- writes ------------------------------------------------------------------------------ */
-
-/* Atomic "repin only if the record exists": a session that expired between
- * the operator's lookup and the move must not come back as a bare pin.
- * KEYS[1] = session record, ARGV[1] = server. Returns the old server, or false. */
-static const char move_lua[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
-                               "local old = redis.call('HGET', KEYS[1], 'server') or ''\n"
-                               "redis.call('HSET', KEYS[1], 'server', ARGV[1])\n"
-                               "return old\n";
-
-/* After a move: say so when the agents will not keep the pin (the target is in
- * maint, past its drain deadline, or down in HAProxy). CTL_OK or CTL_REDIS. */
-static int warn_unusable(struct ctl *c, const char *backend, const char *server)
-{
-    char skey[CTL_KEY_MAX], vkey[CTL_KEY_MAX];
-    if (ctl_key(c, skey, backend, "state") < 0 || ctl_key(c, vkey, backend, "servers") < 0) {
-        return CTL_USAGE;
-    }
-    const char *sargv[] = {"HGET", skey, server};
-    const char *vargv[] = {"HGET", vkey, server};
-    struct ctl_reply st, view;
-    if (ctl_call(c, &st, 3, sargv, NULL) < 0) {
-        return CTL_REDIS;
-    }
-    if (ctl_call(c, &view, 3, vargv, NULL) < 0) {
-        ctl_reply_free(&st);
-        return CTL_REDIS;
-    }
-    enum fleet_admin adm = FLEET_READY;
-    int64_t deadline = 0;
-    bool close_at = false;
-    const char *why = NULL;
-    if (st.str != NULL && fleet_parse_state(st.str, st.len, &adm, &deadline, &close_at) == 0) {
-        if (adm == FLEET_MAINT) {
-            why = "is in maint";
-        } else if (adm == FLEET_DRAIN && deadline > 0 && deadline <= util_now_ms()) {
-            why = "is past its drain deadline";
-        }
-    }
-    if (why == NULL && view.str != NULL && strstr(view.str, " down") != NULL) {
-        why = "is down in HAProxy";
-    }
-    if (why != NULL) {
-        printf("note: %s %s: the agents will re-pin this session elsewhere at its next "
-               "connection\n",
-               server, why);
-    }
-    ctl_reply_free(&st);
-    ctl_reply_free(&view);
-    return CTL_OK;
-}
-
-static int cmd_move(struct ctl *c, char **args, int nargs)
-{
-    UNUSED(nargs);
-    const char *backend = args[0], *sid = args[1], *server = args[2];
-    int rc = c->force ? CTL_OK : ctl_check_known(c, backend, server, true);
-    if (rc != CTL_OK) {
-        return rc;
-    }
-    const char *ids[2] = {sid, c->sid_prev[0] ? c->sid_prev : NULL}; /* as in lookup */
-    struct ctl_reply r = {0};
-    for (size_t i = 0; i < ARRAY_SIZE(ids) && ids[i] != NULL && r.type != STORE_R_STR; i++) {
-        char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
-        snprintf(suffix, sizeof(suffix), "s:%s", ids[i]);
-        if (ctl_key(c, key, backend, suffix) < 0) {
-            return CTL_USAGE;
-        }
-        ctl_reply_free(&r);
-        const char *argv[] = {"EVAL", move_lua, "1", key, server};
-        if (ctl_call(c, &r, 5, argv, NULL) < 0) {
-            return CTL_REDIS;
-        }
-        sid = ids[i];
-    }
-    if (r.type != STORE_R_STR) { /* false comes back as nil */
-        ctl_reply_free(&r);
-        if (c->key != NULL) {
-            ctl_fail("no session for key '%s' in backend '%s'", c->key, backend);
-        } else {
-            ctl_fail("no such session '%s' in backend '%s'", sid, backend);
-        }
-        return CTL_NOT_FOUND;
-    }
-    char from[CTL_NAME_MAX * 2];
-    snprintf(from, sizeof(from), "%s", r.str);
-    ctl_reply_free(&r);
-    if (strcmp(from, server) == 0) {
-        printf("%s: session %s is already pinned to %s\n", backend, sid, server);
-        return CTL_OK;
-    }
-    struct event e = {.kind = EVENT_SESSION_MOVED,
-                      .ts_ms = util_now_ms(),
-                      .origin = c->origin,
-                      .backend = backend,
-                      .sid = sid,
-                      .from_server = from,
-                      .server = server};
-    long long receivers;
-    rc = ctl_publish(c, &e, &receivers);
-    printf("%s: session %s moved %s -> %s (its next connection goes there)%s\n", backend, sid,
-           from[0] ? from : "-", server,
-           rc == CTL_OK ? "" : "; the session-moved event was NOT published");
-    if (rc == CTL_OK) {
-        rc = warn_unusable(c, backend, server);
-    }
-    return rc;
-}
-
-/* Write (or with value NULL, remove) a server's state and tell the agents. */
-static int set_state(struct ctl *c, const char *backend, const char *server, const char *value,
-                     const struct event *e)
-{
-    int rc = c->force ? CTL_OK : ctl_check_known(c, backend, server, true);
-    if (rc != CTL_OK) {
-        return rc;
-    }
-    char key[CTL_KEY_MAX];
-    if (ctl_key(c, key, backend, "state") < 0) {
-        return CTL_USAGE;
-    }
-    struct ctl_reply prev, r;
-    const char *gargv[] = {"HGET", key, server};
-    if (ctl_call(c, &prev, 3, gargv, NULL) < 0) {
-        return CTL_REDIS;
-    }
-    int64_t now = util_now_ms();
-    char was[160] = "ready";
-    enum fleet_admin pst;
-    int64_t pdl;
-    bool pclose;
-    if (prev.str != NULL) {
-        if (fleet_parse_state(prev.str, prev.len, &pst, &pdl, &pclose) == 0) {
-            fmt_state(pst, pdl, pclose, now, was, sizeof(was));
-        } else {
-            snprintf(was, sizeof(was), "'%.100s'", prev.str);
-        }
-    }
-    ctl_reply_free(&prev);
-    const char *sargv[] = {"HSET", key, server, value};
-    const char *dargv[] = {"HDEL", key, server};
-    if (value != NULL ? ctl_call(c, &r, 4, sargv, NULL) < 0 : ctl_call(c, &r, 3, dargv, NULL) < 0) {
-        return CTL_REDIS;
-    }
-    ctl_reply_free(&r);
-    long long receivers;
-    rc = ctl_publish(c, e, &receivers);
-    char now_txt[160];
-    fmt_state((enum fleet_admin)e->state, e->deadline_ms, e->close_at_deadline, now, now_txt,
-              sizeof(now_txt));
-    if (rc == CTL_OK) {
-        printf("%s/%s: %s (was %s); event sent to %lld subscriber%s\n", backend, server, now_txt,
-               was, receivers, receivers == 1 ? "" : "s");
-    } else {
-        printf("%s/%s: %s (was %s); event NOT published, agents apply it at their next poll\n",
-               backend, server, now_txt, was);
-    }
-    return rc;
-}
-
-_Static_assert((int)EVENT_SRV_DRAIN == (int)FLEET_DRAIN &&
-                   (int)EVENT_SRV_MAINT == (int)FLEET_MAINT &&
-                   (int)EVENT_SRV_READY == (int)FLEET_READY,
-               "event states and fleet states line up (fmt_state takes either)");
-
-static int cmd_drain(struct ctl *c, char **args, int nargs)
-{
-    UNUSED(nargs);
-    int64_t deadline = 0;
-    if (c->has_deadline && c->deadline_ms > 0) {
-        deadline = util_now_ms() + c->deadline_ms;
-    }
-    char value[64];
-    snprintf(value, sizeof(value), "drain:%lld%s", (long long)deadline,
-             c->close_at_deadline ? ":close" : "");
-    struct event e = {.kind = EVENT_SERVER_STATE,
-                      .ts_ms = util_now_ms(),
-                      .origin = c->origin,
-                      .backend = args[0],
-                      .server = args[1],
-                      .state = EVENT_SRV_DRAIN,
-                      .deadline_ms = deadline,
-                      .close_at_deadline = c->close_at_deadline};
-    return set_state(c, args[0], args[1], value, &e);
-}
-
-static int cmd_undrain(struct ctl *c, char **args, int nargs)
-{
-    UNUSED(nargs);
-    struct event e = {.kind = EVENT_SERVER_STATE,
-                      .ts_ms = util_now_ms(),
-                      .origin = c->origin,
-                      .backend = args[0],
-                      .server = args[1],
-                      .state = EVENT_SRV_READY};
-    return set_state(c, args[0], args[1], NULL, &e);
-}
-
-static int cmd_maint(struct ctl *c, char **args, int nargs)
-{
-    UNUSED(nargs);
-    struct event e = {.kind = EVENT_SERVER_STATE,
-                      .ts_ms = util_now_ms(),
-                      .origin = c->origin,
-                      .backend = args[0],
-                      .server = args[1],
-                      .state = EVENT_SRV_MAINT};
-    return set_state(c, args[0], args[1], "maint", &e);
-}
-
-/* ---- watch ---------------------------------------------------------------------------------- */
-
-struct watch {
-    struct ctl *c;
-    ev_signal sig_int, sig_term;
-    ev_timer health; /* reports a lost / regained Redis connection */
-    char last_err[200];
-    bool out_broken;
-};
-
-static void set_str(json_t *o, const char *k, const char *v)
-{
-    if (v != NULL) {
-        json_object_set_new(o, k, json_string(v));
-    }
-}
-
-static json_t *event_json(const struct event *e)
-{
-    char ts[40];
-    ctl_fmt_iso(e->ts_ms, ts, sizeof(ts));
-    json_t *o = json_object();
-    if (o == NULL) {
-        return NULL;
-    }
-    json_object_set_new(o, "kind",
-                        json_string(e->kind == EVENT_NONE ? "unknown" : events_kind_name(e->kind)));
-    json_object_set_new(o, "version", json_integer(e->version));
-    json_object_set_new(o, "ts_ms", json_integer(e->ts_ms));
-    json_object_set_new(o, "time", json_string(ts));
-    set_str(o, "origin", e->origin);
-    switch (e->kind) {
-    case EVENT_SESSION_ASSIGNED:
-    case EVENT_SESSION_REPINNED:
-    case EVENT_SESSION_MOVED:
-        set_str(o, "backend", e->backend);
-        set_str(o, "sid", e->sid);
-        set_str(o, "server", e->server);
-        if (e->kind != EVENT_SESSION_ASSIGNED) {
-            set_str(o, "from_server", e->from_server);
-        }
-        if (e->kind == EVENT_SESSION_REPINNED) {
-            set_str(o, "reason", e->reason);
-        }
-        break;
-    case EVENT_SERVER_STATE:
-        set_str(o, "backend", e->backend);
-        set_str(o, "server", e->server);
-        json_object_set_new(o, "state", json_string(events_state_name(e->state)));
-        json_object_set_new(o, "deadline_ms", json_integer(e->deadline_ms));
-        json_object_set_new(o, "close_at_deadline", json_boolean(e->close_at_deadline));
-        break;
-    case EVENT_INSTANCE_JOINED:
-    case EVENT_INSTANCE_LEFT:
-        set_str(o, "instance", e->instance);
-        if (e->kind == EVENT_INSTANCE_LEFT) {
-            set_str(o, "reason", e->reason);
-        }
-        break;
-    default:
-        break;
-    }
-    return o;
-}
-
-static void on_message(const char *channel, const uint8_t *msg, size_t len, void *arg)
-{
-    struct watch *w = arg;
-    struct event e;
-    if (events_decode(msg, len, &e) < 0) {
-        ctl_fail("undecodable message on %s (%zu bytes), skipped", channel, len);
-        return;
-    }
-    if (w->c->json) {
-        json_t *o = event_json(&e);
-        char *line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-        if (line != NULL) {
-            printf("%s\n", line);
-        }
-        free(line);
-        json_decref(o);
-    } else {
-        char line[1024];
-        events_format(&e, line, sizeof(line));
-        printf("%s\n", line);
-    }
-    events_release(&e);
-    /* one event, one line, now: the reader is often a pipe or a script */
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        w->out_broken = true;
-        ev_break(w->c->loop, EVBREAK_ALL);
-    }
-}
-
-static void on_stop_signal(struct ev_loop *loop, ev_signal *s, int revents)
-{
-    UNUSED(s);
-    UNUSED(revents);
-    ev_break(loop, EVBREAK_ALL);
-}
-
-static void on_health(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    UNUSED(loop);
-    UNUSED(revents);
-    struct watch *w = container_of(t, struct watch, health);
-    const char *err = store_last_error(ctl_redis_store(w->c->redis));
-    if (strcmp(err, w->last_err) == 0) {
-        return;
-    }
-    if (err[0] != '\0') {
-        ctl_fail("redis: %s; reconnecting (events published meanwhile are lost)", err);
-    } else {
-        ctl_fail("redis: reconnected");
-    }
-    snprintf(w->last_err, sizeof(w->last_err), "%s", err);
-}
-
-static int cmd_watch(struct ctl *c, char **args, int nargs)
-{
-    UNUSED(args);
-    UNUSED(nargs);
-    struct watch w = {.c = c};
-    if (store_subscribe(ctl_redis_store(c->redis), c->cfg.events_channel, on_message, &w) < 0) {
-        ctl_fail("cannot subscribe to %s: out of memory", c->cfg.events_channel);
-        return CTL_REDIS;
-    }
-    ev_signal_init(&w.sig_int, on_stop_signal, SIGINT);
-    ev_signal_init(&w.sig_term, on_stop_signal, SIGTERM);
-    ev_signal_start(c->loop, &w.sig_int);
-    ev_signal_start(c->loop, &w.sig_term);
-    ev_timer_init(&w.health, on_health, 1., 1.);
-    ev_timer_start(c->loop, &w.health);
-    ev_run(c->loop, 0);
-    ev_timer_stop(c->loop, &w.health);
-    ev_signal_stop(c->loop, &w.sig_int);
-    ev_signal_stop(c->loop, &w.sig_term);
-    return CTL_OK; /* Ctrl-C, SIGTERM or a closed stdout: all normal ends */
 }
 
 /* ---- command line ---------------------------------------------------------------------------- */
