@@ -9,6 +9,7 @@
  * undrain/ready, maint), ctl_watch.c; ctl.c has what they share and
  * ctl_redis.c the blocking-style calls over store.c.
  */
+#include <errno.h>
 #include <ev.h>
 #include <getopt.h>
 #include <signal.h>
@@ -119,7 +120,8 @@ static const char global_help[] =
     "  2  usage error: unknown command or option, missing or extra arguments, bad\n"
     "     duration, unreadable or invalid configuration file\n"
     "  3  unknown backend or server\n"
-    "  4  Redis unreachable, timed out, or answered with an error\n"
+    "  4  Redis unreachable, timed out, or answered with an error (or the output\n"
+    "     could not be written)\n"
     "Errors are one line on stderr starting with \"stickyctl: \".\n";
 
 static void print_global_help(FILE *f)
@@ -510,8 +512,9 @@ int main(int argc, char **argv)
         goto out;
     }
     rc = cmd->run(&c, args, nargs);
-    if (fflush(stdout) != 0 && rc == CTL_OK && strcmp(cmd->name, "watch") != 0) {
-        ctl_fail("cannot write the output");
+    /* A reader that stopped early (`| head`) is not a failure; a full disk is. */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && errno != EPIPE && rc == CTL_OK) {
+        ctl_fail("cannot write the output: %s", strerror(errno));
         rc = CTL_REDIS;
     }
 out:
