@@ -571,6 +571,20 @@ def test_help():
 
 # ---- with a real agent ----------------------------------------------------------------
 
+def agent_counter(agent, name):
+    """One of the agent's counters, from the lines SIGUSR1 writes to its log."""
+    mark = len(agent.log_text())
+    agent.signal(signal.SIGUSR1)
+
+    def parsed():
+        for line in agent.log_text()[mark:].splitlines():
+            parts = line.split("stats: ", 1)
+            if len(parts) == 2 and parts[1].split()[:1] == [name]:
+                return parts[1].split()[1]
+        return None
+    return int(wait_until(parsed, timeout=5, what="SIGUSR1 counter %s" % name))
+
+
 def test_agent_obeys_move_and_maint(procs, tmp_path):
     """A session made by a real agent (SPOP sticky-assign) is found by lookup,
     moved by move (the agent then serves the new pin), and re-pinned by the
@@ -593,8 +607,14 @@ def test_agent_obeys_move_and_maint(procs, tmp_path):
         v = wait_until(lambda: (lambda x: x if x.get("action") == "new" else None)(assign()),
                        timeout=10, what="agent connected to Redis")
         sid, first = v["sid"], v["server"]
-        # the agents' own view of the servers, as fleet.c writes it each resync
-        r.hset(k("servers"), mapping={s: "%d ready" % w for s, w in servers.items()})
+        # the agent reports its servers and heartbeat itself (fleet.c, each resync)
+        want = {s: "%d ready" % w for s, w in servers.items()}
+        wait_until(lambda: r.hgetall(k("servers")) == want, timeout=10,
+                   what="the agent's servers view in Redis")
+        doc = json.loads(ctl(red, "status", BE, "--json").stdout)["backends"][0]
+        assert [(i["name"], i["live"]) for i in doc["instances"]] == [("agent1", True)]
+        assert [(s["name"], s["state"], s["weight"]) for s in doc["servers"]] == [
+            ("ws1", "ready", 1), ("ws2", "ready", 1), ("ws3", "ready", 1)]
 
         p = ctl(red, "lookup", BE, sid, "--json")
         assert p.returncode == 0, p.stderr
@@ -606,7 +626,11 @@ def test_agent_obeys_move_and_maint(procs, tmp_path):
         h = assign(sid)
         assert (h["action"], h["server"]) == ("hit", target)
 
-        assert ctl(red, "maint", BE, target).returncode == 0
+        received = agent_counter(agent, "events_received")
+        p = ctl(red, "maint", BE, target)
+        assert p.returncode == 0 and "event sent to 1 subscriber" in p.stdout  # the agent
+        wait_until(lambda: agent_counter(agent, "events_received") > received, timeout=10,
+                   what="the agent decoded stickyctl's server-state event")
         h = assign(sid)
         assert h["action"] == "repin" and h["server"] not in (target,)
         assert json.loads(ctl(red, "lookup", BE, sid, "--json").stdout)["server"] == h["server"]
