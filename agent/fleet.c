@@ -514,7 +514,8 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
         argv[argc++] = nums[i][1];
         argv[argc++] = srv_state_name(b->servers[i].state);
     }
-    ctx->fleet = f;
+    /* a goodbye's reply may arrive after fleet_free: it must not reach f */
+    ctx->fleet = strcmp(mode, "leave") == 0 ? NULL : f;
     snprintf(ctx->backend, sizeof(ctx->backend), "%s", b->name);
     if (store_eval(f->store, f->resync_sc, 5, argc, argv, NULL, FLEET_OP_TIMEOUT_MS,
                    resync_reply, ctx) == 0) {
@@ -759,27 +760,12 @@ void fleet_leave(struct fleet *f)
     }
     f->left = true;
     ev_timer_stop(f->loop, &f->resync_timer);
-    /* best-effort goodbye: the heartbeat TTL covers a lost one */
+    struct event e = {.kind = EVENT_INSTANCE_LEFT, .ts_ms = util_now_ms(),
+                      .origin = f->cfg->instance, .instance = f->cfg->instance,
+                      .reason = "shutdown"};
+    fleet_publish(f, &e);
     for (size_t i = 0; i < servers_count(); i++) {
-        const struct srv_backend *b = servers_at(i);
-        struct fleet_keys k;
-        struct resync_ctx *ctx = calloc(1, sizeof(*ctx));
-        char now[24], hb[24];
-        if (ctx == NULL || keys_for(f, b->name, strlen(b->name), &k) < 0 ||
-            fleet_key(k.extra, sizeof(k.extra), f->cfg->redis_prefix, b->name,
-                      strlen(b->name), "servers") < 0) {
-            free(ctx);
-            continue;
-        }
-        snprintf(ctx->backend, sizeof(ctx->backend), "%s", b->name);
-        fmt_i64(now, sizeof(now), util_now_ms());
-        fmt_i64(hb, sizeof(hb), f->cfg->heartbeat_ttl_ms);
-        const char *argv[] = {k.conns, k.share, k.open, k.insts, k.extra,
-                              k.kp,    f->cfg->instance, now, hb, "leave"};
-        if (store_eval(f->store, f->resync_sc, 5, 10, argv, NULL, FLEET_OP_TIMEOUT_MS,
-                       resync_reply, ctx) < 0) {
-            free(ctx);
-        }
+        resync_backend(f, servers_at(i), "leave");
     }
 }
 
