@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""The live part of `make run`: shows a WebSocket client keeping its server.
+
+    demo-client.py --url ws://127.0.0.1:8080/ws --redis-port 6379 --stickyctl agent/stickyctl
+
+1. a new client connects (no cookie): prints the server that answered and the
+   Set-Cookie HAProxy added with the session id stickyd minted;
+2. it reconnects with that cookie 3 times: the same server each time;
+3. `redis-cli HGETALL sticky:{be_ws}:s:<sid>`: the pin in Redis;
+4. with the client's connection and two other new clients held open,
+   `stickyctl status be_ws`: the live connection counts per server.
+Exits 0 only if every reconnect landed on the first server. Talks to 127.0.0.1 only.
+Runs under /usr/bin/python3 (Debian's python3-websockets).
+"""
+import argparse
+import asyncio
+import http.cookies
+import json
+import subprocess
+import sys
+
+import websockets
+
+COOKIE = "stickysid"
+BACKEND = "be_ws"
+
+
+def sid_of(set_cookies):
+    for v in set_cookies:
+        c = http.cookies.SimpleCookie()
+        c.load(v)
+        if COOKIE in c:
+            return c[COOKIE].value
+    return None
+
+
+async def connect(url, sid=None):
+    """Open a WebSocket through HAProxy; returns (ws, server's hello, Set-Cookie list)."""
+    headers = {"Cookie": "%s=%s" % (COOKIE, sid)} if sid else {}
+    ws = await websockets.connect(url, extra_headers=headers, open_timeout=5,
+                                  close_timeout=1, ping_interval=None)
+    hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    return ws, hello, ws.response_headers.get_all("Set-Cookie")
+
+
+def run(cmd_text, argv):
+    """Print a shell-like command line and its output, indented."""
+    print("$ " + cmd_text, flush=True)
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    out = p.stdout.decode(errors="replace").rstrip("\n")
+    for line in out.splitlines():
+        print("    " + line)
+    return p.returncode
+
+
+async def demo(args):
+    print("--- 1. a new client connects (no cookie)")
+    ws, hello, set_cookies = await connect(args.url)
+    first = hello["server"]
+    sid = sid_of(set_cookies)
+    print("connect #1 (new)       -> server %s" % first)
+    for v in set_cookies:
+        print("    Set-Cookie: %s" % v)
+    await ws.close()
+    if sid is None:
+        print("FAILED: HAProxy sent no %s cookie (is stickyd answering?)" % COOKIE)
+        return 1
+
+    print("\n--- 2. the same client reconnects 3 times with its cookie")
+    servers = [first]
+    for i in range(2, 5):
+        ws, hello, set_cookies = await connect(args.url, sid)
+        servers.append(hello["server"])
+        print("connect #%d (cookie)    -> server %s   (server saw Cookie: %s; Set-Cookie: %s)"
+              % (i, hello["server"], hello.get("cookie"),
+                 "none" if not set_cookies else "; ".join(set_cookies)))
+        await ws.close()
+    same = all(s == first for s in servers)
+    if same:
+        print("RESULT: same server every time: %s (%d of %d connections)"
+              % (first, len(servers), len(servers)))
+    else:
+        print("RESULT: DIFFERENT servers: %s" % " ".join(servers))
+
+    print("\n--- 3. the pin in Redis")
+    key = "sticky:{%s}:s:%s" % (BACKEND, sid)
+    redis = ["/usr/bin/redis-cli", "-p", str(args.redis_port)]
+    run("redis-cli -p %d HGETALL '%s'" % (args.redis_port, key), redis + ["HGETALL", key])
+    run("redis-cli -p %d PTTL '%s'" % (args.redis_port, key), redis + ["PTTL", key])
+
+    print("\n--- 4. live connections: this client (%s) and two new clients, held open"
+          % first)
+    held = [await connect(args.url, sid)]
+    held += [await connect(args.url) for _ in range(2)]
+    print("open now: " + ", ".join("%s%s" % (h[1]["server"], " (ours)" if i == 0 else " (new)")
+                                   for i, h in enumerate(held)))
+    rc = run("agent/stickyctl --redis 127.0.0.1:%d status %s" % (args.redis_port, BACKEND),
+             [args.stickyctl, "--redis", "127.0.0.1:%d" % args.redis_port, "status", BACKEND])
+    if rc != 0:
+        print("(stickyctl exited %d; the raw counts:)" % rc)
+        ckey = "sticky:{%s}:conns" % BACKEND
+        run("redis-cli -p %d HGETALL '%s'" % (args.redis_port, ckey),
+            redis + ["HGETALL", ckey])
+    for ws, _, _ in held:
+        await ws.close()
+    print("(closed; the close lines HAProxy logs bring the counts back down)")
+    return 0 if same else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--redis-port", type=int, required=True)
+    ap.add_argument("--stickyctl", required=True)
+    args = ap.parse_args()
+    try:
+        return asyncio.run(demo(args))
+    except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as e:
+        print("FAILED: %r" % e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
