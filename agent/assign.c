@@ -16,6 +16,7 @@
 
 #include "affinity.h"
 #include "config.h"
+#include "events.h"
 #include "log.h"
 #include "req.h"
 #include "servers.h"
@@ -62,6 +63,7 @@ static const char assign_lua[] =
     "  adm[i] = a\n"
     "end\n"
     "local pinned = redis.call('HGET', rec, 'server')\n"
+    "local why = 'removed'\n"
     "if pinned then\n"
     "  for i = 1, n do\n"
     "    if names[i] == pinned then\n"
@@ -73,6 +75,8 @@ static const char assign_lua[] =
     "        if adm[i] == 1 or math.floor(flags[i] / 4) % 2 == 1 then dr = 1 end\n"
     "        return {'hit', pinned, dr}\n"
     "      end\n"
+    "      if adm[i] < 2 then why = 'down' elseif st[i] == 'maint' then why = 'maint'\n"
+    "      else why = 'drain-deadline' end\n"
     "      break\n"
     "    end\n"
     "  end\n"
@@ -93,7 +97,7 @@ static const char assign_lua[] =
     "  redis.call('HSET', rec, 'server', srv, 'seen', nows, 'inst', inst)\n"
     "  redis.call('HINCRBY', rec, 'reconnects', 1)\n"
     "  redis.call('PEXPIRE', rec, ttl)\n"
-    "  return {'repin', srv, 0}\n"
+    "  return {'repin', srv, 0, pinned, why}\n"
     "end\n"
     "redis.call('HSET', rec, 'server', srv, 'created', nows, 'seen', nows,\n"
     "           'reconnects', 0, 'inst', inst)\n"
@@ -126,6 +130,8 @@ static struct {
     bool have_keys;
     bool shutting;
     struct assign_ctx *free_list;
+    assign_publish_fn publish; /* NULL: no events */
+    void *publish_arg;
     /* Scratch for building one EVALSHA; used only inside the handler call. */
     struct aff_cand *cands;
     size_t cands_cap;
@@ -267,6 +273,38 @@ static bool reply_str_is(const struct store_reply *e, const char *s)
     return len == strlen(s) && memcmp(p, s, len) == 0;
 }
 
+void assign_set_publisher(assign_publish_fn fn, void *arg)
+{
+    A.publish = fn;
+    A.publish_arg = arg;
+}
+
+/* session-assigned (new) or session-repinned (repin: the script's elements 4
+ * and 5 name the previous server and why it was left). Hits publish nothing. */
+static void publish_decision(const struct assign_ctx *x, bool repin, const char *server,
+                             size_t server_len, const struct store_reply *rep)
+{
+    char srv[SRV_NAME_MAX], from[SRV_NAME_MAX], why[REASON_MAX];
+    snprintf(srv, sizeof(srv), "%.*s", (int)server_len, server);
+    struct event e = {.kind = repin ? EVENT_SESSION_REPINNED : EVENT_SESSION_ASSIGNED,
+                      .ts_ms = util_now_ms(), .origin = A.cfg->instance,
+                      .backend = x->backend, .sid = x->id, .server = srv};
+    if (repin) {
+        const struct store_reply *f = store_reply_elem(rep, 3);
+        const struct store_reply *w = store_reply_elem(rep, 4);
+        size_t fl = 0, wl = 0;
+        const char *fp = f != NULL && store_reply_type(f) == STORE_R_STR
+                             ? store_reply_str(f, &fl) : NULL;
+        const char *wp = w != NULL && store_reply_type(w) == STORE_R_STR
+                             ? store_reply_str(w, &wl) : NULL;
+        snprintf(from, sizeof(from), "%.*s", fp != NULL ? (int)fl : 0, fp != NULL ? fp : "");
+        snprintf(why, sizeof(why), "%.*s", wp != NULL ? (int)wl : 0, wp != NULL ? wp : "");
+        e.from_server = from;
+        e.reason = why;
+    }
+    A.publish(&e, A.publish_arg);
+}
+
 /* The store's callback: runs exactly once per EVALSHA. */
 static void on_reply(const struct store_reply *rep, enum store_result res, void *arg)
 {
@@ -321,6 +359,9 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
         STATS_INC(decision_repin);
     }
     set_vars(r, x, action, sp, slen, draining);
+    if (A.publish != NULL && action[0] != 'h') {
+        publish_decision(x, action[0] == 'r', sp, slen, rep);
+    }
     if (log_enabled(LOG_LVL_DEBUG)) {
         char srv[SRV_NAME_MAX];
         snprintf(srv, sizeof(srv), "%.*s", (int)slen, sp);

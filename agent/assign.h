@@ -24,7 +24,9 @@
  *   ARGV[1] session TTL in ms   ARGV[2] instance name   ARGV[3] n
  *   ARGV[4..] n triples: server name, weight, flags (AFF_F_* in decimal),
  *           in HRW order of the id: the first least-loaded server wins ties.
- *   Returns {"hit"|"new"|"repin", server, draining 0/1} or {"none", reason}.
+ *   Returns {"hit"|"new", server, draining 0/1},
+ *   {"repin", server, 0, previous server, why: removed|down|maint|drain-deadline}
+ *   or {"none", reason}.
  *   Time is Redis' TIME, so every agent judges drain deadlines by one clock.
  */
 #ifndef STICKYD_ASSIGN_H
@@ -33,6 +35,7 @@
 struct ev_loop;
 struct cfg;
 struct store;
+struct event;
 
 #define ASSIGN_MESSAGE "sticky-assign"
 /* More candidates than this in one backend: only the first ones are offered. */
@@ -45,6 +48,12 @@ struct store;
  * ("no session secret"). 0, or -1 (logged). */
 int assign_init(struct ev_loop *loop, const struct cfg *c, struct store *st)
     __attribute__((warn_unused_result));
+
+/* Where decisions are announced: new ones as session-assigned, repins as
+ * session-repinned (reason from the script). Hits, the common case, publish
+ * nothing. fn gets a borrowed event, valid during the call; NULL: no events. */
+typedef void (*assign_publish_fn)(const struct event *e, void *arg);
+void assign_set_publisher(assign_publish_fn fn, void *arg);
 
 /* Re-read the secrets of next (SIGHUP). On failure the old ones stay. 0/-1. */
 int assign_reload(const struct cfg *next) __attribute__((warn_unused_result));

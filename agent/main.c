@@ -103,6 +103,12 @@ static bool str_same(const char *a, const char *b)
     return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
 }
 
+/* assign announces its decisions through the fleet's channel. */
+static void publish_event(const struct event *e, void *arg)
+{
+    fleet_publish(arg, e);
+}
+
 /* ---- signals ----------------------------------------------------------- */
 
 static void drained(void)
@@ -351,6 +357,7 @@ int main(int argc, char **argv)
         log_err("cannot start connection counting");
         goto out_modules;
     }
+    assign_set_publisher(publish_event, fleet);
     if ((cfg.syslog_udp != NULL && cfg.syslog_udp[0] != '\0') ||
         (cfg.syslog_tcp != NULL && cfg.syslog_tcp[0] != '\0')) {
         slog = slog_new(loop, cfg.syslog_udp, cfg.syslog_tcp, fleet_on_close, fleet, err,
@@ -379,6 +386,7 @@ out_modules:
      * e.g. haproxy_api_stop(); aff_stop(); store_stop(); */
     slog_free(slog);
     slog = NULL;
+    assign_set_publisher(NULL, NULL); /* the fleet goes below */
     assign_shutdown(); /* its in-flight decisions finish in store_free's callbacks */
     hapi_free(hapi);   /* before fleet, which hooks its refreshes */
     hapi = NULL;
