@@ -1,0 +1,208 @@
+"""End-to-end operations: real HAProxy 2.6, real Redis, real stickyd agents, real
+WebSocket servers (wsserver.py) and real WebSocket clients (python3-websockets).
+
+Scenarios (issue 5):
+  drain        new clients avoid a drained server, pinned ones keep it until the
+               deadline and move on reconnect after it; with close-at-deadline the
+               agent has HAProxy shut the remaining sockets so every client moves
+  kill         a WebSocket server SIGKILLed: its clients reconnect (bounded attempts)
+               and are re-pinned to healthy servers
+  two LBs      two HAProxys, each with its agent, one Redis: a client alternating
+               between them keeps its server; `conns` is the sum of both scur
+  reload       HAProxy reloaded (-x -sf): open sockets keep echoing on the old
+               process, pins survive, counts stay equal to the live sockets
+  socket.io    Engine.IO polling handshake then the upgrade land on one server
+
+Agent periods are short (refresh 200ms, resync 500ms, heartbeat 2s) and server
+health checks fast (inter 200ms), so every wait is a bounded poll of a few seconds.
+"""
+import signal
+import subprocess
+import time
+
+import pytest
+
+import harness
+from harness import LOOPBACK, REPO, http_get, wait_until
+
+BE = "be_ws"
+PREFIX = "sticky:"
+STICKYCTL = REPO / "agent" / "stickyctl"
+
+FAST_AGENT = {"extra": {"haproxy": {"refresh": "200ms", "resync": "500ms",
+                                    "heartbeat_ttl": "2s"}}}
+FAST_CHECKS = {"check_inter": "200ms", "agent_check_inter": "200ms"}
+
+
+# ---- helpers ------------------------------------------------------------------
+
+def make_stack(procs, instances=1, socketio=False):
+    st = procs.stack(instances=instances, socketio=socketio, spec=dict(FAST_CHECKS),
+                     stickyd=dict(FAST_AGENT))
+    st.wait_agents_up()
+    st.wait_servers_up()
+    r = st.redis.client()
+    # The agents are up for HAProxy once they answer SPOP; wait until each has
+    # also joined the cluster in Redis (its first resync), so decisions see counts.
+    wait_until(lambda: {lb.name for lb in st.lbs} <= set(r.zrange(key("insts"), 0, -1)),
+               timeout=10, what="agents registered in Redis")
+    return st, r
+
+
+def key(suffix):
+    return "%s{%s}:%s" % (PREFIX, BE, suffix)
+
+
+def conns(r, suffix="conns"):
+    """A counts hash as {server: int} (absent servers are 0)."""
+    return {k: int(v) for k, v in r.hgetall(key(suffix)).items() if int(v) != 0}
+
+
+def scur(h):
+    """HAProxy's current sessions per server of BE, zeros dropped."""
+    out = {}
+    for row in h.show_stat():
+        if row["pxname"] == BE and row["svname"] not in ("FRONTEND", "BACKEND"):
+            n = int(row["scur"] or 0)
+            if n:
+                out[row["svname"]] = n
+    return out
+
+
+def tally(servers):
+    out = {}
+    for s in servers:
+        out[s] = out.get(s, 0) + 1
+    return out
+
+
+def pin_of(r, sid):
+    return r.hget(key("s:" + sid), "server")
+
+
+def stickyctl(redis_port, *args):
+    p = subprocess.run([str(STICKYCTL), "--redis", "%s:%d" % (LOOPBACK, redis_port)]
+                       + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=20)
+    assert p.returncode == 0, p.stdout.decode(errors="replace")
+    return p.stdout.decode(errors="replace")
+
+
+def drain(redis, server, deadline_s, close=False):
+    """Drain `server` with a deadline `deadline_s` from now; returns the deadline as
+    time.time(). Through stickyctl (which also sends the change event)."""
+    args = ["drain", BE, server, "--deadline", "%ds" % deadline_s]
+    if close:
+        args.append("--close-at-deadline")
+    stickyctl(redis.port, *args)
+    raw = redis.client().hget(key("state"), server)
+    parts = raw.split(":")
+    assert parts[0] == "drain" and (parts[2:] == ["close"]) == close, raw
+    return int(parts[1]) / 1000.0
+
+
+def reconnect(url, cookie, attempts=5, pause=0.1):
+    """A client's reconnect loop: retry a failed handshake up to `attempts` times.
+    Returns (WsResult, attempts used); raises after the last failure."""
+    last = None
+    for i in range(1, attempts + 1):
+        try:
+            return harness.ws_open(url, cookie=cookie, timeout=3.0), i
+        except Exception as e:  # noqa: BLE001 - refused, reset, bad status ...
+            last = e
+            time.sleep(pause)
+    raise AssertionError("no successful reconnect in %d attempts: %r" % (attempts, last))
+
+
+def open_spread(pool, url, n, servers):
+    """Open n WebSockets with no cookie: the agent spreads them by live counts,
+    so every one of `servers` gets some (asserted: a test needs clients everywhere)."""
+    out = []
+    for _ in range(n):
+        out.append(pool.open(url))
+    got = tally(c.server for c in out)
+    assert set(got) == set(servers), got
+    return out
+
+
+# ---- 9. Socket.IO: polling handshake, then the upgrade, on one server -----------
+
+def test_socketio_polling_then_upgrade_same_server(procs):
+    st, r = make_stack(procs, socketio=True)
+    lb = st.lbs[0]
+    for _ in range(3):      # three independent Engine.IO clients
+        status, hdrs, body = http_get(lb.haproxy.url + "/socket.io/?EIO=4&transport=polling")
+        assert status == 200, body
+        server = hdrs["X-Server"]
+        sid = harness.parse_cookie(hdrs.get_all("Set-Cookie"))
+        assert sid and len(sid) == 44, hdrs.get_all("Set-Cookie")
+        assert pin_of(r, sid) == server
+        # more polls with the cookie: same server, no new cookie
+        for _ in range(3):
+            status, h2, _ = http_get(lb.haproxy.url + "/socket.io/?EIO=4&transport=polling",
+                                     headers={"Cookie": "stickysid=" + sid})
+            assert status == 200 and h2["X-Server"] == server
+            assert harness.parse_cookie(h2.get_all("Set-Cookie")) is None
+        # the upgrade, with the cookie: same server, which sees the cookie
+        ws = harness.ws_open(lb.ws_url + "socket.io/?EIO=4&transport=websocket", cookie=sid)
+        assert ws.server == server
+        assert ws.hello["path"].startswith("/socket.io/")
+        assert "stickysid=" + sid in (ws.hello["cookie"] or "")
+        assert ws.cookie() is None
+        assert pin_of(r, sid) == server
+
+
+# ---- 3. drain: with a deadline, and with close-at-deadline ----------------------
+
+def test_drain_deadline_and_close_at_deadline(procs, ws_pool):
+    """Two servers drained at once for 3 s: `keep` without close, `gone` with
+    close-at-deadline; the third takes every new session."""
+    st, r = make_stack(procs)
+    lb = st.lbs[0]
+    names = [w.name for w in st.ws]
+    clients = open_spread(ws_pool, lb.ws_url, 9, names)
+    keep, gone = sorted(tally(c.server for c in clients).items(),
+                        key=lambda kv: (-kv[1], kv[0]))[0:2]
+    keep, gone = keep[0], gone[0]
+    third = (set(names) - {keep, gone}).pop()
+    on = {s: [c for c in clients if c.server == s] for s in names}
+
+    t_keep = drain(st.redis, keep, 3)
+    t_gone = drain(st.redis, gone, 3, close=True)
+    # applied to HAProxy too (plain load-balanced traffic avoids them)
+    lb.haproxy.wait_server_status(BE, keep, "DRAIN", timeout=5)
+    lb.haproxy.wait_server_status(BE, gone, "DRAIN", timeout=5)
+
+    # before the deadline: new clients avoid both, pinned clients keep theirs
+    assert time.time() < min(t_keep, t_gone), "the machine is too slow for a 3s deadline"
+    fresh = [harness.ws_open(lb.ws_url) for _ in range(6)]
+    assert {f.server for f in fresh} == {third}, fresh
+    for s in (keep, gone):
+        again = harness.ws_open(lb.ws_url, cookie=on[s][0].cookie())
+        assert again.server == s
+    assert time.time() < min(t_keep, t_gone), "checks ran past the deadline: inconclusive"
+    for c in clients:
+        assert c.echo("before") == "before"
+
+    # after the deadline: every socket on `gone` is closed by HAProxy within seconds
+    wait_until(lambda: all(c.closed for c in on[gone]), timeout=t_gone - time.time() + 5,
+               interval=0.05, what="sockets on the close-at-deadline server to close")
+    closed_after = time.time() - t_gone
+    assert closed_after >= 0, "closed %.2fs before the deadline" % -closed_after
+    assert "shutdown sessions server %s/%s" % (BE, gone) in lb.stickyd.log_text()
+    # ... they reconnect with their cookie and land elsewhere, re-pinned
+    for c in on[gone]:
+        res, n = reconnect(lb.ws_url, c.cookie())
+        assert res.server != gone and n == 1, (res, n)
+        assert pin_of(r, c.cookie()) == res.server
+
+    # `keep` had no close: its sockets still echo past the deadline ...
+    wait_until(lambda: time.time() > t_keep + 0.3, timeout=10, what="keep's deadline")
+    for c in on[keep] + on[third]:
+        assert not c.closed and c.echo("after") == "after"
+    # ... and a reconnect after the deadline is re-pinned away from it
+    for c in on[keep]:
+        res = harness.ws_open(lb.ws_url, cookie=c.cookie())
+        assert res.server not in (keep, gone), res
+        assert pin_of(r, c.cookie()) == res.server
+    print("drain: close-at-deadline sockets closed %.2fs after the deadline" % closed_after)
