@@ -206,3 +206,73 @@ def test_drain_deadline_and_close_at_deadline(procs, ws_pool):
         assert res.server not in (keep, gone), res
         assert pin_of(r, c.cookie()) == res.server
     print("drain: close-at-deadline sockets closed %.2fs after the deadline" % closed_after)
+
+
+# ---- 4. a WebSocket server killed ----------------------------------------------
+
+def agent_stats(agent):
+    """The agent's counters, from the lines SIGUSR1 writes to its log."""
+    mark = len(agent.log_text())
+    agent.signal(signal.SIGUSR1)
+
+    def parsed():
+        text = agent.log_text()[mark:]
+        if "stats: events_received" not in text:  # the last counter
+            return None
+        out = {}
+        for line in text.splitlines():
+            parts = line.split("stats: ", 1)
+            if len(parts) == 2 and len(parts[1].split()) == 2:
+                k, v = parts[1].split()
+                if v.isdigit():
+                    out[k] = int(v)
+        return out
+    return wait_until(parsed, timeout=5, what="SIGUSR1 stats")
+
+
+def test_killed_server_clients_repinned(procs, ws_pool):
+    st, r = make_stack(procs)
+    lb = st.lbs[0]
+    names = [w.name for w in st.ws]
+    clients = open_spread(ws_pool, lb.ws_url, 9, names)
+    victim = st.ws[1]
+    doomed = [c for c in clients if c.server == victim.name]
+    healthy = [c for c in clients if c.server != victim.name]
+    sids = {c.cookie() for c in doomed}
+    assert len(doomed) >= 2 and len(sids) == len(doomed)
+    before = agent_stats(lb.stickyd)
+
+    victim.kill()   # SIGKILL: the kernel resets its sockets, HAProxy closes the clients'
+    wait_until(lambda: all(c.closed for c in doomed), timeout=5,
+               what="the killed server's clients to be disconnected")
+    # The first reconnects at once, as a real client would: HAProxy may not have
+    # marked the server DOWN yet (the agent still says "hit"): its retry with
+    # redispatch lands elsewhere and sticky-established corrects the pin.
+    early, late = doomed[:1], doomed[1:]
+    for c in early:
+        res, n = reconnect(lb.ws_url, c.cookie())
+        assert res.server != victim.name and n <= 2, (res, n)
+        wait_until(lambda: pin_of(r, c.cookie()) == res.server, timeout=3,
+                   what="pin corrected to the server really used")
+    # Once the health checks have marked it DOWN, the agent re-pins (action repin).
+    lb.haproxy.wait_server_status(BE, victim.name, "DOWN", timeout=5)
+    for c in late:
+        res, n = reconnect(lb.ws_url, c.cookie())
+        assert res.server != victim.name and n == 1, (res, n)
+        assert pin_of(r, c.cookie()) == res.server
+    after = agent_stats(lb.stickyd)
+    assert after["decision_repin"] - before["decision_repin"] >= len(late), (before, after)
+
+    # No loop: every moved client keeps its new server, one attempt each time.
+    for c in doomed:
+        pinned = pin_of(r, c.cookie())
+        for _ in range(3):
+            res, n = reconnect(lb.ws_url, c.cookie())
+            assert (res.server, n) == (pinned, 1)
+    # The healthy servers' clients never noticed.
+    for c in healthy:
+        assert not c.closed and c.echo("still here") == "still here"
+        assert pin_of(r, c.cookie()) == c.server
+    # Counts follow: nothing is left counted on the dead server.
+    wait_until(lambda: victim.name not in conns(r) and conns(r) == scur(lb.haproxy),
+               timeout=5, what="conns without the dead server, equal to scur")
