@@ -276,3 +276,53 @@ def test_killed_server_clients_repinned(procs, ws_pool):
     # Counts follow: nothing is left counted on the dead server.
     wait_until(lambda: victim.name not in conns(r) and conns(r) == scur(lb.haproxy),
                timeout=5, what="conns without the dead server, equal to scur")
+
+
+# ---- 7. two HAProxys, two agents, one Redis ------------------------------------
+
+def test_two_lbs_same_server_and_cluster_counts(procs, ws_pool):
+    st, r = make_stack(procs, instances=2)
+    lb1, lb2 = st.lbs
+    # A client alternating between the load balancers keeps its server.
+    for i in range(6):
+        first = harness.ws_open((lb1 if i % 2 else lb2).ws_url)
+        sid = first.cookie()
+        assert sid and pin_of(r, sid) == first.server
+        for j in range(6):
+            lb = lb1 if (i + j) % 2 == 0 else lb2
+            res = harness.ws_open(lb.ws_url, cookie=sid)
+            assert res.server == first.server, (i, j, lb.name, res)
+            assert res.cookie() is None
+        assert r.hget(key("s:" + sid), "reconnects") == "6"
+
+    # Live sockets through both: conns is the cluster-wide sum, each share its own.
+    via1 = [ws_pool.open(lb1.ws_url) for _ in range(5)]
+    via2 = [ws_pool.open(lb2.ws_url) for _ in range(4)]
+    # a pinned client opening through the other LB counts there
+    via2.append(ws_pool.open(lb2.ws_url, cookie=via1[0].cookie()))
+    assert via2[-1].server == via1[0].server
+    live1, live2 = tally(c.server for c in via1), tally(c.server for c in via2)
+    total = tally(c.server for c in via1 + via2)
+
+    def settled():
+        s1, s2 = scur(lb1.haproxy), scur(lb2.haproxy)
+        return (s1 == live1 and s2 == live2 and conns(r, "i:lb1") == live1
+                and conns(r, "i:lb2") == live2 and conns(r) == total)
+    wait_until(settled, timeout=5, what="shares = each scur, conns = their sum")
+    # ... and it holds across resyncs (both agents beat after this point)
+    t0 = time.time() * 1000
+    wait_until(lambda: min(r.zscore(key("insts"), "lb1"), r.zscore(key("insts"), "lb2")) > t0,
+               timeout=5, what="a resync of both agents")
+    assert settled(), (scur(lb1.haproxy), scur(lb2.haproxy), conns(r))
+    # new sessions balance by the cluster-wide counts: the next one goes to the
+    # least-loaded server overall, whichever LB it comes through
+    least = min(total.get(n, 0) for n in (w.name for w in st.ws))
+    nxt = harness.ws_open(lb1.ws_url)
+    assert total.get(nxt.server, 0) == least, (total, nxt)
+
+    # closes through either LB are subtracted from the same sum
+    for c in via1[:2] + via2[:2]:
+        ws_pool.close(c)
+    live1, live2 = tally(c.server for c in via1[2:]), tally(c.server for c in via2[2:])
+    total = tally(c.server for c in via1[2:] + via2[2:])
+    wait_until(settled, timeout=5, what="counts after closes")
