@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# ws_bench.sh - the WebSocket upgrade section of `make bench` (called by tests/bench/run.sh;
+# runs alone as well once `make bench` has built build/bench/ws_bench and ws_backend).
+#
+# Upgrades per second and upgrade latency through HAProxy with stickyd (the reference
+# config, rendered by scripts/render-haproxy.py: two SPOE round trips per upgrade, Redis,
+# the close line over syslog) against the same HAProxy binary with its own
+# "cookie SRV insert indirect nocache" stickiness and no agent, in the same run, on
+# the same backend servers. Everything (redis-server, ws_backend, two HAProxys, stickyd)
+# is started here on 127.0.0.1 in one temp dir and stopped by the trap.
+# Figures only: the targets are compared, not asserted (the machine is shared).
+#
+# Environment: BENCH_SECONDS (5) and BENCH_WARMUP (1) per run, WS_BENCH_CONNS (50)
+# upgrades in flight, WS_BENCH_RATE (1000) upgrades/s of the fixed-rate latency runs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PY=/usr/bin/python3
+HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
+REDIS_SERVER=${REDIS_SERVER:-/usr/bin/redis-server}
+STICKYD=${STICKYD:-$ROOT/agent/stickyd}
+WS_BENCH=${WS_BENCH:-$ROOT/build/bench/ws_bench}
+WS_BACKEND=${WS_BACKEND:-$ROOT/build/bench/ws_backend}
+SECS=${BENCH_SECONDS:-5}
+WARMUP=${BENCH_WARMUP:-1}
+CONNS=${WS_BENCH_CONNS:-50}
+RATE=${WS_BENCH_RATE:-1000}
+
+for bin in "$STICKYD" "$WS_BENCH" "$WS_BACKEND" "$HAPROXY" "$REDIS_SERVER"; do
+    [ -x "$bin" ] || { echo "ws_bench: $bin is missing; run 'make bench'" >&2; exit 2; }
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/stickyd-wsbench.XXXXXX")
+PIDS=()
+NAMES=()
+
+cleanup() {
+    local i pid
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[i]}
+        kill -TERM "$pid" 2>/dev/null || continue
+        for _ in $(seq 1 30); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start() {
+    local name=$1; shift
+    "$@" >"$TMP/$name.log" 2>&1 </dev/null &
+    PIDS+=("$!")
+    NAMES+=("$name")
+}
+
+wait_for() {
+    local what=$1 n i; shift
+    for ((n = 0; n < 200; n++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        for i in "${!PIDS[@]}"; do
+            kill -0 "${PIDS[i]}" 2>/dev/null && continue
+            echo "ws_bench: ${NAMES[i]} exited; its log:" >&2
+            tail -20 "$TMP/${NAMES[i]}.log" >&2
+            exit 1
+        done
+        sleep 0.1
+    done
+    echo "ws_bench: timed out waiting for $what" >&2
+    for i in "${!NAMES[@]}"; do
+        echo "--- ${NAMES[i]}" >&2
+        tail -5 "$TMP/${NAMES[i]}.log" >&2
+    done
+    exit 1
+}
+
+# Free loopback ports, all asked for at once so the kernel hands out distinct ones.
+read -r P_REDIS P_AGENT P_SYSLOG P_HA_AGENT P_HA_PLAIN P_WS1 P_WS2 P_WS3 < <("$PY" -c '
+import socket
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM if i == 2 else socket.SOCK_STREAM)
+         for i in range(8)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')
+
+# show_stat SOCKET BACKEND SERVER: true when HAProxy has that server UP.
+server_up() {
+    echo "show stat" | socat -t 2 - "UNIX-CONNECT:$1" \
+        | awk -F, -v b="$2" -v s="$3" '$1 == b && $2 == s && $18 ~ /^UP/ { ok = 1 }
+                                        END { exit !ok }'
+}
+
+printf '\n=== WebSocket upgrades through HAProxy: stickyd (reference config) vs cookie insert ===\n'
+printf 'host: %s cores, load average %s (shared machine: other work may be running)\n' \
+    "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'haproxy %s, redis-server %s\n' "$("$HAPROXY" -v | awk 'NR == 1 { print $3 }')" \
+    "$("$REDIS_SERVER" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+
+# ---- the parts --------------------------------------------------------------------
+mkdir -p "$TMP/redis"
+start redis "$REDIS_SERVER" --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$TMP/redis" --daemonize no --protected-mode yes
+start ws_backend "$WS_BACKEND" "ws1=$P_WS1" "ws2=$P_WS2" "ws3=$P_WS3"
+wait_for redis /usr/bin/redis-cli -p "$P_REDIS" ping
+wait_for ws_backend grep -q "ws3 listening" "$TMP/ws_backend.log"
+
+# HAProxy + stickyd: the reference config, as `make run` renders it.
+"$PY" "$ROOT/scripts/render-haproxy.py" --spec "$ROOT/haproxy-conf/demo-topology.json" \
+    --out "$TMP/ha-agent" --bind "127.0.0.1:$P_HA_AGENT" \
+    --backend "be_ws:ws1=127.0.0.1:$P_WS1,ws2=127.0.0.1:$P_WS2,ws3=127.0.0.1:$P_WS3" \
+    --agent "127.0.0.1:$P_AGENT" --syslog-udp "127.0.0.1:$P_SYSLOG" \
+    --stats-socket "$TMP/ha-agent.sock" --no-cookie-secure --instance bench-lb1 \
+    --spoe-path "$TMP/ha-agent/stickyd.spoe" --haproxy "$HAPROXY" >/dev/null
+start haproxy_agent "$HAPROXY" -db -f "$TMP/ha-agent/haproxy.cfg"
+
+# The same HAProxy with its own cookie stickiness: same frontend, defaults, balance,
+# health checks and servers; no SPOE filter, no close-line log, no agent.
+cat >"$TMP/ha-plain.cfg" <<EOF
+global
+    stats socket $TMP/ha-plain.sock mode 600 level admin
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+    timeout tunnel 1h
+    timeout client-fin 30s
+    timeout server-fin 30s
+    retries 2
+    option redispatch
+    option dontlognull
+frontend fe_ws
+    bind 127.0.0.1:$P_HA_PLAIN
+    default_backend be_ws
+backend be_ws
+    balance leastconn
+    cookie SRV insert indirect nocache httponly
+    option httpchk
+    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
+    default-server check inter 2s rise 1 fall 2
+    server ws1 127.0.0.1:$P_WS1 weight 100 cookie s1
+    server ws2 127.0.0.1:$P_WS2 weight 100 cookie s2
+    server ws3 127.0.0.1:$P_WS3 weight 100 cookie s3
+EOF
+"$HAPROXY" -c -q -f "$TMP/ha-plain.cfg"
+start haproxy_plain "$HAPROXY" -db -f "$TMP/ha-plain.cfg"
+
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TMP/secret.key"
+cat >"$TMP/stickyd.json" <<EOF
+{
+  "listen": "127.0.0.1:$P_AGENT",
+  "log_level": "info",
+  "instance": "bench-lb1",
+  "redis": {"host": "127.0.0.1", "port": $P_REDIS},
+  "session": {"secret_file": "$TMP/secret.key"},
+  "haproxy": {"stats_socket": "unix:$TMP/ha-agent.sock"},
+  "syslog": {"udp": "127.0.0.1:$P_SYSLOG"}
+}
+EOF
+start stickyd "$STICKYD" --config "$TMP/stickyd.json"
+AGENT_PID=${PIDS[-1]}
+
+wait_for "the agent UP in HAProxy" server_up "$TMP/ha-agent.sock" stickyd_agents agent1
+for s in ws1 ws2 ws3; do
+    wait_for "$s UP" server_up "$TMP/ha-agent.sock" be_ws "$s"
+    wait_for "$s UP" server_up "$TMP/ha-plain.sock" be_ws "$s"
+done
+servers_known() {
+    [ "$(/usr/bin/redis-cli -p "$P_REDIS" HLEN 'sticky:{be_ws}:servers')" = 3 ]
+}
+wait_for "stickyd to publish the servers" servers_known
+
+echo "measured: ws_bench (1 thread, epoll) -> HAProxy -> ws_backend (C, 1 thread, 3 ports:"
+echo "  ws1..ws3, answers 101 with the real Sec-WebSocket-Accept). One upgrade = TCP connect,"
+echo "  GET Upgrade: websocket (+ Cookie for a returning client), the whole 101 header block"
+echo "  read, a masked close frame sent, socket closed. Latency: connect() to end of 101 headers."
+echo "  with stickyd: sticky-assign + sticky-established over SPOP, one Redis EVALSHA each,"
+echo "  the close line over UDP syslog; all processes on the same $(nproc) cores as the client."
+
+# run LABEL PORT ARGS...: one ws_bench run, its key=value lines into $TMP/figures.
+run() {
+    local label=$1 port=$2; shift 2
+    "$WS_BENCH" -p "$port" -c "$CONNS" -t "$SECS" -w "$WARMUP" -l "$label" "$@" \
+        | tee -a "$TMP/figures" | grep -v "^$label\." || return 1
+}
+
+rc=0
+echo "--- closed loop: $CONNS upgrades in flight, ${SECS} s each (+${WARMUP} s warm-up) ---"
+run plain.new "$P_HA_PLAIN" -r 0 || rc=1
+run agent.new "$P_HA_AGENT" -r 0 || rc=1
+run plain.ret90 "$P_HA_PLAIN" -r 90 || rc=1
+run agent.ret90 "$P_HA_AGENT" -r 90 || rc=1
+echo "--- fixed rate: $RATE upgrades/s, 90% returning, ${SECS} s each (latency, not queueing) ---"
+run plain.rate "$P_HA_PLAIN" -r 90 -R "$RATE" || rc=1
+run agent.rate "$P_HA_AGENT" -r 90 -R "$RATE" || rc=1
+
+# The agent's own view of the same runs (SIGUSR1 logs every counter).
+kill -USR1 "$AGENT_PID"
+sleep 0.3
+echo "stickyd counters after the runs:"
+grep -oE '\b(decision_[a-z]+|sid_invalid|redis_timeouts|redis_errors|conn_opened_events|conn_closed_events|syslog_lines)[=: ]+[0-9]+' \
+    "$TMP/stickyd.log" | tail -12 | tr '\n' ' ' | sed 's/^/  /'
+echo
+echo "--- summary (targets compared, not asserted) ---"
+awk -F= -v rate="$RATE" -v conns="$CONNS" '{ split($1, k, "."); v[k[1] "." k[2] "." k[3]] = $2 }
+END {
+    n = split("new ret90 rate", mix, " ")
+    split("100% new clients|90% returning clients|90% returning at a fixed rate", name, "|")
+    printf "%-36s %12s %12s %7s %9s %9s %9s %9s %9s\n", "mix", "plain up/s", "agent up/s",
+        "ratio", "plain p50", "agent p50", "plain p99", "agent p99", "p99 diff"
+    for (i = 1; i <= n; i++) {
+        m = mix[i]
+        pr = v["plain." m ".rate"]; ar = v["agent." m ".rate"]
+        ratio = pr > 0 ? ar / pr : 0
+        d = (v["agent." m ".p99_us"] - v["plain." m ".p99_us"]) / 1000
+        printf "%-36s %12d %12d %7.2f %7.3fms %7.3fms %7.3fms %7.3fms %+7.3fms\n", name[i],
+            pr, ar, ratio, v["plain." m ".p50_us"] / 1000, v["agent." m ".p50_us"] / 1000,
+            v["plain." m ".p99_us"] / 1000, v["agent." m ".p99_us"] / 1000, d
+        if (m != "rate")
+            printf "  rate ratio %.2f (target >= 0.80: %s)\n", ratio, (ratio >= 0.8) ? "met" : "MISSED"
+        else
+            printf "  agent adds %+.3f ms at p99 at %d upgrades/s (target < 1 ms: %s)\n", d,
+                rate, (d < 1) ? "met" : "MISSED"
+        errs = v["plain." m ".errors"] + v["agent." m ".errors"]
+        if (errs > 0) printf "  errors: plain %d, agent %d\n", v["plain." m ".errors"], v["agent." m ".errors"]
+        if (v["agent." m ".new_without_cookie"] > 0)
+            printf "  agent: %d new clients got no cookie (no decision within the SPOE timeout)\n",
+                v["agent." m ".new_without_cookie"]
+        if (v["agent." m ".returning"] > 0 || v["plain." m ".returning"] > 0)
+            printf "  returning clients on their first server: plain %d/%d, agent %d/%d\n",
+                v["plain." m ".same_server"], v["plain." m ".returning"],
+                v["agent." m ".same_server"], v["agent." m ".returning"]
+        if (v["plain." m ".missed_starts"] + v["agent." m ".missed_starts"] > 0)
+            printf "  starts missed (all %d slots busy): plain %d, agent %d\n", conns,
+                v["plain." m ".missed_starts"], v["agent." m ".missed_starts"]
+    }
+}' "$TMP/figures"
+printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+exit $rc
