@@ -429,8 +429,27 @@ void fleet_on_close(const struct slog_close *c, void *arg)
 
 /* ---- resync: share from scur, heartbeat, dead instances ----------------- */
 
+/* fleet_leave's goodbyes in flight; lives until the last one completes. */
+struct leave_wait {
+    size_t pending;
+    fleet_left_fn done;
+    void *arg;
+};
+
+/* One goodbye completed (or failed, or was never sent): the last one tells. */
+static void leave_step(struct leave_wait *lw)
+{
+    if (lw != NULL && --lw->pending == 0) {
+        if (lw->done != NULL) {
+            lw->done(lw->arg);
+        }
+        free(lw);
+    }
+}
+
 struct resync_ctx {
-    struct fleet *fleet; /* NULL after fleet_free: only log */
+    struct fleet *fleet; /* NULL for a goodbye (fleet_free may come first): only log */
+    struct leave_wait *leave; /* a goodbye: step it on completion */
     char backend[SRV_NAME_MAX];
 };
 
@@ -445,6 +464,7 @@ static void resync_reply(const struct store_reply *r, enum store_result res, voi
             log_warn("fleet: resync of %s failed: %.*s", ctx->backend, (int)len,
                      msg ? msg : "?");
         }
+        leave_step(ctx->leave);
         free(ctx);
         return;
     }
@@ -473,17 +493,24 @@ static void resync_reply(const struct store_reply *r, enum store_result res, voi
                           .reason = me ? "shutdown" : "heartbeat-expired"};
         fleet_publish(f, &e);
     }
+    leave_step(ctx->leave);
     free(ctx);
 }
 
-/* mode: "scur", "beat" or "leave". */
-static void resync_backend(struct fleet *f, const struct srv_backend *b, const char *mode)
+/* mode: "scur", "beat" or "leave" (then lw counts the goodbye: stepped once,
+ * here on failure or from the reply). */
+static void resync_backend(struct fleet *f, const struct srv_backend *b, const char *mode,
+                           struct leave_wait *lw)
 {
     struct fleet_keys k;
     char now[24], hb[24];
+    if (lw != NULL) {
+        lw->pending++;
+    }
     if (keys_for(f, b->name, strlen(b->name), &k) < 0 ||
         fleet_key(k.extra, sizeof(k.extra), f->cfg->redis_prefix, b->name, strlen(b->name),
                   "servers") < 0) {
+        leave_step(lw);
         return;
     }
     size_t n = b->nservers;
@@ -516,12 +543,15 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     }
     /* a goodbye's reply may arrive after fleet_free: it must not reach f */
     ctx->fleet = strcmp(mode, "leave") == 0 ? NULL : f;
+    ctx->leave = lw;
     snprintf(ctx->backend, sizeof(ctx->backend), "%s", b->name);
     if (store_eval(f->store, f->resync_sc, 5, argc, argv, NULL, FLEET_OP_TIMEOUT_MS,
                    resync_reply, ctx) == 0) {
         ctx = NULL;
+        lw = NULL; /* the reply steps it */
     }
 out:
+    leave_step(lw);
     free(ctx);
     free(nums);
     free(argv);
@@ -532,7 +562,7 @@ static void resync_all(struct fleet *f)
     /* a stale view (HAProxy unreachable since) must not overwrite the share */
     const char *mode = f->hapi != NULL && hapi_healthy(f->hapi) ? "scur" : "beat";
     for (size_t i = 0; i < servers_count(); i++) {
-        resync_backend(f, servers_at(i), mode);
+        resync_backend(f, servers_at(i), mode, NULL);
     }
 }
 
@@ -753,11 +783,21 @@ struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store 
     return f;
 }
 
-void fleet_leave(struct fleet *f)
+void fleet_leave(struct fleet *f, fleet_left_fn done, void *arg)
 {
-    if (f == NULL || f->left) {
+    struct leave_wait *lw = NULL;
+    if (f == NULL || f->left || (lw = calloc(1, sizeof(*lw))) == NULL) {
+        if (f != NULL) {
+            f->left = true;
+            ev_timer_stop(f->loop, &f->resync_timer);
+        }
+        if (done != NULL) {
+            done(arg);
+        }
         return;
     }
+    /* held by this call too, so a goodbye failing at once cannot finish it early */
+    *lw = (struct leave_wait){.pending = 1, .done = done, .arg = arg};
     f->left = true;
     ev_timer_stop(f->loop, &f->resync_timer);
     struct event e = {.kind = EVENT_INSTANCE_LEFT, .ts_ms = util_now_ms(),
@@ -765,8 +805,9 @@ void fleet_leave(struct fleet *f)
                       .reason = "shutdown"};
     fleet_publish(f, &e);
     for (size_t i = 0; i < servers_count(); i++) {
-        resync_backend(f, servers_at(i), "leave");
+        resync_backend(f, servers_at(i), "leave", lw);
     }
+    leave_step(lw);
 }
 
 void fleet_free(struct fleet *f)

@@ -39,8 +39,13 @@ struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store 
 
 /* Leave the cluster: drop this instance's share from every backend (sent
  * best-effort; the heartbeat TTL covers a lost one) and count nothing more.
- * Call at the start of a graceful shutdown, while the loop still runs. */
-void fleet_leave(struct fleet *f);
+ * Call at the start of a graceful shutdown, and keep the loop running until
+ * done(arg) runs: once, when every goodbye was answered or failed (each has
+ * the store's per-command deadline), possibly from inside this call. Breaking
+ * the loop sooner loses the goodbye (it is still in hiredis' output buffer).
+ * done may be NULL; f may be NULL (done runs at once). */
+typedef void (*fleet_left_fn)(void *arg);
+void fleet_leave(struct fleet *f, fleet_left_fn done, void *arg);
 
 /* Free. Call hapi_free() first: fleet hooks HAProxy refreshes and has no way
  * to unhook; pending store callbacks must have run (store_free) too. The leave is sent

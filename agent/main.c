@@ -111,10 +111,29 @@ static void publish_event(const struct event *e, void *arg)
 
 /* ---- signals ----------------------------------------------------------- */
 
+/* SIGTERM ends the loop once both the SPOP connections and the fleet's
+ * goodbye (its share removed from Redis) are done, or at the drain timeout. */
+static bool conns_drained, fleet_gone;
+
+static void maybe_exit(void)
+{
+    if (conns_drained && fleet_gone) {
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
 static void drained(void)
 {
     log_info("all SPOP connections closed");
-    ev_break(loop, EVBREAK_ALL);
+    conns_drained = true;
+    maybe_exit();
+}
+
+static void fleet_left(void *arg)
+{
+    UNUSED(arg);
+    fleet_gone = true;
+    maybe_exit();
 }
 
 static void drain_timeout_cb(struct ev_loop *l, ev_timer *w, int revents)
@@ -135,7 +154,7 @@ static void term_cb(struct ev_loop *l, ev_signal *w, int revents)
     }
     stopping = true;
     log_info("%s: draining %u connections", strsignal(w->signum), conn_count());
-    fleet_leave(fleet); /* while the loop still runs, so the goodbye is sent */
+    fleet_leave(fleet, fleet_left, NULL); /* while the loop runs, so the goodbye is sent */
     lsn_stop();
     ev_timer_init(&drain_w, drain_timeout_cb, DRAIN_TIMEOUT_S, 0.0);
     ev_timer_start(l, &drain_w);
