@@ -309,10 +309,11 @@ static void report(double elapsed)
            (unsigned long long)st.returns, l, (unsigned long long)st.same, l,
            (unsigned long long)st.moved, l, (unsigned long long)st.missed);
     printf("%s: %.0f upgrades/s over %.1f s (%llu ok, %llu errors), latency p50 %.3f ms "
-           "p99 %.3f ms; new %llu (%llu without a cookie), returning %llu (%llu on their "
-           "first server, %llu moved)\n",
+           "p90 %.3f ms p99 %.3f ms max %.3f ms; new %llu (%llu without a cookie), "
+           "returning %llu (%llu on their first server, %llu moved)\n",
            l, rate, elapsed, (unsigned long long)st.done, (unsigned long long)st.errors,
-           pct(50) / 1000.0, pct(99) / 1000.0, (unsigned long long)st.news,
+           pct(50) / 1000.0, pct(90) / 1000.0, pct(99) / 1000.0,
+           (st.nlat ? st.lat_us[st.nlat - 1] : 0) / 1000.0, (unsigned long long)st.news,
            (unsigned long long)st.no_cookie, (unsigned long long)st.returns,
            (unsigned long long)st.same, (unsigned long long)st.moved);
 }

@@ -185,22 +185,63 @@ echo "  read, a masked close frame sent, socket closed. Latency: connect() to en
 echo "  with stickyd: sticky-assign + sticky-established over SPOP, one Redis EVALSHA each,"
 echo "  the close line over UDP syslog; all processes on the same $(nproc) cores as the client."
 
-# run LABEL PORT ARGS...: one ws_bench run, its key=value lines into $TMP/figures.
+pid_of() {
+    local i
+    for i in "${!NAMES[@]}"; do
+        if [ "${NAMES[i]}" = "$1" ]; then
+            echo "${PIDS[i]}"
+        fi
+    done
+}
+# cpu_ticks PID...: utime + stime of each (fields 14, 15 of /proc/PID/stat; the command
+# name in field 2 has no spaces here).
+cpu_ticks() {
+    local pid
+    for pid in "$@"; do
+        awk '{ printf "%d ", $14 + $15 }' "/proc/$pid/stat"
+    done
+}
+CPU_NAMES=(haproxy_plain haproxy_agent stickyd redis ws_backend)
+CPU_PIDS=()
+for n in "${CPU_NAMES[@]}"; do
+    CPU_PIDS+=("$(pid_of "$n")")
+done
+CLK_TCK=$(getconf CLK_TCK)
+
+# run LABEL PORT ARGS...: one ws_bench run; its key=value lines, and the CPU each
+# process used in the measured window, go into $TMP/figures.
 run() {
-    local label=$1 port=$2; shift 2
+    local label=$1 port=$2 before after i out
+    shift 2
     "$WS_BENCH" -p "$port" -c "$CONNS" -t "$SECS" -w "$WARMUP" -l "$label" "$@" \
-        | tee -a "$TMP/figures" | grep -v "^$label\." || return 1
+        >"$TMP/run.out" &
+    local bpid=$!
+    sleep "$WARMUP"
+    read -r -a before <<<"$(cpu_ticks "${CPU_PIDS[@]}")"
+    wait "$bpid" || { cat "$TMP/run.out"; return 1; }
+    read -r -a after <<<"$(cpu_ticks "${CPU_PIDS[@]}")"
+    out=$(cat "$TMP/run.out")
+    grep -v "^$label\." <<<"$out" || true
+    grep "^$label\." <<<"$out" >>"$TMP/figures"
+    for i in "${!CPU_NAMES[@]}"; do
+        echo "$label.cpu_ms_${CPU_NAMES[i]}=$(( (after[i] - before[i]) * 1000 / CLK_TCK ))" \
+            >>"$TMP/figures"
+    done
 }
 
+REPEAT=${WS_BENCH_REPEAT:-1}
 rc=0
-echo "--- closed loop: $CONNS upgrades in flight, ${SECS} s each (+${WARMUP} s warm-up) ---"
-run plain.new "$P_HA_PLAIN" -r 0 || rc=1
-run agent.new "$P_HA_AGENT" -r 0 || rc=1
-run plain.ret90 "$P_HA_PLAIN" -r 90 || rc=1
-run agent.ret90 "$P_HA_AGENT" -r 90 || rc=1
-echo "--- fixed rate: $RATE upgrades/s, 90% returning, ${SECS} s each (latency, not queueing) ---"
-run plain.rate "$P_HA_PLAIN" -r 90 -R "$RATE" || rc=1
-run agent.rate "$P_HA_AGENT" -r 90 -R "$RATE" || rc=1
+for ((rep = 1; rep <= REPEAT; rep++)); do
+    [ "$REPEAT" -gt 1 ] && echo "=== repeat $rep of $REPEAT"
+    echo "--- closed loop: $CONNS upgrades in flight, ${SECS} s each (+${WARMUP} s warm-up) ---"
+    run plain.new "$P_HA_PLAIN" -r 0 || rc=1
+    run agent.new "$P_HA_AGENT" -r 0 || rc=1
+    run plain.ret90 "$P_HA_PLAIN" -r 90 || rc=1
+    run agent.ret90 "$P_HA_AGENT" -r 90 || rc=1
+    echo "--- fixed rate: $RATE upgrades/s, 90% returning, ${SECS} s each ---"
+    run plain.rate "$P_HA_PLAIN" -r 90 -R "$RATE" || rc=1
+    run agent.rate "$P_HA_AGENT" -r 90 -R "$RATE" || rc=1
+done
 
 # The agent's own view of the same runs (SIGUSR1 logs every counter).
 kill -USR1 "$AGENT_PID"
@@ -209,38 +250,66 @@ echo "stickyd counters after the runs:"
 grep -oE '\b(decision_[a-z]+|sid_invalid|redis_timeouts|redis_errors|conn_opened_events|conn_closed_events|syslog_lines)[=: ]+[0-9]+' \
     "$TMP/stickyd.log" | tail -12 | tr '\n' ' ' | sed 's/^/  /'
 echo
-echo "--- summary (targets compared, not asserted) ---"
-awk -F= -v rate="$RATE" -v conns="$CONNS" '{ split($1, k, "."); v[k[1] "." k[2] "." k[3]] = $2 }
+if [ "$REPEAT" -gt 1 ]; then
+    echo "--- summary: median of $REPEAT repeats (targets compared, not asserted) ---"
+else
+    echo "--- summary (targets compared, not asserted) ---"
+fi
+awk -F= -v rate="$RATE" -v conns="$CONNS" '
+# key "plain.new.p99_us" -> every value it took (one per repeat)
+{ n = cnt[$1]++; val[$1, n] = $2 + 0 }
+function med(key,    n, i, j, t, a) {
+    n = cnt[key]
+    if (n == 0) return 0
+    for (i = 0; i < n; i++) a[i] = val[key, i]
+    for (i = 1; i < n; i++)
+        for (j = i; j > 0 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return (n % 2) ? a[int(n / 2)] : (a[n / 2 - 1] + a[n / 2]) / 2
+}
+# CPU microseconds per upgrade of one process in one run kind
+function cpu(side, m, proc,    d) {
+    d = med(side "." m ".done")
+    return d > 0 ? med(side "." m ".cpu_ms_" proc) * 1000 / d : 0
+}
 END {
     n = split("new ret90 rate", mix, " ")
-    split("100% new clients|90% returning clients|90% returning at a fixed rate", name, "|")
-    printf "%-36s %12s %12s %7s %9s %9s %9s %9s %9s\n", "mix", "plain up/s", "agent up/s",
+    split("100% new clients|90% returning clients|90% returning, fixed rate", name, "|")
+    printf "%-28s %10s %10s %6s %9s %9s %9s %9s %9s\n", "mix", "plain/s", "agent/s",
         "ratio", "plain p50", "agent p50", "plain p99", "agent p99", "p99 diff"
     for (i = 1; i <= n; i++) {
         m = mix[i]
-        pr = v["plain." m ".rate"]; ar = v["agent." m ".rate"]
+        pr = med("plain." m ".rate"); ar = med("agent." m ".rate")
         ratio = pr > 0 ? ar / pr : 0
-        d = (v["agent." m ".p99_us"] - v["plain." m ".p99_us"]) / 1000
-        printf "%-36s %12d %12d %7.2f %7.3fms %7.3fms %7.3fms %7.3fms %+7.3fms\n", name[i],
-            pr, ar, ratio, v["plain." m ".p50_us"] / 1000, v["agent." m ".p50_us"] / 1000,
-            v["plain." m ".p99_us"] / 1000, v["agent." m ".p99_us"] / 1000, d
+        pp50 = med("plain." m ".p50_us") / 1000; ap50 = med("agent." m ".p50_us") / 1000
+        pp99 = med("plain." m ".p99_us") / 1000; ap99 = med("agent." m ".p99_us") / 1000
+        d = ap99 - pp99
+        printf "%-28s %10d %10d %6.2f %7.3fms %7.3fms %7.3fms %7.3fms %+7.3fms\n", name[i],
+            pr, ar, ratio, pp50, ap50, pp99, ap99, d
         if (m != "rate")
-            printf "  rate ratio %.2f (target >= 0.80: %s)\n", ratio, (ratio >= 0.8) ? "met" : "MISSED"
+            printf "  rate ratio %.2f (target >= 0.80: %s)\n", ratio,
+                (ratio >= 0.8) ? "met" : "MISSED"
         else
-            printf "  agent adds %+.3f ms at p99 at %d upgrades/s (target < 1 ms: %s)\n", d,
-                rate, (d < 1) ? "met" : "MISSED"
-        errs = v["plain." m ".errors"] + v["agent." m ".errors"]
-        if (errs > 0) printf "  errors: plain %d, agent %d\n", v["plain." m ".errors"], v["agent." m ".errors"]
-        if (v["agent." m ".new_without_cookie"] > 0)
-            printf "  agent: %d new clients got no cookie (no decision within the SPOE timeout)\n",
-                v["agent." m ".new_without_cookie"]
-        if (v["agent." m ".returning"] > 0 || v["plain." m ".returning"] > 0)
+            printf "  the agent adds %+.3f ms at p99 at %d upgrades/s (target < 1 ms: %s)\n",
+                d, rate, (d < 1) ? "met" : "MISSED"
+        printf "  CPU per upgrade: plain haproxy %.0f us; with the agent haproxy %.0f us" \
+            " + stickyd %.0f us + redis %.0f us (ws_backend %.0f / %.0f us)\n",
+            cpu("plain", m, "haproxy_plain"), cpu("agent", m, "haproxy_agent"),
+            cpu("agent", m, "stickyd"), cpu("agent", m, "redis"),
+            cpu("plain", m, "ws_backend"), cpu("agent", m, "ws_backend")
+        pe = med("plain." m ".errors"); ae = med("agent." m ".errors")
+        if (pe + ae > 0) printf "  errors: plain %d, agent %d\n", pe, ae
+        nc = med("agent." m ".new_without_cookie")
+        if (nc > 0)
+            printf "  agent: %d new clients got no cookie (no decision within the SPOE" \
+                " timeout)\n", nc
+        if (med("plain." m ".returning") + med("agent." m ".returning") > 0)
             printf "  returning clients on their first server: plain %d/%d, agent %d/%d\n",
-                v["plain." m ".same_server"], v["plain." m ".returning"],
-                v["agent." m ".same_server"], v["agent." m ".returning"]
-        if (v["plain." m ".missed_starts"] + v["agent." m ".missed_starts"] > 0)
+                med("plain." m ".same_server"), med("plain." m ".returning"),
+                med("agent." m ".same_server"), med("agent." m ".returning")
+        ms = med("plain." m ".missed_starts") + med("agent." m ".missed_starts")
+        if (ms > 0)
             printf "  starts missed (all %d slots busy): plain %d, agent %d\n", conns,
-                v["plain." m ".missed_starts"], v["agent." m ".missed_starts"]
+                med("plain." m ".missed_starts"), med("agent." m ".missed_starts")
     }
 }' "$TMP/figures"
 printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
