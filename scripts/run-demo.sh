@@ -169,9 +169,10 @@ for i in 0 1 2; do
 done
 
 # ---- HAProxy, reference config -------------------------------------------------------
+SERVERS="ws1=127.0.0.1:${WS_PORTS[0]},ws2=127.0.0.1:${WS_PORTS[1]},ws3=127.0.0.1:${WS_PORTS[2]}"
 "$PY" "$ROOT/scripts/render-haproxy.py" --spec "$ROOT/haproxy-conf/demo-topology.json" \
     --out "$TMP/haproxy-conf" --bind "127.0.0.1:$HA_PORT" \
-    --backend "be_ws:ws1=127.0.0.1:${WS_PORTS[0]},ws2=127.0.0.1:${WS_PORTS[1]},ws3=127.0.0.1:${WS_PORTS[2]}" \
+    --backend "be_ws:$SERVERS" \
     --agent "127.0.0.1:$AGENT_PORT" --syslog-udp "127.0.0.1:$SYSLOG_PORT" \
     --stats-socket "$STATS_SOCK" --no-cookie-secure --instance demo-lb1 \
     --spoe-path "$TMP/haproxy-conf/stickyd.spoe" --haproxy "$HAPROXY" >/dev/null \
@@ -217,7 +218,8 @@ cat <<EOF
 
    WebSocket:  ws://127.0.0.1:$HA_PORT/ws        (HAProxy -> ws1/ws2/ws3)
    servers:    ws1 :${WS_PORTS[0]}   ws2 :${WS_PORTS[1]}   ws3 :${WS_PORTS[2]}
-   stickyd:    SPOP 127.0.0.1:$AGENT_PORT, syslog udp 127.0.0.1:$SYSLOG_PORT, config $TMP/stickyd.json
+   stickyd:    SPOP 127.0.0.1:$AGENT_PORT, syslog udp 127.0.0.1:$SYSLOG_PORT
+               config $TMP/stickyd.json
    Redis:      redis-cli -p $REDIS_PORT
    HAProxy:    echo "show stat" | socat - UNIX-CONNECT:$STATS_SOCK
    operators:  agent/stickyctl --redis 127.0.0.1:$REDIS_PORT status be_ws

@@ -125,8 +125,9 @@ static bool respond(struct client *c)
         const char *key = header(c->req, end, "Sec-WebSocket-Key", &klen);
         char acc[64];
         if (key == NULL || accept_key(key, klen, acc) != 0) {
-            n = snprintf(out, sizeof(out), "HTTP/1.1 400 Bad Request\r\n"
-                                           "Content-Length: 0\r\nConnection: close\r\n\r\n");
+            n = snprintf(out, sizeof(out),
+                         "HTTP/1.1 400 Bad Request\r\n"
+                         "Content-Length: 0\r\nConnection: close\r\n\r\n");
             (void)!write(c->fd, out, (size_t)n);
             return false;
         }
@@ -183,7 +184,8 @@ static int listen_on(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0) {
         return -1;
@@ -220,8 +222,8 @@ int main(int argc, char **argv)
         snprintf(s->name, sizeof(s->name), "%.*s", (int)(eq - argv[i]), argv[i]);
         s->fd = listen_on(port);
         if (s->fd < 0) {
-            fprintf(stderr, "ws_backend: %s: cannot listen on 127.0.0.1:%d: %s\n", s->name,
-                    port, strerror(errno));
+            fprintf(stderr, "ws_backend: %s: cannot listen on 127.0.0.1:%d: %s\n", s->name, port,
+                    strerror(errno));
             return 1;
         }
         struct tag *t = malloc(sizeof(*t));

@@ -299,10 +299,10 @@ static void report(double elapsed)
     qsort(st.lat_us, st.nlat, sizeof(*st.lat_us), cmp_u32);
     const char *l = o.label;
     double rate = (double)st.done / elapsed;
-    printf("%s.rate=%.0f\n%s.done=%llu\n%s.errors=%llu\n", l, rate, l,
-           (unsigned long long)st.done, l, (unsigned long long)st.errors);
-    printf("%s.p50_us=%u\n%s.p90_us=%u\n%s.p99_us=%u\n%s.max_us=%u\n", l, pct(50), l, pct(90),
-           l, pct(99), l, st.nlat ? st.lat_us[st.nlat - 1] : 0);
+    printf("%s.rate=%.0f\n%s.done=%llu\n%s.errors=%llu\n", l, rate, l, (unsigned long long)st.done,
+           l, (unsigned long long)st.errors);
+    printf("%s.p50_us=%u\n%s.p90_us=%u\n%s.p99_us=%u\n%s.max_us=%u\n", l, pct(50), l, pct(90), l,
+           pct(99), l, st.nlat ? st.lat_us[st.nlat - 1] : 0);
     printf("%s.new=%llu\n%s.new_without_cookie=%llu\n%s.returning=%llu\n%s.same_server=%llu\n"
            "%s.moved=%llu\n%s.missed_starts=%llu\n",
            l, (unsigned long long)st.news, l, (unsigned long long)st.no_cookie, l,
@@ -333,24 +333,46 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1";
     while ((opt = getopt(argc, argv, "H:p:u:c:t:w:r:R:l:h")) != -1) {
         switch (opt) {
-        case 'H': host = optarg; break;
-        case 'p': port = atoi(optarg); break;
-        case 'u': o.path = optarg; break;
-        case 'c': o.conns = atoi(optarg); break;
-        case 't': o.secs = atof(optarg); break;
-        case 'w': o.warmup = atof(optarg); break;
-        case 'r': o.returning_pct = atoi(optarg); break;
-        case 'R': o.rate = atof(optarg); break;
-        case 'l': o.label = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'H':
+            host = optarg;
+            break;
+        case 'p':
+            port = atoi(optarg);
+            break;
+        case 'u':
+            o.path = optarg;
+            break;
+        case 'c':
+            o.conns = atoi(optarg);
+            break;
+        case 't':
+            o.secs = atof(optarg);
+            break;
+        case 'w':
+            o.warmup = atof(optarg);
+            break;
+        case 'r':
+            o.returning_pct = atoi(optarg);
+            break;
+        case 'R':
+            o.rate = atof(optarg);
+            break;
+        case 'l':
+            o.label = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     o.addr.sin_family = AF_INET;
     o.addr.sin_port = htons((uint16_t)port);
     if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &o.addr.sin_addr) != 1 ||
-        o.conns < 1 || o.conns > 10000 || o.secs <= 0 || o.warmup < 0 ||
-        o.returning_pct < 0 || o.returning_pct > 100 || o.rate < 0 || optind != argc) {
+        o.conns < 1 || o.conns > 10000 || o.secs <= 0 || o.warmup < 0 || o.returning_pct < 0 ||
+        o.returning_pct > 100 || o.rate < 0 || optind != argc) {
         usage(stderr);
         return 2;
     }

@@ -247,7 +247,8 @@ done
 kill -USR1 "$AGENT_PID"
 sleep 0.3
 echo "stickyd counters after the runs:"
-grep -oE '\b(decision_[a-z]+|sid_invalid|redis_timeouts|redis_errors|conn_opened_events|conn_closed_events|syslog_lines)[=: ]+[0-9]+' \
+COUNTERS='decision_[a-z]+|sid_invalid|redis_timeouts|redis_errors|conn_[a-z]+_events|syslog_lines'
+grep -oE "\b($COUNTERS)[=: ]+[0-9]+" \
     "$TMP/stickyd.log" | tail -12 | tr '\n' ' ' | sed 's/^/  /'
 echo
 if [ "$REPEAT" -gt 1 ]; then
