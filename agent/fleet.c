@@ -155,6 +155,7 @@ struct fleet {
     struct hapi *hapi;
     struct store_script *open_sc, *close_sc, *resync_sc;
     ev_timer resync_timer;
+    bool resync_due; /* reset the shares from scur after the next HAProxy refresh */
     bool joined;
     bool left; /* fleet_leave ran: count nothing more */
     struct applied *applied;
@@ -570,7 +571,19 @@ static void resync_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     UNUSED(loop);
     UNUSED(revents);
-    resync_all(container_of(w, struct fleet, resync_timer));
+    struct fleet *f = container_of(w, struct fleet, resync_timer);
+    if (f->hapi == NULL || !hapi_healthy(f->hapi)) {
+        resync_all(f); /* a heartbeat only */
+        return;
+    }
+    /* The cached view can be a whole refresh period old: a share reset from its
+     * scur would wipe the opens counted since (conns dips below the live sockets
+     * until the next refresh). Beat now, so the heartbeat never waits for a slow
+     * refresh, and reset the shares right after the next refresh (on_refresh). */
+    f->resync_due = true;
+    for (size_t i = 0; i < servers_count(); i++) {
+        resync_backend(f, servers_at(i), "beat", NULL);
+    }
 }
 
 /* ---- cluster state -> local HAProxy ------------------------------------ */
@@ -728,8 +741,13 @@ static void poll_states(struct fleet *f)
 
 static void on_refresh(void *arg)
 {
+    struct fleet *f = arg;
     /* a fresh HAProxy view: make sure it carries the cluster's states */
-    poll_states(arg);
+    poll_states(f);
+    if (f->resync_due && !f->left) {
+        f->resync_due = false;
+        resync_all(f); /* scur read just now: nothing counted since is lost */
+    }
 }
 
 static void on_event(const char *channel, const uint8_t *msg, size_t len, void *arg)
