@@ -394,3 +394,33 @@ def test_reload_counts_include_old_process_tunnels(procs, ws_pool):
     print("reload: conns=%s share=%s scur(new)=%s live=%s"
           % (got, conns(r, "i:lb1"), scur(lb.haproxy), live))
     assert got == live
+
+
+# ---- counts between refreshes ---------------------------------------------------
+
+def test_resync_never_wipes_fresh_opens(procs, ws_pool):
+    """The agent's HAProxy view is refreshed every 2s here and its counts resynced
+    every 300ms: a resync must not reset the share from a view older than the
+    opens it has counted since (conns would dip below the live sockets until the
+    next refresh, and new sessions would pile onto the busiest servers)."""
+    st = procs.stack(instances=1, spec=dict(FAST_CHECKS), stickyd={"extra": {"haproxy": {
+        "refresh": "2s", "resync": "300ms", "heartbeat_ttl": "5s"}}})
+    st.wait_agents_up()
+    st.wait_servers_up()
+    r = st.redis.client()
+    lb = st.lbs[0]
+    wait_until(lambda: r.zscore(key("insts"), "lb1"), timeout=10, what="agent joined")
+    live = []
+    for wave in range(2):
+        live += [ws_pool.open(lb.ws_url) for _ in range(3)]
+        want = tally(c.server for c in live)
+        wait_until(lambda: conns(r) == want, timeout=5, what="opens counted")
+        dips = []
+        end = time.monotonic() + 2.3  # past the next refresh, several resyncs
+        while time.monotonic() < end:
+            got = conns(r)
+            if got != want:
+                dips.append(got)
+            time.sleep(0.02)
+        assert not dips, "wave %d: live %s, conns seen %s" % (wave, want, dips[:5])
+    assert scur(lb.haproxy) == want == conns(r, "i:lb1")
