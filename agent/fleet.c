@@ -139,6 +139,11 @@ static const char resync_lua[] =
     "end\n"
     "return dropped\n";
 
+/* KEYS: state, applied (a:<inst>). Returns {HGETALL state, HGETALL applied}:
+ * the cluster's wish and what this instance last set on its HAProxy. */
+static const char states_lua[] =
+    "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}\n";
+
 /* What this agent last applied to its HAProxy for one server. */
 struct applied {
     char backend[SRV_NAME_MAX];
@@ -153,7 +158,7 @@ struct fleet {
     const struct cfg *cfg;
     struct store *store;
     struct hapi *hapi;
-    struct store_script *open_sc, *close_sc, *resync_sc;
+    struct store_script *open_sc, *close_sc, *resync_sc, *states_sc;
     ev_timer resync_timer;
     bool resync_due; /* reset the shares from scur after the next HAProxy refresh */
     bool joined;
@@ -623,16 +628,47 @@ static void hapi_done(void *arg, bool ok, const char *text, size_t len)
     free(what);
 }
 
+static const char *const admin_names[] = {"ready", "drain", "maint"};
+_Static_assert(sizeof(admin_names) / sizeof(admin_names[0]) == FLEET_ADMIN_COUNT, "admin names");
+
+static void remember_cb(const struct store_reply *r, enum store_result res, void *arg)
+{
+    UNUSED(r);
+    UNUSED(arg);
+    if (res != STORE_OK) {
+        log_warn("fleet: could not record an applied state in Redis; after a restart this "
+                 "agent may not undo it");
+    }
+}
+
+/* Record in a:<inst> what this instance set on its HAProxy, so that a restarted
+ * agent still knows the DRAIN/MAINT there is its own to undo (an operator's own
+ * drain on the HAProxy CLI, absent from the hash, is left alone). */
+static void remember(struct fleet *f, const char *backend, const char *server,
+                     enum fleet_admin st)
+{
+    char key[FLEET_KEY_MAX], suffix[SRV_NAME_MAX + 8];
+    snprintf(suffix, sizeof(suffix), "a:%s", f->cfg->instance);
+    if (fleet_key(key, sizeof(key), f->cfg->redis_prefix, backend, strlen(backend), suffix) < 0) {
+        return;
+    }
+    const char *argv[] = {st == FLEET_READY ? "HDEL" : "HSET", key, server, admin_names[st]};
+    if (store_command(f->store, st == FLEET_READY ? 3 : 4, argv, NULL, FLEET_OP_TIMEOUT_MS,
+                      remember_cb, NULL) < 0) {
+        remember_cb(NULL, STORE_DOWN, NULL);
+    }
+}
+
 static void hapi_apply(struct fleet *f, const struct srv_backend *b, const struct srv *s,
                        enum fleet_admin want)
 {
-    static const char *const names[] = {"ready", "drain", "maint"};
-    _Static_assert(sizeof(names) / sizeof(names[0]) == FLEET_ADMIN_COUNT, "admin names");
+    const char *const *names = admin_names;
     char *what = NULL;
     if (asprintf(&what, "set server %s/%s state %s", b->name, s->name, names[want]) < 0) {
         return;
     }
     log_info("fleet: %s", what);
+    remember(f, b->name, s->name, want);
     if (hapi_set_server_state(f->hapi, b->name, s->name, names[want], hapi_done, what) < 0) {
         free(what);
     }
@@ -662,7 +698,14 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
     struct state_ctx *ctx = arg;
     struct fleet *f = ctx->fleet;
     const struct srv_backend *b = servers_find(ctx->backend, strlen(ctx->backend));
-    if (res != STORE_OK || store_reply_type(r) != STORE_R_ARRAY || b == NULL) {
+    if (res != STORE_OK || store_reply_type(r) != STORE_R_ARRAY || store_reply_len(r) != 2 ||
+        b == NULL) {
+        free(ctx);
+        return;
+    }
+    const struct store_reply *mine = store_reply_elem(r, 1);
+    r = store_reply_elem(r, 0);
+    if (store_reply_type(r) != STORE_R_ARRAY || store_reply_type(mine) != STORE_R_ARRAY) {
         free(ctx);
         return;
     }
@@ -672,6 +715,14 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
         enum fleet_admin want = FLEET_READY;
         int64_t deadline = 0;
         bool close_at = false;
+        bool recorded = false; /* a:<inst> says this instance set a state here */
+        for (size_t j = 0; j + 1 < store_reply_len(mine); j += 2) {
+            size_t nlen;
+            const char *name = store_reply_str(store_reply_elem(mine, j), &nlen);
+            if (name != NULL && nlen == strlen(s->name) && memcmp(name, s->name, nlen) == 0) {
+                recorded = true;
+            }
+        }
         for (size_t j = 0; j + 1 < store_reply_len(r); j += 2) {
             size_t nlen, vlen;
             const char *name = store_reply_str(store_reply_elem(r, j), &nlen);
@@ -688,7 +739,8 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
         if (a == NULL) {
             continue;
         }
-        bool ours = a->state != FLEET_READY;
+        /* recorded: set by this instance before a restart, which a->state forgot */
+        bool ours = a->state != FLEET_READY || recorded;
         if (want != a->state || (want != FLEET_READY && !view_matches(s->state, want)) ||
             (want == FLEET_READY && ours && !view_matches(s->state, want))) {
             if (want != FLEET_READY || ours) {
@@ -722,18 +774,22 @@ static void poll_states(struct fleet *f)
     }
     for (size_t i = 0; i < servers_count(); i++) {
         const struct srv_backend *b = servers_at(i);
-        char key[FLEET_KEY_MAX];
+        char key[FLEET_KEY_MAX], mine[FLEET_KEY_MAX], suffix[SRV_NAME_MAX + 8];
+        snprintf(suffix, sizeof(suffix), "a:%s", f->cfg->instance);
         struct state_ctx *ctx = calloc(1, sizeof(*ctx));
         if (ctx == NULL ||
             fleet_key(key, sizeof(key), f->cfg->redis_prefix, b->name, strlen(b->name),
-                      "state") < 0) {
+                      "state") < 0 ||
+            fleet_key(mine, sizeof(mine), f->cfg->redis_prefix, b->name, strlen(b->name),
+                      suffix) < 0) {
             free(ctx);
             continue;
         }
         ctx->fleet = f;
         snprintf(ctx->backend, sizeof(ctx->backend), "%s", b->name);
-        const char *argv[] = {"HGETALL", key};
-        if (store_command(f->store, 2, argv, NULL, FLEET_OP_TIMEOUT_MS, state_reply, ctx) < 0) {
+        const char *argv[] = {key, mine};
+        if (store_eval(f->store, f->states_sc, 2, 2, argv, NULL, FLEET_OP_TIMEOUT_MS,
+                       state_reply, ctx) < 0) {
             free(ctx);
         }
     }
@@ -783,7 +839,9 @@ struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store 
     f->open_sc = store_script_new(st, open_lua);
     f->close_sc = store_script_new(st, close_lua);
     f->resync_sc = store_script_new(st, resync_lua);
+    f->states_sc = store_script_new(st, states_lua);
     if (f->open_sc == NULL || f->close_sc == NULL || f->resync_sc == NULL ||
+        f->states_sc == NULL ||
         req_register("sticky-established", established_handler, f) < 0) {
         free(f);
         return NULL;

@@ -8,6 +8,9 @@
  *   <prefix>{<backend>}:insts       zset instance -> last heartbeat (unix ms)
  *   <prefix>{<backend>}:state       hash server -> "drain:<deadline ms>[:close]" | "maint"
  *   <prefix>{<backend>}:servers     hash server -> "<weight> <haproxy state>" (last agent's view)
+ *   <prefix>{<backend>}:a:<inst>    hash server -> "drain" | "maint": what this instance set
+ *                                   on its HAProxy (no TTL: a restarted agent must still
+ *                                   know a DRAIN/MAINT there is its own to undo)
  * Opens come from the `sticky-established` SPOE message, closes from HAProxy's
  * log (slog.c), and every resync period the instance's share is reset from
  * HAProxy's own scur, dead instances are dropped and `conns` is recomputed as

@@ -654,3 +654,44 @@ def test_stickyctl_drain_is_applied_through_the_change_event(procs, ws_pool):
         return all(s["conns"] == sc.get(s["name"], 0) for s in be["servers"]) and \
             be["total_conns"] == sum(sc.values()) == 3
     wait_until(status_ok, 5, what="stickyctl status --json == HAProxy scur")
+
+
+# ---- restarts and HTTP/2 -----------------------------------------------------------
+
+def test_state_cleared_while_the_agent_was_down_is_applied_after_restart(procs):
+    """Drained through Redis, the agent crashes, the operator undrains meanwhile:
+    the restarted agent must take its HAProxy out of DRAIN (it cannot remember
+    having drained it, but the cluster state is the authority)."""
+    fleet = Fleet(procs)
+    lb = fleet.lb
+    fleet.set_state("ws2", "drain:0")
+    lb.haproxy.wait_server_status(BE, "ws2", "DRAIN", timeout=3)
+    lb.stickyd.kill()
+    fleet.set_state("ws2", None)
+    assert fleet.r.hgetall(KP + "a:lb1") == {"ws2": "drain"}   # what it set survives it
+    lb.stickyd.start()
+    lb.haproxy.wait_server_status(BE, "ws2", "UP", timeout=3)
+    wait_until(lambda: fleet.r.hgetall(KP + "a:lb1") == {}, 3, what="the record cleared")
+
+    # An operator's own drain on the HAProxy CLI is not the agent's to undo.
+    assert lb.haproxy.cmd("set server %s/ws3 state drain" % BE).strip() == ""
+    lb.haproxy.wait_server_status(BE, "ws3", "DRAIN", timeout=3)
+    n = lb.stats()["resyncs"]
+    wait_until(lambda: lb.stats()["resyncs"] >= n + 2, 5, what="two resyncs (and refreshes)")
+    assert lb.haproxy.server_status(BE, "ws3") == "DRAIN"
+
+
+def test_http2_websocket_is_counted_open_and_closed(procs):
+    """RFC 8441: HAProxy's h2 mux turns the extended CONNECT into the same upgrade,
+    so the open (sticky-established on 101) and the close line (st=101) pair up
+    exactly as over HTTP/1.1. The resync is far away: the events alone count."""
+    fleet = Fleet(procs, resync="30s", heartbeat="60s")
+    lb = fleet.lb
+    res = harness.h2_ws_open(lb.haproxy.port)
+    assert res.status == 200 and res.server in ("ws1", "ws2", "ws3"), res
+    wait_until(lambda: len(lb.relay.closes()) == 1, 5, what="the h2 stream's close line")
+    assert b" st=101 " in lb.relay.closes()[0]
+    st = wait_until(lambda: (lambda x: x if x["conn_closed_events"] == 1 else None)(lb.stats()),
+                    5, what="the close counted")
+    assert st["conn_opened_events"] == 1
+    assert fleet.r.hgetall(KP + "conns") == {} and fleet.r.hlen(KP + "o:lb1") == 0
