@@ -10,8 +10,12 @@
 # is started here on 127.0.0.1 in one temp dir and stopped by the trap.
 # Figures only: the targets are compared, not asserted (the machine is shared).
 #
-# Environment: BENCH_SECONDS (5) and BENCH_WARMUP (1) per run, WS_BENCH_CONNS (50)
-# upgrades in flight, WS_BENCH_RATE (1000) upgrades/s of the fixed-rate latency runs.
+# Each run alternates between the two HAProxys in short slices (a paired comparison:
+# both see the same background load, which on a shared machine moves a lot).
+# Environment: BENCH_SECONDS (5) measured on each side per run, BENCH_WARMUP (1),
+# WS_BENCH_CONNS (50) upgrades in flight, WS_BENCH_RATE (1000) upgrades/s of the
+# fixed-rate run, WS_BENCH_SLICE (0.5) seconds per slice, WS_BENCH_REPEAT (1) runs
+# of each kind (the summary shows medians).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -208,39 +212,44 @@ for n in "${CPU_NAMES[@]}"; do
 done
 CLK_TCK=$(getconf CLK_TCK)
 
-# run LABEL PORT ARGS...: one ws_bench run; its key=value lines, and the CPU each
-# process used in the measured window, go into $TMP/figures.
+# run MIX ARGS...: one ws_bench run alternating between the two HAProxys every
+# $SLICE s (so both see the same background load), $SECS s measured on each. Its
+# key=value lines (plain.MIX.*, agent.MIX.*) and the CPU each process used in the
+# measured window (MIX.cpu_ms_*) go into $TMP/figures.
 run() {
-    local label=$1 port=$2 before after i out
-    shift 2
-    "$WS_BENCH" -p "$port" -c "$CONNS" -t "$SECS" -w "$WARMUP" -l "$label" "$@" \
-        >"$TMP/run.out" &
+    local mix=$1 before after i out
+    shift
+    "$WS_BENCH" -T "plain.$mix=$P_HA_PLAIN" -T "agent.$mix=$P_HA_AGENT" -c "$CONNS" \
+        -t "$(awk -v s="$SECS" 'BEGIN { print 2 * s }')" -w "$WARMUP" -s "$SLICE" "$@" >"$TMP/run.out" &
     local bpid=$!
     sleep "$WARMUP"
     read -r -a before <<<"$(cpu_ticks "${CPU_PIDS[@]}")"
     wait "$bpid" || { cat "$TMP/run.out"; return 1; }
     read -r -a after <<<"$(cpu_ticks "${CPU_PIDS[@]}")"
     out=$(cat "$TMP/run.out")
-    grep -v "^$label\." <<<"$out" || true
-    grep "^$label\." <<<"$out" >>"$TMP/figures"
+    grep -v "^[a-z]*\.$mix\." <<<"$out" || true
+    grep "^[a-z]*\.$mix\." <<<"$out" >>"$TMP/figures"
     for i in "${!CPU_NAMES[@]}"; do
-        echo "$label.cpu_ms_${CPU_NAMES[i]}=$(( (after[i] - before[i]) * 1000 / CLK_TCK ))" \
+        echo "cpu.$mix.${CPU_NAMES[i]}=$(( (after[i] - before[i]) * 1000 / CLK_TCK ))" \
             >>"$TMP/figures"
     done
 }
 
+SLICE=${WS_BENCH_SLICE:-0.5}
 REPEAT=${WS_BENCH_REPEAT:-1}
+echo "each run alternates plain / agent every $SLICE s: $SECS s measured on each (+$WARMUP s"
+echo "  warm-up); upgrades are counted for the HAProxy they were started on."
 rc=0
 for ((rep = 1; rep <= REPEAT; rep++)); do
-    [ "$REPEAT" -gt 1 ] && echo "=== repeat $rep of $REPEAT"
-    echo "--- closed loop: $CONNS upgrades in flight, ${SECS} s each (+${WARMUP} s warm-up) ---"
-    run plain.new "$P_HA_PLAIN" -r 0 || rc=1
-    run agent.new "$P_HA_AGENT" -r 0 || rc=1
-    run plain.ret90 "$P_HA_PLAIN" -r 90 || rc=1
-    run agent.ret90 "$P_HA_AGENT" -r 90 || rc=1
-    echo "--- fixed rate: $RATE upgrades/s, 90% returning, ${SECS} s each ---"
-    run plain.rate "$P_HA_PLAIN" -r 90 -R "$RATE" || rc=1
-    run agent.rate "$P_HA_AGENT" -r 90 -R "$RATE" || rc=1
+    if [ "$REPEAT" -gt 1 ]; then
+        echo "=== repeat $rep of $REPEAT"
+    fi
+    echo "--- closed loop: $CONNS upgrades in flight, 100% new clients ---"
+    run new -r 0 || rc=1
+    echo "--- closed loop: $CONNS upgrades in flight, 90% returning clients ---"
+    run ret90 -r 90 || rc=1
+    echo "--- fixed rate: $RATE upgrades/s, 90% returning clients ---"
+    run rate -r 90 -R "$RATE" || rc=1
 done
 
 # The agent's own view of the same runs (SIGUSR1 logs every counter).
@@ -267,10 +276,11 @@ function med(key,    n, i, j, t, a) {
         for (j = i; j > 0 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
     return (n % 2) ? a[int(n / 2)] : (a[n / 2 - 1] + a[n / 2]) / 2
 }
-# CPU microseconds per upgrade of one process in one run kind
+# CPU microseconds per upgrade of process proc, over the upgrades of side (or both)
 function cpu(side, m, proc,    d) {
-    d = med(side "." m ".done")
-    return d > 0 ? med(side "." m ".cpu_ms_" proc) * 1000 / d : 0
+    d = (side == "both") ? med("plain." m ".done") + med("agent." m ".done") \
+                         : med(side "." m ".done")
+    return d > 0 ? med("cpu." m "." proc) * 1000 / d : 0
 }
 END {
     n = split("new ret90 rate", mix, " ")
@@ -293,10 +303,9 @@ END {
             printf "  the agent adds %+.3f ms at p99 at %d upgrades/s (target < 1 ms: %s)\n",
                 d, rate, (d < 1) ? "met" : "MISSED"
         printf "  CPU per upgrade: plain haproxy %.0f us; with the agent haproxy %.0f us" \
-            " + stickyd %.0f us + redis %.0f us (ws_backend %.0f / %.0f us)\n",
+            " + stickyd %.0f us + redis %.0f us (ws_backend, both: %.0f us)\n",
             cpu("plain", m, "haproxy_plain"), cpu("agent", m, "haproxy_agent"),
-            cpu("agent", m, "stickyd"), cpu("agent", m, "redis"),
-            cpu("plain", m, "ws_backend"), cpu("agent", m, "ws_backend")
+            cpu("agent", m, "stickyd"), cpu("agent", m, "redis"), cpu("both", m, "ws_backend")
         pe = med("plain." m ".errors"); ae = med("agent." m ".errors")
         if (pe + ae > 0) printf "  errors: plain %d, agent %d\n", pe, ae
         nc = med("agent." m ".new_without_cookie")
