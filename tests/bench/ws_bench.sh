@@ -186,8 +186,9 @@ echo "measured: ws_bench (1 thread, epoll) -> HAProxy -> ws_backend (C, 1 thread
 echo "  ws1..ws3, answers 101 with the real Sec-WebSocket-Accept). One upgrade = TCP connect,"
 echo "  GET Upgrade: websocket (+ Cookie for a returning client), the whole 101 header block"
 echo "  read, a masked close frame sent, socket closed. Latency: connect() to end of 101 headers."
-echo "  with stickyd: sticky-assign + sticky-established over SPOP, one Redis EVALSHA each,"
-echo "  the close line over UDP syslog; all processes on the same $(nproc) cores as the client."
+echo "  with stickyd, per upgrade: sticky-assign and sticky-established over SPOP and the"
+echo "  close line over UDP syslog, each one Redis script (decision, open count, close count)."
+echo "  Every process (generator, HAProxys, stickyd, redis, ws_backend) shares $(nproc) cores."
 
 pid_of() {
     local i
