@@ -8,7 +8,8 @@
 2. it reconnects with that cookie 3 times: the same server each time;
 3. `redis-cli HGETALL sticky:{be_ws}:s:<sid>`: the pin in Redis;
 4. with the client's connection and two other new clients held open,
-   `stickyctl status be_ws`: the live connection counts per server.
+   `stickyctl status be_ws`: the live connection counts per server;
+5. once they close, the counts again (HAProxy's close lines reach the agent).
 Exits 0 only if every reconnect landed on the first server. Talks to 127.0.0.1 only.
 Runs under /usr/bin/python3 (Debian's python3-websockets).
 """
@@ -103,7 +104,20 @@ async def demo(args):
             redis + ["HGETALL", ckey])
     for ws, _, _ in held:
         await ws.close()
-    print("(closed; the close lines HAProxy logs bring the counts back down)")
+    if rc == 0:
+        # HAProxy logs each closed tunnel to the agent's syslog listener, which takes
+        # the connection off the counts: wait (a few seconds at most) to show it.
+        print("\n--- 5. the three close: HAProxy's close lines take them off the counts")
+        argv = [args.stickyctl, "--redis", "127.0.0.1:%d" % args.redis_port, "status",
+                BACKEND, "--json"]
+        for _ in range(50):
+            p = subprocess.run(argv, stdout=subprocess.PIPE, timeout=10)
+            doc = json.loads(p.stdout) if p.returncode == 0 else {}
+            if doc.get("backends") and doc["backends"][0].get("total_conns") == 0:
+                break
+            await asyncio.sleep(0.1)
+        run("agent/stickyctl --redis 127.0.0.1:%d status %s" % (args.redis_port, BACKEND),
+            argv[:-1])
     return 0 if same else 1
 
 

@@ -3,7 +3,7 @@
 DEMO_ONESHOT=1 runs the whole demonstration (real redis-server, three WebSocket
 servers, HAProxy with the reference config, stickyd) and exits. The test checks
 what the demo claims: every reconnect with the cookie reached the first server, the
-pin is in Redis, stickyctl shows the counts; and that the script leaves nothing
+pin is in Redis, stickyctl shows the counts (and none once the clients closed); and that the script leaves nothing
 behind: every process it started is gone and its temp dir removed.
 Ports are free ones picked here, so a demo someone is running does not interfere.
 """
@@ -73,6 +73,9 @@ def test_demo_oneshot_same_server_and_clean_exit():
     pin = re.search(r"HGETALL 'sticky:\{be_ws\}:s:[^']+'\n    server\n    (\S+)\n", out)
     assert pin and pin.group(1) == first.group(1), out
     assert re.search(r"backend be_ws: 3 servers, 3 live connections", out), out
+    # ... and, once they closed, none (HAProxy's close lines reached the agent).
+    closed = out.split("--- 5.", 1)
+    assert len(closed) == 2 and "backend be_ws: 3 servers, 0 live connections" in closed[1], out
 
     # Nothing left behind: every started pid is gone, the temp dir removed.
     started = re.findall(r"^run-demo: started (\S+) +pid (\d+)", out, re.M)
