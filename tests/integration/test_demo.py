@@ -3,8 +3,9 @@
 DEMO_ONESHOT=1 runs the whole demonstration (real redis-server, three WebSocket
 servers, HAProxy with the reference config, stickyd) and exits. The test checks
 what the demo claims: every reconnect with the cookie reached the first server, the
-pin is in Redis, stickyctl shows the counts (and none once the clients closed); and that the script leaves nothing
-behind: every process it started is gone and its temp dir removed.
+pin is in Redis, stickyctl shows the counts (and none once the clients closed); and
+that the script leaves nothing behind: every process it started is gone and its temp
+dir removed.
 Ports are free ones picked here, so a demo someone is running does not interfere.
 """
 import os
