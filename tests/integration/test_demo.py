@@ -25,8 +25,8 @@ def _pid_alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie is gone for our purpose only if it is not ours to reap; the script
-    # waits for its children, so a live /proc entry that is not a zombie is a leak.
+    # The script's children are reaped by the script, or by init once it exited:
+    # a zombie waiting for that is not a leak, anything else still running is.
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
