@@ -138,7 +138,7 @@ wait_for() {
 
 read -r -a WS_DEFAULTS <<<"${DEMO_WS_PORTS:-9001 9002 9003}"
 [ "${#WS_DEFAULTS[@]}" -eq 3 ] || die "DEMO_WS_PORTS needs three ports"
-explicit_ws() { [ -n "${DEMO_WS_PORTS:-}" ] && echo "$1" || true; }
+explicit_ws() { if [ -n "${DEMO_WS_PORTS:-}" ]; then echo "$1"; fi; }
 
 HA_PORT=$(pick_port "HAProxy frontend" tcp 8080 "${DEMO_PORT:-}")
 REDIS_PORT=$(pick_port "redis-server" tcp 6379 "${DEMO_REDIS_PORT:-}")
