@@ -470,7 +470,7 @@ def admin_state(h, server):
 
 
 def test_drain_without_deadline(procs, ws_pool):
-    fleet = Fleet(procs)
+    fleet = Fleet(procs, instances=2)
     lb = fleet.lb
     (c2,), _ = open_on(ws_pool, lb, "ws2")
     sid2 = c2.cookie()
@@ -478,7 +478,8 @@ def test_drain_without_deadline(procs, ws_pool):
 
     subprocess.run(["redis-cli", "-p", str(fleet.redis.port), "HSET", KP + "state", "ws2",
                     "drain:0"], check=True, capture_output=True, timeout=10)
-    lb.haproxy.wait_server_status(BE, "ws2", "DRAIN", timeout=3)
+    for each in fleet.lbs:                                 # every agent, its own HAProxy
+        each.haproxy.wait_server_status(BE, "ws2", "DRAIN", timeout=3)
     assert admin_state(lb.haproxy, "ws2") & 0x08          # SRV_ADMF_FDRAIN: the CLI's drain
 
     news = [ws_pool.open(lb.ws_url) for _ in range(6)]
@@ -489,7 +490,8 @@ def test_drain_without_deadline(procs, ws_pool):
     assert fleet.record(sid2)["server"] == "ws2"
 
     fleet.set_state("ws2", None)
-    lb.haproxy.wait_server_status(BE, "ws2", "UP", timeout=3)
+    for each in fleet.lbs:
+        each.haproxy.wait_server_status(BE, "ws2", "UP", timeout=3)
     assert admin_state(lb.haproxy, "ws2") & 0x18 == 0
     back = ws_pool.open(lb.ws_url, cookie=sid2)
     assert (back.server, action(back), draining(back)) == ("ws2", "hit", "0")
@@ -695,3 +697,27 @@ def test_http2_websocket_is_counted_open_and_closed(procs):
                     5, what="the close counted")
     assert st["conn_opened_events"] == 1
     assert fleet.r.hgetall(KP + "conns") == {} and fleet.r.hlen(KP + "o:lb1") == 0
+
+
+def test_counts_rebuilt_after_redis_loses_everything(procs, ws_pool):
+    """Redis restarted empty (no persistence): the next resyncs rebuild every
+    share and conns from HAProxy's scur; closes of tunnels whose open was lost
+    are ignored (no negative count) and the resync keeps counts right."""
+    fleet = Fleet(procs, resync="500ms", heartbeat="2s")
+    lb = fleet.lb
+    conns = [ws_pool.open(lb.ws_url) for _ in range(4)]
+    wait_until(lambda: counts_match(fleet, total=4), 5, what="conns == scur (4 open)")
+
+    fleet.redis.kill()
+    fleet.redis.start()
+    wait_until(lambda: counts_match(fleet, total=4), 5, what="counts rebuilt from scur")
+    assert fleet.r.hlen(KP + "o:lb1") == 0        # the opens before the restart are gone
+    st = lb.stats()
+    ws_pool.close(conns[0])
+    wait_until(lambda: lb.stats()["conn_close_duplicates"] == st["conn_close_duplicates"] + 1,
+               5, what="the close of a forgotten open")
+    wait_until(lambda: counts_match(fleet, total=3), 5, what="conns == scur (3 open)")
+    # and new tunnels are counted by events again
+    ws_pool.open(lb.ws_url)
+    wait_until(lambda: counts_match(fleet, total=4) and fleet.r.hlen(KP + "o:lb1") == 1, 5,
+               what="a new open counted")
