@@ -16,7 +16,9 @@
  */
 #include "fleet.h"
 
+#include <errno.h>
 #include <ev.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@
 #define FLEET_KEY_MAX 256
 #define FLEET_OP_TIMEOUT_MS 1000 /* counts are not on the decision path */
 #define FLEET_MAX_APPLIED 1024
+#define FLEET_MAX_PIDS 8 /* HAProxy processes of this instance alive at once (reloads) */
 
 /* KEYS: conns, share, open, insts, session. ARGV: inst, uid, server, now,
  * heartbeat ttl, open-map ttl, has-session (0/1).
@@ -92,7 +95,12 @@ static const char close_lua[] =
 /* KEYS: conns, share, open, insts, servers. ARGV: key prefix of the backend
  * ("<prefix>{<backend>}:"), inst, now, heartbeat ttl, mode ("scur": reset the
  * share from the pairs, "beat": keep it, "leave": remove this instance),
- * then quadruples server, scur, weight, haproxy-state.
+ * the pids of this instance's older, still running HAProxy processes
+ * (space separated, "" for none), then quadruples server, scur, weight,
+ * haproxy-state. In "scur" mode the older processes' tunnels (open-map uids
+ * ending in ":<pid>", decimal or hex (%{+X}o), as the reference unique-id-format
+ * makes them) are added to the share: they are live, but only the newest
+ * process answers "show stat", so its scur alone would forget them.
  * Drops instances whose heartbeat is older than the ttl, recomputes conns as
  * the sum of the live shares, rewrites the servers view.
  * Returns the list of instances dropped (the leaving one included). */
@@ -102,9 +110,22 @@ static const char resync_lua[] =
     " ARGV[5]\n"
     "if mode == 'scur' then\n"
     "  redis.call('DEL', share)\n"
-    "  for i = 6, #ARGV, 4 do\n"
+    "  for i = 7, #ARGV, 4 do\n"
     "    local n = tonumber(ARGV[i + 1])\n"
     "    if n > 0 then redis.call('HSET', share, ARGV[i], n) end\n"
+    "  end\n"
+    "  if ARGV[6] ~= '' then\n"
+    "    local older = {}\n"
+    "    for p in string.gmatch(ARGV[6], '%d+') do\n"
+    "      older[p] = true; older[string.format('%X', tonumber(p))] = true\n"
+    "    end\n"
+    "    local o = redis.call('HGETALL', open)\n"
+    "    for i = 1, #o, 2 do\n"
+    "      local p = string.match(o[i], ':(%x+)$')\n"
+    "      if p and older[string.upper(p)] then\n"
+    "        redis.call('HINCRBY', share, o[i + 1], 1)\n"
+    "      end\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "local dropped = {}\n"
@@ -116,9 +137,9 @@ static const char resync_lua[] =
     "  redis.call('ZADD', insts, now, inst)\n"
     "  redis.call('PEXPIRE', share, hb)\n"
     "  redis.call('PEXPIRE', open, math.max(hb, 86400000))\n"
-    "  if #ARGV >= 6 then\n"
+    "  if #ARGV >= 7 then\n"
     "    redis.call('DEL', servers)\n"
-    "    for i = 6, #ARGV, 4 do\n"
+    "    for i = 7, #ARGV, 4 do\n"
     "      redis.call('HSET', servers, ARGV[i], ARGV[i + 2] .. ' ' .. ARGV[i + 3])\n"
     "    end\n"
     "  end\n"
@@ -161,6 +182,9 @@ struct fleet {
     struct store_script *open_sc, *close_sc, *resync_sc, *states_sc;
     ev_timer resync_timer;
     bool resync_due; /* reset the shares from scur after the next HAProxy refresh */
+    long pids[FLEET_MAX_PIDS]; /* this instance's HAProxy processes seen, still running */
+    size_t npids;
+    char older[FLEET_MAX_PIDS * 21]; /* those but the one answering now, for resync_lua */
     bool joined;
     bool left; /* fleet_leave ran: count nothing more */
     struct applied *applied;
@@ -520,7 +544,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
         return;
     }
     size_t n = b->nservers;
-    const char **argv = calloc(10 + 4 * n, sizeof(*argv));
+    const char **argv = calloc(11 + 4 * n, sizeof(*argv));
     char(*nums)[2][16] = calloc(n ? n : 1, sizeof(*nums));
     struct resync_ctx *ctx = calloc(1, sizeof(*ctx));
     if (argv == NULL || nums == NULL || ctx == NULL) {
@@ -539,6 +563,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     argv[argc++] = now;
     argv[argc++] = hb;
     argv[argc++] = mode;
+    argv[argc++] = f->older;
     for (size_t i = 0; i < n; i++) {
         snprintf(nums[i][0], sizeof(nums[i][0]), "%u", b->servers[i].scur);
         snprintf(nums[i][1], sizeof(nums[i][1]), "%u", b->servers[i].weight);
@@ -561,6 +586,40 @@ out:
     free(ctx);
     free(nums);
     free(argv);
+}
+
+/* Track the HAProxy processes behind the stats socket: after a reload the old
+ * one keeps its tunnels until they close, and only the new one answers there.
+ * Fills f->older with the running ones other than the one answering now. */
+static void track_pids(struct fleet *f)
+{
+    long cur = hapi_pid(f->hapi);
+    bool seen = cur <= 0;
+    for (size_t i = 0; i < f->npids; i++) {
+        seen = seen || f->pids[i] == cur;
+    }
+    if (!seen) {
+        if (f->npids == FLEET_MAX_PIDS) { /* the oldest is forgotten */
+            memmove(f->pids, f->pids + 1, (FLEET_MAX_PIDS - 1) * sizeof(f->pids[0]));
+            f->npids--;
+        }
+        f->pids[f->npids++] = cur;
+    }
+    size_t len = 0, kept = 0;
+    f->older[0] = '\0';
+    for (size_t i = 0; i < f->npids; i++) {
+        long p = f->pids[i];
+        /* same host as the agent (it runs beside its HAProxy); EPERM: alive */
+        if (p != cur && kill((pid_t)p, 0) < 0 && errno != EPERM) {
+            continue; /* gone: its tunnels were closed with it */
+        }
+        f->pids[kept++] = p;
+        if (p != cur) {
+            len += (size_t)snprintf(f->older + len, sizeof(f->older) - len, "%s%ld",
+                                    len ? " " : "", p);
+        }
+    }
+    f->npids = kept;
 }
 
 static void resync_all(struct fleet *f)
@@ -800,6 +859,7 @@ static void on_refresh(void *arg)
     struct fleet *f = arg;
     /* a fresh HAProxy view: make sure it carries the cluster's states */
     poll_states(f);
+    track_pids(f);
     if (f->resync_due && !f->left) {
         f->resync_due = false;
         resync_all(f); /* scur read just now: nothing counted since is lost */

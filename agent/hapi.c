@@ -31,7 +31,9 @@
 #include "util.h"
 
 #define HAPI_BUF_INITIAL 16384u
-#define HAPI_REFRESH_CMD "show servers state;show stat"
+/* "show info" last: its Pid tells which process answered (after a reload the old
+ * one still carries tunnels the new one's scur does not count) */
+#define HAPI_REFRESH_CMD "show servers state;show stat;show info"
 
 enum batch_phase {
     BATCH_CONNECTING = 0,
@@ -88,6 +90,7 @@ struct hapi {
     struct hapi_batch *q_head, *q_tail;
     size_t qlen;
     bool ready, healthy, closing;
+    long pid; /* of the process that answered the last refresh; 0: unknown */
     enum hapi_health health;
     struct hapi_hook hooks[HAPI_MAX_HOOKS];
     size_t nhooks;
@@ -701,6 +704,13 @@ static void refresh_complete(struct hapi *h, struct hapi_batch *b)
         goto fail;
     }
     hapi_table_free(&t);
+    /* optional: a peer that answers only the first two leaves the pid unknown */
+    const char *info, *rest3;
+    size_t infolen, rest3len;
+    h->pid = 0;
+    if (hapi_split_reply(rest2, rest2len, &info, &infolen, &rest3, &rest3len) == 0) {
+        h->pid = hapi_parse_info_pid(info, infolen);
+    }
     note_success(h);
     h->ready = true;
     h->healthy = true;
@@ -941,6 +951,30 @@ bool hapi_ready(const struct hapi *h)
 bool hapi_healthy(const struct hapi *h)
 {
     return h != NULL && h->healthy;
+}
+
+long hapi_pid(const struct hapi *h)
+{
+    return h != NULL && h->healthy ? h->pid : 0;
+}
+
+long hapi_parse_info_pid(const char *text, size_t len)
+{
+    const char *p = text, *end = text + len, *line;
+    size_t llen;
+    while (next_line(&p, end, &line, &llen)) {
+        if (llen > 5 && llen < 5 + 11 && memcmp(line, "Pid: ", 5) == 0) {
+            long pid = 0;
+            for (size_t i = 5; i < llen; i++) {
+                if (line[i] < '0' || line[i] > '9') {
+                    return 0;
+                }
+                pid = pid * 10 + (line[i] - '0');
+            }
+            return pid;
+        }
+    }
+    return 0;
 }
 
 static int enqueue(struct hapi *h, enum batch_kind kind, const char *cmd, hapi_cb cb, void *arg)

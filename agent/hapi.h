@@ -64,6 +64,11 @@ bool hapi_ready(const struct hapi *h);
 /* The last refresh succeeded (false while HAProxy is unreachable). */
 bool hapi_healthy(const struct hapi *h);
 
+/* Pid of the HAProxy process that answered the last refresh ("show info"), so
+ * that the servers view's scur can be told apart from an older process's after a
+ * reload; 0 when unknown or unhealthy. */
+long hapi_pid(const struct hapi *h);
+
 /* Queue a raw command (no ';' or newline: one command per batch). ok means
  * HAProxy answered and closed; the reply text is for the caller to judge.
  * 0 when queued (cb will run exactly once, always from the loop, never from
@@ -92,6 +97,9 @@ int hapi_on_refresh(struct hapi *h, hapi_refresh_fn fn, void *arg)
 void hapi_refresh_now(struct hapi *h);
 
 /* ---- pure parsers (no I/O), exposed for the unit tests ---- */
+
+/* The "Pid: N" line of a "show info" reply; 0 when absent or malformed. */
+long hapi_parse_info_pid(const char *text, size_t len);
 
 /* HAProxy 2.6 srv_op_state / srv_admin_state (include/haproxy/server-t.h). */
 #define HAPI_OP_STOPPED 0u
