@@ -379,21 +379,36 @@ def test_reload_keeps_sockets_and_pins(procs, ws_pool):
                what="conns = the new process's live sockets")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fleet resync sets the instance share to the NEW process's scur; the old "
-    "process's tunnels (still live, not visible on the stats socket) drop out of "
-    "conns until they close, and their close lines then subtract from the new share"))
 def test_reload_counts_include_old_process_tunnels(procs, ws_pool):
     """What "right" means after a reload: conns = every live socket of this
-    instance, the old process's included (they still load their servers)."""
+    instance, the old process's included (they still load their servers), though
+    the stats socket now shows only the new process's scur. The agent adds the
+    open tunnels of its HAProxy's older, still running processes (their unique-ids
+    end in the process's pid) to the share at each resync."""
     st, r, lb, old = reload_with_sockets(procs, ws_pool)
+    old_pid = lb.haproxy.stopped_popens[-1].pid
     new = [ws_pool.open(lb.ws_url) for _ in range(3)]
     live = tally(c.server for c in old + new)
     wait_resyncs(r)
-    got = conns(r)
     print("reload: conns=%s share=%s scur(new)=%s live=%s"
-          % (got, conns(r, "i:lb1"), scur(lb.haproxy), live))
-    assert got == live
+          % (conns(r), conns(r, "i:lb1"), scur(lb.haproxy), live))
+    assert conns(r) == live == conns(r, "i:lb1")
+    assert scur(lb.haproxy) == tally(c.server for c in new)   # why it takes more than scur
+    # new sessions are balanced by those totals: the least-loaded server overall
+    nxt = ws_pool.open(lb.ws_url)
+    assert live.get(nxt.server, 0) == min(live.get(w.name, 0) for w in st.ws), (live, nxt)
+    new.append(nxt)
+    # the old tunnels close: the old process exits with its last one, and the
+    # counts are the new process's sockets alone
+    for c in old:
+        ws_pool.close(c)
+    wait_until(lambda: lb.haproxy.stopped_popens[-1].poll() is not None, timeout=10,
+               what="the old process (pid %d) to exit after its last tunnel" % old_pid)
+    live = tally(c.server for c in new)
+    wait_resyncs(r)
+    assert conns(r) == live == scur(lb.haproxy)
+    for c in new:
+        assert c.echo("new") == "new"
 
 
 # ---- counts between refreshes ---------------------------------------------------
