@@ -250,10 +250,6 @@ def test_spread_by_live_connections_and_a_new_server_catches_up(procs, ws_pool):
     assert all(x.echo("still here") == "still here" for x in conns[:3] + more[:3] + last[:3])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "design weakness: after a seamless reload (-x -sf) the agent's resync resets its "
-    "share from the NEW process's scur, so the tunnels the old process still holds "
-    "are forgotten; the new server gets only its even share"))
 def test_a_server_added_by_reload_catches_up(procs, ws_pool):
     """The documented reload path: render the config with a fourth server and
     reload HAProxy with -x/-sf. The old process keeps its 60 tunnels, so the new
