@@ -155,7 +155,7 @@ class Fleet:
     (HAProxy + stickyd lb1, lb2, ...), built from the reference config."""
 
     def __init__(self, procs, instances=1, servers=3, refresh="200ms", resync="500ms",
-                 heartbeat="2s", log_level="info", haproxy_first=False):
+                 heartbeat="2s", log_level="info", haproxy_first=False, syslog="udp"):
         self.procs = procs
         self.redis = procs.redis()
         self.r = self.redis.client()
@@ -167,7 +167,8 @@ class Fleet:
             h = procs.haproxy("haproxy-" + name)
             s = procs.stickyd("stickyd-" + name, start=False, redis_port=self.redis.port,
                               instance=name, secret_file=secret, stats_socket=h.stats_socket,
-                              syslog_udp=True, log_level=log_level,
+                              syslog_udp=True, syslog_tcp=(syslog == "tcp"),
+                              log_level=log_level,
                               extra={"haproxy": {"refresh": refresh, "resync": resync,
                                                  "heartbeat_ttl": heartbeat}})
             relay = procs.add(UdpRelay("relay-" + name, (LOOPBACK, s.syslog_udp_port)))
@@ -178,7 +179,9 @@ class Fleet:
                 "backends": [{"name": BE, "servers": [
                     {"name": w.name, "addr": w.addr, "weight": 100} for w in self.ws]}],
                 "agents": [s.addr],
-                "syslog": {"transport": "udp", "addr": relay.addr},
+                # tcp: HAProxy's ring, octet-counted, straight to the agent
+                "syslog": ({"transport": "udp", "addr": relay.addr} if syslog == "udp" else
+                           {"transport": "tcp", "addr": s.syslog_tcp_addr}),
                 "cookie": {"name": "stickysid", "secure": False},
                 "processing_timeout": "500ms",
                 "check_inter": "200ms",
@@ -721,3 +724,35 @@ def test_counts_rebuilt_after_redis_loses_everything(procs, ws_pool):
     ws_pool.open(lb.ws_url)
     wait_until(lambda: counts_match(fleet, total=4) and fleet.r.hlen(KP + "o:lb1") == 1, 5,
                what="a new open counted")
+
+
+def test_close_lines_over_tcp_ring(procs, ws_pool):
+    """The ring transport (render --syslog-tcp): close lines reach the agent over
+    TCP, octet-counted, and are counted exactly like the UDP ones."""
+    fleet = Fleet(procs, resync="30s", heartbeat="60s", syslog="tcp")
+    lb = fleet.lb
+    conns = [ws_pool.open(lb.ws_url) for _ in range(3)]
+    wait_until(lambda: counts_match(fleet, total=3), 5, what="conns == scur (3 open)")
+    for c in conns[:2]:
+        ws_pool.close(c)
+    wait_until(lambda: counts_match(fleet, total=1), 5, what="conns == scur (1 open)")
+    st = lb.stats()
+    assert (st["conn_opened_events"], st["conn_closed_events"]) == (3, 2)
+
+
+def test_maint_repins_pinned_sessions_with_reason(procs, ws_pool, watch_factory):
+    fleet = Fleet(procs)
+    lb = fleet.lb
+    watch = watch_factory(fleet.redis)
+    wait_watching(watch, fleet)
+    (c3,), _ = open_on(ws_pool, lb, "ws3")
+    sid = c3.cookie()
+    fleet.set_state("ws3", "maint")
+    lb.haproxy.wait_server_status(BE, "ws3", "MAINT", timeout=3)
+    assert c3.echo("z") == "z"               # maint stops new traffic, not the tunnels
+    c = ws_pool.open(lb.ws_url, cookie=sid)
+    assert c.server in ("ws1", "ws2") and action(c) == "repin", c
+    ev = watch.wait(kind="session-repinned", sid=sid)[0]
+    assert (ev["from_server"], ev["server"], ev["reason"]) == ("ws3", c.server, "maint")
+    fleet.set_state("ws3", None)
+    lb.haproxy.wait_server_status(BE, "ws3", "UP", timeout=3)
