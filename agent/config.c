@@ -885,6 +885,17 @@ static int cross_check(struct loader *ld)
                     fmt_dur(c->redis_reconnect_min_ms, b1, sizeof(b1)),
                     fmt_dur(c->redis_reconnect_max_ms, b2, sizeof(b2)));
     }
+    /* Every resync renews this instance's heartbeat; a TTL not spanning two of
+     * them lets live instances (and their shares) drop out of conns between beats. */
+    if (c->heartbeat_ttl_ms < 2 * c->resync_ms) {
+        const struct cfg_key *khb = key_by_off(offsetof(struct cfg, heartbeat_ttl_ms));
+        const struct cfg_key *krs = key_by_off(offsetof(struct cfg, resync_ms));
+        at_key(ld, in_text(ld, khb) ? khb : krs);
+        return fail(ld, AT_VALUE,
+                    "haproxy.heartbeat_ttl (%s) must be at least twice haproxy.resync (%s)",
+                    fmt_dur(c->heartbeat_ttl_ms, b1, sizeof(b1)),
+                    fmt_dur(c->resync_ms, b2, sizeof(b2)));
+    }
     const struct cfg_key *khost = key_by_off(offsetof(struct cfg, redis_host));
     if (c->redis_unix == NULL &&
         check_string(khost, c->redis_host, c->redis_port, why, sizeof(why)) < 0) {

@@ -756,3 +756,22 @@ def test_maint_repins_pinned_sessions_with_reason(procs, ws_pool, watch_factory)
     assert (ev["from_server"], ev["server"], ev["reason"]) == ("ws3", c.server, "maint")
     fleet.set_state("ws3", None)
     lb.haproxy.wait_server_status(BE, "ws3", "UP", timeout=3)
+
+
+def test_heartbeat_shorter_than_two_resyncs_is_refused(tmp_path):
+    """With heartbeat_ttl <= resync a live instance's heartbeat expires between
+    its own resyncs, and the others drop its share from conns over and over
+    (seen: 2 instances, resync 2s, heartbeat 1s: conns wrong in 29 of 50 samples).
+    The configuration is refused instead, with the position of the key."""
+    for body, where in (('{"haproxy": {"resync": "2s", "heartbeat_ttl": "3s"}}', ":1:"),
+                        ('{"haproxy": {"resync": "20s"}}', ":1:")):
+        cfg = tmp_path / "c.json"
+        cfg.write_text(body + "\n")
+        p = subprocess.run([str(harness.STICKYD), "--check-config", "-c", str(cfg)],
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode == 1, (body, p.stdout, p.stderr)
+        assert "must be at least twice haproxy.resync" in p.stderr and where in p.stderr
+    cfg.write_text('{"haproxy": {"resync": "2s", "heartbeat_ttl": "4s"}}\n')
+    p = subprocess.run([str(harness.STICKYD), "--check-config", "-c", str(cfg)],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0, p.stderr
