@@ -531,27 +531,34 @@ def test_drain_with_deadline_repins_after_it(procs, ws_pool, watch_factory):
 
 
 def test_drain_close_at_deadline_cuts_and_repins(procs, ws_pool):
-    fleet = Fleet(procs)
-    lb = fleet.lb
+    """Two load balancers: each agent cuts the tunnels of its own HAProxy."""
+    fleet = Fleet(procs, instances=2)
+    lb, lb2 = fleet.lbs
     on2, others = open_on(ws_pool, lb, "ws2", n=2)
     sids = [c.cookie() for c in on2]
-    wait_until(lambda: counts_match(fleet) and fleet.conns().get("ws2") == 2, 5,
-               what="two counted on ws2")
+    via2 = ws_pool.open(lb2.ws_url, cookie=sids[0])     # the same session, other LB
+    assert (via2.server, action(via2)) == ("ws2", "hit")
+    on2.append(via2)
+    wait_until(lambda: counts_match(fleet) and fleet.conns().get("ws2") == 3, 5,
+               what="three counted on ws2")
 
     deadline = int(time.time() * 1000) + 1500
     fleet.set_state("ws2", "drain:%d:close" % deadline)
-    lb.haproxy.wait_server_status(BE, "ws2", "DRAIN", timeout=3)
+    for each in fleet.lbs:
+        each.haproxy.wait_server_status(BE, "ws2", "DRAIN", timeout=3)
     assert not any(c.closed for c in on2)
     wait_until(lambda: all(c.closed for c in on2), 1.5 + 3,
                what="ws2's WebSockets closed at the deadline")
     assert time.time() * 1000 >= deadline, "closed before the deadline"
-    assert "shutdown sessions server be_ws/ws2" in lb.stickyd.log_text()
+    for each in fleet.lbs:
+        assert "shutdown sessions server be_ws/ws2" in each.stickyd.log_text()
     assert all(not c.closed and c.echo("y") == "y" for c in others)
-    for sid in sids:
-        c = ws_pool.open(lb.ws_url, cookie=sid)
+    for sid, via in zip(sids, fleet.lbs):
+        c = ws_pool.open(via.ws_url, cookie=sid)
         assert c.server != "ws2" and action(c) == "repin", c
     wait_until(lambda: counts_match(fleet) is not None and "ws2" not in fleet.conns()
-               and lb.scur()["ws2"] == 0, 5, what="ws2 empty in HAProxy and in Redis")
+               and lb.scur()["ws2"] == 0 and lb2.scur()["ws2"] == 0, 5,
+               what="ws2 empty in both HAProxies and in Redis")
 
 
 # ---- 7. a dead WebSocket server ---------------------------------------------------------
