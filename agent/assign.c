@@ -117,7 +117,8 @@ struct assign_ctx {
     char id[SID_BUF];
     size_t id_len;
     bool minted;
-    char src[SRC_MAX];
+    int src_af; /* AF_INET, AF_INET6, or 0: no address (kept raw: text only for logs) */
+    uint8_t src[16];
     char uid[UID_MAX];
 };
 
@@ -175,10 +176,17 @@ static void ctx_put(struct assign_ctx *x)
 static void log_decision(const struct assign_ctx *x, const char *action, const char *server,
                          const char *reason)
 {
+    if (!log_enabled(LOG_LVL_DEBUG)) {
+        return;
+    }
+    char src[SRC_MAX] = "";
+    if (x->src_af != 0 && inet_ntop(x->src_af, x->src, src, sizeof(src)) == NULL) {
+        src[0] = '\0';
+    }
     log_debug("assign backend=%s sid=%.8s%s action=%s server=%s%s%s src=%s uid=%s", x->backend,
               x->id, x->minted ? "(new)" : "", action, server != NULL ? server : "-",
               reason != NULL ? " reason=" : "", reason != NULL ? reason : "",
-              x->src[0] ? x->src : "-", x->uid[0] ? x->uid : "-");
+              src[0] ? src : "-", x->uid[0] ? x->uid : "-");
 }
 
 static void set_vars(struct req *r, const struct assign_ctx *x, const char *action,
@@ -378,7 +386,8 @@ struct assign_args {
     struct spop_str backend, sid, key, inst, uid;
     bool has_backend, has_sid, has_key, has_inst;
     char key_text[64]; /* a non-string key, as text */
-    char src[SRC_MAX];
+    int src_af;        /* 0: absent */
+    uint8_t src[16];
 };
 
 static bool is_text(const struct spop_data *v)
@@ -459,9 +468,11 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
             }
         } else if (spop_str_eq(k, "src")) {
             if (v.type == SPOP_T_IPV4) {
-                inet_ntop(AF_INET, v.u.ipv4, a->src, sizeof(a->src));
+                a->src_af = AF_INET;
+                memcpy(a->src, v.u.ipv4, 4);
             } else if (v.type == SPOP_T_IPV6) {
-                inet_ntop(AF_INET6, v.u.ipv6, a->src, sizeof(a->src));
+                a->src_af = AF_INET6;
+                memcpy(a->src, v.u.ipv6, 16);
             }
         }
     }
@@ -502,12 +513,47 @@ static int argv_reserve(size_t need)
     return 0;
 }
 
+/* "<prefix>{<backend>}:<suffix><id>" into buf[KEY_MAX]: its length, or -1 when
+ * it does not fit. Plain copies: snprintf was a visible share of a decision. */
 static int key_name(char *buf, const char *backend, const char *suffix, const char *id,
                     size_t id_len)
 {
     const char *prefix = A.cfg->redis_prefix != NULL ? A.cfg->redis_prefix : "sticky:";
-    int n = snprintf(buf, KEY_MAX, "%s{%s}:%s%.*s", prefix, backend, suffix, (int)id_len, id);
-    return n > 0 && n < KEY_MAX ? n : -1;
+    size_t pl = strlen(prefix), bl = strlen(backend), sl = strlen(suffix);
+    size_t n = pl + 1 + bl + 2 + sl + id_len;
+    if (n >= KEY_MAX) {
+        return -1;
+    }
+    char *p = buf;
+    memcpy(p, prefix, pl);
+    p += pl;
+    *p++ = '{';
+    memcpy(p, backend, bl);
+    p += bl;
+    *p++ = '}';
+    *p++ = ':';
+    memcpy(p, suffix, sl);
+    p += sl;
+    memcpy(p, id, id_len);
+    p[id_len] = '\0';
+    return (int)n;
+}
+
+/* v in decimal into out, NUL-terminated (room: 21 bytes for any value, 11 for a
+ * uint32_t); returns the length. */
+static size_t u64_dec(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    out[n] = '\0';
+    return n;
 }
 
 static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
@@ -536,7 +582,8 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
     x->req = r;
     memcpy(x->backend, a.backend.ptr, a.backend.len);
     x->backend[a.backend.len] = '\0';
-    snprintf(x->src, sizeof(x->src), "%s", a.src);
+    x->src_af = a.src_af;
+    memcpy(x->src, a.src, sizeof(x->src));
     /* The unique-id may carry client-controlled bytes: keep log lines one line. */
     size_t ul = a.uid.len < UID_MAX ? a.uid.len : UID_MAX - 1;
     for (size_t i = 0; i < ul; i++) {
@@ -615,10 +662,9 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
         A.argv[i] = keys[k];
         A.argvlen[i] = (size_t)kl[k];
     }
-    int tl = snprintf(ttl, sizeof(ttl), "%" PRId64,
-                      A.cfg->session_ttl_ms > 0 ? A.cfg->session_ttl_ms : 86400000);
     A.argv[i] = ttl;
-    A.argvlen[i++] = (size_t)tl;
+    A.argvlen[i++] = u64_dec(ttl, A.cfg->session_ttl_ms > 0 ? (uint64_t)A.cfg->session_ttl_ms
+                                                             : 86400000u);
     if (a.has_inst) {
         A.argv[i] = a.inst.ptr;
         A.argvlen[i++] = a.inst.len;
@@ -627,16 +673,16 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
         A.argvlen[i] = strlen(A.argv[i]);
         i++;
     }
-    char ncs[12];
+    char ncs[24];
     A.argv[i] = ncs;
-    A.argvlen[i++] = (size_t)snprintf(ncs, sizeof(ncs), "%zu", nc);
+    A.argvlen[i++] = u64_dec(ncs, nc);
     for (size_t c = 0; c < nc; c++) {
         A.argv[i] = A.cands[c].name;
         A.argvlen[i++] = A.cands[c].name_len;
         A.argv[i] = A.nums[c][0];
-        A.argvlen[i++] = (size_t)snprintf(A.nums[c][0], 12, "%" PRIu32, A.cands[c].weight);
+        A.argvlen[i++] = u64_dec(A.nums[c][0], A.cands[c].weight);
         A.argv[i] = A.nums[c][1];
-        A.argvlen[i++] = (size_t)snprintf(A.nums[c][1], 12, "%u", A.cands[c].flags);
+        A.argvlen[i++] = u64_dec(A.nums[c][1], A.cands[c].flags);
     }
     int64_t deadline = A.cfg->redis_timeout_ms > 0 ? A.cfg->redis_timeout_ms : 20;
     if (store_eval(A.store, A.script, (int)nkeys, (int)argc, A.argv, A.argvlen, deadline, on_reply,

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# The decision path with Redis in the loop (issue 3), run by `make bench` after run.sh's
+# sections (or alone: tests/bench/redis_bench.sh, after `make bench` built the tools).
+# Starts its own redis-server and stickyd on 127.0.0.1 in one temp dir; the trap stops
+# them even on failure. Prints figures and compares them with the targets; asserts
+# nothing (the machine is shared).
+#
+#   1. closed loop: decisions/s through the agent (spop_bench, sticky-assign, 90%
+#      returning sessions with valid cookies, 10% new, static 3-server backend) vs
+#      redis-benchmark running the same EVALSHA with the same KEYS/ARGV shape, pipelined
+#   2. open loop at 10,000 decisions/s: p50/p99/p99.9 with 10k and with 1M sessions in
+#      the table, plus a run whose returning sessions are spread over the 1M table
+#   3. Redis memory per session, from filling 1M real-shaped records
+#
+# Returning sessions: spop_bench -k 90 sends, in 90% of NOTIFYs, a sid the agent
+# signed and returned in an earlier ACK (a ring of the last 1024), NULL otherwise.
+# The spread run uses key affinity instead: key "u<n>" (n = frame number) maps to a
+# deterministic record id, and session_fill pre-writes those records for 9 n in 10.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+STICKYD=${STICKYD:-$ROOT/agent/stickyd}
+SPOP_BENCH=${SPOP_BENCH:-$ROOT/build/bench/spop_bench}
+SESSION_FILL=${SESSION_FILL:-$ROOT/build/bench/session_fill}
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
+BENCH_SECONDS=${BENCH_SECONDS:-5}   # measured seconds per run
+BENCH_WARMUP=${BENCH_WARMUP:-1}     # warm-up seconds per run, not measured
+OPEN_RATE=${OPEN_RATE:-10000}       # open-loop decisions/s
+BIG_TABLE=${BIG_TABLE:-1000000}     # sessions in the large table
+SMALL_TABLE=${SMALL_TABLE:-10000}
+
+for bin in "$STICKYD" "$SPOP_BENCH" "$SESSION_FILL"; do
+    [ -x "$bin" ] || { echo "redis_bench: $bin is missing; run 'make bench'" >&2; exit 2; }
+done
+for bin in "$REDIS_SERVER" redis-cli redis-benchmark; do
+    command -v "$bin" >/dev/null || { echo "redis_bench: $bin is not installed" >&2; exit 2; }
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/stickyd-redis-bench.XXXXXX")
+REDIS_PID=""
+AGENT_PID=""
+cleanup() {
+    local pid
+    for pid in $AGENT_PID $REDIS_PID; do
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 30); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+header() {
+    printf '\n=== %s ===\n' "$*"
+    printf 'host: %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# ---- Redis --------------------------------------------------------------------------
+
+# A free loopback port below the ephemeral range (listening and connected sockets are
+# checked); a start that still loses a race is retried on another port.
+pick_port() {
+    local p used
+    used=$(ss -Htan 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }')
+    for _ in $(seq 1 50); do
+        p=$((21000 + RANDOM % 9000))
+        grep -qx "$p" <<<"$used" || { echo "$p"; return 0; }
+    done
+    return 1
+}
+
+REDIS_PORT=""
+rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
+# No persistence: a benchmark must not fork or write; the same server serves every run.
+for _ in 1 2 3 4 5; do
+    REDIS_PORT=$(pick_port)
+    "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$TMP" --logfile "$TMP/redis.log" &
+    REDIS_PID=$!
+    for _ in $(seq 1 100); do
+        [ "$(rcli ping 2>/dev/null)" = PONG ] && break
+        kill -0 "$REDIS_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -0 "$REDIS_PID" 2>/dev/null && [ "$(rcli ping 2>/dev/null)" = PONG ] && break
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=""
+done
+[ -n "$REDIS_PID" ] || { echo "redis_bench: redis-server did not start" >&2;
+    cat "$TMP/redis.log" >&2; exit 1; }
+
+used_memory() { rcli info memory | awk -F: '/^used_memory:/ { print $2 + 0 }'; }
+mem_stat() { rcli memory stats | awk -v k="$1" 'p { print $0 + 0; exit } $0 == k { p = 1 }'; }
+
+# fill N [session_fill args...]: write N real-shaped session records (HSET + PEXPIRE).
+fill() {
+    local n=$1; shift
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$SESSION_FILL" -f "$TMP/secret.key" -n "$n" "$@" | rcli --pipe >"$TMP/pipe.out" 2>&1
+    t1=$(date +%s.%N)
+    if ! grep -q '^errors: 0,' "$TMP/pipe.out"; then
+        echo "redis_bench: filling failed:" >&2
+        tail -3 "$TMP/pipe.out" >&2
+        return 1
+    fi
+    awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "filled %d sessions in %.1f s\n", n, b - a }'
+}
+
+# ---- the agent ----------------------------------------------------------------------
+
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TMP/secret.key"
+cat >"$TMP/stickyd.json" <<EOF
+{"listen": "127.0.0.1:0", "log_level": "warn", "instance": "bench",
+ "redis": {"host": "127.0.0.1", "port": $REDIS_PORT},
+ "session": {"secret_file": "$TMP/secret.key", "ttl": "24h"},
+ "backends": {"ws": {"servers": {"s1": {"weight": 1}, "s2": {"weight": 1},
+                                 "s3": {"weight": 1}}}}}
+EOF
+
+AGENT_PORT=""
+agent_start() {
+    "$STICKYD" --config "$TMP/stickyd.json" >>"$TMP/stickyd.log" 2>&1 &
+    AGENT_PID=$!
+    AGENT_PORT=""
+    for _ in $(seq 1 100); do
+        AGENT_PORT=$(ss -Hltnp 2>/dev/null | awk -v p="pid=$AGENT_PID," \
+            'index($0, p) { n = split($4, a, ":"); print a[n]; exit }')
+        [ -n "$AGENT_PORT" ] && break
+        kill -0 "$AGENT_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ -n "$AGENT_PORT" ] || { echo "redis_bench: stickyd did not start:" >&2;
+        cat "$TMP/stickyd.log" >&2; exit 1; }
+    # Connected to Redis once a decision comes back from the script, not a fallback.
+    for _ in $(seq 1 100); do
+        "$SPOP_BENCH" -H 127.0.0.1 -p "$AGENT_PORT" -c 1 -d 1 -t 0.1 -w 0 -m sticky-assign \
+            -V action -q 2>/dev/null | grep -q '^var_action_new=' && return 0
+        sleep 0.05
+    done
+    echo "redis_bench: stickyd never reached Redis:" >&2
+    cat "$TMP/stickyd.log" >&2
+    exit 1
+}
+
+agent_stop() {
+    kill -TERM "$AGENT_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$AGENT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$AGENT_PID" 2>/dev/null || true
+    wait "$AGENT_PID" 2>/dev/null || true
+    AGENT_PID=""
+}
+
+# spop LABEL ARGS...: one spop_bench run, key=value lines kept in $TMP/LABEL.kv.
+spop() {
+    local label=$1; shift
+    "$SPOP_BENCH" -H 127.0.0.1 -p "$AGENT_PORT" -P "$AGENT_PID" -t "$BENCH_SECONDS" \
+        -w "$BENCH_WARMUP" -m sticky-assign -V action "$@" -q >"$TMP/$label.kv" || {
+        echo "redis_bench: spop_bench reported errors ($label):" >&2
+        cat "$TMP/$label.kv" >&2
+        return 1
+    }
+}
+kv() { awk -F= -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$TMP/$1.kv"; }
+
+# Print one spop run as key=value lines under PREFIX.
+show() {
+    local label=$1 prefix=$2
+    local acks fb
+    acks=$(kv "$label" acks)
+    fb=$(kv "$label" var_action_fallback)
+    echo "$prefix.rate=$(kv "$label" rate)"
+    echo "$prefix.p50_us=$(kv "$label" p50_us)"
+    echo "$prefix.p99_us=$(kv "$label" p99_us)"
+    echo "$prefix.p999_us=$(kv "$label" p999_us)"
+    echo "$prefix.max_us=$(kv "$label" max_us)"
+    echo "$prefix.decisions=$acks"
+    echo "$prefix.hit=$(kv "$label" var_action_hit) $prefix.new=$(kv "$label" var_action_new)" \
+        "$prefix.fallback=$fb $prefix.none=$(kv "$label" var_action_none) (whole run)"
+    echo "$prefix.agent_us_per_decision=$(kv "$label" agent_us_per_req)"
+    echo "$prefix.agent_cpu_pct=$(awk -v c="$(kv "$label" agent_cpu_s)" \
+        -v s="$(kv "$label" seconds)" 'BEGIN { printf "%.0f", (s > 0) ? 100 * c / s : 0 }')"
+    echo "$prefix.pacing_tick_late_p99_us=$(kv "$label" tick_late_p99_us)"
+    if [ "$fb" != 0 ]; then
+        echo "WARNING: $fb decisions fell back (Redis deadline missed): the rate is not Redis'"
+    fi
+}
+
+status=0
+echo
+echo "##### stickyd decision path with Redis in the loop ($(date -u +%FT%TZ)) #####"
+echo "redis: $("$REDIS_SERVER" --version | awk '{ print $3 }') on 127.0.0.1:$REDIS_PORT," \
+    "no persistence; agent: $STICKYD"
+
+# ---- 1. closed loop: agent vs Redis alone -------------------------------------------
+header "1. decisions/s, closed loop: agent (spop_bench -> stickyd -> Redis) vs Redis alone"
+rcli flushall >/dev/null
+agent_start
+echo "--- agent: 4 SPOP connections x 20 in flight, 90% returning (signed sids), 10% new," \
+    "3 servers, ${BENCH_SECONDS} s ---"
+spop closed -c 4 -d 20 -k 90 || status=1
+show closed agent
+AGENT_RATE=$(kv closed rate)
+agent_stop
+
+echo "--- Redis alone: redis-benchmark EVALSHA, same script and KEYS/ARGV shape," \
+    "4 clients x pipeline 16 ---"
+rcli flushall >/dev/null
+SHA=$(rcli script load "$("$STICKYD" --dump-assign-script)")
+# __rand_int__ is 12 digits: the record key has the 44-character id of a real cookie.
+# Keyspace = requests / 10, so 10% of the decisions find no record (new) and 90% hit,
+# as in the agent's run.
+RB_N=$(awk -v r="$AGENT_RATE" -v s="$BENCH_SECONDS" 'BEGIN { n = r * s; if (n < 100000) { n = 100000 }
+    printf "%d", n }')
+redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -n "$RB_N" -r $((RB_N / 10)) -c 4 -P 16 --csv \
+    EVALSHA "$SHA" 3 'sticky:{ws}:s:1benchbenchbenchbenchbenchbench__rand_int__' \
+    'sticky:{ws}:conns' 'sticky:{ws}:state' 86400000 bench 3 s1 1 3 s2 1 3 s3 1 3 \
+    >"$TMP/rb.csv" 2>/dev/null || status=1
+REDIS_RATE=$(awk -F'","' 'NR == 2 { print $2 + 0 }' "$TMP/rb.csv")
+REDIS_KEYS=$(rcli dbsize)
+echo "redis.rate=${REDIS_RATE:-0}"
+echo "redis.requests=$RB_N redis.records_created=$REDIS_KEYS (new share $(awk -v k="$REDIS_KEYS" \
+    -v n="$RB_N" 'BEGIN { printf "%.1f%%", 100 * k / n }'))"
+awk -v a="$AGENT_RATE" -v r="${REDIS_RATE:-0}" 'BEGIN {
+    x = (r > 0) ? a / r : 0
+    printf "ratio.agent_over_redis=%.2f (target >= 0.80: %s)\n", x, (x >= 0.8) ? "met" : "MISSED" }'
+
+# ---- 2. latency at a fixed rate, small and large table ---------------------------------
+header "2. decision latency, open loop at $OPEN_RATE/s (4 connections)"
+rcli flushall >/dev/null
+fill "$SMALL_TABLE" || status=1
+agent_start
+echo "--- table: $(rcli dbsize) keys; 90% returning (signed sids), 10% new ---"
+spop open_small -c 4 -d 20 -k 90 -r "$OPEN_RATE" || status=1
+show open_small small
+echo "small.table_keys_after=$(rcli dbsize)"
+agent_stop
+
+rcli flushall >/dev/null
+sleep 0.2
+M0=$(used_memory)
+fill "$BIG_TABLE" || status=1
+M1=$(used_memory)
+KEYS_BIG=$(rcli dbsize)
+MS_MAIN=$(mem_stat overhead.hashtable.main)
+MS_EXP=$(mem_stat overhead.hashtable.expires)
+MS_DS=$(mem_stat dataset.bytes)
+SAMPLE=$(rcli --raw randomkey)
+agent_start
+echo "--- table: $KEYS_BIG keys; 90% returning (signed sids), 10% new ---"
+spop open_big -c 4 -d 20 -k 90 -r "$OPEN_RATE" || status=1
+show open_big big
+agent_stop
+
+# Returning sessions spread over the whole table (each decision reads another record,
+# at a random place in Redis' dict): key affinity, records pre-written for n % 10 != 0.
+SPREAD=$(awk -v r="$OPEN_RATE" -v s="$BENCH_SECONDS" -v w="$BENCH_WARMUP" \
+    'BEGIN { printf "%d", r * (s + w + 3) }')
+fill "$SPREAD" -K u -x 10 || status=1
+agent_start
+echo "--- table: $(rcli dbsize) keys; returning sessions spread over the table" \
+    "(key affinity, 1 in 10 new) ---"
+spop open_spread -c 4 -d 20 -r "$OPEN_RATE" -a backend=str:ws -a key=str:u%n \
+    -a inst=str:bench -a uid=str:bench-%n -a src=ipv4:%n || status=1
+show open_spread big_spread
+agent_stop
+awk -v a="$(kv open_small p99_us)" -v b="$(kv open_big p99_us)" -v c="$(kv open_spread p99_us)" \
+    'BEGIN { printf "vs targets: p99 %.0f us (10k), %.0f us (1M), %.0f us (1M spread): < 1000 us %s;", a, b, c,
+             (a < 1000 && b < 1000 && c < 1000) ? "met" : "MISSED"
+             printf " 1M/10k p99 ratio %.2f\n", (a > 0) ? b / a : 0 }'
+
+# ---- 3. memory per session ------------------------------------------------------------
+header "3. Redis memory per session ($BIG_TABLE real-shaped records, 44-character sids, TTL)"
+echo "sample key: $SAMPLE (${#SAMPLE} bytes)"
+rcli --raw hgetall "$SAMPLE" | paste -sd' ' | sed 's/^/sample fields: /'
+echo "sample pttl_ms=$(rcli pttl "$SAMPLE") encoding=$(rcli object encoding "$SAMPLE")" \
+    "memory_usage=$(rcli memory usage "$SAMPLE")"
+awk -v m0="$M0" -v m1="$M1" -v n="$BIG_TABLE" 'BEGIN {
+    b = (m1 - m0) / n
+    printf "mem.used_memory_before=%d mem.used_memory_after=%d\n", m0, m1
+    printf "mem.bytes_per_session=%.1f (target <= 200: %s)\n", b, (b <= 200) ? "met" : "MISSED" }'
+# The same table as Redis accounts for it, taken right after the fill.
+awk -v n="$BIG_TABLE" -v main="$MS_MAIN" -v ex="$MS_EXP" -v ds="$MS_DS" 'BEGIN {
+    printf "mem.main_dict_per_session=%.1f (dictEntry 24 B in a 32 B jemalloc class, robj 16, bucket ~8)\n", main / n
+    printf "mem.expires_dict_per_session=%.1f (dictEntry 24 B in 32, bucket ~8)\n", ex / n
+    printf "mem.dataset_per_session=%.1f (key sds + listpack, each rounded up to a jemalloc class)\n", ds / n }'
+rcli flushall >/dev/null
+
+echo
+echo "redis_bench: done (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
+if [ -s "$TMP/stickyd.log" ]; then
+    echo "agent log (warnings and errors):"
+    sed 's/^/  /' "$TMP/stickyd.log" | tail -10
+fi
+exit $status
