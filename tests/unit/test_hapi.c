@@ -401,6 +401,41 @@ static void test_install(void)
     servers_clear();
 }
 
+/* "show info": the Pid line tells which process answered (fleet.c counts an
+ * older process's tunnels after a reload). Head of a real 2.6.12 reply. */
+static void test_info_pid(void)
+{
+    static const char info_26[] = "Name: HAProxy\n"
+                                  "Version: 2.6.12-1+deb12u4\n"
+                                  "Nbthread: 2\n"
+                                  "Nbproc: 1\n"
+                                  "Process_num: 1\n"
+                                  "Pid: 10695\n"
+                                  "Uptime: 0d 0h00m01s\n";
+    CHECK(hapi_parse_info_pid(info_26, sizeof(info_26) - 1) == 10695);
+    CHECK(hapi_parse_info_pid("Pid: 7", 6) == 7); /* unterminated last line */
+    CHECK(hapi_parse_info_pid("", 0) == 0);
+    CHECK(hapi_parse_info_pid("Name: HAProxy\n", 14) == 0);     /* absent */
+    CHECK(hapi_parse_info_pid("Pid: \n", 6) == 0);              /* empty */
+    CHECK(hapi_parse_info_pid("Pid: 12x\n", 9) == 0);           /* not a number */
+    CHECK(hapi_parse_info_pid("Pid: -3\n", 8) == 0);            /* negative */
+    CHECK(hapi_parse_info_pid("Pid: 123456789012\n", 18) == 0); /* too long */
+    CHECK(hapi_parse_info_pid("XPid: 5\nPid: 6\n", 15) == 6);   /* whole field name */
+    /* every truncation of the real reply: never past the buffer, the pid only
+     * once its line is complete or the buffer ends inside its digits */
+    for (size_t n = 0; n < sizeof(info_26) - 1; n++) {
+        char *copy = malloc(n ? n : 1);
+        CHECK(copy != NULL);
+        if (copy == NULL) {
+            return;
+        }
+        memcpy(copy, info_26, n);
+        long pid = hapi_parse_info_pid(copy, n);
+        CHECK(pid == 0 || pid == 1 || pid == 10 || pid == 106 || pid == 1069 || pid == 10695);
+        free(copy);
+    }
+}
+
 int main(void)
 {
     test_map_state();
@@ -411,5 +446,6 @@ int main(void)
     test_stat_captured();
     test_stat_malformed();
     test_install();
+    test_info_pid();
     return check_summary("test_hapi");
 }
