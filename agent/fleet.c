@@ -65,7 +65,8 @@ static const char open_lua[] =
     "end\n"
     "redis.call('ZADD', insts, now, inst)\n"
     "redis.call('PEXPIRE', share, hb)\n"
-    "redis.call('PEXPIRE', open, ottl)\n"
+    "-- set once, never extended: the uids of lost close lines go with the map\n"
+    "if redis.call('PTTL', open) == -1 then redis.call('PEXPIRE', open, ottl) end\n"
     "local corrected = ''\n"
     "if ARGV[7] == '1' then\n"
     "  local pinned = redis.call('HGET', sess, 'server')\n"
@@ -136,7 +137,9 @@ static const char resync_lua[] =
     "else\n"
     "  redis.call('ZADD', insts, now, inst)\n"
     "  redis.call('PEXPIRE', share, hb)\n"
-    "  redis.call('PEXPIRE', open, math.max(hb, 86400000))\n"
+    "  if redis.call('PTTL', open) == -1 then\n"
+    "    redis.call('PEXPIRE', open, math.max(hb, 86400000))\n"
+    "  end\n"
     "  if #ARGV >= 7 then\n"
     "    redis.call('DEL', servers)\n"
     "    for i = 7, #ARGV, 4 do\n"
@@ -615,8 +618,12 @@ static void track_pids(struct fleet *f)
         }
         f->pids[kept++] = p;
         if (p != cur) {
-            len += (size_t)snprintf(f->older + len, sizeof(f->older) - len, "%s%ld",
-                                    len ? " " : "", p);
+            int w = snprintf(f->older + len, sizeof(f->older) - len, "%s%ld", len ? " " : "", p);
+            if (w > 0 && (size_t)w < sizeof(f->older) - len) { /* else: left out, not cut */
+                len += (size_t)w;
+            } else {
+                f->older[len] = '\0';
+            }
         }
     }
     f->npids = kept;
