@@ -5,6 +5,10 @@
  *   <prefix>{<backend>}:conns       hash server -> live connections, all live instances
  *   <prefix>{<backend>}:i:<inst>    hash server -> this instance's share (TTL = heartbeat)
  *   <prefix>{<backend>}:o:<inst>    hash unique-id -> server, this instance's open tunnels
+ *                                   (TTL set when created, never extended, so the uids of
+ *                                   lost close lines do not pile up; when it expires, the
+ *                                   closes of older tunnels are ignored and the resync
+ *                                   corrects the counts)
  *   <prefix>{<backend>}:insts       zset instance -> last heartbeat (unix ms)
  *   <prefix>{<backend>}:state       hash server -> "drain:<deadline ms>[:close]" | "maint"
  *   <prefix>{<backend>}:servers     hash server -> "<weight> <haproxy state>" (last agent's view)

@@ -397,6 +397,17 @@ def test_lost_close_line_is_corrected_by_the_resync(procs, ws_pool):
     ws_pool.close(conns[1])
     wait_until(lambda: counts_match(fleet, total=2), 4, what="conns == scur (2 open)")
 
+    # The lost uid stays in the open map; the map must still expire some day
+    # (its TTL is set when it is created and never extended), or every lost
+    # close line would stay in Redis for as long as the agent runs.
+    ttl1, t1 = fleet.r.pttl(KP + "o:lb1"), time.monotonic()
+    assert 0 < ttl1 <= 86400000
+    n = lb.stats()["resyncs"]
+    ws_pool.open(lb.ws_url)
+    wait_until(lambda: lb.stats()["resyncs"] >= n + 2, 5, what="two resyncs")
+    ttl2, t2 = fleet.r.pttl(KP + "o:lb1"), time.monotonic()
+    assert 0 < ttl2 <= ttl1 - (t2 - t1) * 1000 + 100, (ttl1, ttl2, t2 - t1)
+
 
 # ---- 3. instances dying and leaving -----------------------------------------------------
 
