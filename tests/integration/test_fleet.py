@@ -793,3 +793,16 @@ def test_heartbeat_shorter_than_two_resyncs_is_refused(tmp_path):
     p = subprocess.run([str(harness.STICKYD), "--check-config", "-c", str(cfg)],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 0, p.stderr
+
+
+def test_sigterm_exits_even_when_redis_is_gone(procs, ws_pool):
+    """The goodbye cannot be delivered: SIGTERM still ends the agent promptly
+    (the goodbye fails at its store deadline, the drain timer bounds the rest)."""
+    fleet = Fleet(procs)
+    lb = fleet.lb
+    ws_pool.open(lb.ws_url)
+    wait_until(lambda: counts_match(fleet, total=1), 5, what="one counted")
+    fleet.redis.kill()
+    lb.stickyd.signal(signal.SIGTERM)
+    wait_until(lambda: not lb.stickyd.alive, 5, what="the agent to exit")
+    assert lb.stickyd.popen.returncode == 0
