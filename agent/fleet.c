@@ -99,9 +99,9 @@ static const char close_lua[] =
  * the pids of this instance's older, still running HAProxy processes
  * (space separated, "" for none), then quadruples server, scur, weight,
  * haproxy-state. In "scur" mode the older processes' tunnels (open-map uids
- * ending in ":<pid>", decimal or hex (%{+X}o), as the reference unique-id-format
- * makes them) are added to the share: they are live, but only the newest
- * process answers "show stat", so its scur alone would forget them.
+ * ending in ":<pid>", decimal or zero-padded hex (%{+X}o), as the reference
+ * unique-id-format makes them) are added to the share: they are live, but only
+ * the newest process answers "show stat", so its scur alone would forget them.
  * Drops instances whose heartbeat is older than the ttl, recomputes conns as
  * the sum of the live shares, rewrites the servers view.
  * Returns the list of instances dropped (the leaving one included). */
@@ -118,12 +118,12 @@ static const char resync_lua[] =
     "  if ARGV[6] ~= '' then\n"
     "    local older = {}\n"
     "    for p in string.gmatch(ARGV[6], '%d+') do\n"
-    "      older[p] = true; older[string.format('%X', tonumber(p))] = true\n"
+    "      older[tonumber(p)] = true\n"
     "    end\n"
     "    local o = redis.call('HGETALL', open)\n"
     "    for i = 1, #o, 2 do\n"
     "      local p = string.match(o[i], ':(%x+)$')\n"
-    "      if p and older[string.upper(p)] then\n"
+    "      if p and (older[tonumber(p, 10) or -1] or older[tonumber(p, 16)]) then\n"
     "        redis.call('HINCRBY', share, o[i + 1], 1)\n"
     "      end\n"
     "    end\n"
