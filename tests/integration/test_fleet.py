@@ -526,6 +526,12 @@ def test_drain_with_deadline_repins_after_it(procs, ws_pool, watch_factory):
     before = ws_pool.open(lb.ws_url, cookie=sid2)
     assert time.time() * 1000 < deadline, "the machine was too slow to test before the deadline"
     assert (before.server, action(before), draining(before)) == ("ws2", "hit", "1")
+    # Hits publish nothing: the one event of this session so far is its assignment.
+    # Barrier: the agent publishes in order on one connection, so once a later new
+    # session's event has arrived, an event of the hit would have arrived too.
+    marker = ws_pool.open(lb.ws_url)
+    watch.wait(kind="session-assigned", sid=marker.cookie())
+    assert [e["kind"] for e in watch.events if e.get("sid") == sid2] == ["session-assigned"]
 
     time.sleep(max(0.0, deadline / 1000.0 - time.time()) + 0.05)   # the deadline itself
     after = ws_pool.open(lb.ws_url, cookie=sid2)
