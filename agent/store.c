@@ -104,6 +104,9 @@ struct store {
     const struct cfg *cfg;
     struct rconn cmd, sub;
     struct sreq *reqs; /* every live request, answered or not */
+    /* Writes what this loop iteration queued on the command connection, once,
+     * before the loop sleeps: see on_flush. Active only while there is some. */
+    ev_prepare flush;
     struct store_script *scripts;
     struct store_sub *subs;
     bool closing;
@@ -276,11 +279,34 @@ static struct sreq *sreq_new(struct store *s, int64_t timeout_ms, store_cb cb, v
     return q;
 }
 
+/* Left to itself, hiredis' libev adapter turns on a write watcher for queued
+ * commands and writes them on the next loop iteration: two epoll_ctl calls and
+ * one more epoll_wait per batch, and a decision waits a whole iteration before
+ * it reaches Redis. Instead, everything queued while handling this iteration's
+ * events is written here, in one write, just before the loop would poll; the
+ * adapter's watcher is then started and stopped in the same iteration, which
+ * libev folds into no system call at all. Runs outside any hiredis callback. */
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    UNUSED(revents);
+    struct store *s = container_of(w, struct store, flush);
+    struct rconn *rc = &s->cmd;
+    ev_prepare_stop(loop, w);
+    if (rc->state == RC_READY && rc->ac != NULL && sdslen(rc->ac->c.obuf) > 0) {
+        /* On a write error hiredis tears the context down through the same
+         * callbacks (on_reply with NULL, on_disconnect) as from its watcher. */
+        redisAsyncHandleWrite(rc->ac);
+    }
+}
+
 /* After a request entered hiredis: list it and arm its deadline. */
 static void sreq_sent(struct sreq *q, bool pipeline_was_empty)
 {
     struct store *s = q->s;
     struct rconn *rc = &s->cmd;
+    if (!ev_is_active(&s->flush)) {
+        ev_prepare_start(s->loop, &s->flush);
+    }
     q->next = s->reqs;
     if (s->reqs != NULL) {
         s->reqs->prev = q;
@@ -777,6 +803,7 @@ struct store *store_new(struct ev_loop *loop, const struct cfg *c)
         s->rng = 1;
     }
     conn_digest(c, s->conn_digest);
+    ev_prepare_init(&s->flush, on_flush);
     rconn_init(s, &s->cmd, RC_CMD);
     rconn_init(s, &s->sub, RC_SUB);
     rconn_connect(&s->cmd);
@@ -789,6 +816,7 @@ void store_free(struct store *s)
         return;
     }
     s->closing = true;
+    ev_prepare_stop(s->loop, &s->flush);
     /* Freeing the contexts runs every pending hiredis callback with NULL: each
      * unanswered request gets STORE_DOWN, each answered one is just freed. */
     rconn_stop(&s->cmd);
