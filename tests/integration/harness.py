@@ -796,16 +796,22 @@ class Haproxy(Proc):
 
     def reload(self, timeout=10.0):
         """Start a new process that takes the listeners over (-x) and tells the old
-        one to finish its connections (-sf). The old one is reaped at stop()."""
+        one to finish its connections (-sf). The old one is reaped at stop().
+        Returns once the NEW process answers on the stats socket: the socket's
+        listener is handed over like the others, so for a moment the old process
+        may still accept there (and "ready" alone could be its answer)."""
         old = self.popen
         self.argv = [HAPROXY, "-db", "-f", self.cfg_path, "-x", self.stats_socket,
                      "-sf", old.pid]
         self.stopped_popens.append(old)
         self.popen = None
         try:
-            return self.start(timeout)
+            self.start(timeout)
         finally:
             self.argv = [HAPROXY, "-db", "-f", self.cfg_path]
+        wait_until(lambda: "Pid: %d\n" % self.pid in self.cmd("show info"), timeout,
+                   what="the reloaded %s (pid %d) on its stats socket" % (self.name, self.pid))
+        return self
 
     def stop(self, timeout=5.0):
         super().stop(timeout)
