@@ -10,8 +10,11 @@ Scenarios (issue 5):
   two LBs      two HAProxys, each with its agent, one Redis: a client alternating
                between them keeps its server; `conns` is the sum of both scur
   reload       HAProxy reloaded (-x -sf): open sockets keep echoing on the old
-               process, pins survive, counts stay equal to the live sockets
+               process, pins survive, counts stay equal to the live sockets (the
+               old process's included, though only the new one's scur is visible)
   socket.io    Engine.IO polling handshake then the upgrade land on one server
+  resync       a resync never resets a share from a view older than the opens
+               counted since (conns never dips below the live sockets)
 
 Agent periods are short (refresh 200ms, resync 500ms, heartbeat 2s) and server
 health checks fast (inter 200ms), so every wait is a bounded poll of a few seconds.
@@ -19,8 +22,6 @@ health checks fast (inter 200ms), so every wait is a bounded poll of a few secon
 import signal
 import subprocess
 import time
-
-import pytest
 
 import harness
 from harness import LOOPBACK, REPO, http_get, wait_until
