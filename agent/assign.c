@@ -295,16 +295,19 @@ static void publish_decision(const struct assign_ctx *x, bool repin, const char 
     char srv[SRV_NAME_MAX], from[SRV_NAME_MAX], why[REASON_MAX];
     snprintf(srv, sizeof(srv), "%.*s", (int)server_len, server);
     struct event e = {.kind = repin ? EVENT_SESSION_REPINNED : EVENT_SESSION_ASSIGNED,
-                      .ts_ms = util_now_ms(), .origin = A.cfg->instance,
-                      .backend = x->backend, .sid = x->id, .server = srv};
+                      .ts_ms = util_now_ms(),
+                      .origin = A.cfg->instance,
+                      .backend = x->backend,
+                      .sid = x->id,
+                      .server = srv};
     if (repin) {
         const struct store_reply *f = store_reply_elem(rep, 3);
         const struct store_reply *w = store_reply_elem(rep, 4);
         size_t fl = 0, wl = 0;
-        const char *fp = f != NULL && store_reply_type(f) == STORE_R_STR
-                             ? store_reply_str(f, &fl) : NULL;
-        const char *wp = w != NULL && store_reply_type(w) == STORE_R_STR
-                             ? store_reply_str(w, &wl) : NULL;
+        const char *fp =
+            f != NULL && store_reply_type(f) == STORE_R_STR ? store_reply_str(f, &fl) : NULL;
+        const char *wp =
+            w != NULL && store_reply_type(w) == STORE_R_STR ? store_reply_str(w, &wl) : NULL;
         snprintf(from, sizeof(from), "%.*s", fp != NULL ? (int)fl : 0, fp != NULL ? fp : "");
         snprintf(why, sizeof(why), "%.*s", wp != NULL ? (int)wl : 0, wp != NULL ? wp : "");
         e.from_server = from;

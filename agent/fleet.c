@@ -481,7 +481,7 @@ static void leave_step(struct leave_wait *lw)
 }
 
 struct resync_ctx {
-    struct fleet *fleet; /* NULL for a goodbye (fleet_free may come first): only log */
+    struct fleet *fleet;      /* NULL for a goodbye (fleet_free may come first): only log */
     struct leave_wait *leave; /* a goodbye: step it on completion */
     char backend[SRV_NAME_MAX];
 };
@@ -710,8 +710,7 @@ static void remember_cb(const struct store_reply *r, enum store_result res, void
 /* Record in a:<inst> what this instance set on its HAProxy, so that a restarted
  * agent still knows the DRAIN/MAINT there is its own to undo (an operator's own
  * drain on the HAProxy CLI, absent from the hash, is left alone). */
-static void remember(struct fleet *f, const char *backend, const char *server,
-                     enum fleet_admin st)
+static void remember(struct fleet *f, const char *backend, const char *server, enum fleet_admin st)
 {
     char key[FLEET_KEY_MAX], suffix[SRV_NAME_MAX + 8];
     snprintf(suffix, sizeof(suffix), "a:%s", f->cfg->instance);
@@ -943,8 +942,10 @@ void fleet_leave(struct fleet *f, fleet_left_fn done, void *arg)
     *lw = (struct leave_wait){.pending = 1, .done = done, .arg = arg};
     f->left = true;
     ev_timer_stop(f->loop, &f->resync_timer);
-    struct event e = {.kind = EVENT_INSTANCE_LEFT, .ts_ms = util_now_ms(),
-                      .origin = f->cfg->instance, .instance = f->cfg->instance,
+    struct event e = {.kind = EVENT_INSTANCE_LEFT,
+                      .ts_ms = util_now_ms(),
+                      .origin = f->cfg->instance,
+                      .instance = f->cfg->instance,
                       .reason = "shutdown"};
     fleet_publish(f, &e);
     for (size_t i = 0; i < servers_count(); i++) {
