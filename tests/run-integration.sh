@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/.."
 status=0
 if [ $# -gt 0 ]; then
-  tests/run-unit.sh "$@" || status=1
+  TIER=integration tests/run-unit.sh "$@" || status=1
 fi
 if ls tests/integration/test_*.py >/dev/null 2>&1; then
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration ${PYTEST_ARGS:-} || status=1

@@ -13,5 +13,5 @@ for t in "$@"; do
   echo "$(basename "$t"): $p passed, $f failed"
   pass=$((pass + p)); fail=$((fail + f))
 done
-echo "unit: $pass passed, $fail failed"
+echo "${TIER:-unit}: $pass passed, $fail failed"
 exit $status
