@@ -537,6 +537,9 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
 {
     struct fleet_keys k;
     char now[24], hb[24];
+    if (!b->http) {
+        return; /* no WebSocket there (the SPOE agents' own backend): nothing to count */
+    }
     if (lw != NULL) {
         lw->pending++;
     }
@@ -839,6 +842,9 @@ static void poll_states(struct fleet *f)
     }
     for (size_t i = 0; i < servers_count(); i++) {
         const struct srv_backend *b = servers_at(i);
+        if (!b->http) {
+            continue; /* drain/maint are WebSocket affinity states */
+        }
         char key[FLEET_KEY_MAX], mine[FLEET_KEY_MAX], suffix[SRV_NAME_MAX + 8];
         snprintf(suffix, sizeof(suffix), "a:%s", f->cfg->instance);
         struct state_ctx *ctx = calloc(1, sizeof(*ctx));

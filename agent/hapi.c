@@ -321,6 +321,7 @@ int hapi_parse_servers_state(const char *text, size_t len, struct hapi_table *t,
         memset(&r, 0, sizeof(r));
         memcpy(r.backend, f[col[C_BE]].ptr, f[col[C_BE]].len);
         memcpy(r.srv.name, f[col[C_SRV]].ptr, f[col[C_SRV]].len);
+        r.http = true; /* until "show stat" tells the mode */
         r.srv.weight = weight;
         r.srv.state = hapi_map_state(op, admin);
         if (table_push(t, &r) < 0) {
@@ -428,6 +429,13 @@ int hapi_parse_stat(const char *text, size_t len, struct hapi_table *t, char *er
             need = col[c] + 1;
         }
     }
+    /* optional: without it every backend is taken for a WebSocket one */
+    size_t col_mode = SIZE_MAX;
+    for (size_t i = 0; i < nh && col_mode == SIZE_MAX; i++) {
+        if (field_is(&hdr[i], "mode")) {
+            col_mode = i;
+        }
+    }
     size_t hint = 0;
     while (next_line(&p, end, &line, &llen)) {
         lineno++;
@@ -459,6 +467,10 @@ int hapi_parse_stat(const char *text, size_t len, struct hapi_table *t, char *er
             return -1;
         }
         r->srv.scur = scur;
+        /* an empty or missing mode field is unknown, which keeps the backend */
+        if (col_mode < nf && f[col_mode].len > 0) {
+            r->http = field_is(&f[col_mode], "http");
+        }
     }
     return 0;
 }
@@ -480,13 +492,16 @@ int hapi_install(const struct hapi_table *t)
             continue;
         }
         size_t k = 0;
+        bool http = true;
         for (size_t j = i; j < t->n; j++) {
             if (!done[j] && strcmp(t->rows[j].backend, t->rows[i].backend) == 0) {
                 srvs[k++] = t->rows[j].srv;
+                http = http && t->rows[j].http;
                 done[j] = true;
             }
         }
-        if (servers_set_backend(t->rows[i].backend, srvs, k) < 0) {
+        if (servers_set_backend(t->rows[i].backend, srvs, k) < 0 ||
+            servers_set_http(t->rows[i].backend, http) < 0) {
             goto cleanup;
         }
         keep[nkeep++] = t->rows[i].backend;

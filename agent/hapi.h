@@ -123,6 +123,7 @@ enum srv_state hapi_map_state(unsigned op_state, unsigned admin_state);
 /* One server as parsed: the backend it belongs to and its view entry. */
 struct hapi_row {
     char backend[SRV_NAME_MAX];
+    bool http; /* the backend's mode is http or unknown (srv_backend.http) */
     struct srv srv;
 };
 
@@ -149,14 +150,16 @@ int hapi_split_reply(const char *text, size_t len, const char **reply, size_t *r
 int hapi_parse_servers_state(const char *text, size_t len, struct hapi_table *t, char *err,
                              size_t errlen) __attribute__((warn_unused_result));
 
-/* Fill srv.scur in t from a "show stat" CSV reply (columns pxname, svname,
- * scur found by header name; FRONTEND/BACKEND rows and rows absent from t are
- * ignored). 0, or -1 with a message in err (t's scur values then unspecified).
- * Pure. */
+/* Fill srv.scur and http in t from a "show stat" CSV reply (columns pxname,
+ * svname, scur and, when present, mode found by header name; http is cleared
+ * only for a mode other than "http", so a version without the column keeps
+ * every backend). FRONTEND/BACKEND rows and rows absent from t are ignored.
+ * 0, or -1 with a message in err (t's scur values then unspecified). Pure. */
 int hapi_parse_stat(const char *text, size_t len, struct hapi_table *t, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* Install t into the servers view: one servers_set_backend per backend, then
+/* Install t into the servers view: one servers_set_backend + servers_set_http
+ * per backend (http unless one of its rows says otherwise), then
  * servers_retain of exactly those backends. 0 or -1. */
 int hapi_install(const struct hapi_table *t) __attribute__((warn_unused_result));
 

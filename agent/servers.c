@@ -106,7 +106,20 @@ int servers_set_backend(const char *backend, const struct srv *srvs, size_t n)
     memcpy(b->name, backend, blen + 1);
     b->servers = copy;
     b->nservers = n;
+    b->http = true;
     return 0;
+}
+
+int servers_set_http(const char *backend, bool http)
+{
+    size_t blen = strlen(backend);
+    for (size_t i = 0; i < nview; i++) {
+        if (name_eq(view[i].name, backend, blen)) {
+            view[i].http = http;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 void servers_retain(const char *const *keep, size_t n)
@@ -146,6 +159,7 @@ int servers_load_static(const struct cfg *c)
             goto err_free;
         }
         memcpy(b->name, cb->name, blen + 1);
+        b->http = true; /* the static list names the WebSocket backends */
         if (cb->nservers > 0 && (b->servers = calloc(cb->nservers, sizeof(*b->servers))) == NULL) {
             goto err_free;
         }

@@ -36,14 +36,23 @@ struct srv_backend {
     char name[SRV_NAME_MAX];
     struct srv *servers;
     size_t nservers;
+    /* HAProxy proxy mode http, or not known: false only for a proxy known to be
+     * something else (mode tcp, such as the SPOE agents' own backend), which
+     * carries no WebSocket, so fleet keeps no counts for it */
+    bool http;
 };
 
 /* Replace the whole view with the static list of the config. 0 or -1. */
 int servers_load_static(const struct cfg *c) __attribute__((warn_unused_result));
 
-/* Replace one backend's server list (copied). Creates the backend if new. 0/-1. */
+/* Replace one backend's server list (copied). Creates the backend if new
+ * (http = true until servers_set_http says otherwise). 0/-1. */
 int servers_set_backend(const char *backend, const struct srv *srvs, size_t n)
     __attribute__((warn_unused_result));
+
+/* Record a backend's proxy mode (see srv_backend.http). 0, or -1 when no
+ * backend has that name. */
+int servers_set_http(const char *backend, bool http) __attribute__((warn_unused_result));
 
 /* Drop backends not named in keep[0..n) (after a full refresh). */
 void servers_retain(const char *const *keep, size_t n);

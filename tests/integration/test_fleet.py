@@ -685,6 +685,38 @@ def test_stickyctl_drain_is_applied_through_the_change_event(procs, ws_pool):
     wait_until(status_ok, 5, what="stickyctl status --json == HAProxy scur")
 
 
+def test_tcp_backend_of_the_agents_is_not_counted(procs):
+    """The reference config's stickyd_agents backend (mode tcp, HAProxy's SPOE
+    connections to the agent) is in the agent's HAProxy view, but carries no
+    WebSocket: no fleet key of it in Redis, no entry in stickyctl status, only
+    be_ws, through resyncs and through the goodbye at SIGTERM."""
+    if not STICKYCTL.exists():
+        pytest.fail("%s is not built: run make" % STICKYCTL)
+    fleet = Fleet(procs)
+    lb = fleet.lb
+    modes = {(row["pxname"], row["svname"]): row["mode"] for row in lb.haproxy.show_stat()}
+    assert modes[("stickyd_agents", "agent1")] == "tcp"   # the case under test is real
+    assert modes[(BE, "ws1")] == "http"
+    agents_keys = "%s{stickyd_agents}:*" % PREFIX
+
+    # Two full resync passes after a reset of be_ws's servers key: each pass would
+    # have written the agents backend's keys before the reappearance seen here.
+    for _ in range(2):
+        fleet.r.delete(KP + "servers")
+        wait_until(lambda: fleet.r.hlen(KP + "servers") == 3, 5, what="be_ws resynced")
+    assert list(fleet.r.scan_iter(agents_keys)) == []
+
+    p = subprocess.run([str(STICKYCTL), "--redis", "127.0.0.1:%d" % fleet.redis.port, "status",
+                        "--json"], capture_output=True, text=True, timeout=10,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert [b["name"] for b in json.loads(p.stdout)["backends"]] == [BE]
+
+    lb.stickyd.stop()
+    assert fleet.r.zscore(KP + "insts", "lb1") is None   # the goodbye ran...
+    assert list(fleet.r.scan_iter(agents_keys)) == []   # ...for be_ws only
+
+
 # ---- restarts and HTTP/2 -----------------------------------------------------------
 
 def test_state_cleared_while_the_agent_was_down_is_applied_after_restart(procs):

@@ -358,6 +358,91 @@ static void test_stat_malformed(void)
     CHECK(parse_stat(stat_26, &t) == 0);
 }
 
+/* Captured from a real HAProxy 2.6.12 (same header as stat_26): frontend fe and
+ * backend web in mode http, backend agents in mode tcp (what the SPOE agents'
+ * own backend is). */
+static const char state_modes[] =
+    "1\n"
+    "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iw"
+    "eight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_"
+    "check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord s"
+    "rv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n"
+    "3 web 1 w1 127.0.0.1 2 0 1 1 0 1 0 2 0 0 0 0 - 47312 - 0 0 - - 0\n"
+    "4 agents 1 a1 127.0.0.1 2 0 1 1 0 1 0 2 0 0 0 0 - 47313 - 0 0 - - 0\n";
+static const char stat_modes_rows[] =
+    "fe,FRONTEND,,,0,0,9986,0,0,0,0,0,0,,,,,OPEN,,,,,,,,,1,2,0,,,,0,0,0,0,,,,0,0,0,0,0,0,,0,0"
+    ",0,,,0,0,0,0,,,,,,,,,,,,,,,,,,,,,http,,0,0,0,0,0,0,0,,,0,0,,,,,,,0,,,,,,,,,-,0,0,0,0,0,0"
+    ",0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,\n"
+    "web,w1,0,0,0,0,,0,0,0,,0,,0,0,0,0,no check,1,1,0,,,0,,,1,3,1,,0,,2,0,,0,,,,0,0,0,0,0,0,,"
+    ",,0,0,0,,,,,-1,,,0,0,0,0,,,,,,,,,,,,127.0.0.1:47312,,http,,,,,,,,0,0,0,,,0,,0,0,0,0,0,0,"
+    "0,0,0,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,\n"
+    "web,BACKEND,0,0,0,0,999,0,0,0,0,0,,0,0,0,0,UP,1,1,0,,0,0,0,,1,3,0,,0,,1,0,,0,,,,0,0,0,0,"
+    "0,0,,,,0,0,0,0,0,0,0,-1,,,0,0,0,0,,,,,,,,,,,,,,http,roundrobin,,,,,,,0,0,0,0,0,,,0,0,0,0"
+    ",0,,,,,1,0,0,0,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,\n"
+    "agents,a1,0,0,0,0,,0,0,0,,0,,0,0,0,0,no check,1,1,0,,,0,,,1,4,1,,0,,2,0,,0,,,,,,,,,,,,,,0"
+    ",0,,,,,-1,,,0,0,0,0,,,,,,,,,,,,127.0.0.1:47313,,tcp,,,,,,,,0,0,0,,,0,,0,0,0,0,0,0,0,0,0,"
+    "1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,\n"
+    "agents,BACKEND,0,0,0,0,1,0,0,0,0,0,,0,0,0,0,UP,1,1,0,,0,0,0,,1,4,0,,0,,1,0,,0,,,,,,,,,,,,"
+    ",,0,0,0,0,0,0,-1,,,0,0,0,0,,,,,,,,,,,,,,tcp,roundrobin,,,,,,,0,0,0,,,,,0,0,0,0,0,,,,,1,0"
+    ",0,0,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,\n";
+
+/* The proxy mode: a tcp backend is recorded as not http (fleet keeps no counts
+ * for it), an http one as http, and a reply without the column keeps both. */
+static void test_stat_modes(void)
+{
+    const char *nl = strchr(stat_26, '\n');
+    size_t hlen = (size_t)(nl - stat_26) + 1;
+    char *stat = malloc(hlen + sizeof(stat_modes_rows));
+    CHECK(stat != NULL);
+    if (stat == NULL) {
+        return;
+    }
+    memcpy(stat, stat_26, hlen);
+    memcpy(stat + hlen, stat_modes_rows, sizeof(stat_modes_rows));
+    struct hapi_table t = {0};
+    CHECK(parse_state(state_modes, &t) == 0);
+    CHECK_EQ_INT(t.n, 2);
+    CHECK(t.n == 2 && t.rows[0].http && t.rows[1].http); /* unknown until show stat */
+    CHECK(parse_stat(stat, &t) == 0);
+    CHECK(t.n == 2 && t.rows[0].http && !t.rows[1].http);
+    servers_clear();
+    CHECK(hapi_install(&t) == 0);
+    const struct srv_backend *web = servers_find("web", 3), *agents = servers_find("agents", 6);
+    CHECK(web != NULL && web->http && web->nservers == 1);
+    CHECK(agents != NULL && !agents->http && agents->nservers == 1);
+    hapi_table_free(&t);
+    free(stat);
+
+    /* the captured ws backend of stat_26 is mode tcp too */
+    CHECK(parse_state(state_26, &t) == 0);
+    CHECK(parse_stat(stat_26, &t) == 0);
+    for (size_t i = 0; i < t.n; i++) {
+        CHECK(!t.rows[i].http);
+    }
+    hapi_table_free(&t);
+
+    /* no mode column (an older HAProxy), an empty field or one missing from a
+     * short row: unknown, which keeps the backend; any other mode is not http */
+    CHECK(parse_state("1\n# be_name srv_name srv_op_state srv_admin_state srv_uweight\n"
+                      "a s 2 0 1\nb s 2 0 1\nc s 2 0 1\nd s 2 0 1\ne s 2 0 1\n",
+                      &t) == 0);
+    CHECK(parse_stat("# pxname,svname,scur\na,s,0\nb,s,0\n", &t) == 0);
+    CHECK(parse_stat("# pxname,svname,scur,mode\nc,s,0,\nd,s,0\ne,s,0,health\n", &t) == 0);
+    CHECK(t.n == 5 && t.rows[0].http && t.rows[1].http && t.rows[2].http && t.rows[3].http &&
+          !t.rows[4].http);
+    /* a backend with one row not http is not http as a whole */
+    CHECK(parse_stat("# pxname,svname,scur,mode\na,s,0,http\nb,s,0,tcp\n", &t) == 0);
+    CHECK(parse_state("1\n# be_name srv_name srv_op_state srv_admin_state srv_uweight\n"
+                      "b s2 2 0 1\n",
+                      &t) == 0);
+    CHECK(hapi_install(&t) == 0);
+    const struct srv_backend *a = servers_find("a", 1), *b = servers_find("b", 1);
+    CHECK(a != NULL && a->http);
+    CHECK(b != NULL && !b->http && b->nservers == 2);
+    hapi_table_free(&t);
+    servers_clear();
+}
+
 static void test_install(void)
 {
     servers_clear();
@@ -445,6 +530,7 @@ int main(void)
     test_state_malformed();
     test_stat_captured();
     test_stat_malformed();
+    test_stat_modes();
     test_install();
     test_info_pid();
     return check_summary("test_hapi");

@@ -1,7 +1,8 @@
 /* Integration test of hapi.c against a real /usr/sbin/haproxy started in a
- * temp dir: backend ws with s1 UP (a listener this test opens), s2 DOWN (a
- * closed port, check inter 100), s3 `disabled`. Checks the refreshed view over
- * the unix and the TCP stats socket, set server state round trips, shutdown
+ * temp dir: backend ws (mode tcp) with s1 UP (a listener this test opens), s2
+ * DOWN (a closed port, check inter 100), s3 `disabled`; backend web (mode
+ * http). Checks the refreshed view and each backend's mode over the unix and
+ * the TCP stats socket, set server state round trips, shutdown
  * sessions on a live session, HAProxy's error messages, a stopped HAProxy
  * (timeout), a killed one (failures counted, loop still turning) and a
  * restarted one (recovery). HAProxy is killed on every exit path. */
@@ -311,6 +312,10 @@ static void test_view(struct hapi *h)
     CHECK(s3 != NULL && s3->state == SRV_MAINT && s3->weight == 30);
     const struct srv_backend *b = servers_find("ws", 2);
     CHECK(b != NULL && b->nservers == 3);
+    /* the proxy mode from "show stat": ws inherits mode tcp from defaults */
+    CHECK(b != NULL && !b->http);
+    const struct srv_backend *web = servers_find("web", 3);
+    CHECK(web != NULL && web->http && web->nservers == 1);
     /* the frontend has no servers and is not a backend */
     CHECK(servers_find("fe", 2) == NULL);
 }
@@ -362,8 +367,11 @@ int main(void)
             "backend ws\n"
             "    server s1 127.0.0.1:%d check inter 100 weight 10\n"
             "    server s2 127.0.0.1:%d check inter 100 weight 20\n"
-            "    server s3 127.0.0.1:%d disabled weight 30\n",
-            sockpath, stats_port, fe_port, up_port, down_port, up_port);
+            "    server s3 127.0.0.1:%d disabled weight 30\n"
+            "backend web\n"
+            "    mode http\n"
+            "    server w1 127.0.0.1:%d\n",
+            sockpath, stats_port, fe_port, up_port, down_port, up_port, up_port);
     fclose(f);
     if (haproxy_start() < 0) {
         fprintf(stderr, "test_hapi: haproxy did not start (see %s/haproxy.log)\n", tmpdir);
