@@ -82,7 +82,7 @@ rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 for _ in 1 2 3 4 5; do
     REDIS_PORT=$(pick_port)
     "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$TMP" --logfile "$TMP/redis.log" &
+        --enable-debug-command local --dir "$TMP" --logfile "$TMP/redis.log" &
     REDIS_PID=$!
     for _ in $(seq 1 100); do
         [ "$(rcli ping 2>/dev/null)" = PONG ] && break
@@ -95,6 +95,14 @@ for _ in 1 2 3 4 5; do
 done
 [ -n "$REDIS_PID" ] || { echo "redis_bench: redis-server did not start" >&2;
     cat "$TMP/redis.log" >&2; exit 1; }
+
+# How many of db 0's dicts (keys, expires) are being rehashed into a bigger table:
+# Redis doubles a dict when it fills up and then moves it over, 1 ms every 100 ms.
+rehashing() {
+    local out
+    out=$(rcli debug htstats 0 2>/dev/null) || { echo unknown; return; }
+    grep -c 'rehashing target' <<<"$out" || true
+}
 
 used_memory() { rcli info memory | awk -F: '/^used_memory:/ { print $2 + 0 }'; }
 mem_stat() { rcli memory stats | awk -v k="$1" 'p { print $0 + 0; exit } $0 == k { p = 1 }'; }
@@ -309,46 +317,77 @@ show open_small small
 echo "small.table_keys_after=$(rcli dbsize)"
 agent_stop
 
+# The 1M table for section 3's memory figure: 44-character minted ids only.
 rcli flushall >/dev/null
 sleep 0.2
 M0=$(used_memory)
 fill "$BIG_TABLE" || status=1
 M1=$(used_memory)
-KEYS_BIG=$(rcli dbsize)
 MS_MAIN=$(mem_stat overhead.hashtable.main)
 MS_EXP=$(mem_stat overhead.hashtable.expires)
 MS_DS=$(mem_stat dataset.bytes)
 SAMPLE=$(rcli --raw randomkey)
-agent_start
-echo "--- table: $KEYS_BIG keys; 90% returning (signed sids), 10% new ---"
-spop open_big -c 4 -d 20 -k 90 -r "$OPEN_RATE" || status=1
-show open_big big
-agent_stop
+SAMPLE_FIELDS=$(rcli --raw hgetall "$SAMPLE" | paste -sd' ')
+SAMPLE_INFO="pttl_ms=$(rcli pttl "$SAMPLE") encoding=$(rcli object encoding "$SAMPLE")"
+SAMPLE_USAGE=$(rcli memory usage "$SAMPLE")
 
-# Returning sessions spread over the whole table (each decision reads another record,
-# at a random place in Redis' dict): key affinity, records pre-written for n % 10 != 0.
+# The 1M table for latency: the same size, SPREAD of its records written for key
+# affinity ("u<n>" for n % 10 != 0), so a second run can spread its returning sessions
+# over the table (each decision reads another record, at a random place in Redis'
+# dicts) instead of cycling through spop_bench's 1024 recent sids. Sized to stay below
+# 2^20 keys with the runs' new sessions: Redis does not resize its dicts meanwhile.
 SPREAD=$(awk -v r="$OPEN_RATE" -v s="$BENCH_SECONDS" -v w="$BENCH_WARMUP" \
-    'BEGIN { printf "%d", r * (s + w + 3) }')
+    'BEGIN { printf "%d", r * (s + w + 1) * 0.9 }')
+rcli flushall >/dev/null
+fill $((BIG_TABLE - SPREAD)) || status=1
 fill "$SPREAD" -K u -x 10 || status=1
 agent_start
-echo "--- table: $(rcli dbsize) keys; returning sessions spread over the table" \
-    "(key affinity, 1 in 10 new) ---"
-spop open_spread -c 4 -d 20 -r "$OPEN_RATE" -a backend=str:ws -a key=str:u%n \
-    -a inst=str:bench -a uid=str:bench-%n -a src=ipv4:%n || status=1
+echo "--- table: $(rcli dbsize) keys (dicts rehashing: $(rehashing)); 90% returning" \
+    "(signed sids), 10% new ---"
+spop open_big -c 4 -d 20 -k 90 -r "$OPEN_RATE" || status=1
+show open_big big
+echo "--- table: $(rcli dbsize) keys (dicts rehashing: $(rehashing)); returning sessions" \
+    "spread over the table (key affinity, 1 in 10 new) ---"
+# spop_bench numbers frames from 1, so key u%n walks the pre-written records.
+spread_run() {
+    spop "$1" -c 4 -d 20 -r "$OPEN_RATE" -a backend=str:ws -a key=str:"$2"%n \
+        -a inst=str:bench -a uid=str:bench-%n -a src=ipv4:%n
+}
+spread_run open_spread u || status=1
 show open_spread big_spread
+
+# Past 2^20 keys Redis doubles both dicts and moves them over for about a minute, 1 ms
+# of every 100 ms (activerehashing yes, the default): that pause is a latency tail
+# every time the table crosses a power of two. Measured once as is, once with
+# activerehashing no (rehash steps only piggyback on commands, no pauses).
+fill "$SPREAD" -K v -x 10 || status=1
+fill "$SPREAD" -K w -x 10 || status=1
+need=$(( (1 << 20) + 1000 - $(rcli dbsize) ))
+[ "$need" -le 0 ] || fill "$need" -o "$BIG_TABLE" || status=1
+echo "--- table: $(rcli dbsize) keys, just past 2^20 (dicts rehashing: $(rehashing));" \
+    "spread as above; activerehashing yes (default) ---"
+spread_run open_rehash v || status=1
+show open_rehash rehash_active
+rcli config set activerehashing no >/dev/null
+echo "--- the same, still rehashing ($(rehashing)), with activerehashing no ---"
+spread_run open_rehash_off w || status=1
+show open_rehash_off rehash_passive
+rcli config set activerehashing yes >/dev/null
 agent_stop
 awk -v a="$(kv open_small p99_us)" -v b="$(kv open_big p99_us)" -v c="$(kv open_spread p99_us)" \
     'BEGIN { printf "vs targets: p99 %.0f us (10k), %.0f us (1M), %.0f us (1M spread):", a, b, c
              printf " < 1000 us %s;",
              (a < 1000 && b < 1000 && c < 1000) ? "met" : "MISSED"
              printf " 1M/10k p99 ratio %.2f\n", (a > 0) ? b / a : 0 }'
+awk -v a="$(kv open_rehash p99_us)" -v b="$(kv open_rehash_off p99_us)" \
+    'BEGIN { printf "while Redis resizes its dicts: p99 %.0f us (activerehashing yes),", a
+             printf " %.0f us (activerehashing no)\n", b }'
 
 # ---- 3. memory per session ------------------------------------------------------------
 header "3. Redis memory per session ($BIG_TABLE real-shaped records, 44-character sids, TTL)"
 echo "sample key: $SAMPLE (${#SAMPLE} bytes)"
-rcli --raw hgetall "$SAMPLE" | paste -sd' ' | sed 's/^/sample fields: /'
-echo "sample pttl_ms=$(rcli pttl "$SAMPLE") encoding=$(rcli object encoding "$SAMPLE")" \
-    "memory_usage=$(rcli memory usage "$SAMPLE")"
+echo "sample fields: $SAMPLE_FIELDS"
+echo "sample $SAMPLE_INFO memory_usage=$SAMPLE_USAGE"
 awk -v m0="$M0" -v m1="$M1" -v n="$BIG_TABLE" 'BEGIN {
     b = (m1 - m0) / n
     printf "mem.used_memory_before=%d mem.used_memory_after=%d\n", m0, m1
@@ -364,7 +403,7 @@ awk -v n="$BIG_TABLE" -v main="$MS_MAIN" -v ex="$MS_EXP" -v ds="$MS_DS" 'BEGIN {
 }'
 # Where the bytes go, from MEMORY USAGE (robj 16 + listpack + key sds + dictEntry 24).
 KEYLEN=${#SAMPLE}
-awk -v mu="$(rcli memory usage "$SAMPLE")" -v kl="$KEYLEN" -v b="$(awk -v m0="$M0" -v m1="$M1" \
+awk -v mu="$SAMPLE_USAGE" -v kl="$KEYLEN" -v b="$(awk -v m0="$M0" -v m1="$M1" \
     -v n="$BIG_TABLE" 'BEGIN { print (m1 - m0) / n }')" 'BEGIN {
     sds = kl + 3 + 1; split("8 16 32 48 64 80 96 112 128 160 192 224 256", cls, " ")
     for (i = 1; i in cls; i++) { if (cls[i] >= sds) { sc = cls[i]; break } }
