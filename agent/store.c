@@ -5,7 +5,8 @@
  * and the hung-server watchdog. It must not know what the commands mean.
  *
  *   store_command/store_eval -> struct sreq (listed in s->reqs, deadline timer)
- *        -> hiredis pipeline (privdata = sreq) -> on_reply -> user cb, exactly once
+ *        -> hiredis pipeline (privdata = sreq), written once per loop iteration by
+ *           on_flush -> on_reply -> user cb, exactly once
  *
  * Lifetimes: a struct rconn lives as long as the store and always outlives its
  * redisAsyncContext, so it is safe as hiredis privdata / ac->data. A struct sreq
