@@ -99,37 +99,76 @@ int sid_b64url_decode(const char *in, size_t n, uint8_t *out, size_t outcap)
 }
 
 /* HMAC-SHA256(secret, prefix || 0x00 || data) into mac_out[32].
- * One HMAC context, its digest set once, is re-keyed for every call: fetching
- * the implementation and the digest by name per call cost more than the MAC.
- * The agent is single-threaded; this module is not meant for threads. */
+ * One HMAC context per secret in use (the current and the previous one), each
+ * keyed once: the key schedule (two SHA-256 blocks) was the largest cost of a
+ * verification, and re-initialising a keyed context reuses it. A context is
+ * matched by the secret's bytes, not its address, so a reload that reuses a
+ * buffer can never sign with a stale key. The agent is single-threaded; this
+ * module is not meant for threads. */
+#define MAC_SLOTS 2
+static struct mac_slot {
+    EVP_MAC_CTX *ctx;
+    uint8_t key[SID_SECRET_MAX];
+    size_t len;    /* 0: not keyed */
+    unsigned used; /* last use, for replacement */
+} mac_slots[MAC_SLOTS];
+static unsigned mac_clock;
+
+static EVP_MAC_CTX *mac_ctx_new(void)
+{
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (hmac == NULL) {
+        return NULL;
+    }
+    EVP_MAC_CTX *h = EVP_MAC_CTX_new(hmac);
+    EVP_MAC_free(hmac); /* the context keeps its own reference */
+    if (h != NULL && EVP_MAC_CTX_set_params(h, params) != 1) {
+        EVP_MAC_CTX_free(h);
+        h = NULL;
+    }
+    return h;
+}
+
+/* A context ready for a new MAC under secret, or NULL. */
+static EVP_MAC_CTX *mac_begin(const uint8_t *secret, size_t slen)
+{
+    struct mac_slot *victim = &mac_slots[0];
+    for (size_t i = 0; i < MAC_SLOTS; i++) {
+        struct mac_slot *m = &mac_slots[i];
+        if (m->len == slen && m->ctx != NULL && memcmp(m->key, secret, slen) == 0) {
+            m->used = ++mac_clock;
+            /* NULL key: restart with the key already scheduled */
+            return EVP_MAC_init(m->ctx, NULL, 0, NULL) == 1 ? m->ctx : NULL;
+        }
+        if (m->used < victim->used) {
+            victim = m;
+        }
+    }
+    if (victim->ctx == NULL && (victim->ctx = mac_ctx_new()) == NULL) {
+        return NULL;
+    }
+    OPENSSL_cleanse(victim->key, sizeof(victim->key));
+    victim->len = 0;
+    if (EVP_MAC_init(victim->ctx, secret, slen, NULL) != 1) {
+        return NULL;
+    }
+    memcpy(victim->key, secret, slen);
+    victim->len = slen;
+    victim->used = ++mac_clock;
+    return victim->ctx;
+}
+
 static int mac(const uint8_t *secret, size_t slen, const char *prefix, const void *data,
                size_t dlen, uint8_t mac_out[32])
 {
-    static EVP_MAC_CTX *h;
-    if (h == NULL) {
-        char digest[] = "SHA256";
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-            OSSL_PARAM_construct_end(),
-        };
-        EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-        if (hmac == NULL) {
-            return -1;
-        }
-        h = EVP_MAC_CTX_new(hmac);
-        EVP_MAC_free(hmac); /* the context keeps its own reference */
-        if (h == NULL) {
-            return -1;
-        }
-        if (EVP_MAC_CTX_set_params(h, params) != 1) {
-            EVP_MAC_CTX_free(h);
-            h = NULL;
-            return -1;
-        }
-    }
+    EVP_MAC_CTX *h = mac_begin(secret, slen);
     size_t outlen = 0;
-    if (EVP_MAC_init(h, secret, slen, NULL) != 1 ||
-        EVP_MAC_update(h, (const unsigned char *)prefix, strlen(prefix) + 1) != 1 ||
+    if (h == NULL || EVP_MAC_update(h, (const unsigned char *)prefix, strlen(prefix) + 1) != 1 ||
         (dlen > 0 && EVP_MAC_update(h, data, dlen) != 1) ||
         EVP_MAC_final(h, mac_out, &outlen, 32) != 1 || outlen != 32) {
         return -1;
@@ -226,6 +265,11 @@ void sid_keys_wipe(struct sid_keys *k)
     OPENSSL_cleanse(k, sizeof(*k));
     k->cur_len = 0;
     k->prev_len = 0;
+    /* the keyed contexts hold the key schedule: drop them too (rebuilt lazily) */
+    for (size_t i = 0; i < MAC_SLOTS; i++) {
+        EVP_MAC_CTX_free(mac_slots[i].ctx);
+        OPENSSL_cleanse(&mac_slots[i], sizeof(mac_slots[i]));
+    }
 }
 
 /* Read a whole secret file into buf; strip one trailing newline. */
