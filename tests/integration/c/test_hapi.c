@@ -7,6 +7,7 @@
  * (timeout), a killed one (failures counted, loop still turning) and a
  * restarted one (recovery). HAProxy is killed on every exit path. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
@@ -275,6 +276,40 @@ static bool errors_reached(void)
     return stats.haproxy_api_errors >= want_errors;
 }
 
+/* Every thread of HAProxy is stopped: kill(SIGSTOP) returns before they are,
+ * and one still running may answer the next command (seen on a loaded host). */
+static bool haproxy_stopped(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)haproxy_pid);
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        return false;
+    }
+    bool all = true, any = false;
+    struct dirent *e;
+    while (all && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        char stat[sizeof(path) + sizeof(e->d_name) + 8], line[256];
+        snprintf(stat, sizeof(stat), "%s/%s/stat", path, e->d_name);
+        FILE *f = fopen(stat, "r");
+        const char *close_paren = NULL;
+        if (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+            close_paren = strrchr(line, ')');
+        }
+        if (f != NULL) {
+            fclose(f);
+        }
+        /* "pid (comm) S ...": T is stopped by a signal */
+        all = close_paren != NULL && close_paren[1] == ' ' && close_paren[2] == 'T';
+        any = true;
+    }
+    closedir(d);
+    return all && any;
+}
+
 static int ticks;
 static void on_tick(struct ev_loop *l, ev_timer *w, int revents)
 {
@@ -509,6 +544,7 @@ int main(void)
 
     /* ---- a stopped HAProxy: the unix connect succeeds, no reply comes ---- */
     kill(haproxy_pid, SIGSTOP);
+    CHECK(run_until(haproxy_stopped, 8.0));
     struct done slow = {0};
     CHECK(hapi_command(h, "show info", on_done, &slow) == 0);
     ticks = 0;
