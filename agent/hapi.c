@@ -31,6 +31,10 @@
 #include "util.h"
 
 #define HAPI_BUF_INITIAL 16384u
+/* A failed refresh is retried after HAPI_RETRY_MIN_MS, doubling up to
+ * min(period, HAPI_RETRY_MAX_MS), instead of a whole period later. */
+#define HAPI_RETRY_MIN_MS 100u
+#define HAPI_RETRY_MAX_MS 1000u
 /* "show info" last: its Pid tells which process answered (after a reload the old
  * one still carries tunnels the new one's scur does not count) */
 #define HAPI_REFRESH_CMD "show servers state;show stat;show info"
@@ -84,7 +88,9 @@ struct hapi {
     unsigned addrlen;
     char name[160]; /* the configured address, for logs */
     ev_timer refresh_timer;
-    ev_timer kick; /* zero-delay: starts queued commands from the loop */
+    double every;               /* refresh period, seconds */
+    unsigned retry_ms;          /* delay of the pending retry; 0: none (healthy) */
+    ev_timer kick;              /* zero-delay: starts queued commands from the loop */
     struct hapi_batch *refresh; /* in flight, or NULL */
     struct hapi_batch *cmd_cur; /* in flight, or NULL */
     struct hapi_batch *q_head, *q_tail;
@@ -98,6 +104,7 @@ struct hapi {
 
 static void batch_finish(struct hapi_batch *b, bool ok, const char *why);
 static void cmd_pump(struct hapi *h);
+static void refresh_schedule(struct hapi *h);
 
 /* ---------------------------------------------------------------------------
  * Pure parsers
@@ -760,6 +767,9 @@ static void batch_finish(struct hapi_batch *b, bool ok, const char *why)
             note_failure(h, HAPI_HEALTH_UNREACHABLE, why);
         }
         batch_free(b);
+        if (!h->closing) {
+            refresh_schedule(h);
+        }
         return;
     }
 
@@ -854,6 +864,30 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
     cmd_pump(container_of(w, struct hapi, kick));
 }
 
+/* After a refresh ended. A failure (HAProxy not up yet, restarting, a bad
+ * reply) is retried soon: an agent started before its HAProxy must not wait a
+ * whole period (which may be long) with nothing applied. The delay doubles so
+ * that a HAProxy that stays down costs a connect per second at most. The timer
+ * keeps its period, so the first success returns to it by itself. */
+static void refresh_schedule(struct hapi *h)
+{
+    if (h->healthy) {
+        h->retry_ms = 0;
+        return;
+    }
+    unsigned cap = (unsigned)(h->every * 1000.0);
+    if (cap > HAPI_RETRY_MAX_MS) {
+        cap = HAPI_RETRY_MAX_MS;
+    }
+    h->retry_ms = h->retry_ms == 0 ? HAPI_RETRY_MIN_MS : h->retry_ms * 2;
+    if (h->retry_ms > cap) {
+        h->retry_ms = cap;
+    }
+    ev_timer_stop(h->loop, &h->refresh_timer);
+    ev_timer_set(&h->refresh_timer, h->retry_ms / 1000.0, h->every);
+    ev_timer_start(h->loop, &h->refresh_timer);
+}
+
 static void on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     UNUSED(loop);
@@ -915,6 +949,7 @@ struct hapi *hapi_new(struct ev_loop *loop, const struct cfg *c)
         return NULL;
     }
     h->loop = loop;
+    h->every = every;
     ev_timer_init(&h->refresh_timer, on_refresh_timer, 0., every);
     ev_timer_start(loop, &h->refresh_timer);
     ev_timer_init(&h->kick, on_kick, 0., 0.);
@@ -928,6 +963,8 @@ int hapi_reconfigure(struct hapi *h, const struct cfg *c)
         return -1;
     }
     /* restart the period from now, with a refresh at once on the new address */
+    h->every = every;
+    h->retry_ms = 0;
     ev_timer_stop(h->loop, &h->refresh_timer);
     ev_timer_set(&h->refresh_timer, 0., every);
     ev_timer_start(h->loop, &h->refresh_timer);

@@ -45,8 +45,9 @@ typedef void (*hapi_refresh_fn)(void *arg);
 
 /* Connect lazily to c->haproxy_socket ("unix:/path", "/path" or "host:port")
  * and start refreshing every c->haproxy_refresh_ms, the first refresh at the
- * next loop iteration. c is only read during the call. NULL when the address
- * does not parse (logged) or memory is short. */
+ * next loop iteration. A failed refresh is retried after 100 ms, doubling up to
+ * min(period, 1 s), until one succeeds. c is only read during the call. NULL
+ * when the address does not parse (logged) or memory is short. */
 struct hapi *hapi_new(struct ev_loop *loop, const struct cfg *c);
 
 /* Stop everything. Pending and in-flight commands complete with ok=false

@@ -192,8 +192,8 @@ class Fleet:
             at = text.index(anchor)
             at = text.index("\n", at) + 1
             h.write_cfg(text[:at] + EXPOSE_DECISION + text[at:], port=port)
-            # haproxy_first: the agent's first look at HAProxy succeeds (with a
-            # long refresh period a failed first look is not retried for that long)
+            # haproxy_first: the agent's first look at HAProxy succeeds; by default
+            # it fails and is retried within a second (hapi's backoff)
             for p in ((h, s) if haproxy_first else (s, h)):
                 p.start()
             self.lbs.append(Lb(name, h, s, relay))
@@ -715,6 +715,19 @@ def test_tcp_backend_of_the_agents_is_not_counted(procs):
     lb.stickyd.stop()
     assert fleet.r.zscore(KP + "insts", "lb1") is None   # the goodbye ran...
     assert list(fleet.r.scan_iter(agents_keys)) == []   # ...for be_ws only
+
+
+def test_agent_started_before_haproxy_fills_its_view_soon(procs):
+    """The agent starts before its HAProxy (Fleet's default order) and refreshes its
+    view only every 30 minutes: the failed first look is retried within a second
+    (100 ms doubling up to 1 s), not 30 minutes later, so be_ws's servers reach
+    Redis as soon as HAProxy answers."""
+    fleet = Fleet(procs, refresh="30m")
+    lb = fleet.lb
+    wait_until(lambda: fleet.r.hlen(KP + "servers") == 3, 10, what="the agent's view")
+    log = lb.stickyd.log_text()
+    assert "(logged once until it changes)" in log      # the first look failed...
+    assert "runtime API answering again" in log         # ...and a retry succeeded
 
 
 # ---- restarts and HTTP/2 -----------------------------------------------------------

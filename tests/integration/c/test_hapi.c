@@ -4,8 +4,9 @@
  * http). Checks the refreshed view and each backend's mode over the unix and
  * the TCP stats socket, set server state round trips, shutdown
  * sessions on a live session, HAProxy's error messages, a stopped HAProxy
- * (timeout), a killed one (failures counted, loop still turning) and a
- * restarted one (recovery). HAProxy is killed on every exit path. */
+ * (timeout), a killed one (failures counted, loop still turning), a
+ * restarted one (recovery) and one started after the agent (retried soon
+ * despite a long period). HAProxy is killed on every exit path. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -274,6 +275,11 @@ static uint64_t want_errors;
 static bool errors_reached(void)
 {
     return stats.haproxy_api_errors >= want_errors;
+}
+
+static bool never(void)
+{
+    return false;
 }
 
 /* Every thread of HAProxy is stopped: kill(SIGSTOP) returns before they are,
@@ -610,6 +616,35 @@ int main(void)
     hapi_free(h);
     CHECK(p1.calls == 1 && !p1.ok && strstr(p1.text, "shutting down") != NULL);
     CHECK(p2.calls == 1 && !p2.ok);
+
+    /* ---- started before HAProxy, with a period far beyond the test: the
+     * failed first look is retried soon, not 600 s later ---- */
+    haproxy_stop();
+    unlink(sockpath); /* no HAProxy at all: connect fails with ENOENT */
+    servers_clear();
+    struct cfg cl;
+    struct hapi *hl = open_hapi(addr, &cl, 600000);
+    CHECK(hl != NULL);
+    if (hl != NULL) {
+        cur = hl;
+        CHECK(hapi_on_refresh(hl, on_refresh, NULL) == 0);
+        errs0 = stats.haproxy_api_errors;
+        /* HAProxy starts 300 ms after the agent */
+        run_until(never, 0.3);
+        CHECK(stats.haproxy_api_errors >= errs0 + 2); /* the first look and a retry */
+        CHECK(!hapi_ready(hl) && servers_count() == 0);
+        CHECK(haproxy_start() == 0);
+        /* bound: the longest retry delay (1 s) plus slack */
+        CHECK(run_until(is_ready, 3.0));
+        CHECK(view_srv("s1") != NULL && servers_find("web", 3) != NULL);
+        /* back to the period once a refresh succeeded: no more retries */
+        refreshes_base = refreshes;
+        run_until(never, 1.5);
+        CHECK_EQ_INT(refreshes, refreshes_base);
+        CHECK(hapi_healthy(hl));
+        hapi_free(hl);
+    }
+    cfg_free(&cl);
 
     /* a bad address is refused at creation */
     struct cfg cb;
