@@ -16,6 +16,7 @@
 
 #include "affinity.h"
 #include "config.h"
+#include "fleet.h"
 #include "events.h"
 #include "log.h"
 #include "req.h"
@@ -28,6 +29,7 @@
 
 static const char assign_lua[] =
     "-- stickyd sticky-assign v1 (contract in agent/assign.h)\n"
+    FLEET_LUA_COUNT_OPEN
     "local rec, ttl, inst = KEYS[1], ARGV[1], ARGV[2]\n"
     "local n = tonumber(ARGV[3])\n"
     "if n == nil or n < 1 then return {'none', 'no usable server'} end\n"
@@ -36,7 +38,8 @@ static const char assign_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local nows = string.format('%d', now)\n"
-    "if KEYS[4] and redis.call('EXISTS', rec) == 0 and redis.call('EXISTS', KEYS[4]) == 1 then\n"
+    "if KEYS[4] and KEYS[4] ~= rec and redis.call('EXISTS', rec) == 0 and\n"
+    "   redis.call('EXISTS', KEYS[4]) == 1 then\n"
     "  redis.call('RENAME', KEYS[4], rec)\n"
     "end\n"
     "local names, weights, flags = {}, {}, {}\n"
@@ -45,6 +48,16 @@ static const char assign_lua[] =
     "  names[i] = ARGV[b + 1]\n"
     "  weights[i] = tonumber(ARGV[b + 2]) or 0\n"
     "  flags[i] = tonumber(ARGV[b + 3]) or 0\n"
+    "end\n"
+    "-- an upgrade is counted open on its server in the same atomic step\n"
+    "local function count(srv)\n"
+    "  if #KEYS >= 6 then\n"
+    "    local b = 4 + 3 * n\n"
+    "    count_open(KEYS[2], KEYS[5], KEYS[6], ARGV[b], srv, tonumber(ARGV[b + 2]))\n"
+    "    if redis.call('PTTL', KEYS[5]) == -1 then\n"
+    "      redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[b + 1]))\n"
+    "    end\n"
+    "  end\n"
     "end\n"
     "-- admin state from Redis: 0 ready, 1 draining (stays), 2 unusable\n"
     "local st = redis.call('HMGET', KEYS[3], unpack(names))\n"
@@ -73,6 +86,7 @@ static const char assign_lua[] =
     "        redis.call('PEXPIRE', rec, ttl)\n"
     "        local dr = 0\n"
     "        if adm[i] == 1 or math.floor(flags[i] / 4) % 2 == 1 then dr = 1 end\n"
+    "        count(pinned)\n"
     "        return {'hit', pinned, dr}\n"
     "      end\n"
     "      if adm[i] < 2 then why = 'down' elseif st[i] == 'maint' then why = 'maint'\n"
@@ -97,11 +111,13 @@ static const char assign_lua[] =
     "  redis.call('HSET', rec, 'server', srv, 'seen', nows, 'inst', inst)\n"
     "  redis.call('HINCRBY', rec, 'reconnects', 1)\n"
     "  redis.call('PEXPIRE', rec, ttl)\n"
+    "  count(srv)\n"
     "  return {'repin', srv, 0, pinned, why}\n"
     "end\n"
     "redis.call('HSET', rec, 'server', srv, 'created', nows, 'seen', nows,\n"
     "           'reconnects', 0, 'inst', inst)\n"
     "redis.call('PEXPIRE', rec, ttl)\n"
+    "count(srv)\n"
     "return {'new', srv, 0}\n";
 
 #define KEY_MAX 256 /* prefix (<=64) + {backend} (<=65) + ":s:" + id (<=64) */
@@ -120,6 +136,7 @@ struct assign_ctx {
     int src_af; /* AF_INET, AF_INET6, or 0: no address (kept raw: text only for logs) */
     uint8_t src[16];
     char uid[UID_MAX];
+    bool counting; /* the script counts this upgrade open with the decision */
 };
 
 /* Module state: one per process (the agent is single-threaded). */
@@ -362,6 +379,9 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
     }
     const struct store_reply *d = store_reply_elem(rep, 2);
     bool draining = d != NULL && store_reply_type(d) == STORE_R_INT && store_reply_int(d) != 0;
+    if (x->counting) {
+        STATS_INC(conn_opened_events);
+    }
     if (action[0] == 'h') {
         STATS_INC(decision_hit);
     } else if (action[0] == 'n') {
@@ -388,6 +408,7 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
 struct assign_args {
     struct spop_str backend, sid, key, inst, uid;
     bool has_backend, has_sid, has_key, has_inst;
+    bool upgrade; /* a WebSocket upgrade: count it open with the decision */
     char key_text[64]; /* a non-string key, as text */
     int src_af;        /* 0: absent */
     uint8_t src[16];
@@ -469,6 +490,10 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
             if (is_text(&v)) {
                 a->uid = v.u.str;
             }
+        } else if (spop_str_eq(k, "upgrade")) {
+            /* req.hdr(upgrade): "websocket" on an upgrade, NULL (absent) on a
+             * Socket.IO polling request, which holds no tunnel to count */
+            a->upgrade = (is_text(&v) && v.u.str.len > 0) || (v.type == SPOP_T_BOOL && v.u.b);
         } else if (spop_str_eq(k, "src")) {
             if (v.type == SPOP_T_IPV4) {
                 a->src_af = AF_INET;
@@ -647,15 +672,31 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
     }
 
     /* KEYS then ARGV; everything is copied by the store before it returns. */
-    char keys[4][KEY_MAX], ttl[24];
-    size_t nkeys = prev_len > 0 ? 4 : 3;
-    int kl[4];
+    char keys[6][KEY_MAX], ttl[24], hb[24], ottl[24];
+    const char *inst = A.cfg->instance != NULL ? A.cfg->instance : "";
+    size_t inst_len = strlen(inst);
+    /* Counting needs the whole unique-id (the close line carries it whole). */
+    bool count = a.upgrade && a.uid.len > 0 && a.uid.len < 256;
+    size_t nkeys = count ? 6 : prev_len > 0 ? 4 : 3;
+    x->counting = count;
+    int kl[6] = {0};
     kl[0] = key_name(keys[0], x->backend, "s:", x->id, x->id_len);
     kl[1] = key_name(keys[1], x->backend, "conns", "", 0);
     kl[2] = key_name(keys[2], x->backend, "state", "", 0);
-    kl[3] = prev_len > 0 ? key_name(keys[3], x->backend, "s:", prev_id, (size_t)prev_len) : 0;
-    size_t argc = nkeys + 3 + 3 * nc;
-    if (kl[0] < 0 || kl[1] < 0 || kl[2] < 0 || kl[3] < 0 || argv_reserve(argc) != 0) {
+    if (prev_len > 0) {
+        kl[3] = key_name(keys[3], x->backend, "s:", prev_id, (size_t)prev_len);
+    } else if (count) {
+        /* no previous id: KEYS[4] repeats KEYS[1] (never "": one cluster slot) */
+        memcpy(keys[3], keys[0], (size_t)(kl[0] > 0 ? kl[0] : 0));
+        kl[3] = kl[0];
+    }
+    if (count) {
+        kl[4] = key_name(keys[4], x->backend, "i:", inst, inst_len);
+        kl[5] = key_name(keys[5], x->backend, "o:", inst, inst_len);
+    }
+    size_t argc = nkeys + 3 + 3 * nc + (count ? 3 : 0);
+    if (kl[0] < 0 || kl[1] < 0 || kl[2] < 0 || kl[3] < 0 || kl[4] < 0 || kl[5] < 0 ||
+        argv_reserve(argc) != 0) {
         answer_fallback(r, x);
         ctx_put(x);
         return;
@@ -686,6 +727,14 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
         A.argvlen[i++] = u64_dec(A.nums[c][0], A.cands[c].weight);
         A.argv[i] = A.nums[c][1];
         A.argvlen[i++] = u64_dec(A.nums[c][1], A.cands[c].flags);
+    }
+    if (count) {
+        A.argv[i] = a.uid.ptr;
+        A.argvlen[i++] = a.uid.len;
+        A.argv[i] = hb;
+        A.argvlen[i++] = u64_dec(hb, (uint64_t)A.cfg->heartbeat_ttl_ms);
+        A.argv[i] = ottl;
+        A.argvlen[i++] = u64_dec(ottl, (uint64_t)fleet_open_ttl_ms(A.cfg));
     }
     int64_t deadline = A.cfg->redis_timeout_ms > 0 ? A.cfg->redis_timeout_ms : 20;
     if (store_eval(A.store, A.script, (int)nkeys, (int)argc, A.argv, A.argvlen, deadline, on_reply,

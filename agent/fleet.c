@@ -43,30 +43,13 @@
  * heartbeat ttl, open-map ttl, has-session (0/1).
  * Returns {counted (0/1), previously pinned server or ""}. */
 static const char open_lua[] =
+    FLEET_LUA_COUNT_OPEN
     "local conns, share, open, insts, sess = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
     "local inst, uid, srv = ARGV[1], ARGV[2], ARGV[3]\n"
     "local now, hb, ottl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-    "local function dec(key, field)\n"
-    "  if tonumber(redis.call('HINCRBY', key, field, -1)) <= 0 then\n"
-    "    redis.call('HDEL', key, field)\n"
-    "  end\n"
-    "end\n"
-    "local counted = 0\n"
-    "local prev = redis.call('HGET', open, uid)\n"
-    "if not prev then\n"
-    "  counted = 1\n"
-    "elseif prev ~= srv then\n"
-    "  dec(share, prev); dec(conns, prev); counted = 1\n"
-    "end\n"
-    "if counted == 1 then\n"
-    "  redis.call('HSET', open, uid, srv)\n"
-    "  redis.call('HINCRBY', share, srv, 1)\n"
-    "  redis.call('HINCRBY', conns, srv, 1)\n"
-    "end\n"
+    "local counted = count_open(conns, share, open, uid, srv, ottl)\n"
     "redis.call('ZADD', insts, now, inst)\n"
     "redis.call('PEXPIRE', share, hb)\n"
-    "-- set once, never extended: the uids of lost close lines go with the map\n"
-    "if redis.call('PTTL', open) == -1 then redis.call('PEXPIRE', open, ottl) end\n"
     "local corrected = ''\n"
     "if ARGV[7] == '1' then\n"
     "  local pinned = redis.call('HGET', sess, 'server')\n"
@@ -201,6 +184,11 @@ int fleet_key(char *buf, size_t len, const char *prefix, const char *backend, si
 {
     int n = snprintf(buf, len, "%s{%.*s}:%s", prefix, (int)blen, backend, suffix);
     return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+int64_t fleet_open_ttl_ms(const struct cfg *c)
+{
+    return c->session_ttl_ms > 86400000 ? c->session_ttl_ms : 86400000;
 }
 
 int fleet_parse_state(const char *v, size_t len, enum fleet_admin *st, int64_t *deadline_ms,
@@ -413,8 +401,7 @@ static void established_handler(struct req *r, const struct spop_msg *m, void *a
     ctx->req = r;
     fmt_i64(now, sizeof(now), util_now_ms());
     fmt_i64(hb, sizeof(hb), f->cfg->heartbeat_ttl_ms);
-    fmt_i64(ottl, sizeof(ottl), f->cfg->session_ttl_ms > 86400000 ? f->cfg->session_ttl_ms
-                                                                   : 86400000);
+    fmt_i64(ottl, sizeof(ottl), fleet_open_ttl_ms(f->cfg));
     const char *argv[] = {k.conns, k.share, k.open, k.insts, k.extra, f->cfg->instance, uidbuf,
                           ctx->server, now, hb, ottl, has_sid ? "1" : "0"};
     if (store_eval(f->store, f->open_sc, 5, 12, argv, NULL, FLEET_OP_TIMEOUT_MS,
@@ -440,8 +427,10 @@ static void close_reply(const struct store_reply *r, enum store_result res, void
 void fleet_on_close(const struct slog_close *c, void *arg)
 {
     struct fleet *f = arg;
-    /* Only upgraded streams were counted open; plain requests share the log. */
-    if (f->left || (c->status >= 0 && c->status != 101)) {
+    /* Any status: assign counts an upgrade open when it decides, so an upgrade
+     * the server refused (no 101) must be released by its line too. A line for
+     * a uid that was never counted is a no-op in the script. */
+    if (f->left) {
         return;
     }
     struct fleet_keys k;

@@ -76,6 +76,34 @@ enum fleet_admin {
 int fleet_parse_state(const char *v, size_t len, enum fleet_admin *st, int64_t *deadline_ms,
                       bool *close_at_deadline) __attribute__((warn_unused_result));
 
+/* Lua shared by the scripts that count a tunnel open (fleet's established
+ * script, and assign's decision script when the request is an upgrade):
+ *   count_open(conns, share, open, uid, srv, ottl) -> 1 when counted now
+ * Counts uid on srv in the instance's share and in conns, once per uid; a uid
+ * already counted on another server is moved. The open map's TTL is set once,
+ * never extended (the uids of lost close lines go with it). The caller keeps
+ * the heartbeat (share TTL, insts). */
+#define FLEET_LUA_COUNT_OPEN                                                                       \
+    "local function count_open(conns, share, open, uid, srv, ottl)\n"                               \
+    "  local prev = redis.call('HGET', open, uid)\n"                                               \
+    "  if prev == srv then return 0 end\n"                                                         \
+    "  if prev then\n"                                                                             \
+    "    for _, key in ipairs({share, conns}) do\n"                                                \
+    "      if tonumber(redis.call('HINCRBY', key, prev, -1)) <= 0 then\n"                          \
+    "        redis.call('HDEL', key, prev)\n"                                                      \
+    "      end\n"                                                                                  \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "  redis.call('HSET', open, uid, srv)\n"                                                       \
+    "  redis.call('HINCRBY', share, srv, 1)\n"                                                     \
+    "  redis.call('HINCRBY', conns, srv, 1)\n"                                                     \
+    "  if redis.call('PTTL', open) == -1 then redis.call('PEXPIRE', open, ottl) end\n"             \
+    "  return 1\n"                                                                                 \
+    "end\n"
+
+/* The open map's TTL for this configuration: max(session TTL, 24 h). */
+int64_t fleet_open_ttl_ms(const struct cfg *c);
+
 /* Build "<prefix>{<backend>}:<suffix>" into buf. Returns the length, or -1 if
  * it does not fit. Shared by every module that names a backend key. */
 int fleet_key(char *buf, size_t len, const char *prefix, const char *backend, size_t blen,

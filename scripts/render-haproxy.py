@@ -190,12 +190,16 @@ spoe-message sticky-assign
     # validates "http-request send-spoe-group" args as if in a frontend, where
     # be_name is refused, so the backend copies its name into txn.stickyd_backend
     # first. sid: the affinity cookie, if any; inst: this HAProxy; uid: the stream's
-    # unique-id, also in the close log line; src: the client address.
-    args backend=var(txn.stickyd_backend) sid=req.cook({ck}) inst={inst} uid=unique-id src=src{key}
+    # unique-id, also in the close log line; src: the client address; upgrade: the
+    # Upgrade header ("websocket"; absent on a Socket.IO polling request): the agent
+    # then counts the tunnel open on the server it picks, in the same Redis step.
+    args backend=var(txn.stickyd_backend) sid=req.cook({ck}) inst={inst} uid=unique-id src=src upgrade=req.hdr(upgrade){key}
 
 spoe-message sticky-established
-    # Sent on the 101 (or any response the rules choose): the tunnel is up on
-    # <server>; the agent counts it live until the close log line with the same uid.
+    # Sent on a 101 whose server is not the one the agent picked (a retry or
+    # redispatch moved it, or the agent gave no answer): the agent counts the tunnel
+    # on <server> (moving the count sticky-assign made) and corrects the pin. It is
+    # counted live until the close log line with the same uid.
     args backend=be_name server=srv_name sid=var(txn.sticky.sid) uid=unique-id inst={inst} status=status
 
 spoe-group sticky-assign-grp
@@ -366,10 +370,13 @@ def render_backend(add, spec, be):
     add("    # decides; a DRAIN server is still used, so existing sessions keep it.")
     add("    use-server %[var(txn.sticky.server)] if { var(txn.sticky.server) -m found }")
     add("")
-    add("    # The tunnel is up: tell the agent which server really took it (after retries")
-    add("    # or redispatch it may differ from the choice). HTTP/2 extended CONNECT's 200 is")
-    add("    # seen here as 101 as well.")
-    add("    http-response send-spoe-group stickyd sticky-established-grp if { status 101 }")
+    add("    # The tunnel is up on another server than the agent's choice (after a retry or")
+    add("    # redispatch), or the agent chose none: tell it which server really took it.")
+    add("    # When HAProxy used the agent's choice, sticky-assign already counted the")
+    add("    # tunnel, and this second round trip is skipped. HTTP/2 extended CONNECT's 200")
+    add("    # is seen here as 101 as well.")
+    add("    http-response send-spoe-group stickyd sticky-established-grp if { status 101 } "
+        "!{ srv_name,strcmp(txn.sticky.server) eq 0 }")
     attrs = "Path=/; HttpOnly"
     if ck["secure"]:
         attrs += "; Secure; SameSite=None"
