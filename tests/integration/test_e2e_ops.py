@@ -151,6 +151,17 @@ def test_socketio_polling_then_upgrade_same_server(procs):
         assert "stickysid=" + sid in (ws.hello["cookie"] or "")
         assert ws.cookie() is None
         assert pin_of(r, sid) == server
+    # Polling requests hold no tunnel and log no close line: only the 3 upgrades
+    # were counted open, and all 3 were closed again by their log lines.
+    st_ = agent_stats(lb.stickyd)
+    assert st_["conn_opened_events"] == 3, st_
+    wait_until(lambda: agent_stats(lb.stickyd)["conn_closed_events"] == 3, timeout=5,
+               what="the 3 tunnels closed")
+    assert r.hlen(key("o:" + lb.name)) == 0
+    # Each upgrade landed on the agent's choice, so it cost one SPOE exchange:
+    # sticky-established is only sent when HAProxy used another server.
+    # 3 clients x (1 + 3 polls + 1 upgrade) sticky-assign NOTIFYs, nothing more.
+    assert agent_stats(lb.stickyd)["notify"] == 15
 
 
 # ---- 3. drain: with a deadline, and with close-at-deadline ----------------------
