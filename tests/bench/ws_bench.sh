@@ -3,7 +3,7 @@
 # runs alone as well once `make bench` has built build/bench/ws_bench and ws_backend).
 #
 # Upgrades per second and upgrade latency through HAProxy with stickyd (the reference
-# config, rendered by scripts/render-haproxy.py: two SPOE round trips per upgrade, Redis,
+# config, rendered by scripts/render-haproxy.py: one SPOE round trip per upgrade, Redis,
 # the close line over syslog) against the same HAProxy binary with its own
 # "cookie SRV insert indirect nocache" stickiness and no agent, in the same run, on
 # the same backend servers. Everything (redis-server, ws_backend, two HAProxys, stickyd)
@@ -186,8 +186,9 @@ echo "measured: ws_bench (1 thread, epoll) -> HAProxy -> ws_backend (C, 1 thread
 echo "  ws1..ws3, answers 101 with the real Sec-WebSocket-Accept). One upgrade = TCP connect,"
 echo "  GET Upgrade: websocket (+ Cookie for a returning client), the whole 101 header block"
 echo "  read, a masked close frame sent, socket closed. Latency: connect() to end of 101 headers."
-echo "  with stickyd, per upgrade: sticky-assign and sticky-established over SPOP and the"
-echo "  close line over UDP syslog, each one Redis script (decision, open count, close count)."
+echo "  with stickyd, per upgrade: sticky-assign over SPOP (one Redis script: decision and open"
+echo "  count) and the close line over UDP syslog (one script); sticky-established only when"
+echo "  HAProxy used another server than the agent's choice."
 echo "  Every process (generator, HAProxys, stickyd, redis, ws_backend) shares $(nproc) cores."
 
 pid_of() {
