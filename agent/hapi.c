@@ -212,6 +212,40 @@ static bool field_is(const struct field *f, const char *name)
     return f->len == n && memcmp(f->ptr, name, n) == 0;
 }
 
+/* Header lookup shared by both tabular replies: the index of the first header
+ * field called name, or SIZE_MAX when there is none. */
+static size_t column_index(const struct field *hdr, size_t nh, const char *name)
+{
+    for (size_t i = 0; i < nh; i++) {
+        if (field_is(&hdr[i], name)) {
+            return i;
+        }
+    }
+    return SIZE_MAX;
+}
+
+/* Owns the mandatory-column check of both tabular replies: sets col[c] to the
+ * index of names[c] for each of the n names and *need to the field count a data
+ * line must reach to hold them all. -1 with "<what>: no column X" in err when
+ * one is missing. */
+__attribute__((warn_unused_result)) static int
+find_columns(const struct field *hdr, size_t nh, const char *const *names, size_t n,
+             size_t *col, size_t *need, const char *what, char *err, size_t errlen)
+{
+    *need = 0;
+    for (size_t c = 0; c < n; c++) {
+        col[c] = column_index(hdr, nh, names[c]);
+        if (col[c] == SIZE_MAX) {
+            snprintf(err, errlen, "%s: no column %s", what, names[c]);
+            return -1;
+        }
+        if (col[c] + 1 > *need) {
+            *need = col[c] + 1;
+        }
+    }
+    return 0;
+}
+
 /* Decimal unsigned of at most 10 digits that fits uint32_t. */
 static bool field_u32(const struct field *f, uint32_t *out)
 {
@@ -253,6 +287,30 @@ static int table_push(struct hapi_table *t, const struct hapi_row *r)
     return 0;
 }
 
+/* How a reply's data line is cut into fields: split_spaces or split_csv. */
+typedef size_t (*split_fn)(const char *s, size_t len, struct field *f, size_t max);
+
+/* Owns the checks every data line of both tabular replies passes: the line,
+ * cut by split into at most max fields (*nf), refused when cut short (no '\n'
+ * before end) or when it has fewer than need fields. -1 with "<what>: line N:
+ * ..." in err. */
+__attribute__((warn_unused_result)) static int
+split_row(const char *line, size_t llen, const char *end, split_fn split, struct field *f,
+          size_t max, size_t *nf, size_t need, const char *what, size_t lineno, char *err,
+          size_t errlen)
+{
+    *nf = split(line, llen, f, max);
+    if (!complete(line, llen, end)) {
+        snprintf(err, errlen, "%s: line %zu: truncated", what, lineno);
+        return -1;
+    }
+    if (*nf < need) {
+        snprintf(err, errlen, "%s: line %zu: %zu fields, need %zu", what, lineno, *nf, need);
+        return -1;
+    }
+    return 0;
+}
+
 #define STATE_MAX_FIELDS 64
 
 int hapi_parse_servers_state(const char *text, size_t len, struct hapi_table *t, char *err,
@@ -281,22 +339,10 @@ int hapi_parse_servers_state(const char *text, size_t len, struct hapi_table *t,
     enum { C_BE, C_SRV, C_OP, C_ADMIN, C_UWEIGHT, C_COUNT };
     static const char *const col_names[C_COUNT] = {"be_name", "srv_name", "srv_op_state",
                                                    "srv_admin_state", "srv_uweight"};
-    size_t col[C_COUNT], need = 0;
-    for (size_t c = 0; c < C_COUNT; c++) {
-        col[c] = SIZE_MAX;
-        for (size_t i = 0; i < nh; i++) {
-            if (field_is(&hdr[i], col_names[c])) {
-                col[c] = i;
-                break;
-            }
-        }
-        if (col[c] == SIZE_MAX) {
-            snprintf(err, errlen, "show servers state: no column %s", col_names[c]);
-            return -1;
-        }
-        if (col[c] + 1 > need) {
-            need = col[c] + 1;
-        }
+    size_t col[C_COUNT], need;
+    if (find_columns(hdr, nh, col_names, C_COUNT, col, &need, "show servers state", err,
+                     errlen) < 0) {
+        return -1;
     }
     while (next_line(&p, end, &line, &llen)) {
         lineno++;
@@ -304,15 +350,10 @@ int hapi_parse_servers_state(const char *text, size_t len, struct hapi_table *t,
             continue;
         }
         struct field f[STATE_MAX_FIELDS];
-        size_t nf = split_spaces(line, llen, f, STATE_MAX_FIELDS);
+        size_t nf;
         uint32_t op, admin, weight;
-        if (!complete(line, llen, end)) {
-            snprintf(err, errlen, "show servers state: line %zu: truncated", lineno);
-            goto err_rollback;
-        }
-        if (nf < need) {
-            snprintf(err, errlen, "show servers state: line %zu: %zu fields, need %zu", lineno,
-                     nf, need);
+        if (split_row(line, llen, end, split_spaces, f, STATE_MAX_FIELDS, &nf, need,
+                      "show servers state", lineno, err, errlen) < 0) {
             goto err_rollback;
         }
         if (!field_u32(&f[col[C_OP]], &op) || op > HAPI_OP_STOPPING ||
@@ -419,30 +460,12 @@ int hapi_parse_stat(const char *text, size_t len, struct hapi_table *t, char *er
     size_t nh = split_csv(h, hlen, hdr, STAT_MAX_FIELDS);
     enum { C_PX, C_SV, C_SCUR, C_COUNT };
     static const char *const col_names[C_COUNT] = {"pxname", "svname", "scur"};
-    size_t col[C_COUNT], need = 0;
-    for (size_t c = 0; c < C_COUNT; c++) {
-        col[c] = SIZE_MAX;
-        for (size_t i = 0; i < nh; i++) {
-            if (field_is(&hdr[i], col_names[c])) {
-                col[c] = i;
-                break;
-            }
-        }
-        if (col[c] == SIZE_MAX) {
-            snprintf(err, errlen, "show stat: no column %s", col_names[c]);
-            return -1;
-        }
-        if (col[c] + 1 > need) {
-            need = col[c] + 1;
-        }
+    size_t col[C_COUNT], need;
+    if (find_columns(hdr, nh, col_names, C_COUNT, col, &need, "show stat", err, errlen) < 0) {
+        return -1;
     }
     /* optional: without it every backend is taken for a WebSocket one */
-    size_t col_mode = SIZE_MAX;
-    for (size_t i = 0; i < nh && col_mode == SIZE_MAX; i++) {
-        if (field_is(&hdr[i], "mode")) {
-            col_mode = i;
-        }
-    }
+    size_t col_mode = column_index(hdr, nh, "mode");
     size_t hint = 0;
     while (next_line(&p, end, &line, &llen)) {
         lineno++;
@@ -450,13 +473,9 @@ int hapi_parse_stat(const char *text, size_t len, struct hapi_table *t, char *er
             continue;
         }
         struct field f[STAT_MAX_FIELDS];
-        size_t nf = split_csv(line, llen, f, STAT_MAX_FIELDS);
-        if (!complete(line, llen, end)) {
-            snprintf(err, errlen, "show stat: line %zu: truncated", lineno);
-            return -1;
-        }
-        if (nf < need) {
-            snprintf(err, errlen, "show stat: line %zu: %zu fields, need %zu", lineno, nf, need);
+        size_t nf;
+        if (split_row(line, llen, end, split_csv, f, STAT_MAX_FIELDS, &nf, need, "show stat",
+                      lineno, err, errlen) < 0) {
             return -1;
         }
         if (field_is(&f[col[C_SV]], "FRONTEND") || field_is(&f[col[C_SV]], "BACKEND")) {
