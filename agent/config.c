@@ -444,6 +444,35 @@ static const char *json_type_name(const json_t *v)
     return "?";
 }
 
+/* Owns the one wording of a JSON type mismatch, "<key>: expected <what>, got
+ * <type>", located at the current member's value. Always returns -1. */
+static int fail_type(struct loader *ld, const char *what, const json_t *v)
+{
+    char name[256];
+    return fail(ld, AT_VALUE, "%s: expected %s, got %s", dotted(ld, name, sizeof(name)), what,
+                json_type_name(v));
+}
+
+/* Owns the integer check shared by table keys and server weights: v must be an
+ * integer in [min, max]. 0 with it in *out; -1 with the type or range error
+ * located at the current member's value. */
+__attribute__((warn_unused_result)) static int get_int(struct loader *ld, const json_t *v,
+                                                       int64_t min, int64_t max, json_int_t *out)
+{
+    char name[256];
+    if (!json_is_integer(v)) {
+        return fail_type(ld, "an integer", v);
+    }
+    json_int_t n = json_integer_value(v);
+    if (n < min || n > max) {
+        return fail(ld, AT_VALUE,
+                    "%s: %" JSON_INTEGER_FORMAT " is out of range %" PRId64 "..%" PRId64,
+                    dotted(ld, name, sizeof(name)), n, min, max);
+    }
+    *out = n;
+    return 0;
+}
+
 /* "90000" ms -> "90s": the largest unit that divides it, for range messages. */
 static const char *fmt_dur(int64_t ms, char *buf, size_t len)
 {
@@ -598,8 +627,7 @@ static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
             return set_string(ld, k, NULL);
         }
         if (!json_is_string(v)) {
-            return fail(ld, AT_VALUE, "%s: expected a string%s, got %s", name,
-                        k->nullable ? " or null" : "", json_type_name(v));
+            return fail_type(ld, k->nullable ? "a string or null" : "a string", v);
         }
         const char *s = json_string_value(v);
         if (s[0] == '\0' && k->nullable) {
@@ -613,14 +641,9 @@ static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
     }
     case KT_U32:
     case KT_PORT: {
-        if (!json_is_integer(v)) {
-            return fail(ld, AT_VALUE, "%s: expected an integer, got %s", name, json_type_name(v));
-        }
-        json_int_t n = json_integer_value(v);
-        if (n < k->min || n > k->max) {
-            return fail(ld, AT_VALUE,
-                        "%s: %" JSON_INTEGER_FORMAT " is out of range %" PRId64 "..%" PRId64, name,
-                        n, k->min, k->max);
+        json_int_t n;
+        if (get_int(ld, v, k->min, k->max, &n) < 0) {
+            return -1;
         }
         if (k->type == KT_U32) {
             *(uint32_t *)field(ld->c, k) = (uint32_t)n;
@@ -641,10 +664,8 @@ static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
                             name, json_string_value(v));
             }
         } else {
-            return fail(ld, AT_VALUE,
-                        "%s: expected a duration (integer milliseconds or a "
-                        "string such as \"5s\"), got %s",
-                        name, json_type_name(v));
+            return fail_type(ld, "a duration (integer milliseconds or a string such as \"5s\")",
+                             v);
         }
         if (ms < k->min || ms > k->max) {
             char b0[32];
@@ -658,7 +679,7 @@ static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
     case KT_LEVEL: {
         enum log_level lvl;
         if (!json_is_string(v)) {
-            return fail(ld, AT_VALUE, "%s: expected a string, got %s", name, json_type_name(v));
+            return fail_type(ld, "a string", v);
         }
         if (log_parse_level(json_string_value(v), &lvl) < 0) {
             return fail(ld, AT_VALUE, "%s: \"%s\" is not one of error, warn, info, debug", name,
@@ -685,39 +706,55 @@ static int push(struct loader *ld, const char *k)
     return 0;
 }
 
-static int parse_server(struct loader *ld, struct cfg_server *srv, const char *sname, json_t *v)
+/* Enter member k of an object whose one allowed member is `only`; any other
+ * name is an unknown key (with a spelling hint). */
+__attribute__((warn_unused_result)) static int push_only(struct loader *ld, const char *k,
+                                                         const char *only)
+{
+    if (push(ld, k) < 0) {
+        return -1;
+    }
+    if (strcmp(k, only) != 0) {
+        return fail_unknown(ld, &only, 1);
+    }
+    return 0;
+}
+
+/* Owns the checks a backend or server entry (the current member) starts with:
+ * its name follows HAProxy's rules (error at the key), its value is an object
+ * (error at the value, with `example` shown), then a new copy of the name goes
+ * into *dst, which the caller's struct owns. */
+__attribute__((warn_unused_result)) static int start_entry(struct loader *ld, const char *kind,
+                                                           const char *nm, const char *example,
+                                                           const json_t *v, char **dst)
 {
     char name[256];
-    if (!valid_name(sname, strlen(sname))) {
-        return fail(ld, AT_KEY, "%s: server name must be 1..%d characters of A-Z a-z 0-9 . - _ :",
-                    dotted(ld, name, sizeof(name)), NAME_MAX_LEN);
+    if (!valid_name(nm, strlen(nm))) {
+        return fail(ld, AT_KEY, "%s: %s name must be 1..%d characters of A-Z a-z 0-9 . - _ :",
+                    dotted(ld, name, sizeof(name)), kind, NAME_MAX_LEN);
     }
     if (!json_is_object(v)) {
-        return fail(ld, AT_VALUE, "%s: expected an object such as {\"weight\": 1}, got %s",
-                    dotted(ld, name, sizeof(name)), json_type_name(v));
+        return fail_type(ld, example, v);
     }
-    if ((srv->name = strdup(sname)) == NULL) {
+    if ((*dst = strdup(nm)) == NULL) {
         return fail(ld, AT_KEY, "out of memory");
+    }
+    return 0;
+}
+
+static int parse_server(struct loader *ld, struct cfg_server *srv, const char *sname, json_t *v)
+{
+    if (start_entry(ld, "server", sname, "an object such as {\"weight\": 1}", v, &srv->name) <
+        0) {
+        return -1;
     }
     srv->weight = WEIGHT_DEFAULT;
     const char *k;
     json_t *m;
     json_object_foreach (v, k, m) {
-        if (push(ld, k) < 0) {
+        json_int_t w;
+        if (push_only(ld, k, "weight") < 0 || get_int(ld, m, 0, WEIGHT_MAX, &w) < 0) {
             return -1;
-        }
-        dotted(ld, name, sizeof(name));
-        if (strcmp(k, "weight") != 0) {
-            static const char *const known[] = {"weight"};
-            return fail_unknown(ld, known, ARRAY_SIZE(known));
-        }
-        if (!json_is_integer(m)) {
-            return fail(ld, AT_VALUE, "%s: expected an integer, got %s", name, json_type_name(m));
-        }
-        json_int_t w = json_integer_value(m);
-        if (w < 0 || w > WEIGHT_MAX) {
-            return fail(ld, AT_VALUE, "%s: %" JSON_INTEGER_FORMAT " is out of range 0..%d", name, w,
-                        WEIGHT_MAX);
         }
         srv->weight = (uint32_t)w;
         ld->depth--;
@@ -728,31 +765,18 @@ static int parse_server(struct loader *ld, struct cfg_server *srv, const char *s
 static int parse_backend(struct loader *ld, struct cfg_backend *be, const char *bname, json_t *v)
 {
     char name[256];
-    if (!valid_name(bname, strlen(bname))) {
-        return fail(ld, AT_KEY, "%s: backend name must be 1..%d characters of A-Z a-z 0-9 . - _ :",
-                    dotted(ld, name, sizeof(name)), NAME_MAX_LEN);
-    }
-    if (!json_is_object(v)) {
-        return fail(ld, AT_VALUE, "%s: expected an object such as {\"servers\": {...}}, got %s",
-                    dotted(ld, name, sizeof(name)), json_type_name(v));
-    }
-    if ((be->name = strdup(bname)) == NULL) {
-        return fail(ld, AT_KEY, "out of memory");
+    if (start_entry(ld, "backend", bname, "an object such as {\"servers\": {...}}", v,
+                    &be->name) < 0) {
+        return -1;
     }
     const char *k;
     json_t *m;
     json_object_foreach (v, k, m) {
-        if (push(ld, k) < 0) {
+        if (push_only(ld, k, "servers") < 0) {
             return -1;
         }
-        dotted(ld, name, sizeof(name));
-        if (strcmp(k, "servers") != 0) {
-            static const char *const known[] = {"servers"};
-            return fail_unknown(ld, known, ARRAY_SIZE(known));
-        }
         if (!json_is_object(m)) {
-            return fail(ld, AT_VALUE, "%s: expected an object of servers, got %s", name,
-                        json_type_name(m));
+            return fail_type(ld, "an object of servers", m);
         }
         size_t n = json_object_size(m);
         if (n > 0 && (be->servers = calloc(n, sizeof(*be->servers))) == NULL) {
@@ -783,10 +807,8 @@ static int parse_backend(struct loader *ld, struct cfg_backend *be, const char *
 
 static int parse_backends(struct loader *ld, json_t *v)
 {
-    char name[256];
     if (!json_is_object(v)) {
-        return fail(ld, AT_VALUE, "%s: expected an object of backends, got %s",
-                    dotted(ld, name, sizeof(name)), json_type_name(v));
+        return fail_type(ld, "an object of backends", v);
     }
     size_t n = json_object_size(v);
     if (n > 0 && (ld->c->backends = calloc(n, sizeof(*ld->c->backends))) == NULL) {
@@ -810,7 +832,6 @@ static int parse_backends(struct loader *ld, json_t *v)
 
 static int parse_object(struct loader *ld, json_t *obj)
 {
-    char name[256];
     const char *k;
     json_t *v;
     json_object_foreach (obj, k, v) {
@@ -824,8 +845,7 @@ static int parse_object(struct loader *ld, json_t *obj)
         int rc;
         if (key->type == KT_SECTION) {
             if (!json_is_object(v)) {
-                return fail(ld, AT_VALUE, "%s: expected an object, got %s",
-                            dotted(ld, name, sizeof(name)), json_type_name(v));
+                return fail_type(ld, "an object", v);
             }
             rc = parse_object(ld, v);
         } else if (key->type == KT_BACKENDS) {
