@@ -91,6 +91,25 @@ _Static_assert((int)EVENT_SRV_DRAIN == (int)FLEET_DRAIN &&
                    (int)EVENT_SRV_READY == (int)FLEET_READY,
                "event states and fleet states line up (fmt_state takes either)");
 
+/* Owns the server-state event the three commands publish: args[0]/args[1]
+ * (backend, server) go to state st, written to Redis as value (NULL removes
+ * the entry, which reads as ready). Returns set_state's CTL_* code. */
+__attribute__((warn_unused_result)) static int send_state(struct ctl *c, char **args,
+                                                          const char *value,
+                                                          enum event_srv_state st,
+                                                          int64_t deadline, bool close_at)
+{
+    struct event e = {.kind = EVENT_SERVER_STATE,
+                      .ts_ms = util_now_ms(),
+                      .origin = c->origin,
+                      .backend = args[0],
+                      .server = args[1],
+                      .state = st,
+                      .deadline_ms = deadline,
+                      .close_at_deadline = close_at};
+    return set_state(c, args[0], args[1], value, &e);
+}
+
 int ctl_cmd_drain(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
@@ -101,37 +120,17 @@ int ctl_cmd_drain(struct ctl *c, char **args, int nargs)
     char value[64];
     snprintf(value, sizeof(value), "drain:%lld%s", (long long)deadline,
              c->close_at_deadline ? ":close" : "");
-    struct event e = {.kind = EVENT_SERVER_STATE,
-                      .ts_ms = util_now_ms(),
-                      .origin = c->origin,
-                      .backend = args[0],
-                      .server = args[1],
-                      .state = EVENT_SRV_DRAIN,
-                      .deadline_ms = deadline,
-                      .close_at_deadline = c->close_at_deadline};
-    return set_state(c, args[0], args[1], value, &e);
+    return send_state(c, args, value, EVENT_SRV_DRAIN, deadline, c->close_at_deadline);
 }
 
 int ctl_cmd_undrain(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
-    struct event e = {.kind = EVENT_SERVER_STATE,
-                      .ts_ms = util_now_ms(),
-                      .origin = c->origin,
-                      .backend = args[0],
-                      .server = args[1],
-                      .state = EVENT_SRV_READY};
-    return set_state(c, args[0], args[1], NULL, &e);
+    return send_state(c, args, NULL, EVENT_SRV_READY, 0, false);
 }
 
 int ctl_cmd_maint(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
-    struct event e = {.kind = EVENT_SERVER_STATE,
-                      .ts_ms = util_now_ms(),
-                      .origin = c->origin,
-                      .backend = args[0],
-                      .server = args[1],
-                      .state = EVENT_SRV_MAINT};
-    return set_state(c, args[0], args[1], "maint", &e);
+    return send_state(c, args, "maint", EVENT_SRV_MAINT, 0, false);
 }
