@@ -9,7 +9,7 @@ test reports. Nothing here talks to anything but 127.0.0.1.
 
 Public API (see conftest.py for the fixtures):
     free_port(), wait_until(), http_get(), ws_open(), h2_ws_open(), WsPool,
-    parse_cookie()
+    parse_cookie(), agent_stats()
     Proc, Redis, Stickyd, Haproxy, WsServer, ProcGroup, Stack
 """
 import asyncio
@@ -856,6 +856,27 @@ class Haproxy(Proc):
             return st if (st == want or (not exact and st.startswith(want))) else None
         return wait_until(ok, timeout, interval=0.1,
                           what="%s/%s to be %s" % (backend, server, want))
+
+
+def agent_stats(agent, timeout=5.0):
+    """The agent's counters as {name: int}, from the "stats: <name> <value>" lines
+    SIGUSR1 makes it write to its log (only lines written after the signal count)."""
+    mark = len(agent.log_text())
+    agent.signal(signal.SIGUSR1)
+
+    def parsed():
+        text = agent.log_text()[mark:]
+        if "stats: events_received" not in text:  # the last counter: the dump is whole
+            return None
+        out = {}
+        for line in text.splitlines():
+            parts = line.split("stats: ", 1)
+            if len(parts) == 2 and len(parts[1].split()) == 2:
+                k, v = parts[1].split()
+                if v.isdigit():
+                    out[k] = int(v)
+        return out
+    return wait_until(parsed, timeout=timeout, what="SIGUSR1 stats")
 
 
 class ProcGroup:

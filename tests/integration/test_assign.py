@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from harness import wait_until
+from harness import agent_stats, wait_until
 from spop_client import SpopClient
 
 BE = "be_ws"
@@ -137,23 +137,7 @@ class Cluster:
 
     def stats(self, i=0):
         """The agent's counters, from the lines SIGUSR1 writes to its log."""
-        agent = self.agents[i]
-        mark = len(agent.log_text())
-        agent.signal(signal.SIGUSR1)
-
-        def parsed():
-            text = agent.log_text()[mark:]
-            if "stats: events_received" not in text:  # the last counter
-                return None
-            out = {}
-            for line in text.splitlines():
-                parts = line.split("stats: ", 1)
-                if len(parts) == 2 and len(parts[1].split()) == 2:
-                    k, v = parts[1].split()
-                    if v.isdigit():
-                        out[k] = int(v)
-            return out
-        return wait_until(parsed, timeout=5, what="SIGUSR1 stats")
+        return agent_stats(self.agents[i])
 
 
 def assign(c, sid=None, key=None, backend=BE, inst="haproxy-1", **extra):

@@ -19,12 +19,11 @@ Scenarios (issue 5):
 Agent periods are short (refresh 200ms, resync 500ms, heartbeat 2s) and server
 health checks fast (inter 200ms), so every wait is a bounded poll of a few seconds.
 """
-import signal
 import subprocess
 import time
 
 import harness
-from harness import LOOPBACK, REPO, http_get, wait_until
+from harness import LOOPBACK, REPO, agent_stats, http_get, wait_until
 
 BE = "be_ws"
 PREFIX = "sticky:"
@@ -221,26 +220,6 @@ def test_drain_deadline_and_close_at_deadline(procs, ws_pool):
 
 
 # ---- 4. a WebSocket server killed ----------------------------------------------
-
-def agent_stats(agent):
-    """The agent's counters, from the lines SIGUSR1 writes to its log."""
-    mark = len(agent.log_text())
-    agent.signal(signal.SIGUSR1)
-
-    def parsed():
-        text = agent.log_text()[mark:]
-        if "stats: events_received" not in text:  # the last counter
-            return None
-        out = {}
-        for line in text.splitlines():
-            parts = line.split("stats: ", 1)
-            if len(parts) == 2 and len(parts[1].split()) == 2:
-                k, v = parts[1].split()
-                if v.isdigit():
-                    out[k] = int(v)
-        return out
-    return wait_until(parsed, timeout=5, what="SIGUSR1 stats")
-
 
 def test_killed_server_clients_repinned(procs, ws_pool):
     st, r = make_stack(procs)

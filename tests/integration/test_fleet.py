@@ -132,22 +132,7 @@ class Lb:
 
     def stats(self):
         """The agent's counters, from the lines SIGUSR1 writes to its log."""
-        mark = len(self.stickyd.log_text())
-        self.stickyd.signal(signal.SIGUSR1)
-
-        def parsed():
-            text = self.stickyd.log_text()[mark:]
-            if "stats: events_received" not in text:  # the last counter
-                return None
-            out = {}
-            for line in text.splitlines():
-                parts = line.split("stats: ", 1)
-                if len(parts) == 2 and len(parts[1].split()) == 2:
-                    k, v = parts[1].split()
-                    if v.isdigit():
-                        out[k] = int(v)
-            return out
-        return wait_until(parsed, timeout=5, what="SIGUSR1 stats")
+        return harness.agent_stats(self.stickyd)
 
 
 class Fleet:

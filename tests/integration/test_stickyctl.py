@@ -573,16 +573,7 @@ def test_help():
 
 def agent_counter(agent, name):
     """One of the agent's counters, from the lines SIGUSR1 writes to its log."""
-    mark = len(agent.log_text())
-    agent.signal(signal.SIGUSR1)
-
-    def parsed():
-        for line in agent.log_text()[mark:].splitlines():
-            parts = line.split("stats: ", 1)
-            if len(parts) == 2 and parts[1].split()[:1] == [name]:
-                return parts[1].split()[1]
-        return None
-    return int(wait_until(parsed, timeout=5, what="SIGUSR1 counter %s" % name))
+    return harness.agent_stats(agent)[name]
 
 
 def test_agent_obeys_move_and_maint(procs, tmp_path):
