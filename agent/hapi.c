@@ -171,6 +171,20 @@ int hapi_split_reply(const char *text, size_t len, const char **reply, size_t *r
     return -1;
 }
 
+/* Next data line of a tabular reply: like next_line, but passes over empty and
+ * '#' comment lines, counting every line read in *lineno for error messages. */
+static bool next_row(const char **p, const char *end, const char **line, size_t *llen,
+                     size_t *lineno)
+{
+    while (next_line(p, end, line, llen)) {
+        (*lineno)++;
+        if (*llen > 0 && (*line)[0] != '#') {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Every line HAProxy writes ends with '\n': one that does not was cut short,
  * and its last field (a weight, a count) may be missing digits. */
 static bool complete(const char *line, size_t llen, const char *end)
@@ -344,11 +358,7 @@ int hapi_parse_servers_state(const char *text, size_t len, struct hapi_table *t,
                      errlen) < 0) {
         return -1;
     }
-    while (next_line(&p, end, &line, &llen)) {
-        lineno++;
-        if (llen == 0 || line[0] == '#') {
-            continue;
-        }
+    while (next_row(&p, end, &line, &llen, &lineno)) {
         struct field f[STATE_MAX_FIELDS];
         size_t nf;
         uint32_t op, admin, weight;
@@ -467,11 +477,7 @@ int hapi_parse_stat(const char *text, size_t len, struct hapi_table *t, char *er
     /* optional: without it every backend is taken for a WebSocket one */
     size_t col_mode = column_index(hdr, nh, "mode");
     size_t hint = 0;
-    while (next_line(&p, end, &line, &llen)) {
-        lineno++;
-        if (llen == 0 || line[0] == '#') {
-            continue;
-        }
+    while (next_row(&p, end, &line, &llen, &lineno)) {
         struct field f[STAT_MAX_FIELDS];
         size_t nf;
         if (split_row(line, llen, end, split_csv, f, STAT_MAX_FIELDS, &nf, need, "show stat",
