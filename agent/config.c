@@ -742,8 +742,37 @@ __attribute__((warn_unused_result)) static int start_entry(struct loader *ld, co
     return 0;
 }
 
-static int parse_server(struct loader *ld, struct cfg_server *srv, const char *sname, json_t *v)
+/* How one member of a backends or servers object is parsed: into entry i of
+ * owner's array (the cfg for backends, a cfg_backend for servers). */
+typedef int (*member_fn)(struct loader *ld, void *owner, size_t i, const char *name, json_t *v);
+
+/* Owns the walk shared by the backends and servers objects: enters each member
+ * of obj in file order (jansson keeps insertion order) and hands it to parse
+ * with its index. *count counts a member even when parse fails, so cfg_free
+ * frees the name it may already hold. The caller allocates the array. */
+__attribute__((warn_unused_result)) static int parse_members(struct loader *ld, json_t *obj,
+                                                             void *owner, size_t *count,
+                                                             member_fn parse)
 {
+    const char *k;
+    json_t *m;
+    json_object_foreach (obj, k, m) {
+        if (push(ld, k) < 0) {
+            return -1;
+        }
+        int rc = parse(ld, owner, *count, k, m);
+        (*count)++;
+        if (rc < 0) {
+            return -1;
+        }
+        ld->depth--;
+    }
+    return 0;
+}
+
+static int parse_server(struct loader *ld, void *owner, size_t i, const char *sname, json_t *v)
+{
+    struct cfg_server *srv = &((struct cfg_backend *)owner)->servers[i];
     if (start_entry(ld, "server", sname, "an object such as {\"weight\": 1}", v, &srv->name) <
         0) {
         return -1;
@@ -762,8 +791,9 @@ static int parse_server(struct loader *ld, struct cfg_server *srv, const char *s
     return 0;
 }
 
-static int parse_backend(struct loader *ld, struct cfg_backend *be, const char *bname, json_t *v)
+static int parse_backend(struct loader *ld, void *owner, size_t i, const char *bname, json_t *v)
 {
+    struct cfg_backend *be = &((struct cfg *)owner)->backends[i];
     char name[256];
     if (start_entry(ld, "backend", bname, "an object such as {\"servers\": {...}}", v,
                     &be->name) < 0) {
@@ -782,20 +812,8 @@ static int parse_backend(struct loader *ld, struct cfg_backend *be, const char *
         if (n > 0 && (be->servers = calloc(n, sizeof(*be->servers))) == NULL) {
             return fail(ld, AT_VALUE, "out of memory");
         }
-        const char *sk;
-        json_t *sv;
-        /* jansson keeps insertion order, so servers keep the file's order */
-        json_object_foreach (m, sk, sv) {
-            if (push(ld, sk) < 0) {
-                return -1;
-            }
-            if (parse_server(ld, &be->servers[be->nservers], sk, sv) < 0) {
-                /* count it so cfg_free frees its name */
-                be->nservers++;
-                return -1;
-            }
-            be->nservers++;
-            ld->depth--;
+        if (parse_members(ld, m, be, &be->nservers, parse_server) < 0) {
+            return -1;
         }
         ld->depth--;
     }
@@ -814,20 +832,7 @@ static int parse_backends(struct loader *ld, json_t *v)
     if (n > 0 && (ld->c->backends = calloc(n, sizeof(*ld->c->backends))) == NULL) {
         return fail(ld, AT_VALUE, "out of memory");
     }
-    const char *k;
-    json_t *m;
-    json_object_foreach (v, k, m) {
-        if (push(ld, k) < 0) {
-            return -1;
-        }
-        int rc = parse_backend(ld, &ld->c->backends[ld->c->nbackends], k, m);
-        ld->c->nbackends++; /* counted even on failure so cfg_free frees it */
-        if (rc < 0) {
-            return -1;
-        }
-        ld->depth--;
-    }
-    return 0;
+    return parse_members(ld, v, ld->c, &ld->c->nbackends, parse_backend);
 }
 
 static int parse_object(struct loader *ld, json_t *obj)
