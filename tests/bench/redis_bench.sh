@@ -37,29 +37,11 @@ for bin in "$REDIS_SERVER" redis-cli redis-benchmark; do
     command -v "$bin" >/dev/null || { echo "redis_bench: $bin is not installed" >&2; exit 2; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/stickyd-redis-bench.XXXXXX")
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
+bench_init redis-bench  # $TMP, and the trap that stops every PIDS entry
 REDIS_PID=""
 AGENT_PID=""
-cleanup() {
-    local pid
-    for pid in $AGENT_PID $REDIS_PID; do
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 30); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-header() {
-    printf '\n=== %s ===\n' "$*"
-    printf 'host: %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-}
 
 # ---- Redis --------------------------------------------------------------------------
 
@@ -84,13 +66,14 @@ for _ in 1 2 3 4 5; do
     "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
         --enable-debug-command local --dir "$TMP" --logfile "$TMP/redis.log" &
     REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
     for _ in $(seq 1 100); do
         [ "$(rcli ping 2>/dev/null)" = PONG ] && break
         kill -0 "$REDIS_PID" 2>/dev/null || break
         sleep 0.05
     done
     kill -0 "$REDIS_PID" 2>/dev/null && [ "$(rcli ping 2>/dev/null)" = PONG ] && break
-    wait "$REDIS_PID" 2>/dev/null || true
+    bench_stop "$REDIS_PID"
     REDIS_PID=""
 done
 [ -n "$REDIS_PID" ] || { echo "redis_bench: redis-server did not start" >&2;
@@ -138,14 +121,8 @@ AGENT_PORT=""
 agent_start() {
     "$STICKYD" --config "$TMP/stickyd.json" >>"$TMP/stickyd.log" 2>&1 &
     AGENT_PID=$!
-    AGENT_PORT=""
-    for _ in $(seq 1 100); do
-        AGENT_PORT=$(ss -Hltnp 2>/dev/null | awk -v p="pid=$AGENT_PID," \
-            'index($0, p) { n = split($4, a, ":"); print a[n]; exit }')
-        [ -n "$AGENT_PORT" ] && break
-        kill -0 "$AGENT_PID" 2>/dev/null || break
-        sleep 0.05
-    done
+    PIDS+=("$AGENT_PID")
+    AGENT_PORT=$(listen_port "$AGENT_PID")
     [ -n "$AGENT_PORT" ] || { echo "redis_bench: stickyd did not start:" >&2;
         cat "$TMP/stickyd.log" >&2; exit 1; }
     # Connected to Redis once a decision comes back from the script, not a fallback.
@@ -160,13 +137,7 @@ agent_start() {
 }
 
 agent_stop() {
-    kill -TERM "$AGENT_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$AGENT_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$AGENT_PID" 2>/dev/null || true
-    wait "$AGENT_PID" 2>/dev/null || true
+    bench_stop "$AGENT_PID" 50
     AGENT_PID=""
 }
 
@@ -245,7 +216,7 @@ echo "redis: $("$REDIS_SERVER" --version | awk '{ print $3 }') on 127.0.0.1:$RED
 # ---- 1. closed loop: agent vs Redis alone -------------------------------------------
 # Alternating pairs (agent, then Redis alone), CLOSED_PAIRS times: neighbours' load
 # comes and goes, so each side's best run is compared, and every run is printed.
-header "1. decisions/s, closed loop: agent (spop_bench -> stickyd -> Redis) vs Redis alone"
+bench_header "1. decisions/s, closed loop: agent (spop_bench -> stickyd -> Redis) vs Redis alone"
 CLOSED_PAIRS=${CLOSED_PAIRS:-2}
 SHA=""
 AGENT_BEST=0
@@ -298,7 +269,7 @@ awk -v a="$AGENT_BEST" -v r="$REDIS_BEST" 'BEGIN {
            (x >= 0.8) ? "met" : "MISSED" }'
 
 # ---- 2. latency at a fixed rate, small and large table ---------------------------------
-header "2. decision latency, open loop at $OPEN_RATE/s (4 connections)"
+bench_header "2. decision latency, open loop at $OPEN_RATE/s (4 connections)"
 rcli flushall >/dev/null
 fill "$SMALL_TABLE" || status=1
 agent_start
@@ -384,7 +355,7 @@ awk -v a="$(kv open_rehash p99_us)" -v b="$(kv open_rehash_off p99_us)" \
              printf " %.0f us (activerehashing no)\n", b }'
 
 # ---- 3. memory per session ------------------------------------------------------------
-header "3. Redis memory per session ($BIG_TABLE real-shaped records, 44-character sids, TTL)"
+bench_header "3. Redis memory per session ($BIG_TABLE real-shaped records, 44-character sids, TTL)"
 echo "sample key: $SAMPLE (${#SAMPLE} bytes)"
 echo "sample fields: $SAMPLE_FIELDS"
 echo "sample $SAMPLE_INFO memory_usage=$SAMPLE_USAGE"

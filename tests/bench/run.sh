@@ -19,36 +19,13 @@ for bin in "$STICKYD" "$SPOP_BENCH"; do
     [ -x "$bin" ] || { echo "bench: $bin is missing; run 'make bench'" >&2; exit 2; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/stickyd-bench.XXXXXX")
-PIDS=()          # every process a section started (redis-server, haproxy...: add yours)
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
+bench_init bench  # $TMP; PIDS: every process a section started (redis-server...: add yours)
 AGENT_PID=""
 AGENT_PORT=""
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # SIGTERM lets stickyd drain; whatever is still there after 1 s is killed
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# ---- helpers shared by every section ----------------------------------------
-
-bench_header() {
-    printf '\n=== %s ===\n' "$*"
-    printf 'host: %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-}
+# ---- helpers shared by every section (bench_header comes from lib.sh) ------------
 
 # agent_start NAME [JSON members...]: start stickyd on a free loopback port with a
 # minimal configuration plus the given top-level JSON members (e.g. '"redis": {...}').
@@ -69,15 +46,7 @@ agent_start() {
     "$STICKYD" --config "$dir/stickyd.json" >"$dir/stickyd.log" 2>&1 &
     AGENT_PID=$!
     PIDS+=("$AGENT_PID")
-    # port 0: the kernel picks a free port; read it back from the listening socket
-    AGENT_PORT=""
-    for _ in $(seq 1 100); do
-        AGENT_PORT=$(ss -Hltnp 2>/dev/null | awk -v p="pid=$AGENT_PID," \
-            'index($0, p) { n = split($4, a, ":"); print a[n]; exit }')
-        [ -n "$AGENT_PORT" ] && break
-        kill -0 "$AGENT_PID" 2>/dev/null || break
-        sleep 0.05
-    done
+    AGENT_PORT=$(listen_port "$AGENT_PID")
     if [ -z "$AGENT_PORT" ]; then
         echo "bench: stickyd did not start listening; its log:" >&2
         cat "$dir/stickyd.log" >&2
@@ -103,14 +72,7 @@ agent_report() {
 
 # Stop the agent gracefully (SIGTERM drains; SIGKILL after 5 s).
 agent_stop() {
-    local pid=$AGENT_PID
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    bench_stop "$AGENT_PID" 50
     AGENT_PID=""
 }
 

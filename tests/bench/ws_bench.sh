@@ -34,27 +34,10 @@ for bin in "$STICKYD" "$WS_BENCH" "$WS_BACKEND" "$HAPROXY" "$REDIS_SERVER"; do
     [ -x "$bin" ] || { echo "ws_bench: $bin is missing; run 'make bench'" >&2; exit 2; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/stickyd-wsbench.XXXXXX")
-PIDS=()
-NAMES=()
-
-cleanup() {
-    local i pid
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[i]}
-        kill -TERM "$pid" 2>/dev/null || continue
-        for _ in $(seq 1 30); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
+bench_init wsbench  # $TMP, and the trap that stops every PIDS entry
+NAMES=()            # NAMES[i] started PIDS[i]: its log is $TMP/NAME.log
 
 start() {
     local name=$1; shift
@@ -99,9 +82,8 @@ server_up() {
                                         END { exit !ok }'
 }
 
-printf '\n=== WebSocket upgrades through HAProxy: stickyd (reference config) vs cookie insert ===\n'
-printf 'host: %s cores, load average %s (shared machine: other work may be running)\n' \
-    "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+bench_header "WebSocket upgrades through HAProxy: stickyd (reference config) vs cookie insert" \
+    "(shared machine: other work may be running)"
 printf 'haproxy %s, redis-server %s\n' "$("$HAPROXY" -v | awk 'NR == 1 { print $3 }')" \
     "$("$REDIS_SERVER" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
 
