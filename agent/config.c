@@ -538,6 +538,30 @@ static const struct cfg_key *key_find(const char *const *path, size_t depth)
     return NULL;
 }
 
+/* Owns the list of key types stored as a char * that struct cfg owns (strdup'd,
+ * freed by cfg_free). A switch with no default, so a new type must be sorted. */
+static bool kt_is_string(enum key_type t)
+{
+    switch (t) {
+    case KT_STR:
+    case KT_TOKEN:
+    case KT_PATH:
+    case KT_INET:
+    case KT_ADDR:
+    case KT_HOST:
+        return true;
+    case KT_SECTION:
+    case KT_U32:
+    case KT_PORT:
+    case KT_DUR:
+    case KT_LEVEL:
+    case KT_BACKENDS:
+    case KT_COUNT:
+        return false;
+    }
+    return false;
+}
+
 static char **str_field(struct cfg *c, const struct cfg_key *k)
 {
     return (char **)(void *)((char *)c + k->off);
@@ -985,17 +1009,13 @@ int cfg_defaults(struct cfg *c)
         }
         int64_t ms;
         enum log_level lvl;
-        switch (k->type) {
-        case KT_STR:
-        case KT_TOKEN:
-        case KT_PATH:
-        case KT_INET:
-        case KT_ADDR:
-        case KT_HOST:
+        if (kt_is_string(k->type)) {
             if ((*str_field(c, k) = strdup(k->def)) == NULL) {
                 goto err_free;
             }
-            break;
+            continue;
+        }
+        switch (k->type) {
         case KT_U32:
             *(uint32_t *)field(c, k) = (uint32_t)strtoul(k->def, NULL, 10);
             break;
@@ -1014,9 +1034,7 @@ int cfg_defaults(struct cfg *c)
             }
             *(enum log_level *)field(c, k) = lvl;
             break;
-        case KT_SECTION:
-        case KT_BACKENDS:
-        case KT_COUNT:
+        default: /* strings above; sections hold no value */
             break;
         }
     }
@@ -1117,18 +1135,8 @@ err_close:
 void cfg_free(struct cfg *c)
 {
     for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
-        const struct cfg_key *k = &cfg_keys[i];
-        switch (k->type) {
-        case KT_STR:
-        case KT_TOKEN:
-        case KT_PATH:
-        case KT_INET:
-        case KT_ADDR:
-        case KT_HOST:
-            free(*str_field(c, k));
-            break;
-        default:
-            break;
+        if (kt_is_string(cfg_keys[i].type)) {
+            free(*str_field(c, &cfg_keys[i]));
         }
     }
     for (size_t i = 0; i < c->nbackends; i++) {
