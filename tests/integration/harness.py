@@ -9,8 +9,10 @@ test reports. Nothing here talks to anything but 127.0.0.1.
 
 Public API (see conftest.py for the fixtures):
     free_port(), wait_until(), http_get(), ws_open(), h2_ws_open(), WsPool,
-    parse_cookie(), agent_stats()
-    Proc, Redis, Stickyd, Haproxy, WsServer, ProcGroup, Stack
+    parse_cookie(), agent_stats(), rkey(), hash_ints(), session_record(),
+    set_server_state()
+    Proc, Redis, Stickyd, Haproxy, WsServer, ProcGroup, Lb, Stack,
+    lb_spec(), FAST_PERIODS
 """
 import asyncio
 import atexit
@@ -771,6 +773,15 @@ class Haproxy(Proc):
             self.port = int(bind.rsplit(":", 1)[1])
         return self.cfg_path
 
+    def add_after_use_server(self, lines):
+        """Insert test-only lines (e.g. response headers that show the agent's answer)
+        right after the rendered `use-server %[var(txn.sticky.server)]` rule."""
+        text = self.cfg_path.read_text()
+        anchor = "    use-server %[var(txn.sticky.server)]"
+        assert anchor in text, "the reference config changed: no use-server rule to follow"
+        at = text.index("\n", text.index(anchor)) + 1
+        return self.write_cfg(text[:at] + lines + text[at:], port=self.port)
+
     def write_cfg(self, text, port=None):
         """Use a literal config (it should declare `stats socket {self.stats_socket}`)."""
         self.cfg_path.write_text(text)
@@ -841,6 +852,11 @@ class Haproxy(Proc):
         header = lines[0].lstrip("# ").split(",")
         return [dict(zip(header, l.split(","))) for l in lines[1:]]
 
+    def scur(self, backend):
+        """HAProxy's current sessions per server of backend, zeros included."""
+        return {row["svname"]: int(row["scur"] or 0) for row in self.show_stat()
+                if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")}
+
     def server_status(self, backend, server):
         for row in self.show_stat():
             if row["pxname"] == backend and row["svname"] == server:
@@ -856,6 +872,32 @@ class Haproxy(Proc):
             return st if (st == want or (not exact and st.startswith(want))) else None
         return wait_until(ok, timeout, interval=0.1,
                           what="%s/%s to be %s" % (backend, server, want))
+
+
+# ---- the agent's Redis keys, as the tests read and set them ---------------------
+
+def rkey(suffix, backend="be_ws", prefix="sticky:"):
+    """The key `<prefix>{<backend>}:<suffix>` (conns, i:<inst>, state, s:<sid>, ...)."""
+    return "%s{%s}:%s" % (prefix, backend, suffix)
+
+
+def hash_ints(r, key):
+    """A counts hash (conns, i:<inst>, ...) as {server: int}, zeros included."""
+    return {k: int(v) for k, v in r.hgetall(key).items()}
+
+
+def session_record(r, sid, backend="be_ws"):
+    """The session record of sid ({} when there is none)."""
+    return r.hgetall(rkey("s:" + sid, backend))
+
+
+def set_server_state(r, server, value, backend="be_ws"):
+    """Set a server's admin state ("drain:<ms>", "maint", ...; None removes it)
+    straight in Redis: unlike stickyctl, this publishes no change event."""
+    if value is None:
+        r.hdel(rkey("state", backend), server)
+    else:
+        r.hset(rkey("state", backend), server, value)
 
 
 def agent_stats(agent, timeout=5.0):
@@ -927,6 +969,60 @@ class ProcGroup:
             raise RuntimeError("could not stop: " + "; ".join(errors))
 
 
+# Short agent periods (haproxy section of the agent's config), so counts and views
+# settle within a second or two.
+FAST_PERIODS = {"refresh": "200ms", "resync": "500ms", "heartbeat_ttl": "2s"}
+
+
+def lb_spec(name, servers, agent, syslog, backend="be_ws", **overrides):
+    """The render-haproxy spec of one test load balancer: a free loopback port,
+    `servers` (WsServers, equal weights) in `backend`, `agent` (a Stickyd), the
+    given syslog member, a cookie without Secure (no TLS here), checks every 500 ms.
+    overrides replace or add top-level keys."""
+    spec = {
+        "bind": "%s:%d" % (LOOPBACK, free_port()),
+        "instance": name,
+        "backends": [{"name": backend, "servers": [
+            {"name": w.name, "addr": w.addr, "weight": 100} for w in servers]}],
+        "agents": [agent.addr],
+        "syslog": syslog,
+        "cookie": {"name": "stickysid", "secure": False},
+        # The agent answers within redis.timeout; the SPOE budget is only the
+        # ceiling HAProxy waits for a dead or stuck agent.
+        "processing_timeout": "500ms",
+        "check_inter": "500ms",
+        "agent_check_inter": "500ms",
+    }
+    spec.update(overrides)
+    return spec
+
+
+class Lb:
+    """One load balancer: an HAProxy and its stickyd (tests' cluster builders
+    subclass it to keep more per instance)."""
+
+    def __init__(self, name, haproxy, stickyd):
+        self.name, self.haproxy, self.stickyd = name, haproxy, stickyd
+
+    @property
+    def ws_url(self):
+        return self.haproxy.ws_url + "/"
+
+    @property
+    def url(self):
+        return self.haproxy.url + "/"
+
+    def stats(self):
+        """The agent's counters (see agent_stats)."""
+        return agent_stats(self.stickyd)
+
+    def wait_up(self, servers, backend="be_ws", timeout=15.0):
+        """Wait until this HAProxy sees its agent and every one of servers UP."""
+        self.haproxy.wait_server_status("stickyd_agents", "agent1", "UP", timeout)
+        for w in servers:
+            self.haproxy.wait_server_status(backend, w.name, "UP", timeout)
+
+
 class Stack:
     """The whole picture, ready to use: one Redis, `servers` WebSocket servers in
     backend `backend`, and `instances` load balancers, each an HAProxy rendered by
@@ -940,17 +1036,7 @@ class Stack:
     it the static server list instead. Extra keys: spec (render overrides),
     stickyd (Stickyd keyword arguments)."""
 
-    class Lb:
-        def __init__(self, name, haproxy, stickyd):
-            self.name, self.haproxy, self.stickyd = name, haproxy, stickyd
-
-        @property
-        def ws_url(self):
-            return self.haproxy.ws_url + "/"
-
-        @property
-        def url(self):
-            return self.haproxy.url + "/"
+    Lb = Lb
 
     def __init__(self, group, instances=1, servers=3, backend="be_ws", socketio=False,
                  runtime_api=True, syslog="udp", spec=None, stickyd=None):
@@ -970,22 +1056,12 @@ class Stack:
                       syslog_udp=(syslog == "udp"), syslog_tcp=(syslog == "tcp"))
             kw.update(stickyd or {})
             s = group.stickyd("stickyd-" + name, start=False, **kw)
-            rspec = {
-                "bind": "%s:%d" % (LOOPBACK, free_port()),
-                "instance": name,
-                "backends": [{"name": backend, "servers": [
-                    {"name": w.name, "addr": w.addr, "weight": 100} for w in self.ws]}],
-                "agents": [s.addr],
-                "syslog": ({"transport": "udp", "addr": s.syslog_udp_addr} if syslog == "udp"
-                           else {"transport": "tcp", "addr": s.syslog_tcp_addr}
-                           if syslog == "tcp" else {"transport": "none"}),
-                "cookie": {"name": "stickysid", "secure": False},
-                "socketio": socketio,
-                "processing_timeout": "500ms",
-                "check_inter": "500ms",
-                "agent_check_inter": "500ms",
-            }
-            rspec.update(spec or {})
+            rspec = lb_spec(name, self.ws, s, backend=backend, socketio=socketio,
+                            syslog=({"transport": "udp", "addr": s.syslog_udp_addr}
+                                    if syslog == "udp"
+                                    else {"transport": "tcp", "addr": s.syslog_tcp_addr}
+                                    if syslog == "tcp" else {"transport": "none"}),
+                            **(spec or {}))
             h.render(rspec)
             s.start()
             h.start()

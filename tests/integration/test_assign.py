@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from harness import agent_stats, wait_until
+import harness
+from harness import agent_stats, session_record, set_server_state, wait_until
 from spop_client import SpopClient
 
 BE = "be_ws"
@@ -105,10 +106,10 @@ class Cluster:
         return c
 
     def record(self, sid):
-        return self.r.hgetall("%s{%s}:s:%s" % (PREFIX, BE, sid))
+        return session_record(self.r, sid, BE)
 
     def rkey(self, sid):
-        return "%s{%s}:s:%s" % (PREFIX, BE, sid)
+        return harness.rkey("s:" + sid, BE, PREFIX)
 
     def set_load(self, loads):
         """Live connections per server, as the fleet module keeps them: the
@@ -125,11 +126,7 @@ class Cluster:
         p.execute()
 
     def set_state(self, server, value):
-        key = "%s{%s}:state" % (PREFIX, BE)
-        if value is None:
-            self.r.hdel(key, server)
-        else:
-            self.r.hset(key, server, value)
+        set_server_state(self.r, server, value, BE)
 
     def close(self):
         for c in self.clients:
@@ -549,12 +546,11 @@ def test_haproxy_drain_and_maint_seen_by_the_agent(stack):
 def test_websocket_upgrades_through_haproxy(stack):
     """The whole path: HAProxy sends sticky-assign on the upgrade, applies the
     server and the cookie the agent chose."""
-    import harness
     url = stack.lbs[0].ws_url
     first = harness.ws_open(url)
     sid = first.cookie()
     assert sid is not None and len(sid) == 44 and sid[0] == "1"
-    rec = stack.redis.client().hgetall("%s{%s}:s:%s" % (PREFIX, BE, sid))
+    rec = session_record(stack.redis.client(), sid, BE)
     assert rec["server"] == first.server
     for _ in range(5):
         again = harness.ws_open(url, cookie=sid)

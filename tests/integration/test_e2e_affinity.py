@@ -19,16 +19,15 @@ import time
 
 import pytest
 
-from harness import LOOPBACK, agent_stats, free_port, wait_until, write_secret, ws_open
+import harness
+from harness import (agent_stats, hash_ints, lb_spec, rkey, session_record, wait_until,
+                     write_secret, ws_open)
 from test_assign import hrw_weighted, mint_sid
 
 BE = "be_ws"
-KP = "sticky:{%s}:" % BE
+KP = rkey("", BE)
 # Short agent periods, so counts settle within a second or two.
-AGENT_TIMING = {
-    "redis": {"timeout": "20ms"},
-    "haproxy": {"refresh": "200ms", "resync": "500ms", "heartbeat_ttl": "2s"},
-}
+AGENT_TIMING = {"redis": {"timeout": "20ms"}, "haproxy": dict(harness.FAST_PERIODS)}
 # Test-only lines added to the rendered backend: the agent's answer, as the
 # client sees it. action is absent when the agent did not answer (then error is
 # set by `option set-on-error error`).
@@ -42,13 +41,10 @@ DIAG_RULES = (
 
 # ---- the cluster -----------------------------------------------------------
 
-class Lb:
+class Lb(harness.Lb):
     def __init__(self, name, haproxy, stickyd, spec):
-        self.name, self.haproxy, self.stickyd, self.spec = name, haproxy, stickyd, spec
-
-    @property
-    def ws_url(self):
-        return self.haproxy.ws_url + "/"
+        super().__init__(name, haproxy, stickyd)
+        self.spec = spec
 
 
 class Cluster:
@@ -70,20 +66,7 @@ class Cluster:
         s = self.procs.stickyd("stickyd-" + name, start=False, redis_port=self.redis.port,
                                instance=name, secret_file=self.secret_file,
                                stats_socket=h.stats_socket, extra=AGENT_TIMING)
-        spec = {
-            "bind": "%s:%d" % (LOOPBACK, free_port()),
-            "instance": name,
-            "backends": [{"name": BE, "servers": [
-                {"name": w.name, "addr": w.addr, "weight": 100} for w in self.ws]}],
-            "agents": [s.addr],
-            "syslog": {"transport": "udp", "addr": s.syslog_udp_addr},
-            "cookie": {"name": "stickysid", "secure": False},
-            # The agent answers within redis.timeout; the SPOE budget is only the
-            # ceiling HAProxy waits for a dead or stuck agent.
-            "processing_timeout": "500ms",
-            "check_inter": "500ms",
-            "agent_check_inter": "500ms",
-        }
+        spec = lb_spec(name, self.ws, s, {"transport": "udp", "addr": s.syslog_udp_addr}, BE)
         lb = Lb(name, h, s, spec)
         self.render(lb)
         s.start()
@@ -92,31 +75,25 @@ class Cluster:
 
     def render(self, lb):
         """Render lb.spec, then add the diagnostic headers after use-server."""
-        h = lb.haproxy
-        h.render(lb.spec)
-        text = h.cfg_path.read_text()
-        anchor = "use-server %[var(txn.sticky.server)] if { var(txn.sticky.server) -m found }\n"
-        assert anchor in text, "the reference config changed: update DIAG_RULES' anchor"
-        h.write_cfg(text.replace(anchor, anchor + DIAG_RULES), port=h.port)
+        lb.haproxy.render(lb.spec)
+        lb.haproxy.add_after_use_server(DIAG_RULES)
 
     def wait_ready(self, timeout=15.0):
         """HAProxy sees every server and agent UP; every agent has its servers view
         from HAProxy and a live heartbeat in Redis (it wrote :servers and :insts)."""
         names = {w.name for w in self.ws}
         for lb in self.lbs:
-            lb.haproxy.wait_server_status("stickyd_agents", "agent1", "UP", timeout)
-            for w in self.ws:
-                lb.haproxy.wait_server_status(BE, w.name, "UP", timeout)
+            lb.wait_up(self.ws, BE, timeout)
         wait_until(lambda: names <= set(self.r.hkeys(KP + "servers"))
                    and {lb.name for lb in self.lbs} <= set(self.r.zrange(KP + "insts", 0, -1)),
                    timeout, what="agents to publish their servers and heartbeat")
 
     # Redis views
     def conns(self):
-        return {k: int(v) for k, v in self.r.hgetall(KP + "conns").items()}
+        return hash_ints(self.r, KP + "conns")
 
     def record(self, sid):
-        return self.r.hgetall(KP + "s:" + sid)
+        return session_record(self.r, sid, BE)
 
 
 def action(res):

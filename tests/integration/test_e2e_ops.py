@@ -29,8 +29,7 @@ BE = "be_ws"
 PREFIX = "sticky:"
 STICKYCTL = REPO / "agent" / "stickyctl"
 
-FAST_AGENT = {"extra": {"haproxy": {"refresh": "200ms", "resync": "500ms",
-                                    "heartbeat_ttl": "2s"}}}
+FAST_AGENT = {"extra": {"haproxy": dict(harness.FAST_PERIODS)}}
 FAST_CHECKS = {"check_inter": "200ms", "agent_check_inter": "200ms"}
 
 
@@ -50,23 +49,21 @@ def make_stack(procs, instances=1, socketio=False):
 
 
 def key(suffix):
-    return "%s{%s}:%s" % (PREFIX, BE, suffix)
+    return harness.rkey(suffix, BE, PREFIX)
+
+
+def nonzero(d):
+    return {k: v for k, v in d.items() if v != 0}
 
 
 def conns(r, suffix="conns"):
     """A counts hash as {server: int} (absent servers are 0)."""
-    return {k: int(v) for k, v in r.hgetall(key(suffix)).items() if int(v) != 0}
+    return nonzero(harness.hash_ints(r, key(suffix)))
 
 
 def scur(h):
     """HAProxy's current sessions per server of BE, zeros dropped."""
-    out = {}
-    for row in h.show_stat():
-        if row["pxname"] == BE and row["svname"] not in ("FRONTEND", "BACKEND"):
-            n = int(row["scur"] or 0)
-            if n:
-                out[row["svname"]] = n
-    return out
+    return nonzero(h.scur(BE))
 
 
 def tally(servers):

@@ -33,7 +33,7 @@ from harness import LOOPBACK, wait_until
 
 BE = "be_ws"
 PREFIX = "sticky:"
-KP = "%s{%s}:" % (PREFIX, BE)
+KP = harness.rkey("", BE, PREFIX)
 CHANNEL = PREFIX + "events"
 STICKYCTL = Path(os.environ.get("STICKYCTL", harness.REPO / "agent" / "stickyctl"))
 
@@ -117,22 +117,14 @@ def line_uid(line):
 
 # ---- one test's cluster -----------------------------------------------------------
 
-class Lb:
+class Lb(harness.Lb):
     def __init__(self, name, haproxy, stickyd, relay):
-        self.name, self.haproxy, self.stickyd, self.relay = name, haproxy, stickyd, relay
-
-    @property
-    def ws_url(self):
-        return self.haproxy.ws_url + "/"
+        super().__init__(name, haproxy, stickyd)
+        self.relay = relay
 
     def scur(self):
         """HAProxy's own current sessions per server of BE (zeros included)."""
-        return {row["svname"]: int(row["scur"] or 0) for row in self.haproxy.show_stat()
-                if row["pxname"] == BE and row["svname"] not in ("FRONTEND", "BACKEND")}
-
-    def stats(self):
-        """The agent's counters, from the lines SIGUSR1 writes to its log."""
-        return harness.agent_stats(self.stickyd)
+        return self.haproxy.scur(BE)
 
 
 class Fleet:
@@ -157,54 +149,36 @@ class Fleet:
                               extra={"haproxy": {"refresh": refresh, "resync": resync,
                                                  "heartbeat_ttl": heartbeat}})
             relay = procs.add(UdpRelay("relay-" + name, (LOOPBACK, s.syslog_udp_port)))
-            port = harness.free_port()
-            h.render({
-                "bind": "%s:%d" % (LOOPBACK, port),
-                "instance": name,
-                "backends": [{"name": BE, "servers": [
-                    {"name": w.name, "addr": w.addr, "weight": 100} for w in self.ws]}],
-                "agents": [s.addr],
-                # tcp: HAProxy's ring, octet-counted, straight to the agent
-                "syslog": ({"transport": "udp", "addr": relay.addr} if syslog == "udp" else
-                           {"transport": "tcp", "addr": s.syslog_tcp_addr}),
-                "cookie": {"name": "stickysid", "secure": False},
-                "processing_timeout": "500ms",
-                "check_inter": "200ms",
-                "agent_check_inter": "500ms",
-            })
-            text = h.cfg_path.read_text()
-            anchor = "    use-server %[var(txn.sticky.server)]"
-            at = text.index(anchor)
-            at = text.index("\n", at) + 1
-            h.write_cfg(text[:at] + EXPOSE_DECISION + text[at:], port=port)
+            # tcp: HAProxy's ring, octet-counted, straight to the agent
+            h.render(harness.lb_spec(
+                name, self.ws, s, backend=BE,
+                syslog=({"transport": "udp", "addr": relay.addr} if syslog == "udp" else
+                        {"transport": "tcp", "addr": s.syslog_tcp_addr}),
+                check_inter="200ms"))
+            h.add_after_use_server(EXPOSE_DECISION)
             # haproxy_first: the agent's first look at HAProxy succeeds; by default
             # it fails and is retried within a second (hapi's backoff)
             for p in ((h, s) if haproxy_first else (s, h)):
                 p.start()
             self.lbs.append(Lb(name, h, s, relay))
         for lb in self.lbs:
-            lb.haproxy.wait_server_status("stickyd_agents", "agent1", "UP", 15)
-            for w in self.ws:
-                lb.haproxy.wait_server_status(BE, w.name, "UP", 15)
+            lb.wait_up(self.ws, BE, 15)
 
     @property
     def lb(self):
         return self.lbs[0]
 
     def conns(self):
-        return {k: int(v) for k, v in self.r.hgetall(KP + "conns").items()}
+        return harness.hash_ints(self.r, KP + "conns")
 
     def share(self, inst):
-        return {k: int(v) for k, v in self.r.hgetall(KP + "i:" + inst).items()}
+        return harness.hash_ints(self.r, KP + "i:" + inst)
 
     def record(self, sid):
-        return self.r.hgetall(KP + "s:" + sid)
+        return harness.session_record(self.r, sid, BE)
 
     def set_state(self, server, value):
-        if value is None:
-            self.r.hdel(KP + "state", server)
-        else:
-            self.r.hset(KP + "state", server, value)
+        harness.set_server_state(self.r, server, value, BE)
 
 
 def positive(d):

@@ -71,7 +71,7 @@ def now_ms():
 
 
 def k(suffix, backend=BE, prefix=PREFIX):
-    return "%s{%s}:%s" % (prefix, backend, suffix)
+    return harness.rkey(suffix, backend, prefix)
 
 
 def seed(r, prefix=PREFIX):
