@@ -262,13 +262,16 @@ class Watch:
 
 @pytest.fixture
 def watch_factory():
+    """make(fleet): a stickyctl watch on the fleet's Redis, returned once subscribed
+    (before that, events would be missed)."""
     made = []
 
-    def make(redis):
+    def make(fleet):
         if not STICKYCTL.exists():
             pytest.fail("%s is not built: run make" % STICKYCTL)
-        w = Watch(redis)
+        w = Watch(fleet.redis)
         made.append(w)
+        wait_watching(w, fleet)
         return w
     yield make
     for w in made:
@@ -473,8 +476,7 @@ def test_drain_without_deadline(procs, ws_pool):
 def test_drain_with_deadline_repins_after_it(procs, ws_pool, watch_factory):
     fleet = Fleet(procs)
     lb = fleet.lb
-    watch = watch_factory(fleet.redis)
-    wait_watching(watch, fleet)
+    watch = watch_factory(fleet)
     (c2,), _ = open_on(ws_pool, lb, "ws2")
     sid2 = c2.cookie()
     watch.wait(kind="session-assigned", sid=sid2, server="ws2")
@@ -542,8 +544,7 @@ def test_drain_close_at_deadline_cuts_and_repins(procs, ws_pool):
 def test_killed_server_sessions_repin_to_healthy_servers(procs, ws_pool, watch_factory):
     fleet = Fleet(procs)
     lb = fleet.lb
-    watch = watch_factory(fleet.redis)
-    wait_watching(watch, fleet)
+    watch = watch_factory(fleet)
     on2, others = open_on(ws_pool, lb, "ws2", n=2)
     sids = [c.cookie() for c in on2]
     ws2 = next(w for w in fleet.ws if w.name == "ws2")
@@ -576,8 +577,7 @@ def test_established_corrects_a_pin_haproxy_did_not_follow(procs, ws_pool, watch
     the agent which server really took the tunnel."""
     fleet = Fleet(procs)
     lb = fleet.lb
-    watch = watch_factory(fleet.redis)
-    wait_watching(watch, fleet)
+    watch = watch_factory(fleet)
     (c1,), others = open_on(ws_pool, lb, "ws1")
     sid = c1.cookie()
     for c in [c1] + others:
@@ -771,8 +771,7 @@ def test_close_lines_over_tcp_ring(procs, ws_pool):
 def test_maint_repins_pinned_sessions_with_reason(procs, ws_pool, watch_factory):
     fleet = Fleet(procs)
     lb = fleet.lb
-    watch = watch_factory(fleet.redis)
-    wait_watching(watch, fleet)
+    watch = watch_factory(fleet)
     (c3,), _ = open_on(ws_pool, lb, "ws3")
     sid = c3.cookie()
     fleet.set_state("ws3", "maint")
