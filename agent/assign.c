@@ -567,21 +567,12 @@ static int key_name(char *buf, const char *backend, const char *suffix, const ch
     return (int)n;
 }
 
-/* v in decimal into out, NUL-terminated (room: 21 bytes for any value, 11 for a
- * uint32_t); returns the length. */
+/* v in decimal into out, NUL-terminated (room: 21 bytes); returns the length. */
 static size_t u64_dec(char *out, uint64_t v)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
-    }
-    out[n] = '\0';
-    return n;
+    char *end = util_u64_dec(out, v);
+    *end = '\0';
+    return (size_t)(end - out);
 }
 
 static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)

@@ -915,26 +915,11 @@ static size_t dec_len(size_t v)
     return n;
 }
 
-/* Write v in decimal at p; returns the end. */
-static char *put_dec(char *p, size_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    while (n > 0) {
-        *p++ = tmp[--n];
-    }
-    return p;
-}
-
 /* RESP bulk string "$<len>\r\n<bytes>\r\n" at p; returns the end. */
 static char *put_bulk(char *p, const char *str, size_t len)
 {
     *p++ = '$';
-    p = put_dec(p, len);
+    p = util_u64_dec(p, len);
     *p++ = '\r';
     *p++ = '\n';
     memcpy(p, str, len);
@@ -975,12 +960,12 @@ int store_eval(struct store *s, struct store_script *sc, int nkeys, int argc, co
     char *p = q->fmt;
     char nkbuf[20];
     *p++ = '*';
-    p = put_dec(p, (size_t)argc + 3);
+    p = util_u64_dec(p, (size_t)argc + 3);
     *p++ = '\r';
     *p++ = '\n';
     p = put_bulk(p, "EVALSHA", 7);
     p = put_bulk(p, sc->sha, 40);
-    p = put_bulk(p, nkbuf, (size_t)(put_dec(nkbuf, nk) - nkbuf));
+    p = put_bulk(p, nkbuf, (size_t)(util_u64_dec(nkbuf, nk) - nkbuf));
     for (int i = 0; i < argc; i++) {
         p = put_bulk(p, argv[i], argvlen != NULL ? argvlen[i] : strlen(argv[i]));
     }

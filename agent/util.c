@@ -18,6 +18,20 @@ int64_t util_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+char *util_u64_dec(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0) {
+        *out++ = tmp[--n];
+    }
+    return out;
+}
+
 int util_parse_addr(const char *s, struct sockaddr_storage *ss, unsigned *sslen, char *err,
                     size_t errlen)
 {

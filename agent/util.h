@@ -12,6 +12,10 @@
 /* Wall clock in unix milliseconds (CLOCK_REALTIME): the time written to Redis. */
 int64_t util_now_ms(void);
 
+/* Write v in decimal at out (room for 20 digits; no NUL); returns the end.
+ * For hot paths that build Redis commands without printf. */
+char *util_u64_dec(char *out, uint64_t v);
+
 /* Parse "ADDR:PORT" (IPv4, [IPv6]:PORT, or "unix:/path" / "/path") into a
  * sockaddr; 0 or -1 with a message in err. */
 struct sockaddr_storage;

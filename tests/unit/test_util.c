@@ -264,5 +264,19 @@ int main(void)
     test_duration();
     test_now();
     test_buf();
+    /* util_u64_dec: the decimal writer the Redis command builders share */
+    {
+        static const struct {
+            uint64_t v;
+            const char *want;
+        } dec[] = {{0, "0"}, {9, "9"}, {10, "10"}, {86400000, "86400000"},
+                   {UINT64_MAX, "18446744073709551615"}};
+        for (size_t i = 0; i < sizeof(dec) / sizeof(dec[0]); i++) {
+            char out[24];
+            char *end = util_u64_dec(out, dec[i].v);
+            CHECK_EQ_INT(end - out, strlen(dec[i].want));
+            CHECK(memcmp(out, dec[i].want, strlen(dec[i].want)) == 0);
+        }
+    }
     return check_summary("test_util");
 }
