@@ -314,6 +314,11 @@ void req_unset_var(struct req *r, enum spop_scope scope, const char *name)
 
 /* ---- dispatch and completion ------------------------------------------- */
 
+/* UNSET-VAR txn "noop" (action type 2, 2 args, scope, raw-string name),
+ * encoded once: it is the action of every ACK that has none of its own. */
+static const uint8_t noop_action[] = {SPOP_ACT_UNSET_VAR, 2, SPOP_SCOPE_TXN, 4, 'n', 'o', 'o', 'p'};
+_Static_assert(sizeof(noop_action) <= REQ_INLINE_ACTIONS, "noop fits the inline buffer");
+
 static void req_complete(struct req *r)
 {
     if (r->conn == NULL) {
@@ -323,8 +328,11 @@ static void req_complete(struct req *r)
         return;
     }
     if (r->nactions == 0) {
-        /* HAProxy 3.1 stalls on an ACK without actions: add a harmless one. */
-        act_put(r, SPOP_SCOPE_TXN, "noop", NULL);
+        /* HAProxy 3.1 stalls on an ACK without actions: add a harmless one.
+         * Actions that were dropped added no bytes, so the buffer is empty. */
+        memcpy(r->act, noop_action, sizeof(noop_action));
+        r->act_len = sizeof(noop_action);
+        r->nactions = 1;
     }
     conn_req_complete(r->conn, r);
 }
