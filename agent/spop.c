@@ -679,3 +679,34 @@ int spop_w_ack(struct spop_writer *w, uint64_t stream_id, uint64_t frame_id, con
     spop_w_bytes(w, actions, len);
     return spop_w_frame_end(w);
 }
+
+bool spop_data_eq(const struct spop_data *a, const struct spop_data *b)
+{
+    if (a->type != b->type) {
+        return false;
+    }
+    switch (a->type) {
+    case SPOP_T_NULL:
+        return true;
+    case SPOP_T_BOOL:
+        return a->u.b == b->u.b;
+    case SPOP_T_INT32:
+        return a->u.i32 == b->u.i32;
+    case SPOP_T_UINT32:
+        return a->u.u32 == b->u.u32;
+    case SPOP_T_INT64:
+        return a->u.i64 == b->u.i64;
+    case SPOP_T_UINT64:
+        return a->u.u64 == b->u.u64;
+    case SPOP_T_IPV4:
+        return memcmp(a->u.ipv4, b->u.ipv4, 4) == 0;
+    case SPOP_T_IPV6:
+        return memcmp(a->u.ipv6, b->u.ipv6, 16) == 0;
+    case SPOP_T_STRING:
+    case SPOP_T_BINARY:
+        return a->u.str.len == b->u.str.len &&
+               (a->u.str.len == 0 || memcmp(a->u.str.ptr, b->u.str.ptr, a->u.str.len) == 0);
+    default:
+        return false;
+    }
+}

@@ -213,6 +213,10 @@ int spop_action_next(struct spop_reader *r, uint8_t *type, uint8_t *scope, struc
 /* True when the comma-separated list `list` contains `word` (spaces ignored). */
 bool spop_list_has(struct spop_str list, const char *word);
 
+/* Two typed values equal: same type and same value (bytes for STRING/BINARY,
+ * the flag for BOOL). Pure; used by tests and the fuzz round trips. */
+bool spop_data_eq(const struct spop_data *a, const struct spop_data *b);
+
 /* Two views equal / a view equal to a C string. */
 bool spop_str_eq(struct spop_str a, const char *s);
 

@@ -29,37 +29,6 @@ static bool in(const void *p, size_t n, const uint8_t *lo, const uint8_t *hi)
     return n == 0 || (b >= lo && b + n <= hi && b + n >= b);
 }
 
-static bool data_eq(const struct spop_data *a, const struct spop_data *b)
-{
-    if (a->type != b->type) {
-        return false;
-    }
-    switch (a->type) {
-    case SPOP_T_NULL:
-        return true;
-    case SPOP_T_BOOL:
-        return a->u.b == b->u.b;
-    case SPOP_T_INT32:
-        return a->u.i32 == b->u.i32;
-    case SPOP_T_UINT32:
-        return a->u.u32 == b->u.u32;
-    case SPOP_T_INT64:
-        return a->u.i64 == b->u.i64;
-    case SPOP_T_UINT64:
-        return a->u.u64 == b->u.u64;
-    case SPOP_T_IPV4:
-        return memcmp(a->u.ipv4, b->u.ipv4, 4) == 0;
-    case SPOP_T_IPV6:
-        return memcmp(a->u.ipv6, b->u.ipv6, 16) == 0;
-    case SPOP_T_STRING:
-    case SPOP_T_BINARY:
-        return a->u.str.len == b->u.str.len &&
-               (a->u.str.len == 0 || memcmp(a->u.str.ptr, b->u.str.ptr, a->u.str.len) == 0);
-    default:
-        return false;
-    }
-}
-
 static bool str_same(struct spop_str a, struct spop_str b)
 {
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
@@ -118,7 +87,7 @@ static void same_msgs(const uint8_t *a, size_t alen, const uint8_t *b, size_t bl
             if (ka_rc == 0) {
                 break;
             }
-            REQUIRE(str_same(ka, kb) && data_eq(&da, &db));
+            REQUIRE(str_same(ka, kb) && spop_data_eq(&da, &db));
         }
     }
     REQUIRE(rca == 0);
@@ -180,7 +149,7 @@ static void fuzz_kvs(const uint8_t *p, size_t len)
             struct spop_str k2;
             struct spop_data d2;
             REQUIRE(spop_kv_next(&r2, &k2, &d2) == 1 && r2.p == buf + w.len);
-            REQUIRE(str_same(k, k2) && data_eq(&d, &d2));
+            REQUIRE(str_same(k, k2) && spop_data_eq(&d, &d2));
         }
     }
     REQUIRE(rc == 0 || rc == -1);
@@ -233,7 +202,7 @@ static void fuzz_actions(const uint8_t *p, size_t len)
             rb = spop_action_next(&b, &t2, &s2, &n2, &v2);
             REQUIRE(ra == rb);
             if (ra == 1) {
-                REQUIRE(type == t2 && scope == s2 && str_same(name, n2) && data_eq(&val, &v2));
+                REQUIRE(type == t2 && scope == s2 && str_same(name, n2) && spop_data_eq(&val, &v2));
             }
         } while (ra == 1);
         REQUIRE(ra == 0);

@@ -140,11 +140,6 @@ static const uint8_t lit_ack[] = {
     0x02, 's',  '1',  0x02, 0x02, 0x02, 0x04, 'n',  'o', 'o', 'p',
 };
 
-static bool view_is(struct spop_str v, const void *p, size_t n)
-{
-    return v.len == n && (n == 0 || memcmp(v.ptr, p, n) == 0);
-}
-
 /* ---- varints ---------------------------------------------------------------- */
 
 struct vcase {
@@ -288,36 +283,6 @@ static struct spop_data mk_ipv4(uint8_t a, uint8_t b, uint8_t c, uint8_t e)
     return d;
 }
 
-static bool data_eq(const struct spop_data *a, const struct spop_data *b)
-{
-    if (a->type != b->type) {
-        return false;
-    }
-    switch (a->type) {
-    case SPOP_T_NULL:
-        return true;
-    case SPOP_T_BOOL:
-        return a->u.b == b->u.b;
-    case SPOP_T_INT32:
-        return a->u.i32 == b->u.i32;
-    case SPOP_T_UINT32:
-        return a->u.u32 == b->u.u32;
-    case SPOP_T_INT64:
-        return a->u.i64 == b->u.i64;
-    case SPOP_T_UINT64:
-        return a->u.u64 == b->u.u64;
-    case SPOP_T_IPV4:
-        return memcmp(a->u.ipv4, b->u.ipv4, 4) == 0;
-    case SPOP_T_IPV6:
-        return memcmp(a->u.ipv6, b->u.ipv6, 16) == 0;
-    case SPOP_T_STRING:
-    case SPOP_T_BINARY:
-        return view_is(a->u.str, b->u.str.ptr, b->u.str.len);
-    default:
-        return false;
-    }
-}
-
 static void test_data_types(void)
 {
     struct dcase cases[] = {
@@ -373,7 +338,7 @@ static void test_data_types(void)
         struct spop_data d;
         CHECK_EQ_INT(spop_data_next(&r, &d), 1);
         CHECK(r.p == g + c->len);
-        CHECK(data_eq(&d, &c->d));
+        CHECK(spop_data_eq(&d, &c->d));
         /* each truncation is malformed and leaves the cursor alone */
         for (size_t k = 0; k < c->len; k++) {
             g = guard_put(c->bytes, k);
@@ -728,7 +693,7 @@ static void test_notify(void)
     for (size_t i = 0; i < ARRAY_LEN(exp); i++) {
         CHECK_EQ_INT(spop_kv_next(&a, &k, &d), 1);
         CHECK(spop_str_eq(k, exp[i].key));
-        CHECK(data_eq(&d, &exp[i].d));
+        CHECK(spop_data_eq(&d, &exp[i].d));
     }
     CHECK_EQ_INT(spop_kv_next(&a, &k, &d), 0);
     CHECK_EQ_INT(spop_msg_next(&r, &m), 0);
@@ -961,9 +926,29 @@ static void test_helpers(void)
     CHECK(strcmp(spop_status_str(50), "unknown status code") == 0);
 }
 
+/* The equality every round trip below relies on must tell values apart. */
+static void test_data_eq(void)
+{
+    struct spop_data a = spop_d_str("abc", 3), b = spop_d_str("abd", 3);
+    struct spop_data bin = {.type = SPOP_T_BINARY, .u.str = {"abc", 3}};
+    CHECK(spop_data_eq(&a, &a));
+    CHECK(!spop_data_eq(&a, &b));
+    CHECK(!spop_data_eq(&a, &bin)); /* same bytes, another type */
+    struct spop_data e1 = spop_d_str("", 0), e2 = spop_d_str(NULL, 0);
+    CHECK(spop_data_eq(&e1, &e2));
+    struct spop_data t = spop_d_bool(true), f = spop_d_bool(false);
+    CHECK(!spop_data_eq(&t, &f));
+    struct spop_data i1 = spop_d_i64(-5), i2 = spop_d_i64(5), u = spop_d_u32(5);
+    CHECK(!spop_data_eq(&i1, &i2));
+    CHECK(!spop_data_eq(&i2, &u));
+    struct spop_data n1 = {.type = SPOP_T_NULL}, n2 = {.type = SPOP_T_NULL};
+    CHECK(spop_data_eq(&n1, &n2));
+}
+
 int main(void)
 {
     guard_init();
+    test_data_eq();
     test_guard_works();
     test_varint_bounds();
     test_varint_literals();
