@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "itest.h"
 #include "check.h"
 
 /* ---- a hand-written SPOP encoder/decoder (test-only) ------------------- */
@@ -388,19 +389,6 @@ static bool ping_ok(int fd, uint64_t sid, uint64_t fid)
 
 /* ---- the agent process -------------------------------------------------- */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -418,7 +406,7 @@ static pid_t start_agent(const char *name, const char *config, int *out_port)
     snprintf(cfgpath, sizeof(cfgpath), "%s/%s.json", tmpdir, name);
     snprintf(logpath, sizeof(logpath), "%s/%s.log", tmpdir, name);
     write_file(cfgpath, config);
-    int p = free_port();
+    int p = itest_free_port(SOCK_STREAM);
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", p);
     pid_t pid = fork();
     if (pid == 0) {

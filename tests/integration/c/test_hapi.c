@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "itest.h"
 #include "check.h"
 #include "config.h"
 #include "hapi.h"
@@ -62,19 +63,6 @@ static void on_signal(int sig)
     cleanup();
     signal(sig, SIG_DFL);
     raise(sig);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static int listen_on(int *port)
@@ -381,9 +369,9 @@ int main(void)
     loop = ev_default_loop(0);
 
     int lfd = listen_on(&up_port);
-    stats_port = free_port();
-    fe_port = free_port();
-    down_port = free_port(); /* nothing listens there */
+    stats_port = itest_free_port(SOCK_STREAM);
+    fe_port = itest_free_port(SOCK_STREAM);
+    down_port = itest_free_port(SOCK_STREAM); /* nothing listens there */
     CHECK(lfd >= 0 && stats_port > 0 && fe_port > 0 && down_port > 0);
     ev_io accept_w;
     ev_io_init(&accept_w, on_accept, lfd, EV_READ);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "itest.h"
 #include "check.h"
 #include "slog.h"
 
@@ -23,19 +24,6 @@ static void on_close(const struct slog_close *c, void *arg)
         snprintf(seen[nseen++], sizeof(seen[0]), "%.*s/%.*s/%d", (int)c->uid.len, c->uid.ptr,
                  (int)c->server.len, c->server.ptr, c->status);
     }
-}
-
-static int free_port(int type)
-{
-    int fd = socket(AF_INET, type, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static int connect_to(int type, int port)
@@ -63,8 +51,8 @@ int main(void)
 {
     struct ev_loop *loop = ev_default_loop(0);
     char udp[64], tcp[64], err[256];
-    snprintf(udp, sizeof(udp), "127.0.0.1:%d", free_port(SOCK_DGRAM));
-    int tport = free_port(SOCK_STREAM);
+    snprintf(udp, sizeof(udp), "127.0.0.1:%d", itest_free_port(SOCK_DGRAM));
+    int tport = itest_free_port(SOCK_STREAM);
     snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", tport);
     struct slog *s = slog_new(loop, udp, tcp, on_close, NULL, err, sizeof(err));
     CHECK(s != NULL);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "itest.h"
 #include "check.h"
 #include "config.h"
 #include "stats.h"
@@ -73,16 +74,12 @@ static void on_fatal_signal(int sig)
 
 static uint16_t free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+    int port = itest_free_port(SOCK_STREAM);
+    if (port < 0) {
         perror("free_port");
         exit(2);
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    return (uint16_t)port;
 }
 
 /* A raw PING: any RESP reply ('+PONG' or '-NOAUTH') means the server is up. */
