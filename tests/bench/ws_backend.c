@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http_head.h"
+
 #define MAX_SERVERS 16
 #define REQ_MAX 4096
 
@@ -53,35 +55,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_flag = 1;
-}
-
-/* Value of header `name` in the request head [req, end), trimmed; len in *vlen. */
-static const char *header(const char *req, const char *end, const char *name, size_t *vlen)
-{
-    size_t nlen = strlen(name);
-    const char *line = memchr(req, '\n', (size_t)(end - req));
-    while (line != NULL && line + 1 < end) {
-        line++;
-        const char *eol = memchr(line, '\n', (size_t)(end - line));
-        if (eol == NULL) {
-            break;
-        }
-        if ((size_t)(eol - line) > nlen && line[nlen] == ':' &&
-            strncasecmp(line, name, nlen) == 0) {
-            const char *v = line + nlen + 1;
-            const char *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t')) {
-                v++;
-            }
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) {
-                ve--;
-            }
-            *vlen = (size_t)(ve - v);
-            return v;
-        }
-        line = eol;
-    }
-    return NULL;
 }
 
 /* RFC 6455 4.2.2: base64(SHA-1(key || GUID)) into out (>= 29 bytes). */
@@ -117,12 +90,12 @@ static bool respond(struct client *c)
 {
     const char *end = memmem(c->req, c->len, "\r\n\r\n", 4);
     size_t vlen = 0;
-    const char *up = header(c->req, end, "Upgrade", &vlen);
+    const char *up = http_header(c->req, end, "Upgrade", &vlen);
     char out[512];
     int n;
     if (up != NULL && vlen == 9 && strncasecmp(up, "websocket", 9) == 0) {
         size_t klen = 0;
-        const char *key = header(c->req, end, "Sec-WebSocket-Key", &klen);
+        const char *key = http_header(c->req, end, "Sec-WebSocket-Key", &klen);
         char acc[64];
         if (key == NULL || accept_key(key, klen, acc) != 0) {
             n = snprintf(out, sizeof(out),

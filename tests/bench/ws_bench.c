@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_head.h"
+
 #define RESP_MAX 4096
 #define COOKIE_MAX 160
 #define POOL_MAX 8192
@@ -119,35 +121,6 @@ static void record_latency(struct stats *st, int64_t ns)
         st->caplat = cap;
     }
     st->lat_us[st->nlat++] = (uint32_t)(ns / 1000);
-}
-
-/* Value of header `name` in the response head [h, end); NULL if absent. */
-static const char *header(const char *h, const char *end, const char *name, size_t *vlen)
-{
-    size_t nlen = strlen(name);
-    const char *line = memchr(h, '\n', (size_t)(end - h));
-    while (line != NULL && line + 1 < end) {
-        line++;
-        const char *eol = memchr(line, '\n', (size_t)(end - line));
-        if (eol == NULL) {
-            eol = end;
-        }
-        if ((size_t)(eol - line) > nlen && line[nlen] == ':' &&
-            strncasecmp(line, name, nlen) == 0) {
-            const char *v = line + nlen + 1;
-            const char *ve = eol;
-            while (v < ve && *v == ' ') {
-                v++;
-            }
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) {
-                ve--;
-            }
-            *vlen = (size_t)(ve - v);
-            return v;
-        }
-        line = eol;
-    }
-    return NULL;
 }
 
 static void slot_close(int ep, struct slot *s)
@@ -243,8 +216,8 @@ static void slot_done(int ep, struct slot *s, const char *end)
         return;
     }
     size_t slen = 0, clen = 0;
-    const char *srv = header(s->resp, end, "X-Server", &slen);
-    const char *ck = header(s->resp, end, "Set-Cookie", &clen);
+    const char *srv = http_header(s->resp, end, "X-Server", &slen);
+    const char *ck = http_header(s->resp, end, "Set-Cookie", &clen);
     if (measuring) {
         st->done++;
         record_latency(st, lat);
