@@ -41,8 +41,13 @@ PROTO_C    := $(patsubst proto/%.proto,build/gen/%.pb-c.c,$(PROTOS))
 PROTO_H    := $(PROTO_C:.c=.h)
 PROTO_OBJ  := $(patsubst build/gen/%.c,build/obj/gen/%.o,$(PROTO_C))
 
+# The Lua scripts stay .lua files; this rule embeds them (agent/model.h names them).
+LUA_SRC    := $(wildcard agent/lua/*.lua)
+LUA_C      := build/gen/lua_scripts.c
+LUA_OBJ    := build/obj/gen/lua_scripts.o
+
 AGENT_SRC  := $(filter-out agent/main.c agent/stickyctl.c,$(wildcard agent/*.c))
-AGENT_OBJ  := $(patsubst agent/%.c,build/obj/agent/%.o,$(AGENT_SRC)) $(PROTO_OBJ)
+AGENT_OBJ  := $(patsubst agent/%.c,build/obj/agent/%.o,$(AGENT_SRC)) $(PROTO_OBJ) $(LUA_OBJ)
 LIB        := build/libstickyd.a
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -67,6 +72,10 @@ deps:
 build/gen/%.pb-c.c build/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p build/gen
 	protoc-c --proto_path=proto --c_out=build/gen $<
+
+$(LUA_C): $(LUA_SRC) scripts/embed-lua.py
+	@mkdir -p build/gen
+	$(PYTHON) scripts/embed-lua.py $@ $(LUA_SRC)
 
 build/obj/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 unsigned aff_flags(enum srv_state st, uint32_t weight)
 {
     switch (st) {
@@ -24,14 +26,58 @@ unsigned aff_flags(enum srv_state st, uint32_t weight)
     return 0;
 }
 
-bool aff_pinned_usable(enum srv_state st)
+unsigned aff_flags_admin(enum srv_state st, uint32_t weight, enum model_admin adm)
 {
-    return st == SRV_READY || st == SRV_DRAIN;
+    unsigned f = aff_flags(st, weight);
+    if (adm != MODEL_READY) {
+        f &= ~AFF_F_NEW;
+        f |= adm == MODEL_DRAIN ? AFF_F_DRAIN : 0u;
+    }
+    return f;
 }
 
-bool aff_pinned_draining(enum srv_state st)
+enum aff_pin aff_pinned(enum srv_state st, enum model_admin adm, int64_t deadline_ms,
+                        int64_t now_ms)
 {
-    return st == SRV_DRAIN;
+    bool passed = adm == MODEL_DRAIN && deadline_ms > 0 && now_ms >= deadline_ms;
+    if (adm == MODEL_MAINT) {
+        return AFF_PIN_MAINT;
+    }
+    if (passed) {
+        return AFF_PIN_DEADLINE;
+    }
+    if (st != SRV_READY && st != SRV_DRAIN) {
+        return AFF_PIN_DOWN;
+    }
+    return adm == MODEL_DRAIN || st == SRV_DRAIN ? AFF_PIN_DRAINING : AFF_PIN_STAY;
+}
+
+const char *aff_pin_reason(enum aff_pin p)
+{
+    static const char *const names[] = {"stay", "draining", "down", "maint", "drain-deadline"};
+    _Static_assert(ARRAY_SIZE(names) == AFF_PIN_COUNT, "a reason per pin outcome");
+    return (unsigned)p < AFF_PIN_COUNT ? names[p] : "?";
+}
+
+int aff_least_loaded(const struct aff_cand *c, size_t n)
+{
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        if ((c[i].flags & AFF_F_NEW) == 0 || c[i].weight == 0) {
+            continue;
+        }
+        int64_t load = c[i].conns > 0 ? c[i].conns : 0;
+        if (best < 0) {
+            best = (int)i;
+            continue;
+        }
+        int64_t bl = c[best].conns > 0 ? c[best].conns : 0;
+        /* load / weight compared cross-multiplied; the first minimum (HRW order) wins */
+        if (load * (int64_t)c[best].weight < bl * (int64_t)c[i].weight) {
+            best = (int)i;
+        }
+    }
+    return best;
 }
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model.h"
 #include "servers.h"
 
 /* Candidate flags, as passed to the decision script (decimal in ARGV). */
@@ -38,16 +39,37 @@ struct aff_cand {
     size_t name_len;
     uint32_t weight;
     unsigned flags;
+    int64_t conns; /* live connections across the fleet, for aff_least_loaded */
     uint64_t hash; /* aff_hash(id, name), filled by aff_rank */
 };
 
 /* Flags of a server in HAProxy state st with configured weight w. */
 unsigned aff_flags(enum srv_state st, uint32_t weight);
 
-/* A session pinned to a server in state st may stay there (READY or DRAIN). */
-bool aff_pinned_usable(enum srv_state st);
-/* A session pinned there stays but the server is on its way out. */
-bool aff_pinned_draining(enum srv_state st);
+/* The same, with the cluster-wide admin state: a server in drain or maint takes
+ * no new sessions, and one in drain is flagged draining. */
+unsigned aff_flags_admin(enum srv_state st, uint32_t weight, enum model_admin adm);
+
+/* The one rule for a session pinned to a server (every decision path uses it). */
+enum aff_pin {
+    AFF_PIN_STAY = 0,     /* keep it */
+    AFF_PIN_DRAINING = 1, /* keep it, the server is draining (deadline not passed) */
+    AFF_PIN_DOWN = 2,     /* move: HAProxy cannot send there (DOWN, MAINT) */
+    AFF_PIN_MAINT = 3,    /* move: the cluster put it in maintenance */
+    AFF_PIN_DEADLINE = 4, /* move: drained past its deadline */
+    AFF_PIN_COUNT
+};
+/* st: HAProxy's state; adm, deadline_ms: the cluster's (Redis time); now_ms:
+ * Redis time now (0 when unknown: no deadline has passed). */
+enum aff_pin aff_pinned(enum srv_state st, enum model_admin adm, int64_t deadline_ms,
+                        int64_t now_ms);
+/* "stay", "draining", "down", "maint", "drain-deadline". */
+const char *aff_pin_reason(enum aff_pin p);
+
+/* The least-loaded candidate that may take new sessions: the lowest conns /
+ * weight, the first one in c's order among equals (rank c with aff_rank first,
+ * so that every agent breaks ties the same way). Index, or -1 when none. */
+int aff_least_loaded(const struct aff_cand *c, size_t n);
 
 /* The HRW hash of (id, server) described above. */
 uint64_t aff_hash(const char *id, size_t id_len, const char *srv, size_t srv_len);

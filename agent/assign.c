@@ -1,9 +1,14 @@
 /* assign.c - the `sticky-assign` handler (contract in assign.h).
  *
- *   NOTIFY args -> parse (copy what outlives the call) -> id: verify / mint / key
- *     -> candidates from the servers view, HRW-ordered -> EVALSHA (deadline)
- *     -> reply: hit/new/repin/none   |  timeout/down/error: weighted HRW fallback
- *     -> txn vars -> req_done (exactly once)
+ *   NOTIFY args -> parse -> identity: tagged cookie | "1" cookie | key | new
+ *     tagged cookie, its server usable --------------------------> hit   (local)
+ *     no usable cookie, no key ------------------------------------> new   (local)
+ *     tagged server unusable, "1" cookie, key -> decide.lua (deadline) -> hit/repin/new
+ *        Redis slow, down or saturated -> the tag if usable, else the weighted hash
+ *     -> txn vars, cookie reissued when the pin changed or aged -> req_done (once)
+ *     -> ledger: the open, the record touch (written later, in a batch)
+ * The cookie is the authority on where a session lives: Redis only arbitrates
+ * what the cookie cannot decide alone, and its records follow the cookies.
  * Must not block, allocate per decision in steady state, or trust the cookie.
  */
 #include "assign.h"
@@ -16,9 +21,10 @@
 
 #include "affinity.h"
 #include "config.h"
-#include "fleet.h"
 #include "events.h"
+#include "ledger.h"
 #include "log.h"
+#include "model.h"
 #include "req.h"
 #include "servers.h"
 #include "sid.h"
@@ -27,122 +33,66 @@
 #include "store.h"
 #include "util.h"
 
-static const char assign_lua[] =
-    "-- stickyd sticky-assign v1 (contract in agent/assign.h)\n"
-    FLEET_LUA_COUNT_OPEN
-    "local rec, ttl, inst = KEYS[1], ARGV[1], ARGV[2]\n"
-    "local n = tonumber(ARGV[3])\n"
-    "if n == nil or n < 1 then return {'none', 'no usable server'} end\n"
-    "-- Redis < 5 replicates scripts verbatim: TIME would forbid the writes after it\n"
-    "if redis.replicate_commands then redis.replicate_commands() end\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local nows = string.format('%d', now)\n"
-    "if KEYS[4] and KEYS[4] ~= rec and redis.call('EXISTS', rec) == 0 and\n"
-    "   redis.call('EXISTS', KEYS[4]) == 1 then\n"
-    "  redis.call('RENAME', KEYS[4], rec)\n"
-    "end\n"
-    "local names, weights, flags = {}, {}, {}\n"
-    "for i = 1, n do\n"
-    "  local b = 3 + (i - 1) * 3\n"
-    "  names[i] = ARGV[b + 1]\n"
-    "  weights[i] = tonumber(ARGV[b + 2]) or 0\n"
-    "  flags[i] = tonumber(ARGV[b + 3]) or 0\n"
-    "end\n"
-    "-- an upgrade is counted open on its server in the same atomic step\n"
-    "local function count(srv)\n"
-    "  if #KEYS >= 6 then\n"
-    "    local b = 4 + 3 * n\n"
-    "    count_open(KEYS[2], KEYS[5], KEYS[6], ARGV[b], srv, tonumber(ARGV[b + 2]))\n"
-    "    if redis.call('PTTL', KEYS[5]) == -1 then\n"
-    "      redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[b + 1]))\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "-- admin state from Redis: 0 ready, 1 draining (stays), 2 unusable\n"
-    "local st = redis.call('HMGET', KEYS[3], unpack(names))\n"
-    "local adm = {}\n"
-    "for i = 1, n do\n"
-    "  local v, a = st[i], 0\n"
-    "  if v == 'maint' then\n"
-    "    a = 2\n"
-    "  elseif v then\n"
-    "    local d = string.match(v, '^drain:(%d+)')\n"
-    "    if d then\n"
-    "      d = tonumber(d)\n"
-    "      if d == 0 or now < d then a = 1 else a = 2 end\n"
-    "    end\n"
-    "  end\n"
-    "  adm[i] = a\n"
-    "end\n"
-    "local pinned = redis.call('HGET', rec, 'server')\n"
-    "local why = 'removed'\n"
-    "if pinned then\n"
-    "  for i = 1, n do\n"
-    "    if names[i] == pinned then\n"
-    "      if flags[i] % 2 == 1 and adm[i] < 2 then\n"
-    "        redis.call('HSET', rec, 'seen', nows, 'inst', inst)\n"
-    "        redis.call('HINCRBY', rec, 'reconnects', 1)\n"
-    "        redis.call('PEXPIRE', rec, ttl)\n"
-    "        local dr = 0\n"
-    "        if adm[i] == 1 or math.floor(flags[i] / 4) % 2 == 1 then dr = 1 end\n"
-    "        count(pinned)\n"
-    "        return {'hit', pinned, dr}\n"
-    "      end\n"
-    "      if adm[i] < 2 then why = 'down' elseif st[i] == 'maint' then why = 'maint'\n"
-    "      else why = 'drain-deadline' end\n"
-    "      break\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "-- least loaded: conns/weight, compared cross-multiplied; first minimum wins\n"
-    "local conns = redis.call('HMGET', KEYS[2], unpack(names))\n"
-    "local best, bc, bw = nil, 0, 1\n"
-    "for i = 1, n do\n"
-    "  if math.floor(flags[i] / 2) % 2 == 1 and adm[i] == 0 and weights[i] > 0 then\n"
-    "    local c = tonumber(conns[i]) or 0\n"
-    "    if c < 0 then c = 0 end\n"
-    "    if best == nil or c * bw < bc * weights[i] then best, bc, bw = i, c, weights[i] end\n"
-    "  end\n"
-    "end\n"
-    "if best == nil then return {'none', 'no usable server'} end\n"
-    "local srv = names[best]\n"
-    "if pinned then\n"
-    "  redis.call('HSET', rec, 'server', srv, 'seen', nows, 'inst', inst)\n"
-    "  redis.call('HINCRBY', rec, 'reconnects', 1)\n"
-    "  redis.call('PEXPIRE', rec, ttl)\n"
-    "  count(srv)\n"
-    "  return {'repin', srv, 0, pinned, why}\n"
-    "end\n"
-    "redis.call('HSET', rec, 'server', srv, 'created', nows, 'seen', nows,\n"
-    "           'reconnects', 0, 'inst', inst)\n"
-    "redis.call('PEXPIRE', rec, ttl)\n"
-    "count(srv)\n"
-    "return {'new', srv, 0}\n";
-
-#define KEY_MAX 256 /* prefix (<=64) + {backend} (<=65) + ":s:" + id (<=64) */
 #define SRC_MAX 46  /* INET6_ADDRSTRLEN */
-#define UID_MAX 64  /* enough of a unique-id for a log line */
+#define UID_LOG_MAX 64
+#define UID_MAX 256 /* a unique-id counted open (the close line carries it whole) */
 #define REASON_MAX 48
+#define TAGS_MAX 65536   /* server tags cached (backend, server, both secrets) */
+#define MOVED_SLOTS 4096 /* records an operator moved, not yet consumed */
+/* Past Redis' deadline for an arbitration the agent has answered without it.
+ * The deadline sent is this much earlier than the agent's own, so that a reply
+ * still in flight when the agent gives up was refused by the script. */
+#define LATE_MARGIN_MS 2
 
-/* One decision waiting on Redis. Lives on the freelist between decisions. */
+/* What a decision knows about its session. */
+struct ident {
+    char rid[SID_BUF]; /* the record id */
+    size_t rid_len;
+    char legacy[SID_BUF]; /* a record to carry over ("1" cookie, previous key), or "" */
+    size_t legacy_len;
+    enum sid_kind kind; /* SESSION or KEY: the cookie this session gets */
+    uint8_t rbytes[SID_RID_LEN]; /* the cookie's rid */
+    bool minted;        /* a new session */
+    bool cookie_fresh;  /* the cookie presented is the one to keep (same tag, young) */
+    int tagged;         /* the server index the presented cookie names, or -1 */
+    char cookie[SID_BUF]; /* the cookie in force (presented or reissued) */
+    size_t cookie_len;
+};
+
+/* One arbitration waiting on Redis. Lives on the freelist between decisions. */
 struct assign_ctx {
     struct assign_ctx *next_free;
     struct req *req;
     char backend[SRV_NAME_MAX];
-    char id[SID_BUF];
-    size_t id_len;
-    bool minted;
-    int src_af; /* AF_INET, AF_INET6, or 0: no address (kept raw: text only for logs) */
+    struct ident id;
+    char tagged[SRV_NAME_MAX]; /* the cookie's server, for the fallback ("" none) */
+    char from[SRV_NAME_MAX];   /* the pin left, for logs and events */
+    int src_af;
     uint8_t src[16];
+    char uid_log[UID_LOG_MAX];
     char uid[UID_MAX];
-    bool counting; /* the script counts this upgrade open with the decision */
+    size_t uid_len; /* 0: not an upgrade to count */
+};
+
+struct tag_slot {
+    char backend[SRV_NAME_MAX];
+    char server[SRV_NAME_MAX];
+    uint8_t tag[2][SID_STAG_LEN]; /* current secret, previous secret */
+    bool has_prev;
+};
+
+struct moved_slot {
+    char backend[SRV_NAME_MAX];
+    char rid[SID_BUF];
+    char server[SRV_NAME_MAX];
+    int64_t until_ms;
 };
 
 /* Module state: one per process (the agent is single-threaded). */
 static struct {
     const struct cfg *cfg;
     struct store *store;
+    struct ledger *ledger;
     struct store_script *script;
     struct sid_keys keys;
     bool have_keys;
@@ -150,18 +100,20 @@ static struct {
     struct assign_ctx *free_list;
     assign_publish_fn publish; /* NULL: no events */
     void *publish_arg;
-    /* Scratch for building one EVALSHA; used only inside the handler call. */
+    struct tag_slot *tags; /* open addressing, TAGS_MAX slots, lazily filled */
+    size_t ntags;
+    struct moved_slot *moved; /* direct-mapped by rid hash */
+    /* Scratch for one decision; used only inside the handler call. */
     struct aff_cand *cands;
     size_t cands_cap;
     const char **argv;
     size_t *argvlen;
-    char (*nums)[2][12];
     size_t argv_cap;
 } A;
 
 const char *assign_script(void)
 {
-    return assign_lua;
+    return model_lua_decide;
 }
 
 /* ---- contexts ----------------------------------------------------------- */
@@ -175,6 +127,7 @@ static struct assign_ctx *ctx_get(void)
         return NULL;
     }
     memset(x, 0, sizeof(*x));
+    x->id.tagged = -1;
     return x;
 }
 
@@ -188,36 +141,154 @@ static void ctx_put(struct assign_ctx *x)
     A.free_list = x;
 }
 
+/* ---- server tags and moved records ------------------------------------------ */
+
+static uint64_t hash2(const char *a, size_t al, const char *b, size_t bl)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < al; i++) {
+        h = (h ^ (unsigned char)a[i]) * 0x100000001b3ull;
+    }
+    h = (h ^ 0xffu) * 0x100000001b3ull;
+    for (size_t i = 0; i < bl; i++) {
+        h = (h ^ (unsigned char)b[i]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* The cached tags of backend/server, computed on first use; NULL on failure.
+ * The cache is cleared when the secrets change (assign_reload). */
+static const struct tag_slot *tags_of(const char *backend, const char *server)
+{
+    size_t bl = strlen(backend), sl = strlen(server);
+    if (A.tags == NULL && (A.tags = calloc(TAGS_MAX, sizeof(*A.tags))) == NULL) {
+        return NULL;
+    }
+    size_t i = hash2(backend, bl, server, sl) & (TAGS_MAX - 1);
+    for (size_t probes = 0; probes < TAGS_MAX; probes++, i = (i + 1) & (TAGS_MAX - 1)) {
+        struct tag_slot *t = &A.tags[i];
+        if (t->server[0] == '\0') {
+            if (A.ntags * 4 >= TAGS_MAX * 3) {
+                return NULL; /* full enough: computing each time is still correct */
+            }
+            if (sid_server_tag(&A.keys, false, backend, bl, server, sl, t->tag[0]) != 0) {
+                return NULL;
+            }
+            t->has_prev = sid_server_tag(&A.keys, true, backend, bl, server, sl, t->tag[1]) == 0;
+            memcpy(t->backend, backend, bl + 1);
+            memcpy(t->server, server, sl + 1);
+            A.ntags++;
+            return t;
+        }
+        if (strcmp(t->server, server) == 0 && strcmp(t->backend, backend) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* The index in b of the server whose tag the cookie carries, or -1 (no server
+ * has it, or two have: a 32-bit collision makes the tag ambiguous). */
+static int tag_resolve(const struct srv_backend *b, const struct sid_cookie *ck)
+{
+    int found = -1;
+    for (size_t i = 0; i < b->nservers; i++) {
+        const struct tag_slot *t = tags_of(b->name, b->servers[i].name);
+        if (t == NULL) {
+            return -1;
+        }
+        const uint8_t *tag = ck->prev_secret ? t->tag[1] : t->tag[0];
+        if ((!ck->prev_secret || t->has_prev) && memcmp(tag, ck->stag, SID_STAG_LEN) == 0) {
+            if (found >= 0) {
+                return -1;
+            }
+            found = (int)i;
+        }
+    }
+    return found;
+}
+
+static struct moved_slot *moved_slot(const char *backend, const char *rid, size_t rl)
+{
+    if (A.moved == NULL && (A.moved = calloc(MOVED_SLOTS, sizeof(*A.moved))) == NULL) {
+        return NULL;
+    }
+    return &A.moved[hash2(backend, strlen(backend), rid, rl) & (MOVED_SLOTS - 1)];
+}
+
+/* The server an operator moved this record to, if known and not consumed. */
+static const char *moved_find(const char *backend, const char *rid, size_t rl)
+{
+    struct moved_slot *m = A.moved != NULL ? moved_slot(backend, rid, rl) : NULL;
+    if (m == NULL || m->server[0] == '\0' || strcmp(m->backend, backend) != 0 ||
+        strlen(m->rid) != rl || memcmp(m->rid, rid, rl) != 0) {
+        return NULL;
+    }
+    if (m->until_ms < util_now_ms()) {
+        m->server[0] = '\0';
+        return NULL;
+    }
+    return m->server;
+}
+
+static void moved_forget(const char *backend, const char *rid, size_t rl)
+{
+    if (moved_find(backend, rid, rl) != NULL) {
+        moved_slot(backend, rid, rl)->server[0] = '\0';
+    }
+}
+
+void assign_session_moved(const char *backend, size_t blen, const char *rid, size_t rl,
+                          const char *server, size_t sl)
+{
+    struct moved_slot *m;
+    if (blen == 0 || blen >= SRV_NAME_MAX || rl == 0 || rl > SID_MAX_LEN || sl == 0 ||
+        sl >= SRV_NAME_MAX || memchr(backend, '\0', blen) != NULL) {
+        return;
+    }
+    char b[SRV_NAME_MAX];
+    memcpy(b, backend, blen);
+    b[blen] = '\0';
+    if ((m = moved_slot(b, rid, rl)) == NULL) {
+        return;
+    }
+    memcpy(m->backend, b, blen + 1);
+    memcpy(m->rid, rid, rl);
+    m->rid[rl] = '\0';
+    memcpy(m->server, server, sl);
+    m->server[sl] = '\0';
+    m->until_ms = util_now_ms() + cfg_refresh_ms(A.cfg) + A.cfg->session_ttl_ms;
+    STATS_INC(record_moved);
+}
+
+static void on_ledger_moved(const char *backend, const char *rid, size_t rl, const char *server,
+                            size_t sl, void *arg)
+{
+    UNUSED(arg);
+    assign_session_moved(backend, strlen(backend), rid, rl, server, sl);
+}
+
 /* ---- answers ------------------------------------------------------------ */
 
-static void log_decision(const struct assign_ctx *x, const char *action, const char *server,
+static void log_decision(const char *backend, const struct ident *id, const char *uid,
+                         int src_af, const uint8_t *src, const char *action, const char *server,
                          const char *reason)
 {
     if (!log_enabled(LOG_LVL_DEBUG)) {
         return;
     }
-    char src[SRC_MAX] = "";
-    if (x->src_af != 0 && inet_ntop(x->src_af, x->src, src, sizeof(src)) == NULL) {
-        src[0] = '\0';
+    char srcs[SRC_MAX] = "";
+    if (src_af != 0 && inet_ntop(src_af, src, srcs, sizeof(srcs)) == NULL) {
+        srcs[0] = '\0';
     }
-    log_debug("assign backend=%s sid=%.8s%s action=%s server=%s%s%s src=%s uid=%s", x->backend,
-              x->id, x->minted ? "(new)" : "", action, server != NULL ? server : "-",
-              reason != NULL ? " reason=" : "", reason != NULL ? reason : "",
-              src[0] ? src : "-", x->uid[0] ? x->uid : "-");
+    log_debug("assign backend=%s rid=%.10s%s action=%s server=%s%s%s src=%s uid=%s", backend,
+              id != NULL ? id->rid : "-", id != NULL && id->minted ? "(new)" : "", action,
+              server != NULL ? server : "-", reason != NULL ? " reason=" : "",
+              reason != NULL ? reason : "", srcs[0] ? srcs : "-", uid[0] ? uid : "-");
 }
 
-static void set_vars(struct req *r, const struct assign_ctx *x, const char *action,
-                     const char *server, size_t server_len, bool draining)
-{
-    req_set_var_str(r, "server", server, server_len);
-    req_set_var_str(r, "sid", x->id, x->id_len);
-    req_set_var_int(r, "set_cookie", x->minted ? 1 : 0);
-    req_set_var_str(r, "action", action, strlen(action));
-    req_set_var_int(r, "draining", draining ? 1 : 0);
-}
-
-/* action none: HAProxy balances on its own. x may be NULL (nothing parsed). */
-static void answer_none(struct req *r, struct assign_ctx *x, const char *reason)
+/* action none: HAProxy balances on its own. */
+static void answer_none(struct req *r, const char *backend, const char *reason)
 {
     STATS_INC(decision_none);
     if (!req_orphaned(r)) {
@@ -226,16 +297,92 @@ static void answer_none(struct req *r, struct assign_ctx *x, const char *reason)
         req_set_var_int(r, "set_cookie", 0);
         req_set_var_int(r, "draining", 0);
     }
-    if (x != NULL) {
-        log_decision(x, "none", NULL, reason);
-    } else {
-        log_debug("assign action=none reason=%s (%s)", reason, req_ident(r));
-    }
+    log_debug("assign backend=%s action=none reason=%s (%s)", backend != NULL ? backend : "-",
+              reason, req_ident(r));
     req_done(r);
 }
 
-/* Candidates of backend b in HRW order of id, into the scratch array. */
-static int build_cands(const struct srv_backend *b, const char *id, size_t id_len, size_t *n)
+/* The cookie for this session pinned to server: the presented one when it
+ * still says so and is young, else a new one issued now. */
+static bool cookie_for(const char *backend, struct ident *id, const char *server, bool same_pin)
+{
+    if (same_pin && id->cookie_fresh) {
+        return false;
+    }
+    const struct tag_slot *t = tags_of(backend, server);
+    if (t == NULL) {
+        return false; /* keep the old one: affinity then rests on Redis alone */
+    }
+    struct sid_cookie ck = {.kind = id->kind, .issued_s = (uint32_t)(util_now_ms() / 1000)};
+    memcpy(ck.rid, id->rbytes, SID_RID_LEN);
+    memcpy(ck.stag, t->tag[0], SID_STAG_LEN);
+    int n = sid_issue(&A.keys, &ck, id->cookie);
+    if (n < 0) {
+        return false;
+    }
+    id->cookie_len = (size_t)n;
+    return true;
+}
+
+/* Answer server (action hit|new|repin|fallback), with the cookie that names it,
+ * and queue what Redis must learn: the record touch and the open. */
+static void answer(struct req *r, const char *backend, struct ident *id, const char *action,
+                   const char *server, bool draining, bool same_pin, char touch,
+                   const char *uid, size_t uid_len)
+{
+    bool reissue = cookie_for(backend, id, server, same_pin);
+    if (reissue && touch == LEDGER_ADOPT) {
+        touch = LEDGER_REFRESH; /* a new cookie age: renew the record with it */
+    }
+    if (!req_orphaned(r)) {
+        req_set_var_str(r, "server", server, strlen(server));
+        if (id->cookie_len > 0) {
+            req_set_var_str(r, "sid", id->cookie, id->cookie_len);
+        }
+        req_set_var_int(r, "set_cookie", reissue ? 1 : 0);
+        req_set_var_str(r, "action", action, strlen(action));
+        req_set_var_int(r, "draining", draining ? 1 : 0);
+    }
+    if (touch != 0 && A.ledger != NULL) {
+        (void)ledger_touch(A.ledger, backend, id->rid, id->rid_len, server, strlen(server),
+                           touch);
+    }
+    if (uid_len > 0 && A.ledger != NULL) {
+        (void)ledger_open(A.ledger, backend, uid, uid_len, server, strlen(server));
+    }
+}
+
+void assign_set_publisher(assign_publish_fn fn, void *arg)
+{
+    A.publish = fn;
+    A.publish_arg = arg;
+}
+
+/* session-assigned or session-repinned, when events.sessions asks for them. */
+static void publish_decision(const char *backend, const struct ident *id, bool repin,
+                             const char *server, const char *from, const char *why)
+{
+    if (A.publish == NULL || !A.cfg->events_sessions) {
+        return;
+    }
+    struct event e = {.kind = repin ? EVENT_SESSION_REPINNED : EVENT_SESSION_ASSIGNED,
+                      .ts_ms = util_now_ms(),
+                      .origin = A.cfg->instance,
+                      .backend = backend,
+                      .sid = id->rid,
+                      .server = server};
+    if (repin) {
+        e.from_server = from;
+        e.reason = why;
+    }
+    A.publish(&e, A.publish_arg);
+}
+
+/* ---- candidates ---------------------------------------------------------------- */
+
+/* Candidates of backend b in HRW order of the record id, with their flags
+ * (HAProxy's state and the cluster's admin state) and fleet-wide loads. */
+static int build_cands(const struct srv_backend *b, const struct ident *id, size_t *n)
 {
     size_t cnt = b->nservers < ASSIGN_MAX_CANDIDATES ? b->nservers : ASSIGN_MAX_CANDIDATES;
     if (cnt > A.cands_cap) {
@@ -248,42 +395,82 @@ static int build_cands(const struct srv_backend *b, const char *id, size_t id_le
     }
     for (size_t i = 0; i < cnt; i++) {
         const struct srv *s = &b->servers[i];
+        struct ledger_srv v = {0};
+        if (A.ledger != NULL) {
+            ledger_server(A.ledger, b->name, s->name, &v);
+        }
         A.cands[i] = (struct aff_cand){
             .name = s->name,
             .name_len = strlen(s->name),
             .weight = s->weight,
-            .flags = aff_flags(s->state, s->weight),
+            .flags = aff_flags_admin(s->state, s->weight, v.admin),
+            .conns = v.conns,
         };
     }
-    aff_rank(id, id_len, A.cands, cnt);
+    aff_rank(id->rid, id->rid_len, A.cands, cnt);
     *n = cnt;
     return 0;
 }
 
-/* Redis could not answer: weighted HRW over the local view's servers that may
- * take new sessions. Same inputs on every agent, same answer. */
+/* What the pin on server s of b may do under the current view. */
+static enum aff_pin pin_rule(const struct srv_backend *b, const struct srv *s)
+{
+    struct ledger_srv v = {0};
+    if (A.ledger != NULL) {
+        ledger_server(A.ledger, b->name, s->name, &v);
+    }
+    int64_t now = A.ledger != NULL ? ledger_redis_now_ms(A.ledger) : 0;
+    return aff_pinned(s->state, v.admin, v.deadline_ms, now > 0 ? now : util_now_ms());
+}
+
+static bool pin_stays(enum aff_pin p)
+{
+    return p == AFF_PIN_STAY || p == AFF_PIN_DRAINING;
+}
+
+/* ---- the answer without Redis ------------------------------------------------ */
+
+/* Redis could not arbitrate (slow, down, saturated, or the script refused a
+ * late run): the cookie's server when it is usable, else the weighted HRW hash
+ * over the servers that may take new sessions. Same inputs on every agent,
+ * same answer; nothing waits, and the cookie says where the client went. */
 static void answer_fallback(struct req *r, struct assign_ctx *x)
 {
     const struct srv_backend *b = servers_find(x->backend, strlen(x->backend));
     size_t n = 0;
     if (b == NULL) {
-        answer_none(r, x, "unknown backend");
+        answer_none(r, x->backend, "unknown backend");
         return;
     }
-    if (build_cands(b, x->id, x->id_len, &n) != 0) {
-        answer_none(r, x, "out of memory");
+    const struct srv *t = x->tagged[0] ? servers_find_server(b, x->tagged, strlen(x->tagged))
+                                       : NULL;
+    enum aff_pin p = t != NULL ? pin_rule(b, t) : AFF_PIN_DOWN;
+    if (t != NULL && pin_stays(p)) {
+        STATS_INC(decision_tag_fallback);
+        STATS_INC(decision_fallback);
+        answer(r, x->backend, &x->id, "fallback", t->name, p == AFF_PIN_DRAINING, true,
+               LEDGER_ADOPT, x->uid, x->uid_len);
+        log_decision(x->backend, &x->id, x->uid_log, x->src_af, x->src, "fallback", t->name,
+                     "tag");
+        req_done(r);
         return;
     }
-    int p = aff_pick(x->id, x->id_len, A.cands, n, AFF_F_NEW);
-    if (p < 0) {
-        answer_none(r, x, "no usable server");
+    if (build_cands(b, &x->id, &n) != 0) {
+        answer_none(r, x->backend, "out of memory");
+        return;
+    }
+    int k = aff_pick(x->id.rid, x->id.rid_len, A.cands, n, AFF_F_NEW);
+    if (k < 0) {
+        answer_none(r, x->backend, "no usable server");
         return;
     }
     STATS_INC(decision_fallback);
-    if (!req_orphaned(r)) {
-        set_vars(r, x, "fallback", A.cands[p].name, A.cands[p].name_len, false);
-    }
-    log_decision(x, "fallback", A.cands[p].name, NULL);
+    /* the record is claimed for the hashed server once Redis is back: the
+     * cookie issued now names it, and the cookie is the authority */
+    answer(r, x->backend, &x->id, "fallback", A.cands[k].name, false, false, LEDGER_FORCE,
+           x->uid, x->uid_len);
+    log_decision(x->backend, &x->id, x->uid_log, x->src_af, x->src, "fallback", A.cands[k].name,
+                 "hash");
     req_done(r);
 }
 
@@ -298,42 +485,7 @@ static bool reply_str_is(const struct store_reply *e, const char *s)
     return len == strlen(s) && memcmp(p, s, len) == 0;
 }
 
-void assign_set_publisher(assign_publish_fn fn, void *arg)
-{
-    A.publish = fn;
-    A.publish_arg = arg;
-}
-
-/* session-assigned (new) or session-repinned (repin: the script's elements 4
- * and 5 name the previous server and why it was left). Hits publish nothing. */
-static void publish_decision(const struct assign_ctx *x, bool repin, const char *server,
-                             size_t server_len, const struct store_reply *rep)
-{
-    char srv[SRV_NAME_MAX], from[SRV_NAME_MAX], why[REASON_MAX];
-    snprintf(srv, sizeof(srv), "%.*s", (int)server_len, server);
-    struct event e = {.kind = repin ? EVENT_SESSION_REPINNED : EVENT_SESSION_ASSIGNED,
-                      .ts_ms = util_now_ms(),
-                      .origin = A.cfg->instance,
-                      .backend = x->backend,
-                      .sid = x->id,
-                      .server = srv};
-    if (repin) {
-        const struct store_reply *f = store_reply_elem(rep, 3);
-        const struct store_reply *w = store_reply_elem(rep, 4);
-        size_t fl = 0, wl = 0;
-        const char *fp =
-            f != NULL && store_reply_type(f) == STORE_R_STR ? store_reply_str(f, &fl) : NULL;
-        const char *wp =
-            w != NULL && store_reply_type(w) == STORE_R_STR ? store_reply_str(w, &wl) : NULL;
-        snprintf(from, sizeof(from), "%.*s", fp != NULL ? (int)fl : 0, fp != NULL ? fp : "");
-        snprintf(why, sizeof(why), "%.*s", wp != NULL ? (int)wl : 0, wp != NULL ? wp : "");
-        e.from_server = from;
-        e.reason = why;
-    }
-    A.publish(&e, A.publish_arg);
-}
-
-/* The store's callback: runs exactly once per EVALSHA. */
+/* The store's callback for decide.lua: runs exactly once per EVALSHA. */
 static void on_reply(const struct store_reply *rep, enum store_result res, void *arg)
 {
     struct assign_ctx *x = arg;
@@ -343,61 +495,72 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
         ctx_put(x);
         return;
     }
-    if (res != STORE_OK || rep == NULL || store_reply_type(rep) != STORE_R_ARRAY ||
-        store_reply_len(rep) < 2) {
+    const struct store_reply *a = rep != NULL && store_reply_type(rep) == STORE_R_ARRAY &&
+                                          store_reply_len(rep) >= 1
+                                      ? store_reply_elem(rep, 0)
+                                      : NULL;
+    if (res != STORE_OK || a == NULL || reply_str_is(a, "late")) {
         if (res == STORE_OK && rep != NULL && store_reply_type(rep) == STORE_R_ERR) {
             size_t len = 0;
             const char *e = store_reply_str(rep, &len);
             log_warn("assign: script error, falling back: %.*s", (int)(len > 200 ? 200 : len), e);
+        } else if (a != NULL) {
+            STATS_INC(decision_late);
         }
         answer_fallback(r, x);
         ctx_put(x);
         return;
     }
-    const struct store_reply *a = store_reply_elem(rep, 0);
-    const struct store_reply *s = store_reply_elem(rep, 1);
     size_t slen = 0;
+    const struct store_reply *s = store_reply_elem(rep, 1);
     const char *sp =
         s != NULL && store_reply_type(s) == STORE_R_STR ? store_reply_str(s, &slen) : NULL;
+    char srv[SRV_NAME_MAX];
+    snprintf(srv, sizeof(srv), "%.*s", sp != NULL && slen < SRV_NAME_MAX ? (int)slen : 0,
+             sp != NULL ? sp : "");
     if (reply_str_is(a, "none")) {
-        char reason[REASON_MAX];
-        snprintf(reason, sizeof(reason), "%.*s", sp != NULL ? (int)slen : 0, sp != NULL ? sp : "");
-        answer_none(r, x, reason[0] ? reason : "no usable server");
+        answer_none(r, x->backend, srv[0] ? srv : "no usable server");
         ctx_put(x);
         return;
     }
-    const char *action = reply_str_is(a, "hit")     ? "hit"
-                         : reply_str_is(a, "new")   ? "new"
-                         : reply_str_is(a, "repin") ? "repin"
-                                                    : NULL;
-    if (action == NULL || sp == NULL || slen == 0 || slen >= SRV_NAME_MAX ||
-        store_reply_len(rep) < 3) {
+    const struct srv_backend *b = servers_find(x->backend, strlen(x->backend));
+    const struct srv *t = b != NULL && srv[0] ? servers_find_server(b, srv, strlen(srv)) : NULL;
+    bool hit = reply_str_is(a, "hit"), repin = reply_str_is(a, "repin");
+    if (t == NULL || (!hit && !repin && !reply_str_is(a, "new"))) {
         log_warn("assign: unexpected script reply, falling back");
         answer_fallback(r, x);
         ctx_put(x);
         return;
     }
-    const struct store_reply *d = store_reply_elem(rep, 2);
-    bool draining = d != NULL && store_reply_type(d) == STORE_R_INT && store_reply_int(d) != 0;
-    if (x->counting) {
-        STATS_INC(conn_opened_events);
-    }
-    if (action[0] == 'h') {
+    bool draining = hit && pin_rule(b, t) == AFF_PIN_DRAINING;
+    char touch = 0;
+    if (hit) {
+        const struct store_reply *m = store_reply_elem(rep, 2);
+        bool moved = m != NULL && store_reply_type(m) == STORE_R_INT && store_reply_int(m) != 0;
+        touch = moved ? LEDGER_FORCE : 0; /* an operator's move, now in the cookie */
         STATS_INC(decision_hit);
-    } else if (action[0] == 'n') {
-        STATS_INC(decision_new);
-    } else {
+    } else if (repin) {
+        const struct store_reply *f = store_reply_elem(rep, 2);
+        size_t fl = 0;
+        const char *fp = f != NULL && store_reply_type(f) == STORE_R_STR ? store_reply_str(f, &fl)
+                                                                         : NULL;
+        snprintf(x->from, sizeof(x->from), "%.*s", fp != NULL && fl < SRV_NAME_MAX ? (int)fl : 0,
+                 fp != NULL ? fp : "");
         STATS_INC(decision_repin);
+    } else {
+        STATS_INC(decision_new);
     }
-    set_vars(r, x, action, sp, slen, draining);
-    if (A.publish != NULL && action[0] != 'h') {
-        publish_decision(x, action[0] == 'r', sp, slen, rep);
+    bool same = x->id.tagged >= 0 && strcmp(x->tagged, t->name) == 0;
+    const char *action = hit ? "hit" : repin ? "repin" : "new";
+    answer(r, x->backend, &x->id, action, t->name, draining, same, touch, x->uid, x->uid_len);
+    if (!hit) {
+        const struct srv *from = b != NULL && x->from[0]
+                                     ? servers_find_server(b, x->from, strlen(x->from))
+                                     : NULL;
+        publish_decision(x->backend, &x->id, repin, t->name, x->from,
+                         from != NULL ? aff_pin_reason(pin_rule(b, from)) : "removed");
     }
-    if (log_enabled(LOG_LVL_DEBUG)) {
-        char srv[SRV_NAME_MAX];
-        snprintf(srv, sizeof(srv), "%.*s", (int)slen, sp);
-        log_decision(x, action, srv, NULL);
-    }
+    log_decision(x->backend, &x->id, x->uid_log, x->src_af, x->src, action, t->name, NULL);
     req_done(r);
     ctx_put(x);
 }
@@ -516,7 +679,6 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
     return NULL;
 }
 
-/* Grow the argv scratch to hold `need` entries. */
 static int argv_reserve(size_t need)
 {
     if (need <= A.argv_cap) {
@@ -532,47 +694,126 @@ static int argv_reserve(size_t need)
         return -1;
     }
     A.argvlen = l;
-    char(*nums)[2][12] = realloc(A.nums, need * sizeof(*nums));
-    if (nums == NULL) {
-        return -1;
-    }
-    A.nums = nums;
     A.argv_cap = need;
     return 0;
 }
 
-/* "<prefix>{<backend>}:<suffix><id>" into buf[KEY_MAX]: its length, or -1 when
- * it does not fit. Plain copies: snprintf was a visible share of a decision. */
-static int key_name(char *buf, const char *backend, const char *suffix, const char *id,
-                    size_t id_len)
+/* Who is this session? Fills x->id (and x->tagged) from the args; false when no
+ * id can be made (the CSPRNG failed). */
+static bool identify(struct assign_ctx *x, const struct srv_backend *b,
+                     const struct assign_args *a)
 {
-    const char *prefix = A.cfg->redis_prefix != NULL ? A.cfg->redis_prefix : "sticky:";
-    size_t pl = strlen(prefix), bl = strlen(backend), sl = strlen(suffix);
-    size_t n = pl + 1 + bl + 2 + sl + id_len;
-    if (n >= KEY_MAX) {
-        return -1;
+    struct ident *id = &x->id;
+    struct sid_cookie ck;
+    bool valid = a->has_sid && sid_parse(&A.keys, a->sid.ptr, a->sid.len, &ck);
+    if (a->has_sid && !valid) {
+        STATS_INC(sid_invalid);
     }
-    char *p = buf;
-    memcpy(p, prefix, pl);
-    p += pl;
-    *p++ = '{';
-    memcpy(p, backend, bl);
-    p += bl;
-    *p++ = '}';
-    *p++ = ':';
-    memcpy(p, suffix, sl);
-    p += sl;
-    memcpy(p, id, id_len);
-    p[id_len] = '\0';
-    return (int)n;
+    if (a->has_key) {
+        /* the key's record, and its cookie when the presented one goes with it */
+        int n = sid_from_key(&A.keys, false, a->key.ptr, a->key.len, id->rid);
+        if (n <= 0 || sid_key_rid(&A.keys, a->key.ptr, a->key.len, id->rbytes) != 0) {
+            return false;
+        }
+        id->rid_len = (size_t)n;
+        id->kind = SID_KIND_KEY;
+        if (A.keys.prev_len > 0) {
+            int p = sid_from_key(&A.keys, true, a->key.ptr, a->key.len, id->legacy);
+            id->legacy_len = p > 0 ? (size_t)p : 0;
+        }
+        valid = valid && ck.kind == SID_KIND_KEY && memcmp(ck.rid, id->rbytes, SID_RID_LEN) == 0;
+    } else if (valid) {
+        memcpy(id->rbytes, ck.rid, SID_RID_LEN);
+        id->rid_len = (size_t)sid_record_id(ck.rid, id->rid);
+        id->kind = SID_KIND_SESSION;
+        if (ck.kind == SID_KIND_V1) { /* its record, if any, is under the old name */
+            memcpy(id->legacy, a->sid.ptr, a->sid.len);
+            id->legacy[a->sid.len] = '\0';
+            id->legacy_len = a->sid.len;
+        }
+        valid = ck.kind == SID_KIND_SESSION || ck.kind == SID_KIND_V1;
+    } else {
+        if (sid_new_rid(id->rbytes) != 0) {
+            return false;
+        }
+        id->rid_len = (size_t)sid_record_id(id->rbytes, id->rid);
+        id->kind = SID_KIND_SESSION;
+        id->minted = true;
+        STATS_INC(sid_minted);
+    }
+    if (valid) {
+        memcpy(id->cookie, a->sid.ptr, a->sid.len);
+        id->cookie_len = a->sid.len;
+    }
+    if (valid && ck.kind != SID_KIND_V1) {
+        id->tagged = tag_resolve(b, &ck);
+        int64_t age_ms = util_now_ms() - (int64_t)ck.issued_s * 1000;
+        if (age_ms > A.cfg->session_ttl_ms) {
+            id->tagged = -1; /* too old to tell where it was: Redis decides */
+        }
+        id->cookie_fresh = !ck.prev_secret && age_ms < cfg_refresh_ms(A.cfg);
+        if (id->tagged >= 0) {
+            snprintf(x->tagged, sizeof(x->tagged), "%s", b->servers[id->tagged].name);
+        }
+    }
+    return true;
 }
 
-/* v in decimal into out, NUL-terminated (room: 21 bytes); returns the length. */
-static size_t u64_dec(char *out, uint64_t v)
+/* Ask Redis to arbitrate (decide.lua); falls back at once when it cannot. */
+static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_backend *b)
 {
-    char *end = util_u64_dec(out, v);
-    *end = '\0';
-    return (size_t)(end - out);
+    size_t nc = 0;
+    if (build_cands(b, &x->id, &nc) != 0) {
+        answer_none(r, x->backend, "out of memory");
+        ctx_put(x);
+        return;
+    }
+    int best = aff_least_loaded(A.cands, nc);
+    char rec[MODEL_KEY_MAX], legacy[MODEL_KEY_MAX], dl[24], ttl[24];
+    const char *prefix = A.cfg->redis_prefix;
+    int kl = model_key_id(rec, prefix, x->backend, "s:", x->id.rid, x->id.rid_len);
+    int ll = x->id.legacy_len > 0 ? model_key_id(legacy, prefix, x->backend, "s:", x->id.legacy,
+                                                 x->id.legacy_len)
+                                  : kl;
+    if (x->id.legacy_len == 0 && kl > 0) {
+        memcpy(legacy, rec, (size_t)kl + 1);
+    }
+    if (A.store == NULL || A.script == NULL || kl < 0 || ll < 0 ||
+        argv_reserve(6 + b->nservers) != 0) {
+        answer_fallback(r, x);
+        ctx_put(x);
+        return;
+    }
+    int64_t timeout = A.cfg->redis_timeout_ms;
+    int64_t rnow = A.ledger != NULL ? ledger_redis_now_ms(A.ledger) : 0;
+    int64_t deadline = rnow > 0 ? rnow + (timeout > LATE_MARGIN_MS * 2 ? timeout - LATE_MARGIN_MS
+                                                                       : timeout / 2)
+                                : 0;
+    *util_u64_dec(dl, (uint64_t)deadline) = '\0';
+    *util_u64_dec(ttl, (uint64_t)A.cfg->session_ttl_ms) = '\0';
+    size_t i = 0;
+    A.argv[i] = rec;
+    A.argvlen[i++] = (size_t)kl;
+    A.argv[i] = legacy;
+    A.argvlen[i++] = (size_t)ll;
+    A.argv[i] = dl;
+    A.argvlen[i++] = strlen(dl);
+    A.argv[i] = ttl;
+    A.argvlen[i++] = strlen(ttl);
+    A.argv[i] = A.cfg->instance;
+    A.argvlen[i++] = strlen(A.cfg->instance);
+    A.argv[i] = best >= 0 ? A.cands[best].name : "";
+    A.argvlen[i++] = best >= 0 ? A.cands[best].name_len : 0;
+    for (size_t k = 0; k < b->nservers; k++) {
+        if (pin_stays(pin_rule(b, &b->servers[k]))) {
+            A.argv[i] = b->servers[k].name;
+            A.argvlen[i++] = strlen(b->servers[k].name);
+        }
+    }
+    if (store_eval(A.store, A.script, 2, (int)i, A.argv, A.argvlen, timeout, on_reply, x) != 0) {
+        answer_fallback(r, x); /* not queued (down, or too much pending): at once */
+        ctx_put(x);
+    }
 }
 
 static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
@@ -604,135 +845,151 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
     x->src_af = a.src_af;
     memcpy(x->src, a.src, sizeof(x->src));
     /* The unique-id may carry client-controlled bytes: keep log lines one line. */
-    size_t ul = a.uid.len < UID_MAX ? a.uid.len : UID_MAX - 1;
+    size_t ul = a.uid.len < UID_LOG_MAX ? a.uid.len : UID_LOG_MAX - 1;
     for (size_t i = 0; i < ul; i++) {
         unsigned char ch = (unsigned char)a.uid.ptr[i];
-        x->uid[i] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
+        x->uid_log[i] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
     }
-    x->uid[ul] = '\0';
-
-    /* The record id: the key's, a verified cookie, or a new one. */
-    char prev_id[SID_BUF];
-    int prev_len = -1;
-    int n;
-    if (a.has_key) {
-        n = sid_from_key(&A.keys, false, a.key.ptr, a.key.len, x->id);
-        if (A.keys.prev_len > 0) {
-            prev_len = sid_from_key(&A.keys, true, a.key.ptr, a.key.len, prev_id);
-        }
-    } else if (a.has_sid && sid_verify(&A.keys, a.sid.ptr, a.sid.len)) {
-        memcpy(x->id, a.sid.ptr, a.sid.len);
-        x->id[a.sid.len] = '\0';
-        n = (int)a.sid.len;
-    } else {
-        if (a.has_sid) {
-            STATS_INC(sid_invalid);
-        }
-        n = sid_mint(&A.keys, x->id);
-        x->minted = n > 0;
-        if (x->minted) {
-            STATS_INC(sid_minted);
-        }
+    x->uid_log[ul] = '\0';
+    if (a.upgrade && a.uid.len > 0 && a.uid.len < UID_MAX) {
+        memcpy(x->uid, a.uid.ptr, a.uid.len);
+        x->uid_len = a.uid.len;
     }
-    if (n <= 0) {
-        answer_none(r, x, "cannot make a session id");
-        ctx_put(x);
-        return;
-    }
-    x->id_len = (size_t)n;
-
-    size_t nc = 0;
-    if (build_cands(b, x->id, x->id_len, &nc) != 0) {
-        answer_none(r, x, "out of memory");
+    if (!identify(x, b, &a)) {
+        answer_none(r, x->backend, "cannot make a session id");
         ctx_put(x);
         return;
     }
     bool any_up = false;
-    for (size_t i = 0; i < nc; i++) {
-        any_up |= (A.cands[i].flags & AFF_F_UP) != 0;
+    for (size_t i = 0; i < b->nservers; i++) {
+        any_up |= (aff_flags(b->servers[i].state, b->servers[i].weight) & AFF_F_UP) != 0;
     }
     if (!any_up) {
-        answer_none(r, x, "no usable server");
+        answer_none(r, x->backend, "no usable server");
         ctx_put(x);
         return;
     }
-    if (A.store == NULL || A.script == NULL) {
-        answer_fallback(r, x);
+    struct ident *id = &x->id;
+    /* 1. a cookie that names a usable server decides alone (an operator's move,
+     *    when known, names the server instead) */
+    if (id->kind == SID_KIND_SESSION && id->tagged >= 0) {
+        const char *mv = moved_find(x->backend, id->rid, id->rid_len);
+        const struct srv *s = mv != NULL ? servers_find_server(b, mv, strlen(mv)) : NULL;
+        bool moved = s != NULL && pin_stays(pin_rule(b, s));
+        if (!moved) {
+            s = &b->servers[id->tagged];
+        }
+        enum aff_pin p = pin_rule(b, s);
+        if (pin_stays(p)) {
+            STATS_INC(decision_hit);
+            STATS_INC(decision_local);
+            if (moved) {
+                moved_forget(x->backend, id->rid, id->rid_len);
+            }
+            answer(r, x->backend, id, "hit", s->name, p == AFF_PIN_DRAINING, !moved,
+                   moved ? LEDGER_FORCE : LEDGER_ADOPT, x->uid, x->uid_len);
+            log_decision(x->backend, id, x->uid_log, x->src_af, x->src, "hit", s->name, NULL);
+            req_done(r);
+            ctx_put(x);
+            return;
+        }
+    }
+    /* 2. a new session: the least loaded server by the fleet view */
+    if (id->minted) {
+        size_t nc = 0;
+        int best;
+        if (build_cands(b, id, &nc) != 0 || (best = aff_least_loaded(A.cands, nc)) < 0) {
+            answer_none(r, x->backend, "no usable server");
+            ctx_put(x);
+            return;
+        }
+        STATS_INC(decision_new);
+        STATS_INC(decision_local);
+        const char *srv = A.cands[best].name;
+        answer(r, x->backend, id, "new", srv, false, false, LEDGER_NEW, x->uid, x->uid_len);
+        publish_decision(x->backend, id, false, srv, NULL, NULL);
+        log_decision(x->backend, id, x->uid_log, x->src_af, x->src, "new", srv, NULL);
+        req_done(r);
         ctx_put(x);
         return;
     }
+    /* 3. Redis arbitrates: a repin, a "1" cookie, an affinity key */
+    arbitrate(r, x, b);
+}
 
-    /* KEYS then ARGV; everything is copied by the store before it returns. */
-    char keys[6][KEY_MAX], ttl[24], hb[24], ottl[24];
-    const char *inst = A.cfg->instance != NULL ? A.cfg->instance : "";
-    size_t inst_len = strlen(inst);
-    /* Counting needs the whole unique-id (the close line carries it whole). */
-    bool count = a.upgrade && a.uid.len > 0 && a.uid.len < 256;
-    size_t nkeys = count ? 6 : prev_len > 0 ? 4 : 3;
-    x->counting = count;
-    int kl[6] = {0};
-    kl[0] = key_name(keys[0], x->backend, "s:", x->id, x->id_len);
-    kl[1] = key_name(keys[1], x->backend, "conns", "", 0);
-    kl[2] = key_name(keys[2], x->backend, "state", "", 0);
-    if (prev_len > 0) {
-        kl[3] = key_name(keys[3], x->backend, "s:", prev_id, (size_t)prev_len);
-    } else if (count) {
-        /* no previous id: KEYS[4] repeats KEYS[1] (never "": one cluster slot) */
-        memcpy(keys[3], keys[0], (size_t)(kl[0] > 0 ? kl[0] : 0));
-        kl[3] = kl[0];
+
+/* ---- sticky-established: HAProxy used another server ------------------------ */
+
+static bool arg_text(const struct spop_data *v, struct spop_str *out)
+{
+    if (v->type != SPOP_T_STRING && v->type != SPOP_T_BINARY) {
+        return false;
     }
-    if (count) {
-        kl[4] = key_name(keys[4], x->backend, "i:", inst, inst_len);
-        kl[5] = key_name(keys[5], x->backend, "o:", inst, inst_len);
+    *out = v->u.str;
+    return true;
+}
+
+/* A retry or redispatch put the tunnel on `server`, or the agent gave no
+ * answer: count it there (moving the open assign counted), and when the
+ * session is ours, make its record and its cookie follow. Every name is
+ * checked against the view: nothing a peer sends creates keys of its choosing. */
+static void established_handler(struct req *r, const struct spop_msg *m, void *arg)
+{
+    UNUSED(arg);
+    struct spop_reader it = m->args;
+    struct spop_str key, backend = {0}, server = {0}, sid = {0}, uid = {0};
+    struct spop_data v;
+    int64_t status = 101; /* absent: trust the rule that sent it on 101 */
+    while (spop_kv_next(&it, &key, &v) == 1) {
+        if (spop_str_eq(key, "backend")) {
+            (void)arg_text(&v, &backend);
+        } else if (spop_str_eq(key, "server")) {
+            (void)arg_text(&v, &server);
+        } else if (spop_str_eq(key, "sid")) {
+            (void)arg_text(&v, &sid);
+        } else if (spop_str_eq(key, "uid")) {
+            (void)arg_text(&v, &uid);
+        } else if (spop_str_eq(key, "status")) {
+            if (v.type == SPOP_T_INT32) {
+                status = v.u.i32;
+            } else if (v.type == SPOP_T_UINT32) {
+                status = (int64_t)v.u.u32;
+            } else if (v.type == SPOP_T_INT64) {
+                status = v.u.i64;
+            } else if (v.type == SPOP_T_UINT64) {
+                status = (int64_t)v.u.u64;
+            }
+        }
     }
-    size_t argc = nkeys + 3 + 3 * nc + (count ? 3 : 0);
-    if (kl[0] < 0 || kl[1] < 0 || kl[2] < 0 || kl[3] < 0 || kl[4] < 0 || kl[5] < 0 ||
-        argv_reserve(argc) != 0) {
-        answer_fallback(r, x);
-        ctx_put(x);
-        return;
+    const struct srv_backend *b = status == 101 && backend.len > 0
+                                      ? servers_find(backend.ptr, backend.len)
+                                      : NULL;
+    const struct srv *s = b != NULL && server.len > 0
+                              ? servers_find_server(b, server.ptr, server.len)
+                              : NULL;
+    int counted = 0;
+    if (s != NULL && uid.len > 0 && uid.len < UID_MAX && A.ledger != NULL) {
+        counted = ledger_open(A.ledger, b->name, uid.ptr, uid.len, s->name, strlen(s->name)) == 0;
     }
-    size_t i = 0;
-    for (size_t k = 0; k < nkeys; k++, i++) {
-        A.argv[i] = keys[k];
-        A.argvlen[i] = (size_t)kl[k];
+    struct sid_cookie ck;
+    if (s != NULL && A.have_keys && sid.len > 0 && sid_parse(&A.keys, sid.ptr, sid.len, &ck) &&
+        ck.kind != SID_KIND_KEY) {
+        struct ident id = {.kind = SID_KIND_SESSION, .tagged = -1};
+        memcpy(id.rbytes, ck.rid, SID_RID_LEN);
+        id.rid_len = (size_t)sid_record_id(ck.rid, id.rid);
+        if (cookie_for(b->name, &id, s->name, false)) {
+            req_set_var_str(r, "sid", id.cookie, id.cookie_len);
+            req_set_var_int(r, "set_cookie", 1);
+        }
+        if (A.ledger != NULL) {
+            (void)ledger_touch(A.ledger, b->name, id.rid, id.rid_len, s->name, strlen(s->name),
+                               LEDGER_FORCE);
+        }
+        log_info("assign: %s sid %.10s... served by %s (HAProxy moved it); pin corrected",
+                 b->name, id.rid, s->name);
     }
-    A.argv[i] = ttl;
-    A.argvlen[i++] = u64_dec(ttl, A.cfg->session_ttl_ms > 0 ? (uint64_t)A.cfg->session_ttl_ms
-                                                             : 86400000u);
-    if (a.has_inst) {
-        A.argv[i] = a.inst.ptr;
-        A.argvlen[i++] = a.inst.len;
-    } else {
-        A.argv[i] = A.cfg->instance != NULL ? A.cfg->instance : "";
-        A.argvlen[i] = strlen(A.argv[i]);
-        i++;
-    }
-    char ncs[24];
-    A.argv[i] = ncs;
-    A.argvlen[i++] = u64_dec(ncs, nc);
-    for (size_t c = 0; c < nc; c++) {
-        A.argv[i] = A.cands[c].name;
-        A.argvlen[i++] = A.cands[c].name_len;
-        A.argv[i] = A.nums[c][0];
-        A.argvlen[i++] = u64_dec(A.nums[c][0], A.cands[c].weight);
-        A.argv[i] = A.nums[c][1];
-        A.argvlen[i++] = u64_dec(A.nums[c][1], A.cands[c].flags);
-    }
-    if (count) {
-        A.argv[i] = a.uid.ptr;
-        A.argvlen[i++] = a.uid.len;
-        A.argv[i] = hb;
-        A.argvlen[i++] = u64_dec(hb, (uint64_t)A.cfg->heartbeat_ttl_ms);
-        A.argv[i] = ottl;
-        A.argvlen[i++] = u64_dec(ottl, (uint64_t)fleet_open_ttl_ms(A.cfg));
-    }
-    int64_t deadline = A.cfg->redis_timeout_ms > 0 ? A.cfg->redis_timeout_ms : 20;
-    if (store_eval(A.store, A.script, (int)nkeys, (int)argc, A.argv, A.argvlen, deadline, on_reply,
-                   x) != 0) {
-        answer_fallback(r, x); /* not queued: the callback will not run */
-        ctx_put(x);
-    }
+    req_set_var_int(r, "counted", counted);
+    req_done(r);
 }
 
 /* ---- life cycle --------------------------------------------------------- */
@@ -747,12 +1004,13 @@ static int load_keys(const struct cfg *c, struct sid_keys *k)
     return 0;
 }
 
-int assign_init(struct ev_loop *loop, const struct cfg *c, struct store *st)
+int assign_init(struct ev_loop *loop, const struct cfg *c, struct store *st, struct ledger *l)
 {
     UNUSED(loop);
     memset(&A, 0, sizeof(A));
     A.cfg = c;
     A.store = st;
+    A.ledger = l;
     if (c->secret_file == NULL || c->secret_file[0] == '\0') {
         log_warn("sticky-assign: no session.secret_file: every decision will be 'none'");
     } else if (load_keys(c, &A.keys) != 0) {
@@ -760,11 +1018,15 @@ int assign_init(struct ev_loop *loop, const struct cfg *c, struct store *st)
     } else {
         A.have_keys = true;
     }
-    if (st != NULL && (A.script = store_script_new(st, assign_lua)) == NULL) {
+    if (st != NULL && (A.script = store_script_new(st, model_lua_decide)) == NULL) {
         log_err("sticky-assign: cannot register the decision script");
         goto fail;
     }
-    if (req_register(ASSIGN_MESSAGE, assign_handler, NULL) != 0) {
+    if (l != NULL) {
+        ledger_on_moved(l, on_ledger_moved, NULL);
+    }
+    if (req_register(ASSIGN_MESSAGE, assign_handler, NULL) != 0 ||
+        req_register(ASSIGN_ESTABLISHED, established_handler, NULL) != 0) {
         log_err("sticky-assign: cannot register the handler");
         goto fail;
     }
@@ -788,6 +1050,10 @@ int assign_reload(const struct cfg *next)
     A.keys = k;
     A.have_keys = true;
     sid_keys_wipe(&k);
+    if (A.tags != NULL) { /* tags are the secrets' */
+        memset(A.tags, 0, TAGS_MAX * sizeof(*A.tags));
+        A.ntags = 0;
+    }
     return 0;
 }
 
@@ -802,12 +1068,18 @@ void assign_shutdown(void)
     free(A.cands);
     free(A.argv);
     free(A.argvlen);
-    free(A.nums);
+    free(A.tags);
+    free(A.moved);
     A.cands = NULL;
     A.argv = NULL;
     A.argvlen = NULL;
-    A.nums = NULL;
+    A.tags = NULL;
+    A.moved = NULL;
     A.cands_cap = A.argv_cap = 0;
+    A.ntags = 0;
+    if (A.ledger != NULL) {
+        ledger_on_moved(A.ledger, NULL, NULL);
+    }
     sid_keys_wipe(&A.keys);
     A.have_keys = false;
 }

@@ -44,6 +44,7 @@ enum key_type {
     KT_DUR,         /* milliseconds or "20ms"/"5s"/..., in [min, max], int64_t */
     KT_LEVEL,       /* "error" | "warn" | "info" | "debug" */
     KT_BACKENDS,    /* the static server list, parsed by parse_backends() */
+    KT_BOOL,        /* true | false, stored as bool */
     KT_COUNT
 };
 
@@ -51,6 +52,7 @@ static const char *const kt_doc_names[] = {
     [KT_SECTION] = "object", [KT_STR] = "string",   [KT_TOKEN] = "string", [KT_PATH] = "path",
     [KT_INET] = "address",   [KT_ADDR] = "address", [KT_HOST] = "address", [KT_U32] = "integer",
     [KT_PORT] = "integer",   [KT_DUR] = "duration", [KT_LEVEL] = "string", [KT_BACKENDS] = "object",
+    [KT_BOOL] = "boolean",
 };
 _Static_assert(ARRAY_SIZE(kt_doc_names) == KT_COUNT, "a doc name per key type");
 
@@ -107,6 +109,13 @@ static const struct cfg_key cfg_keys[] = {
      F(redis_reconnect_min_ms), "first delay of the reconnect backoff"},
     {{"redis", "reconnect_max"}, KT_DUR, false, false, "5s", 1, MS_HOUR,
      F(redis_reconnect_max_ms), "cap of the reconnect backoff; must be >= reconnect_min"},
+    {{"redis", "batch_interval"}, KT_DUR, false, false, "10ms", 1, MS_SEC,
+     F(redis_batch_interval_ms),
+     "how long opens, closes and record touches are gathered before one batched write"},
+    {{"redis", "max_pending"}, KT_U32, false, true, "`0`: 100 per ms of `redis.timeout`, "
+     "at least 256", 0, 10000000, F(redis_max_pending),
+     "most decisions waiting on Redis at once (and 2 KiB each of command bytes); past "
+     "it a decision is answered at once from the cookie or the hash"},
 
     {{"session"}, KT_SECTION, false, false, NULL, 0, 0, 0, "session records"},
     {{"session", "ttl"}, KT_DUR, false, false, "24h", MS_SEC, 365 * MS_DAY, F(session_ttl_ms),
@@ -115,6 +124,10 @@ static const struct cfg_key cfg_keys[] = {
      "file holding the HMAC key that signs session ids; required for sticky-assign"},
     {{"session", "previous_secret_file"}, KT_PATH, true, false, NULL, 1, 4095,
      F(previous_secret_file), "the key before a rotation: still accepted, never used to sign"},
+    {{"session", "refresh"}, KT_DUR, false, false, "1h", MS_SEC, 365 * MS_DAY,
+     F(session_refresh_ms),
+     "a cookie older than this (or than a quarter of `session.ttl`) is reissued and its "
+     "record's TTL renewed; in between, a hit costs Redis no TTL write"},
 
     {{"haproxy"}, KT_SECTION, false, false, NULL, 0, 0, 0, "the local HAProxy's runtime API"},
     {{"haproxy", "stats_socket"}, KT_ADDR, true, false, NULL, 0, 0, F(haproxy_socket),
@@ -135,6 +148,8 @@ static const struct cfg_key cfg_keys[] = {
     {{"events"}, KT_SECTION, false, false, NULL, 0, 0, 0, "change events"},
     {{"events", "channel"}, KT_TOKEN, true, true, "prefix + \"events\"", 1, 128,
      F(events_channel), "Redis pub/sub channel of the protobuf change events"},
+    {{"events", "sessions"}, KT_BOOL, false, false, "false", 0, 0, F(events_sessions),
+     "also publish session-assigned and session-repinned events (one per new session)"},
 
     {{"backends"}, KT_BACKENDS, false, false, NULL, 0, 0, 0,
      "static server list, used when haproxy.stats_socket is null: "
@@ -556,6 +571,7 @@ static bool kt_is_string(enum key_type t)
     case KT_DUR:
     case KT_LEVEL:
     case KT_BACKENDS:
+    case KT_BOOL:
     case KT_COUNT:
         return false;
     }
@@ -712,6 +728,12 @@ static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
         *(enum log_level *)field(ld->c, k) = lvl;
         return 0;
     }
+    case KT_BOOL:
+        if (!json_is_boolean(v)) {
+            return fail_type(ld, "true or false", v);
+        }
+        *(bool *)field(ld->c, k) = json_is_true(v);
+        return 0;
     case KT_SECTION:
     case KT_BACKENDS:
     case KT_COUNT:
@@ -920,6 +942,21 @@ static bool in_text(struct loader *ld, const struct cfg_key *k)
     return sc_find(&s, ld->path, ld->depth, &kp, &vp);
 }
 
+int64_t cfg_refresh_ms(const struct cfg *c)
+{
+    int64_t q = c->session_ttl_ms / 4;
+    return c->session_refresh_ms < q ? c->session_refresh_ms : q;
+}
+
+uint32_t cfg_max_pending(const struct cfg *c)
+{
+    if (c->redis_max_pending > 0) {
+        return c->redis_max_pending;
+    }
+    int64_t n = c->redis_timeout_ms * 100;
+    return n < 256 ? 256u : n > 10000000 ? 10000000u : (uint32_t)n;
+}
+
 static int cross_check(struct loader *ld)
 {
     struct cfg *c = ld->c;
@@ -1033,6 +1070,9 @@ int cfg_defaults(struct cfg *c)
                 goto err_free;
             }
             *(enum log_level *)field(c, k) = lvl;
+            break;
+        case KT_BOOL:
+            *(bool *)field(c, k) = strcmp(k->def, "true") == 0;
             break;
         default: /* strings above; sections hold no value */
             break;
@@ -1181,7 +1221,7 @@ void cfg_print_reference(FILE *out)
             snprintf(def, sizeof(def), "%s", k->def);
         } else if (k->def == NULL) {
             snprintf(def, sizeof(def), "`null`");
-        } else if (k->type == KT_U32 || k->type == KT_PORT) {
+        } else if (k->type == KT_U32 || k->type == KT_PORT || k->type == KT_BOOL) {
             snprintf(def, sizeof(def), "`%s`", k->def);
         } else {
             snprintf(def, sizeof(def), "`\"%s\"`", k->def);
@@ -1198,6 +1238,9 @@ void cfg_print_reference(FILE *out)
             break;
         case KT_LEVEL:
             snprintf(range, sizeof(range), "`error` `warn` `info` `debug`");
+            break;
+        case KT_BOOL:
+            snprintf(range, sizeof(range), "`true` `false`");
             break;
         case KT_U32:
         case KT_PORT:

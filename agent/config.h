@@ -48,11 +48,14 @@ struct cfg {
     int64_t redis_connect_timeout_ms;  /* default 1000 */
     int64_t redis_reconnect_min_ms;    /* backoff start, default 100 */
     int64_t redis_reconnect_max_ms;    /* backoff cap, default 5000 */
+    int64_t redis_batch_interval_ms;   /* ledger batch period, default 10 */
+    uint32_t redis_max_pending;        /* 0: derived from redis_timeout_ms */
 
     /* Sessions */
     int64_t session_ttl_ms;  /* sliding TTL, default 24h */
     char *secret_file;       /* HMAC key file; required for sticky-assign */
     char *previous_secret_file; /* accepted for verification only (rotation) */
+    int64_t session_refresh_ms; /* cookie reissue / record TTL renewal, default 1h */
 
     /* HAProxy runtime API */
     char *haproxy_socket;    /* "unix:/path", "/path" or "host:port"; NULL: static list */
@@ -66,6 +69,7 @@ struct cfg {
 
     /* Change events */
     char *events_channel;    /* default "<prefix>events" */
+    bool events_sessions;    /* publish session-assigned/-repinned */
 
     /* Static server list, used when haproxy_socket is NULL */
     struct cfg_backend *backends;
@@ -85,6 +89,11 @@ int cfg_load_string(const char *name, const char *text, struct cfg *c, char *err
     __attribute__((warn_unused_result));
 
 void cfg_free(struct cfg *c);
+
+/* The cookie reissue interval in force: min(session.refresh, session.ttl / 4). */
+int64_t cfg_refresh_ms(const struct cfg *c);
+/* The bound on decisions waiting on Redis (redis.max_pending, or derived). */
+uint32_t cfg_max_pending(const struct cfg *c);
 
 /* Look a backend up in the static list; NULL when absent. */
 const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name, size_t len);

@@ -9,7 +9,7 @@
 
 #include "ctl_fmt.h"
 #include "events.h"
-#include "fleet.h"
+#include "model.h"
 #include "util.h"
 
 void ctl_fail(const char *fmt, ...)
@@ -41,7 +41,7 @@ int ctl_call(struct ctl *c, struct ctl_reply *out, int argc, const char **argv,
 
 int ctl_key(const struct ctl *c, char *buf, const char *backend, const char *suffix)
 {
-    if (fleet_key(buf, CTL_KEY_MAX, c->cfg.redis_prefix, backend, strlen(backend), suffix) < 0) {
+    if (model_key(buf, CTL_KEY_MAX, c->cfg.redis_prefix, backend, strlen(backend), suffix) < 0) {
         ctl_fail("key name too long for backend '%s'", backend);
         return -1;
     }

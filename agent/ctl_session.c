@@ -1,7 +1,8 @@
 /* ctl_session.c - `stickyctl lookup` and `stickyctl move`: one session record
- * (<prefix>{<backend>}:s:<sid>, written by assign.c) read, or its pin rewritten
- * atomically with a session-moved event. With --key the id was derived by the
- * CLI (c->sid, c->sid_prev) before the call.
+ * (<prefix>{<backend>}:s:<record id>, model.h) read, or its pin rewritten
+ * atomically (move.lua) with a session-moved event. The operator names a session
+ * by its cookie (either format) or its record id; with --key the id was derived
+ * by the CLI (c->sid, c->sid_prev) before the call.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -11,54 +12,105 @@
 #include "ctl.h"
 #include "ctl_fmt.h"
 #include "events.h"
-#include "fleet.h"
+#include "model.h"
+#include "sid.h"
 #include "util.h"
 
-static const char *field(const struct ctl_reply *h, const char *name)
+/* The record ids an operator's sid names (sid_record_of), or --key's. */
+struct ids {
+    const char *v[2];
+    char rid[SID_BUF], legacy[SID_BUF];
+};
+
+static void ids_of(const struct ctl *c, const char *sid, struct ids *out)
 {
-    const struct ctl_reply *v = ctl_reply_hget(h, name);
-    return v != NULL ? v->str : NULL;
+    memset(out, 0, sizeof(*out));
+    if (c->key != NULL) { /* a record not yet carried over since a rotation */
+        out->v[0] = c->sid;
+        out->v[1] = c->sid_prev[0] ? c->sid_prev : NULL;
+        return;
+    }
+    (void)sid_record_of(sid, strlen(sid), out->rid, out->legacy);
+    out->v[0] = out->rid;
+    out->v[1] = out->legacy[0] ? out->legacy : NULL;
 }
 
-static int64_t field_i64(const struct ctl_reply *h, const char *name, bool *ok)
+/* One session as stickyctl shows it, from either record format. */
+struct shown {
+    char server[CTL_NAME_MAX * 2], inst[256];
+    int64_t created, seen;
+    bool has_times, moved;
+};
+
+/* Read record key: the string record, or a "1" session's hash (before its
+ * first connection since the upgrade). 1 found, 0 not, -1 Redis failed. */
+static int read_record(struct ctl *c, const char *key, struct shown *o, long long *ttl_ms)
 {
-    const struct ctl_reply *v = ctl_reply_hget(h, name);
-    int64_t x = 0;
-    *ok = v != NULL && v->str != NULL && ctl_parse_i64(v->str, v->len, &x) == 0;
-    return x;
+    struct ctl_reply t = {0}, v = {0}, ttl = {0};
+    const char *targv[] = {"TYPE", key};
+    int found = 0;
+    if (ctl_call(c, &t, 2, targv, NULL) < 0) {
+        return -1;
+    }
+    bool is_str = t.str != NULL && strcmp(t.str, "string") == 0;
+    bool is_hash = t.str != NULL && strcmp(t.str, "hash") == 0;
+    ctl_reply_free(&t);
+    const char *gargv[] = {is_str ? "GET" : "HGETALL", key};
+    const char *pargv[] = {"PTTL", key};
+    if ((is_str || is_hash) &&
+        (ctl_call(c, &v, 2, gargv, NULL) < 0 || ctl_call(c, &ttl, 2, pargv, NULL) < 0)) {
+        ctl_reply_free(&v);
+        return -1;
+    }
+    struct model_record rec;
+    if (is_str && v.str != NULL && model_record_parse(v.str, v.len, &rec) == 0) {
+        snprintf(o->server, sizeof(o->server), "%.*s", (int)rec.server_len, rec.server);
+        snprintf(o->inst, sizeof(o->inst), "%.*s", (int)rec.inst_len, rec.inst);
+        o->created = rec.created_ms;
+        o->seen = rec.seen_ms;
+        o->has_times = true;
+        o->moved = rec.moved;
+        found = 1;
+    } else if (is_hash && v.n > 0) {
+        const struct ctl_reply *f = ctl_reply_hget(&v, "server");
+        const struct ctl_reply *i = ctl_reply_hget(&v, "inst");
+        const struct ctl_reply *cr = ctl_reply_hget(&v, "created");
+        const struct ctl_reply *se = ctl_reply_hget(&v, "seen");
+        snprintf(o->server, sizeof(o->server), "%s", f != NULL && f->str ? f->str : "");
+        snprintf(o->inst, sizeof(o->inst), "%s", i != NULL && i->str ? i->str : "");
+        o->has_times = cr != NULL && se != NULL && cr->str != NULL && se->str != NULL &&
+                       ctl_parse_i64(cr->str, cr->len, &o->created) == 0 &&
+                       ctl_parse_i64(se->str, se->len, &o->seen) == 0;
+        found = 1;
+    }
+    *ttl_ms = ttl.integer;
+    ctl_reply_free(&v);
+    ctl_reply_free(&ttl);
+    return found;
 }
 
 int ctl_cmd_lookup(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
     const char *backend = args[0], *sid = args[1];
-    /* with --key, a record not yet carried over since a secret rotation still
-     * lives under the previous secret's id */
-    const char *ids[2] = {sid, c->sid_prev[0] ? c->sid_prev : NULL};
-    struct ctl_reply h = {0}, ttl = {0};
-    for (size_t i = 0; i < ARRAY_SIZE(ids) && ids[i] != NULL && h.n == 0; i++) {
+    struct ids ids;
+    struct shown o = {0};
+    long long ttl_ms = 0; /* -1: no expiry; -2: gone since the read */
+    int found = 0;
+    ids_of(c, sid, &ids);
+    for (size_t i = 0; i < ARRAY_SIZE(ids.v) && ids.v[i] != NULL && found == 0; i++) {
         char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
-        snprintf(suffix, sizeof(suffix), "s:%s", ids[i]);
+        snprintf(suffix, sizeof(suffix), "s:%s", ids.v[i]);
         if (ctl_key(c, key, backend, suffix) < 0) {
             return CTL_USAGE;
         }
-        ctl_reply_free(&h);
-        ctl_reply_free(&ttl);
-        const char *hargv[] = {"HGETALL", key};
-        const char *targv[] = {"PTTL", key};
-        if (ctl_call(c, &h, 2, hargv, NULL) < 0) {
+        if ((found = read_record(c, key, &o, &ttl_ms)) < 0) {
             return CTL_REDIS;
         }
-        if (ctl_call(c, &ttl, 2, targv, NULL) < 0) {
-            ctl_reply_free(&h);
-            return CTL_REDIS;
-        }
-        sid = ids[i];
     }
-    int rc = CTL_OK;
-    if (h.n == 0) {
+    if (found == 0) {
         /* a typo in the backend would otherwise read as "no such session" */
-        rc = ctl_check_known(c, backend, NULL, false);
+        int rc = ctl_check_known(c, backend, NULL, false);
         if (rc == CTL_OK) {
             if (c->key != NULL) {
                 ctl_fail("no session for key '%s' in backend '%s'", c->key, backend);
@@ -67,40 +119,35 @@ int ctl_cmd_lookup(struct ctl *c, char **args, int nargs)
             }
             rc = CTL_NOT_FOUND;
         }
-        goto out;
+        return rc;
     }
-    bool has_created, has_seen, has_rc;
-    int64_t created = field_i64(&h, "created", &has_created);
-    int64_t seen = field_i64(&h, "seen", &has_seen);
-    int64_t reconnects = field_i64(&h, "reconnects", &has_rc);
-    const char *server = field(&h, "server"), *inst = field(&h, "inst");
-    long long ttl_ms = ttl.integer; /* -1: no expiry; -2: gone since the HGETALL */
     char tc[40] = "-", ts[40] = "-", tt[40];
-    if (has_created) {
-        ctl_fmt_iso(created, tc, sizeof(tc));
-    }
-    if (has_seen) {
-        ctl_fmt_iso(seen, ts, sizeof(ts));
+    if (o.has_times) {
+        ctl_fmt_iso(o.created, tc, sizeof(tc));
+        ctl_fmt_iso(o.seen, ts, sizeof(ts));
     }
     if (c->json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "backend", json_string(backend));
-        json_object_set_new(o, "sid", json_string(sid));
-        json_object_set_new(o, "key", c->key ? json_string(c->key) : json_null());
-        json_object_set_new(o, "server", server ? json_string(server) : json_null());
-        json_object_set_new(o, "created_ms", has_created ? json_integer(created) : json_null());
-        json_object_set_new(o, "created", has_created ? json_string(tc) : json_null());
-        json_object_set_new(o, "seen_ms", has_seen ? json_integer(seen) : json_null());
-        json_object_set_new(o, "seen", has_seen ? json_string(ts) : json_null());
-        json_object_set_new(o, "reconnects", has_rc ? json_integer(reconnects) : json_null());
-        json_object_set_new(o, "inst", inst ? json_string(inst) : json_null());
-        json_object_set_new(o, "ttl_ms", json_integer(ttl_ms < -1 ? 0 : ttl_ms));
-        if (o == NULL || json_dumpf(o, stdout, JSON_INDENT(2)) < 0) {
+        int rc = CTL_OK;
+        json_t *j = json_object();
+        json_object_set_new(j, "backend", json_string(backend));
+        json_object_set_new(j, "sid", json_string(c->key != NULL ? c->sid : sid));
+        json_object_set_new(j, "record", json_string(ids.v[0]));
+        json_object_set_new(j, "key", c->key ? json_string(c->key) : json_null());
+        json_object_set_new(j, "server", o.server[0] ? json_string(o.server) : json_null());
+        json_object_set_new(j, "created_ms", o.has_times ? json_integer(o.created) : json_null());
+        json_object_set_new(j, "created", o.has_times ? json_string(tc) : json_null());
+        json_object_set_new(j, "seen_ms", o.has_times ? json_integer(o.seen) : json_null());
+        json_object_set_new(j, "seen", o.has_times ? json_string(ts) : json_null());
+        json_object_set_new(j, "reconnects", json_null()); /* no longer counted */
+        json_object_set_new(j, "moved", json_boolean(o.moved));
+        json_object_set_new(j, "inst", o.inst[0] ? json_string(o.inst) : json_null());
+        json_object_set_new(j, "ttl_ms", json_integer(ttl_ms < -1 ? 0 : ttl_ms));
+        if (j == NULL || json_dumpf(j, stdout, JSON_INDENT(2)) < 0) {
             rc = CTL_REDIS;
         }
         putchar('\n');
-        json_decref(o);
-        goto out;
+        json_decref(j);
+        return rc;
     }
     if (ttl_ms == -1) {
         snprintf(tt, sizeof(tt), "none (no expiry)");
@@ -113,28 +160,18 @@ int ctl_cmd_lookup(struct ctl *c, char **args, int nargs)
     if (c->key != NULL) {
         printf("key         %s\n", c->key);
     }
-    printf("session     %s\n", sid);
-    printf("server      %s\n", server ? server : "-");
+    printf("session     %s\n", c->key != NULL ? c->sid : sid);
+    printf("record      %s\n", ids.v[0]);
+    printf("server      %s%s\n", o.server[0] ? o.server : "-",
+           o.moved ? " (moved by an operator)" : "");
     printf("created     %s\n", tc);
     printf("seen        %s\n", ts);
-    printf("reconnects  %lld\n", (long long)reconnects);
-    printf("instance    %s\n", inst ? inst : "-");
+    printf("instance    %s\n", o.inst[0] ? o.inst : "-");
     printf("ttl         %s\n", tt);
-out:
-    ctl_reply_free(&h);
-    ctl_reply_free(&ttl);
-    return rc;
+    return CTL_OK;
 }
 
 /* ---- writes ------------------------------------------------------------------------------ */
-
-/* Atomic "repin only if the record exists": a session that expired between
- * the operator's lookup and the move must not come back as a bare pin.
- * KEYS[1] = session record, ARGV[1] = server. Returns the old server, or false. */
-static const char move_lua[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
-                               "local old = redis.call('HGET', KEYS[1], 'server') or ''\n"
-                               "redis.call('HSET', KEYS[1], 'server', ARGV[1])\n"
-                               "return old\n";
 
 /* After a move: say so when the agents will not keep the pin (the target is in
  * maint, past its drain deadline, or down in HAProxy). CTL_OK or CTL_REDIS. */
@@ -154,14 +191,14 @@ static int warn_unusable(struct ctl *c, const char *backend, const char *server)
         ctl_reply_free(&st);
         return CTL_REDIS;
     }
-    enum fleet_admin adm = FLEET_READY;
+    enum model_admin adm = MODEL_READY;
     int64_t deadline = 0;
     bool close_at = false;
     const char *why = NULL;
-    if (st.str != NULL && fleet_parse_state(st.str, st.len, &adm, &deadline, &close_at) == 0) {
-        if (adm == FLEET_MAINT) {
+    if (st.str != NULL && model_parse_state(st.str, st.len, &adm, &deadline, &close_at) == 0) {
+        if (adm == MODEL_MAINT) {
             why = "is in maint";
-        } else if (adm == FLEET_DRAIN && deadline > 0 && deadline <= util_now_ms()) {
+        } else if (adm == MODEL_DRAIN && deadline > 0 && deadline <= util_now_ms()) {
             why = "is past its drain deadline";
         }
     }
@@ -186,20 +223,21 @@ int ctl_cmd_move(struct ctl *c, char **args, int nargs)
     if (rc != CTL_OK) {
         return rc;
     }
-    const char *ids[2] = {sid, c->sid_prev[0] ? c->sid_prev : NULL}; /* as in lookup */
+    struct ids ids;
+    ids_of(c, sid, &ids);
     struct ctl_reply r = {0};
-    for (size_t i = 0; i < ARRAY_SIZE(ids) && ids[i] != NULL && r.type != STORE_R_STR; i++) {
-        char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
-        snprintf(suffix, sizeof(suffix), "s:%s", ids[i]);
-        if (ctl_key(c, key, backend, suffix) < 0) {
-            return CTL_USAGE;
-        }
-        ctl_reply_free(&r);
-        const char *argv[] = {"EVAL", move_lua, "1", key, server};
-        if (ctl_call(c, &r, 5, argv, NULL) < 0) {
-            return CTL_REDIS;
-        }
-        sid = ids[i];
+    char key[CTL_KEY_MAX], legacy[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
+    snprintf(suffix, sizeof(suffix), "s:%s", ids.v[0]);
+    if (ctl_key(c, key, backend, suffix) < 0) {
+        return CTL_USAGE;
+    }
+    snprintf(suffix, sizeof(suffix), "s:%s", ids.v[1] != NULL ? ids.v[1] : ids.v[0]);
+    if (ctl_key(c, legacy, backend, suffix) < 0) {
+        return CTL_USAGE;
+    }
+    const char *argv[] = {"EVAL", model_lua_move, "2", key, legacy, server};
+    if (ctl_call(c, &r, 6, argv, NULL) < 0) {
+        return CTL_REDIS;
     }
     if (r.type != STORE_R_STR) { /* false comes back as nil */
         ctl_reply_free(&r);
@@ -221,7 +259,7 @@ int ctl_cmd_move(struct ctl *c, char **args, int nargs)
                       .ts_ms = util_now_ms(),
                       .origin = c->origin,
                       .backend = backend,
-                      .sid = sid,
+                      .sid = ids.v[0], /* the agents know records by this id */
                       .from_server = from,
                       .server = server};
     long long receivers;

@@ -1,5 +1,5 @@
 /* ctl_state.c - `stickyctl drain|undrain|ready|maint`: a server's cluster-wide
- * admin state in <prefix>{<backend>}:state (the values fleet_parse_state reads),
+ * admin state in <prefix>{<backend>}:state (the values model_parse_state reads),
  * then a server-state event so every agent applies it at once (they also poll).
  */
 #include <stdio.h>
@@ -8,18 +8,18 @@
 #include "ctl.h"
 #include "ctl_fmt.h"
 #include "events.h"
-#include "fleet.h"
+#include "model.h"
 #include "util.h"
 
-static void fmt_state(enum fleet_admin st, int64_t deadline, bool close_at, int64_t now, char *buf,
+static void fmt_state(enum model_admin st, int64_t deadline, bool close_at, int64_t now, char *buf,
                       size_t len)
 {
     char t[32], d[32];
     switch (st) {
-    case FLEET_MAINT:
+    case MODEL_MAINT:
         snprintf(buf, len, "maint");
         break;
-    case FLEET_DRAIN:
+    case MODEL_DRAIN:
         if (deadline == 0) {
             snprintf(buf, len, "drain (no deadline)");
         } else {
@@ -54,11 +54,11 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
     }
     int64_t now = util_now_ms();
     char was[160] = "ready";
-    enum fleet_admin pst;
+    enum model_admin pst;
     int64_t pdl;
     bool pclose;
     if (prev.str != NULL) {
-        if (fleet_parse_state(prev.str, prev.len, &pst, &pdl, &pclose) == 0) {
+        if (model_parse_state(prev.str, prev.len, &pst, &pdl, &pclose) == 0) {
             fmt_state(pst, pdl, pclose, now, was, sizeof(was));
         } else {
             snprintf(was, sizeof(was), "'%.100s'", prev.str);
@@ -74,7 +74,7 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
     long long receivers;
     rc = ctl_publish(c, e, &receivers);
     char now_txt[160];
-    fmt_state((enum fleet_admin)e->state, e->deadline_ms, e->close_at_deadline, now, now_txt,
+    fmt_state((enum model_admin)e->state, e->deadline_ms, e->close_at_deadline, now, now_txt,
               sizeof(now_txt));
     if (rc == CTL_OK) {
         printf("%s/%s: %s (was %s); event sent to %lld subscriber%s\n", backend, server, now_txt,
@@ -86,9 +86,9 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
     return rc;
 }
 
-_Static_assert((int)EVENT_SRV_DRAIN == (int)FLEET_DRAIN &&
-                   (int)EVENT_SRV_MAINT == (int)FLEET_MAINT &&
-                   (int)EVENT_SRV_READY == (int)FLEET_READY,
+_Static_assert((int)EVENT_SRV_DRAIN == (int)MODEL_DRAIN &&
+                   (int)EVENT_SRV_MAINT == (int)MODEL_MAINT &&
+                   (int)EVENT_SRV_READY == (int)MODEL_READY,
                "event states and fleet states line up (fmt_state takes either)");
 
 /* Owns the server-state event the three commands publish: args[0]/args[1]

@@ -20,7 +20,7 @@
 
 #include "ctl.h"
 #include "ctl_fmt.h"
-#include "fleet.h"
+#include "model.h"
 #include "util.h"
 
 #define CTL_STATUS_VERSION 1
@@ -35,7 +35,7 @@ struct inst_view {
 struct srv_view {
     const char *name;                  /* borrowed from the names list */
     const struct ctl_reply *admin_raw; /* state hash value, or NULL (ready) */
-    enum fleet_admin admin;
+    enum model_admin admin;
     bool admin_bad;
     int64_t deadline_ms;
     bool close_at_deadline;
@@ -166,14 +166,14 @@ static int load_backend(struct ctl *c, const char *name, int64_t now, struct bvi
     for (size_t i = 0; i < b->names.n; i++) {
         struct srv_view *s = &b->srv[b->nsrv++];
         s->name = b->names.v[i];
-        s->admin = FLEET_READY;
+        s->admin = MODEL_READY;
         s->weight = -1;
         s->admin_raw = ctl_reply_hget(&b->state, s->name);
         if (s->admin_raw != NULL && s->admin_raw->str != NULL &&
-            fleet_parse_state(s->admin_raw->str, s->admin_raw->len, &s->admin, &s->deadline_ms,
+            model_parse_state(s->admin_raw->str, s->admin_raw->len, &s->admin, &s->deadline_ms,
                               &s->close_at_deadline) < 0) {
             s->admin_bad = true;
-            s->admin = FLEET_READY;
+            s->admin = MODEL_READY;
         }
         const struct ctl_reply *sv = ctl_reply_hget(&b->servers, s->name);
         if (sv != NULL && sv->str != NULL) {
@@ -197,7 +197,7 @@ oom:
 static const char *admin_name(const struct srv_view *s)
 {
     static const char *const names[] = {"ready", "drain", "maint"};
-    _Static_assert(ARRAY_SIZE(names) == FLEET_ADMIN_COUNT, "admin names");
+    _Static_assert(ARRAY_SIZE(names) == MODEL_ADMIN_COUNT, "admin names");
     return s->admin_bad ? "unknown" : names[s->admin];
 }
 
@@ -205,7 +205,7 @@ static const char *admin_name(const struct srv_view *s)
  * HAProxy's own view (a server failing its checks is down everywhere). */
 static const char *effective_state(const struct srv_view *s)
 {
-    if (s->admin_bad || s->admin != FLEET_READY) {
+    if (s->admin_bad || s->admin != MODEL_READY) {
         return admin_name(s);
     }
     if (strcmp(s->hastate, "down") == 0) {
@@ -222,10 +222,10 @@ static void state_text(const struct srv_view *s, int64_t now, char *buf, size_t 
         return;
     }
     switch (s->admin) {
-    case FLEET_MAINT:
+    case MODEL_MAINT:
         snprintf(buf, len, "maint");
         return;
-    case FLEET_DRAIN:
+    case MODEL_DRAIN:
         if (s->deadline_ms == 0) {
             snprintf(buf, len, "drain");
             return;
@@ -358,7 +358,7 @@ static json_t *backend_json(const struct bview *b, int64_t now)
         json_object_set_new(js, "deadline_ms", json_integer(s->deadline_ms));
         json_object_set_new(
             js, "deadline_passed",
-            json_boolean(s->admin == FLEET_DRAIN && s->deadline_ms > 0 && s->deadline_ms <= now));
+            json_boolean(s->admin == MODEL_DRAIN && s->deadline_ms > 0 && s->deadline_ms <= now));
         json_object_set_new(js, "close_at_deadline", json_boolean(s->close_at_deadline));
         json_object_set_new(js, "haproxy_state",
                             s->hastate[0] ? json_string(s->hastate) : json_null());

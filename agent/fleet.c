@@ -1,10 +1,8 @@
 /* fleet.c - live connection counts across every HAProxy instance, and the
  * cluster-wide drain/maint state applied to the local HAProxy.
  *
- *   101 response --SPOE sticky-established--> open script  (count +1, dedup by uid,
- *                                                            correct a skipped pin)
- *   log line at tunnel end --slog--> close script           (count -1 once per uid)
- *   every resync period --> resync script                   (share := HAProxy scur,
+ *   opens (assign.c), log line at tunnel end --slog--> ledger (batched, once per uid)
+ *   every resync period --> ledger flushed, resync.lua      (share := HAProxy scur,
  *                                                            drop dead instances,
  *                                                            conns := sum of shares)
  *   after every HAProxy refresh, and on a state event
@@ -26,7 +24,9 @@
 #include "config.h"
 #include "events.h"
 #include "hapi.h"
+#include "ledger.h"
 #include "log.h"
+#include "model.h"
 #include "req.h"
 #include "servers.h"
 #include "slog.h"
@@ -39,123 +39,15 @@
 #define FLEET_MAX_APPLIED 1024
 #define FLEET_MAX_PIDS 8 /* HAProxy processes of this instance alive at once (reloads) */
 
-/* KEYS: conns, share, open, insts, session. ARGV: inst, uid, server, now,
- * heartbeat ttl, open-map ttl, has-session (0/1).
- * Returns {counted (0/1), previously pinned server or ""}. */
-static const char open_lua[] =
-    FLEET_LUA_COUNT_OPEN
-    "local conns, share, open, insts, sess = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
-    "local inst, uid, srv = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local now, hb, ottl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-    "local counted = count_open(conns, share, open, uid, srv, ottl)\n"
-    "redis.call('ZADD', insts, now, inst)\n"
-    "redis.call('PEXPIRE', share, hb)\n"
-    "local corrected = ''\n"
-    "if ARGV[7] == '1' then\n"
-    "  local pinned = redis.call('HGET', sess, 'server')\n"
-    "  if pinned and pinned ~= srv then\n"
-    "    redis.call('HSET', sess, 'server', srv)\n"
-    "    corrected = pinned\n"
-    "  end\n"
-    "end\n"
-    "return {counted, corrected}\n";
 
-/* KEYS: conns, share, open, insts. ARGV: inst, uid, now, heartbeat ttl.
- * Returns 1 when the connection was open (counted closed now), 0 otherwise. */
-static const char close_lua[] =
-    "local conns, share, open, insts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
-    "local srv = redis.call('HGET', open, ARGV[2])\n"
-    "if not srv then return 0 end\n"
-    "redis.call('HDEL', open, ARGV[2])\n"
-    "for _, key in ipairs({share, conns}) do\n"
-    "  if tonumber(redis.call('HINCRBY', key, srv, -1)) <= 0 then\n"
-    "    redis.call('HDEL', key, srv)\n"
-    "  end\n"
-    "end\n"
-    "redis.call('ZADD', insts, tonumber(ARGV[3]), ARGV[1])\n"
-    "redis.call('PEXPIRE', share, tonumber(ARGV[4]))\n"
-    "return 1\n";
 
-/* KEYS: conns, share, open, insts, servers. ARGV: key prefix of the backend
- * ("<prefix>{<backend>}:"), inst, now, heartbeat ttl, mode ("scur": reset the
- * share from the pairs, "beat": keep it, "leave": remove this instance),
- * the pids of this instance's older, still running HAProxy processes
- * (space separated, "" for none), then quadruples server, scur, weight,
- * haproxy-state. In "scur" mode the older processes' tunnels (open-map uids
- * ending in ":<pid>", decimal or zero-padded hex (%{+X}o), as the reference
- * unique-id-format makes them) are added to the share: they are live, but only
- * the newest process answers "show stat", so its scur alone would forget them.
- * Drops instances whose heartbeat is older than the ttl, recomputes conns as
- * the sum of the live shares, rewrites the servers view.
- * Returns the list of instances dropped (the leaving one included). */
-static const char resync_lua[] =
-    "local conns, share, open, insts, servers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
-    "local kp, inst, now, hb, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]),"
-    " ARGV[5]\n"
-    "if mode == 'scur' then\n"
-    "  redis.call('DEL', share)\n"
-    "  for i = 7, #ARGV, 4 do\n"
-    "    local n = tonumber(ARGV[i + 1])\n"
-    "    if n > 0 then redis.call('HSET', share, ARGV[i], n) end\n"
-    "  end\n"
-    "  if ARGV[6] ~= '' then\n"
-    "    local older = {}\n"
-    "    for p in string.gmatch(ARGV[6], '%d+') do\n"
-    "      older[tonumber(p)] = true\n"
-    "    end\n"
-    "    local o = redis.call('HGETALL', open)\n"
-    "    for i = 1, #o, 2 do\n"
-    "      local p = string.match(o[i], ':(%x+)$')\n"
-    "      if p and (older[tonumber(p, 10) or -1] or older[tonumber(p, 16)]) then\n"
-    "        redis.call('HINCRBY', share, o[i + 1], 1)\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "local dropped = {}\n"
-    "if mode == 'leave' then\n"
-    "  redis.call('ZREM', insts, inst)\n"
-    "  redis.call('DEL', share, open)\n"
-    "  dropped[1] = inst\n"
-    "else\n"
-    "  redis.call('ZADD', insts, now, inst)\n"
-    "  redis.call('PEXPIRE', share, hb)\n"
-    "  if redis.call('PTTL', open) == -1 then\n"
-    "    redis.call('PEXPIRE', open, math.max(hb, 86400000))\n"
-    "  end\n"
-    "  if #ARGV >= 7 then\n"
-    "    redis.call('DEL', servers)\n"
-    "    for i = 7, #ARGV, 4 do\n"
-    "      redis.call('HSET', servers, ARGV[i], ARGV[i + 2] .. ' ' .. ARGV[i + 3])\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "for _, d in ipairs(redis.call('ZRANGEBYSCORE', insts, '-inf', '(' .. (now - hb))) do\n"
-    "  redis.call('ZREM', insts, d)\n"
-    "  redis.call('DEL', kp .. 'i:' .. d, kp .. 'o:' .. d)\n"
-    "  dropped[#dropped + 1] = d\n"
-    "end\n"
-    "local sum = {}\n"
-    "for _, l in ipairs(redis.call('ZRANGE', insts, 0, -1)) do\n"
-    "  local h = redis.call('HGETALL', kp .. 'i:' .. l)\n"
-    "  for i = 1, #h, 2 do sum[h[i]] = (sum[h[i]] or 0) + tonumber(h[i + 1]) end\n"
-    "end\n"
-    "redis.call('DEL', conns)\n"
-    "for k, v in pairs(sum) do\n"
-    "  if v > 0 then redis.call('HSET', conns, k, v) end\n"
-    "end\n"
-    "return dropped\n";
 
-/* KEYS: state, applied (a:<inst>). Returns {HGETALL state, HGETALL applied}:
- * the cluster's wish and what this instance last set on its HAProxy. */
-static const char states_lua[] =
-    "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}\n";
 
 /* What this agent last applied to its HAProxy for one server. */
 struct applied {
     char backend[SRV_NAME_MAX];
     char server[SRV_NAME_MAX];
-    enum fleet_admin state;
+    enum model_admin state;
     int64_t deadline_ms;
     bool shutdown_done;
 };
@@ -165,7 +57,8 @@ struct fleet {
     const struct cfg *cfg;
     struct store *store;
     struct hapi *hapi;
-    struct store_script *open_sc, *close_sc, *resync_sc, *states_sc;
+    struct ledger *ledger;
+    struct store_script *resync_sc, *states_sc;
     ev_timer resync_timer;
     bool resync_due; /* reset the shares from scur after the next HAProxy refresh */
     long pids[FLEET_MAX_PIDS]; /* this instance's HAProxy processes seen, still running */
@@ -175,56 +68,17 @@ struct fleet {
     bool left; /* fleet_leave ran: count nothing more */
     struct applied *applied;
     size_t napplied;
+    fleet_moved_fn moved;
+    void *moved_arg;
 };
 
+void fleet_on_moved(struct fleet *f, fleet_moved_fn fn, void *arg)
+{
+    f->moved = fn;
+    f->moved_arg = arg;
+}
+
 /* ---- keys and small helpers -------------------------------------------- */
-
-int fleet_key(char *buf, size_t len, const char *prefix, const char *backend, size_t blen,
-              const char *suffix)
-{
-    int n = snprintf(buf, len, "%s{%.*s}:%s", prefix, (int)blen, backend, suffix);
-    return n < 0 || (size_t)n >= len ? -1 : n;
-}
-
-int64_t fleet_open_ttl_ms(const struct cfg *c)
-{
-    return c->session_ttl_ms > 86400000 ? c->session_ttl_ms : 86400000;
-}
-
-int fleet_parse_state(const char *v, size_t len, enum fleet_admin *st, int64_t *deadline_ms,
-                      bool *close_at_deadline)
-{
-    *deadline_ms = 0;
-    *close_at_deadline = false;
-    if (len == 5 && memcmp(v, "maint", 5) == 0) {
-        *st = FLEET_MAINT;
-        return 0;
-    }
-    if (len < 7 || memcmp(v, "drain:", 6) != 0) {
-        return -1;
-    }
-    size_t i = 6;
-    int64_t ms = 0;
-    while (i < len && v[i] >= '0' && v[i] <= '9') {
-        if (ms > (INT64_MAX - 9) / 10) {
-            return -1;
-        }
-        ms = ms * 10 + (v[i] - '0');
-        i++;
-    }
-    if (i == 6) {
-        return -1;
-    }
-    if (i < len) {
-        if (len - i != 6 || memcmp(v + i, ":close", 6) != 0) {
-            return -1;
-        }
-        *close_at_deadline = true;
-    }
-    *st = FLEET_DRAIN;
-    *deadline_ms = ms;
-    return 0;
-}
 
 /* Keys of one backend for this instance, in script order. */
 struct fleet_keys {
@@ -239,11 +93,11 @@ static int keys_for(const struct fleet *f, const char *backend, size_t blen,
     char s_share[SRV_NAME_MAX + 8], s_open[SRV_NAME_MAX + 8];
     snprintf(s_share, sizeof(s_share), "i:%s", f->cfg->instance);
     snprintf(s_open, sizeof(s_open), "o:%s", f->cfg->instance);
-    if (fleet_key(k->conns, sizeof(k->conns), p, backend, blen, "conns") < 0 ||
-        fleet_key(k->share, sizeof(k->share), p, backend, blen, s_share) < 0 ||
-        fleet_key(k->open, sizeof(k->open), p, backend, blen, s_open) < 0 ||
-        fleet_key(k->insts, sizeof(k->insts), p, backend, blen, "insts") < 0 ||
-        fleet_key(k->kp, sizeof(k->kp), p, backend, blen, "") < 0) {
+    if (model_key(k->conns, sizeof(k->conns), p, backend, blen, "conns") < 0 ||
+        model_key(k->share, sizeof(k->share), p, backend, blen, s_share) < 0 ||
+        model_key(k->open, sizeof(k->open), p, backend, blen, s_open) < 0 ||
+        model_key(k->insts, sizeof(k->insts), p, backend, blen, "insts") < 0 ||
+        model_key(k->kp, sizeof(k->kp), p, backend, blen, "") < 0) {
         return -1;
     }
     return 0;
@@ -278,174 +132,20 @@ void fleet_publish(struct fleet *f, const struct event *e)
     free(buf);
 }
 
-/* ---- sticky-established ---------------------------------------------- */
-
-struct est_ctx {
-    struct fleet *fleet;
-    struct req *req;
-    char backend[SRV_NAME_MAX];
-    char server[SRV_NAME_MAX];
-    char sid[128];
-};
-
-static bool arg_str(const struct spop_data *v, struct spop_str *out)
-{
-    if (v->type != SPOP_T_STRING && v->type != SPOP_T_BINARY) {
-        return false;
-    }
-    *out = v->u.str;
-    return true;
-}
-
-static bool arg_int(const struct spop_data *v, int64_t *out)
-{
-    switch (v->type) {
-    case SPOP_T_INT32:
-        *out = v->u.i32;
-        return true;
-    case SPOP_T_UINT32:
-        *out = v->u.u32;
-        return true;
-    case SPOP_T_INT64:
-        *out = v->u.i64;
-        return true;
-    case SPOP_T_UINT64:
-        *out = (int64_t)v->u.u64;
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool copy_view(char *dst, size_t cap, struct spop_str s)
-{
-    if (s.len == 0 || s.len >= cap) {
-        return false;
-    }
-    memcpy(dst, s.ptr, s.len);
-    dst[s.len] = '\0';
-    return true;
-}
-
-static void established_reply(const struct store_reply *r, enum store_result res, void *arg)
-{
-    struct est_ctx *ctx = arg;
-    int64_t counted = 0;
-    if (res == STORE_OK && store_reply_type(r) == STORE_R_ARRAY && store_reply_len(r) == 2) {
-        counted = store_reply_int(store_reply_elem(r, 0));
-        size_t plen;
-        const char *prev = store_reply_str(store_reply_elem(r, 1), &plen);
-        if (counted) {
-            STATS_INC(conn_opened_events);
-        }
-        if (prev != NULL && plen > 0) {
-            char from[SRV_NAME_MAX];
-            snprintf(from, sizeof(from), "%.*s", (int)plen, prev);
-            log_info("fleet: %s sid %.8s... pinned to %s was served by %s; pin corrected",
-                     ctx->backend, ctx->sid, from, ctx->server);
-            struct event e = {.kind = EVENT_SESSION_REPINNED, .ts_ms = util_now_ms(),
-                              .origin = ctx->fleet->cfg->instance, .backend = ctx->backend,
-                              .sid = ctx->sid, .from_server = from, .server = ctx->server,
-                              .reason = "corrected"};
-            fleet_publish(ctx->fleet, &e);
-        }
-    } else {
-        log_debug("fleet: open not counted (%s); the next resync corrects it",
-                  res == STORE_OK ? "unexpected reply" : "redis unavailable");
-    }
-    req_set_var_int(ctx->req, "counted", counted);
-    req_done(ctx->req);
-    free(ctx);
-}
-
-static void established_handler(struct req *r, const struct spop_msg *m, void *arg)
-{
-    struct fleet *f = arg;
-    struct spop_reader it = m->args;
-    struct spop_str key, backend = {0}, server = {0}, sid = {0}, uid = {0};
-    struct spop_data v;
-    int64_t status = 101; /* absent: trust the rule that sent it on 101 */
-    while (spop_kv_next(&it, &key, &v) == 1) {
-        if (spop_str_eq(key, "backend")) {
-            (void)arg_str(&v, &backend);
-        } else if (spop_str_eq(key, "server")) {
-            (void)arg_str(&v, &server);
-        } else if (spop_str_eq(key, "sid")) {
-            (void)arg_str(&v, &sid);
-        } else if (spop_str_eq(key, "uid")) {
-            (void)arg_str(&v, &uid);
-        } else if (spop_str_eq(key, "status")) {
-            (void)arg_int(&v, &status);
-        }
-    }
-    struct est_ctx *ctx = f->left ? NULL : calloc(1, sizeof(*ctx));
-    struct fleet_keys k;
-    char uidbuf[256], now[24], hb[24], ottl[24];
-    if (ctx == NULL || status != 101 || !copy_view(ctx->backend, sizeof(ctx->backend), backend) ||
-        !copy_view(ctx->server, sizeof(ctx->server), server) ||
-        !copy_view(uidbuf, sizeof(uidbuf), uid) ||
-        keys_for(f, ctx->backend, strlen(ctx->backend), &k) < 0) {
-        req_set_var_int(r, "counted", 0);
-        req_done(r);
-        free(ctx);
-        return;
-    }
-    bool has_sid = copy_view(ctx->sid, sizeof(ctx->sid), sid);
-    char s_sess[160];
-    snprintf(s_sess, sizeof(s_sess), "s:%s", has_sid ? ctx->sid : "");
-    if (fleet_key(k.extra, sizeof(k.extra), f->cfg->redis_prefix, ctx->backend,
-                  strlen(ctx->backend), s_sess) < 0) {
-        has_sid = false;
-    }
-    ctx->fleet = f;
-    ctx->req = r;
-    fmt_i64(now, sizeof(now), util_now_ms());
-    fmt_i64(hb, sizeof(hb), f->cfg->heartbeat_ttl_ms);
-    fmt_i64(ottl, sizeof(ottl), fleet_open_ttl_ms(f->cfg));
-    const char *argv[] = {k.conns, k.share, k.open, k.insts, k.extra, f->cfg->instance, uidbuf,
-                          ctx->server, now, hb, ottl, has_sid ? "1" : "0"};
-    if (store_eval(f->store, f->open_sc, 5, 12, argv, NULL, FLEET_OP_TIMEOUT_MS,
-                   established_reply, ctx) < 0) {
-        established_reply(NULL, STORE_DOWN, ctx);
-    }
-}
-
 /* ---- closes from the log ------------------------------------------------ */
-
-static void close_reply(const struct store_reply *r, enum store_result res, void *arg)
-{
-    UNUSED(arg);
-    if (res == STORE_OK && store_reply_type(r) == STORE_R_INT) {
-        if (store_reply_int(r) == 1) {
-            STATS_INC(conn_closed_events);
-        } else {
-            STATS_INC(conn_close_duplicates);
-        }
-    }
-}
 
 void fleet_on_close(const struct slog_close *c, void *arg)
 {
     struct fleet *f = arg;
     /* Any status: assign counts an upgrade open when it decides, so an upgrade
      * the server refused (no 101) must be released by its line too. A line for
-     * a uid that was never counted is a no-op in the script. */
-    if (f->left) {
+     * a uid that was never counted is a no-op in the ledger's script. */
+    if (f->left || c->uid.len == 0) {
         return;
     }
-    struct fleet_keys k;
-    char uid[256], now[24], hb[24];
-    if (!copy_view(uid, sizeof(uid), c->uid) ||
-        keys_for(f, c->backend.ptr, c->backend.len, &k) < 0) {
-        return;
-    }
-    fmt_i64(now, sizeof(now), util_now_ms());
-    fmt_i64(hb, sizeof(hb), f->cfg->heartbeat_ttl_ms);
-    const char *argv[] = {k.conns, k.share, k.open, k.insts, f->cfg->instance, uid, now, hb};
-    if (store_eval(f->store, f->close_sc, 4, 8, argv, NULL, FLEET_OP_TIMEOUT_MS, close_reply,
-                   NULL) < 0) {
-        log_debug("fleet: close of %s not counted (redis down); the next resync corrects it",
-                  uid);
+    if (ledger_close(f->ledger, c->backend.ptr, c->backend.len, c->uid.ptr, c->uid.len) < 0) {
+        log_debug("fleet: close of %.*s not queued; the next resync corrects it",
+                  (int)(c->uid.len > 64 ? 64 : c->uid.len), c->uid.ptr);
     }
 }
 
@@ -533,7 +233,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
         lw->pending++;
     }
     if (keys_for(f, b->name, strlen(b->name), &k) < 0 ||
-        fleet_key(k.extra, sizeof(k.extra), f->cfg->redis_prefix, b->name, strlen(b->name),
+        model_key(k.extra, sizeof(k.extra), f->cfg->redis_prefix, b->name, strlen(b->name),
                   "servers") < 0) {
         leave_step(lw);
         return;
@@ -623,6 +323,8 @@ static void track_pids(struct fleet *f)
 
 static void resync_all(struct fleet *f)
 {
+    /* what the ledger holds was decided before this scur: let it land first */
+    ledger_flush(f->ledger);
     /* a stale view (HAProxy unreachable since) must not overwrite the share */
     const char *mode = f->hapi != NULL && hapi_healthy(f->hapi) ? "scur" : "beat";
     for (size_t i = 0; i < servers_count(); i++) {
@@ -687,7 +389,7 @@ static void hapi_done(void *arg, bool ok, const char *text, size_t len)
 }
 
 static const char *const admin_names[] = {"ready", "drain", "maint"};
-_Static_assert(sizeof(admin_names) / sizeof(admin_names[0]) == FLEET_ADMIN_COUNT, "admin names");
+_Static_assert(sizeof(admin_names) / sizeof(admin_names[0]) == MODEL_ADMIN_COUNT, "admin names");
 
 static void remember_cb(const struct store_reply *r, enum store_result res, void *arg)
 {
@@ -702,22 +404,22 @@ static void remember_cb(const struct store_reply *r, enum store_result res, void
 /* Record in a:<inst> what this instance set on its HAProxy, so that a restarted
  * agent still knows the DRAIN/MAINT there is its own to undo (an operator's own
  * drain on the HAProxy CLI, absent from the hash, is left alone). */
-static void remember(struct fleet *f, const char *backend, const char *server, enum fleet_admin st)
+static void remember(struct fleet *f, const char *backend, const char *server, enum model_admin st)
 {
     char key[FLEET_KEY_MAX], suffix[SRV_NAME_MAX + 8];
     snprintf(suffix, sizeof(suffix), "a:%s", f->cfg->instance);
-    if (fleet_key(key, sizeof(key), f->cfg->redis_prefix, backend, strlen(backend), suffix) < 0) {
+    if (model_key(key, sizeof(key), f->cfg->redis_prefix, backend, strlen(backend), suffix) < 0) {
         return;
     }
-    const char *argv[] = {st == FLEET_READY ? "HDEL" : "HSET", key, server, admin_names[st]};
-    if (store_command(f->store, st == FLEET_READY ? 3 : 4, argv, NULL, FLEET_OP_TIMEOUT_MS,
+    const char *argv[] = {st == MODEL_READY ? "HDEL" : "HSET", key, server, admin_names[st]};
+    if (store_command(f->store, st == MODEL_READY ? 3 : 4, argv, NULL, FLEET_OP_TIMEOUT_MS,
                       remember_cb, NULL) < 0) {
         remember_cb(NULL, STORE_DOWN, NULL);
     }
 }
 
 static void hapi_apply(struct fleet *f, const struct srv_backend *b, const struct srv *s,
-                       enum fleet_admin want)
+                       enum model_admin want)
 {
     const char *const *names = admin_names;
     char *what = NULL;
@@ -732,13 +434,13 @@ static void hapi_apply(struct fleet *f, const struct srv_backend *b, const struc
 }
 
 /* Does HAProxy's current view already reflect the admin state we want? */
-static bool view_matches(enum srv_state have, enum fleet_admin want)
+static bool view_matches(enum srv_state have, enum model_admin want)
 {
     switch (want) {
-    case FLEET_DRAIN:
+    case MODEL_DRAIN:
         /* a drained server failing its checks shows DOWN: still drained */
         return have == SRV_DRAIN || have == SRV_MAINT || have == SRV_DOWN;
-    case FLEET_MAINT:
+    case MODEL_MAINT:
         return have == SRV_MAINT;
     default:
         return have != SRV_DRAIN && have != SRV_MAINT;
@@ -769,7 +471,7 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
     int64_t now = util_now_ms();
     for (size_t i = 0; i < b->nservers; i++) {
         const struct srv *s = &b->servers[i];
-        enum fleet_admin want = FLEET_READY;
+        enum model_admin want = MODEL_READY;
         int64_t deadline = 0;
         bool close_at = false;
         bool recorded = false; /* a:<inst> says this instance set a state here */
@@ -786,10 +488,10 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
             const char *val = store_reply_str(store_reply_elem(r, j + 1), &vlen);
             if (name != NULL && val != NULL && nlen == strlen(s->name) &&
                 memcmp(name, s->name, nlen) == 0 &&
-                fleet_parse_state(val, vlen, &want, &deadline, &close_at) < 0) {
+                model_parse_state(val, vlen, &want, &deadline, &close_at) < 0) {
                 log_warn("fleet: %s/%s has an unknown state '%.*s' (ignored)", b->name,
                          s->name, (int)vlen, val);
-                want = FLEET_READY;
+                want = MODEL_READY;
             }
         }
         struct applied *a = applied_get(f, b->name, s->name);
@@ -797,10 +499,10 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
             continue;
         }
         /* recorded: set by this instance before a restart, which a->state forgot */
-        bool ours = a->state != FLEET_READY || recorded;
-        if (want != a->state || (want != FLEET_READY && !view_matches(s->state, want)) ||
-            (want == FLEET_READY && ours && !view_matches(s->state, want))) {
-            if (want != FLEET_READY || ours) {
+        bool ours = a->state != MODEL_READY || recorded;
+        if (want != a->state || (want != MODEL_READY && !view_matches(s->state, want)) ||
+            (want == MODEL_READY && ours && !view_matches(s->state, want))) {
+            if (want != MODEL_READY || ours) {
                 hapi_apply(f, b, s, want);
             }
             a->state = want;
@@ -809,7 +511,7 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
             a->deadline_ms = deadline;
             a->shutdown_done = false;
         }
-        if (want == FLEET_DRAIN && close_at && deadline > 0 && now >= deadline &&
+        if (want == MODEL_DRAIN && close_at && deadline > 0 && now >= deadline &&
             !a->shutdown_done) {
             a->shutdown_done = true;
             char *what = NULL;
@@ -838,9 +540,9 @@ static void poll_states(struct fleet *f)
         snprintf(suffix, sizeof(suffix), "a:%s", f->cfg->instance);
         struct state_ctx *ctx = calloc(1, sizeof(*ctx));
         if (ctx == NULL ||
-            fleet_key(key, sizeof(key), f->cfg->redis_prefix, b->name, strlen(b->name),
+            model_key(key, sizeof(key), f->cfg->redis_prefix, b->name, strlen(b->name),
                       "state") < 0 ||
-            fleet_key(mine, sizeof(mine), f->cfg->redis_prefix, b->name, strlen(b->name),
+            model_key(mine, sizeof(mine), f->cfg->redis_prefix, b->name, strlen(b->name),
                       suffix) < 0) {
             free(ctx);
             continue;
@@ -880,6 +582,9 @@ static void on_event(const char *channel, const uint8_t *msg, size_t len, void *
     if (e.kind == EVENT_SERVER_STATE) {
         /* react now rather than at the next poll */
         poll_states(f);
+    } else if (e.kind == EVENT_SESSION_MOVED && f->moved != NULL && e.backend != NULL &&
+               e.sid != NULL && e.server != NULL) {
+        f->moved(e.backend, e.sid, e.server, f->moved_arg);
     }
     events_release(&e);
 }
@@ -887,7 +592,7 @@ static void on_event(const char *channel, const uint8_t *msg, size_t len, void *
 /* ---- lifecycle ----------------------------------------------------------- */
 
 struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store *st,
-                        struct hapi *h)
+                        struct ledger *l, struct hapi *h)
 {
     struct fleet *f = calloc(1, sizeof(*f));
     if (f == NULL) {
@@ -897,13 +602,10 @@ struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store 
     f->cfg = c;
     f->store = st;
     f->hapi = h;
-    f->open_sc = store_script_new(st, open_lua);
-    f->close_sc = store_script_new(st, close_lua);
-    f->resync_sc = store_script_new(st, resync_lua);
-    f->states_sc = store_script_new(st, states_lua);
-    if (f->open_sc == NULL || f->close_sc == NULL || f->resync_sc == NULL ||
-        f->states_sc == NULL ||
-        req_register("sticky-established", established_handler, f) < 0) {
+    f->ledger = l;
+    f->resync_sc = store_script_new(st, model_lua_resync);
+    f->states_sc = store_script_new(st, model_lua_states);
+    if (f->resync_sc == NULL || f->states_sc == NULL) {
         free(f);
         return NULL;
     }
@@ -926,6 +628,7 @@ void fleet_leave(struct fleet *f, fleet_left_fn done, void *arg)
     if (f == NULL || f->left || (lw = calloc(1, sizeof(*lw))) == NULL) {
         if (f != NULL) {
             f->left = true;
+            ledger_stop(f->ledger);
             ev_timer_stop(f->loop, &f->resync_timer);
         }
         if (done != NULL) {
@@ -936,6 +639,8 @@ void fleet_leave(struct fleet *f, fleet_left_fn done, void *arg)
     /* held by this call too, so a goodbye failing at once cannot finish it early */
     *lw = (struct leave_wait){.pending = 1, .done = done, .arg = arg};
     f->left = true;
+    /* no batch after the goodbye may bring the instance back */
+    ledger_stop(f->ledger);
     ev_timer_stop(f->loop, &f->resync_timer);
     struct event e = {.kind = EVENT_INSTANCE_LEFT,
                       .ts_ms = util_now_ms(),

@@ -17,10 +17,12 @@
 #include "conn.h"
 #include "fleet.h"
 #include "hapi.h"
+#include "ledger.h"
 #include "listener.h"
 #include "log.h"
 #include "req.h"
 #include "servers.h"
+#include "sid.h"
 #include "stats.h"
 #include "slog.h"
 #include "store.h"
@@ -41,6 +43,7 @@ static ev_timer drain_w;
 static struct hapi *hapi;      /* NULL: static server list */
 static struct store *store;    /* Redis */
 static struct fleet *fleet;    /* live counts, drain/maint */
+static struct ledger *ledger;  /* batched writes, the fleet view */
 static struct slog *slog;      /* close lines from HAProxy's log */
 
 static void usage(FILE *f)
@@ -56,6 +59,8 @@ static void usage(FILE *f)
             "      --log-level LVL   overrides the file's \"log_level\"\n"
             "      --dump-assign-script  print the sticky-assign Lua script (benchmarks)\n"
             "      --config-reference    print the configuration keys as a markdown table\n"
+            "      --server-cookie BACKEND/SERVER  print the server's tag under the config's\n"
+            "                        session secret: its HAProxy \"cookie\" value (see README)\n"
             "  -V, --version         print the version\n"
             "  -h, --help            this text\n"
             "\n"
@@ -101,6 +106,13 @@ static int load_config(struct cfg *c, char *err, size_t errlen)
 static bool str_same(const char *a, const char *b)
 {
     return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/* An operator's move, from the fleet's channel, for the decisions. */
+static void on_moved(const char *backend, const char *rid, const char *server, void *arg)
+{
+    UNUSED(arg);
+    assign_session_moved(backend, strlen(backend), rid, strlen(rid), server, strlen(server));
 }
 
 /* assign announces its decisions through the fleet's channel. */
@@ -260,6 +272,33 @@ static void signals_stop(void)
     ev_timer_stop(loop, &drain_w);
 }
 
+/* --server-cookie BACKEND/SERVER: the tag HAProxy's fallback cookie carries
+ * for that server (the same one the session cookies bind). 0, 1 or 2. */
+static int print_server_cookie(const struct cfg *c, const char *arg)
+{
+    static struct sid_keys keys; /* 8 KiB: not on the stack */
+    const char *slash = strchr(arg, '/');
+    char err[512], text[SID_BUF];
+    uint8_t tag[SID_STAG_LEN];
+    if (slash == NULL || slash == arg || slash[1] == '\0') {
+        fprintf(stderr, "stickyd: --server-cookie takes BACKEND/SERVER\n");
+        return 2;
+    }
+    if (sid_keys_load(&keys, c->secret_file, NULL, err, sizeof(err)) != 0) {
+        fprintf(stderr, "stickyd: %s\n", err);
+        return 1;
+    }
+    int rc = sid_server_tag(&keys, false, arg, (size_t)(slash - arg), slash + 1,
+                            strlen(slash + 1), tag);
+    sid_keys_wipe(&keys);
+    if (rc != 0) {
+        return 1;
+    }
+    sid_b64url_encode(tag, sizeof(tag), text);
+    printf("%s\n", text);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -270,10 +309,12 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {"dump-assign-script", no_argument, NULL, 'D'},
         {"config-reference", no_argument, NULL, 'R'},
+        {"server-cookie", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     bool check_only = false;
+    const char *server_cookie = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
         switch (opt) {
@@ -304,6 +345,9 @@ int main(int argc, char **argv)
         case 'D':
             fputs(assign_script(), stdout);
             return 0;
+        case 'S':
+            server_cookie = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -327,6 +371,11 @@ int main(int argc, char **argv)
         printf("configuration OK\n");
         cfg_free(&cfg);
         return 0;
+    }
+    if (server_cookie != NULL) {
+        int rc = print_server_cookie(&cfg, server_cookie);
+        cfg_free(&cfg);
+        return rc;
     }
     log_set_level(cfg.log_level);
 
@@ -368,15 +417,21 @@ int main(int argc, char **argv)
         log_err("cannot set up the Redis store");
         goto out_modules;
     }
-    if (assign_init(loop, &cfg, store) != 0) {
+    ledger = ledger_new(loop, &cfg, store);
+    if (ledger == NULL) {
+        log_err("cannot set up the batched writer");
         goto out_modules;
     }
-    fleet = fleet_new(loop, &cfg, store, hapi);
+    if (assign_init(loop, &cfg, store, ledger) != 0) {
+        goto out_modules;
+    }
+    fleet = fleet_new(loop, &cfg, store, ledger, hapi);
     if (fleet == NULL) {
         log_err("cannot start connection counting");
         goto out_modules;
     }
     assign_set_publisher(publish_event, fleet);
+    fleet_on_moved(fleet, on_moved, NULL);
     if ((cfg.syslog_udp != NULL && cfg.syslog_udp[0] != '\0') ||
         (cfg.syslog_tcp != NULL && cfg.syslog_tcp[0] != '\0')) {
         slog = slog_new(loop, cfg.syslog_udp, cfg.syslog_tcp, fleet_on_close, fleet, err,
@@ -409,10 +464,13 @@ out_modules:
     assign_shutdown(); /* its in-flight decisions finish in store_free's callbacks */
     hapi_free(hapi);   /* before fleet, which hooks its refreshes */
     hapi = NULL;
+    ledger_stop(ledger); /* nothing new for the store from here */
     if (store != NULL) {
         store_free(store); /* fails what is still pending, once each */
         store = NULL;
     }
+    ledger_free(ledger);
+    ledger = NULL;
     fleet_free(fleet);
     fleet = NULL;
 

@@ -18,6 +18,15 @@
 
 static const char sid_domain[] = "stickyd-sid-v1"; /* HMAC input prefix, NUL included */
 static const char key_domain[] = "key";
+static const char sid2_domain[] = "stickyd-sid-v2";
+static const char srv_domain[] = "stickyd-srv-v1";
+
+/* The "2" cookie's bytes: kind, rid, issued, stag, then the MAC of those. */
+#define V2_BODY (1u + SID_RID_LEN + 4u + SID_STAG_LEN)
+#define V2_RAW (V2_BODY + SID_TAG_LEN)
+_Static_assert(1 + (V2_RAW * 4 + 2) / 3 == SID_V2_LEN, "v2 length");
+_Static_assert(1 + (SID_RID_LEN * 4 + 2) / 3 == SID_RECORD_LEN, "record id length");
+_Static_assert(SID_V2_LEN <= SID_MAX_LEN, "a cookie stays within 64 characters");
 
 static const char b64url_alpha[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -241,6 +250,139 @@ int sid_from_key(const struct sid_keys *k, bool previous, const char *key, size_
     out[0] = 'k';
     size_t n = sid_b64url_encode(m, SID_KEY_MAC_LEN, out + 1);
     return (int)(n + 1);
+}
+
+static bool v2_mac_ok(const uint8_t *secret, size_t slen, const uint8_t raw[V2_RAW])
+{
+    uint8_t m[32];
+    if (slen == 0 || mac(secret, slen, sid2_domain, raw, V2_BODY, m) != 0) {
+        return false;
+    }
+    bool ok = CRYPTO_memcmp(m, raw + V2_BODY, SID_TAG_LEN) == 0;
+    OPENSSL_cleanse(m, sizeof(m));
+    return ok;
+}
+
+bool sid_parse(const struct sid_keys *k, const char *s, size_t len, struct sid_cookie *out)
+{
+    uint8_t raw[V2_RAW];
+    memset(out, 0, sizeof(*out));
+    if (s != NULL && len == SID_V1_LEN && s[0] == '1') {
+        if (sid_b64url_decode(s + 1, len - 1, raw, SID_NONCE_LEN + SID_TAG_LEN) !=
+            (int)(SID_NONCE_LEN + SID_TAG_LEN)) {
+            return false;
+        }
+        bool cur = tag_ok(k->cur, k->cur_len, raw);
+        bool prev = tag_ok(k->prev, k->prev_len, raw);
+        out->kind = SID_KIND_V1;
+        out->prev_secret = !cur;
+        memcpy(out->rid, raw, SID_RID_LEN);
+        return cur | prev;
+    }
+    if (s == NULL || len != SID_V2_LEN || s[0] != '2' ||
+        sid_b64url_decode(s + 1, len - 1, raw, sizeof(raw)) != (int)sizeof(raw)) {
+        return false;
+    }
+    /* both secrets whatever the first answer: timing tells nothing */
+    bool cur = v2_mac_ok(k->cur, k->cur_len, raw);
+    bool prev = v2_mac_ok(k->prev, k->prev_len, raw);
+    if (!(cur | prev) || (raw[0] != SID_KIND_SESSION && raw[0] != SID_KIND_KEY)) {
+        return false;
+    }
+    out->kind = (enum sid_kind)raw[0];
+    out->prev_secret = !cur;
+    memcpy(out->rid, raw + 1, SID_RID_LEN);
+    const uint8_t *t = raw + 1 + SID_RID_LEN;
+    out->issued_s = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3];
+    memcpy(out->stag, t + 4, SID_STAG_LEN);
+    return true;
+}
+
+int sid_issue(const struct sid_keys *k, const struct sid_cookie *c, char out[SID_BUF])
+{
+    uint8_t raw[V2_RAW];
+    uint8_t m[32];
+    if (k->cur_len == 0 || (c->kind != SID_KIND_SESSION && c->kind != SID_KIND_KEY)) {
+        return -1;
+    }
+    raw[0] = (uint8_t)c->kind;
+    memcpy(raw + 1, c->rid, SID_RID_LEN);
+    uint8_t *t = raw + 1 + SID_RID_LEN;
+    t[0] = (uint8_t)(c->issued_s >> 24);
+    t[1] = (uint8_t)(c->issued_s >> 16);
+    t[2] = (uint8_t)(c->issued_s >> 8);
+    t[3] = (uint8_t)c->issued_s;
+    memcpy(t + 4, c->stag, SID_STAG_LEN);
+    if (mac(k->cur, k->cur_len, sid2_domain, raw, V2_BODY, m) != 0) {
+        return -1;
+    }
+    memcpy(raw + V2_BODY, m, SID_TAG_LEN);
+    OPENSSL_cleanse(m, sizeof(m));
+    out[0] = '2';
+    return (int)(sid_b64url_encode(raw, sizeof(raw), out + 1) + 1);
+}
+
+int sid_new_rid(uint8_t rid[SID_RID_LEN])
+{
+    return RAND_bytes(rid, SID_RID_LEN) == 1 ? 0 : -1;
+}
+
+int sid_record_id(const uint8_t rid[SID_RID_LEN], char out[SID_BUF])
+{
+    out[0] = '2';
+    return (int)(sid_b64url_encode(rid, SID_RID_LEN, out + 1) + 1);
+}
+
+int sid_record_of(const char *s, size_t len, char rid[SID_BUF], char legacy[SID_BUF])
+{
+    uint8_t raw[V2_RAW];
+    legacy[0] = '\0';
+    if (len == SID_V2_LEN && s[0] == '2' &&
+        sid_b64url_decode(s + 1, len - 1, raw, sizeof(raw)) == (int)sizeof(raw)) {
+        return sid_record_id(raw + 1, rid);
+    }
+    if (len == SID_V1_LEN && s[0] == '1' &&
+        sid_b64url_decode(s + 1, len - 1, raw, SID_NONCE_LEN + SID_TAG_LEN) ==
+            (int)(SID_NONCE_LEN + SID_TAG_LEN)) {
+        memcpy(legacy, s, len);
+        legacy[len] = '\0';
+        return sid_record_id(raw, rid);
+    }
+    size_t n = len < SID_MAX_LEN ? len : SID_MAX_LEN;
+    memcpy(rid, s, n);
+    rid[n] = '\0';
+    return (int)n;
+}
+
+int sid_key_rid(const struct sid_keys *k, const char *key, size_t len, uint8_t rid[SID_RID_LEN])
+{
+    uint8_t m[32];
+    if (k->cur_len == 0 || mac(k->cur, k->cur_len, key_domain, key, len, m) != 0) {
+        return -1;
+    }
+    memcpy(rid, m, SID_RID_LEN);
+    OPENSSL_cleanse(m, sizeof(m));
+    return 0;
+}
+
+int sid_server_tag(const struct sid_keys *k, bool previous, const char *backend, size_t blen,
+                   const char *server, size_t slen, uint8_t tag[SID_STAG_LEN])
+{
+    const uint8_t *secret = previous ? k->prev : k->cur;
+    size_t klen = previous ? k->prev_len : k->cur_len;
+    uint8_t data[2 * 256 + 1];
+    uint8_t m[32];
+    if (klen == 0 || blen > 256 || slen > 256) {
+        return -1;
+    }
+    memcpy(data, backend, blen);
+    data[blen] = 0;
+    memcpy(data + blen + 1, server, slen);
+    if (mac(secret, klen, srv_domain, data, blen + 1 + slen, m) != 0) {
+        return -1;
+    }
+    memcpy(tag, m, SID_STAG_LEN);
+    return 0;
 }
 
 int sid_keys_set(struct sid_keys *k, const uint8_t *cur, size_t cur_len, const uint8_t *prev,

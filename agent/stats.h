@@ -28,12 +28,21 @@
     X(decision_repin, "sticky-assign: session moved off an unusable server")                       \
     X(decision_fallback, "sticky-assign: Redis unavailable, hash fallback")                        \
     X(decision_none, "sticky-assign: no decision, HAProxy balances")                               \
+    X(decision_local, "sticky-assign: answered without waiting on Redis (cookie tag, new)")        \
+    X(decision_tag_fallback, "sticky-assign: Redis unavailable, pinned server from the tag")       \
+    X(decision_late, "sticky-assign: arbitrations Redis refused to run past their deadline")       \
+    X(record_moved, "session records an operator moved, seen by a touch or an event")              \
     X(sid_minted, "session ids minted")                                                            \
     X(sid_invalid, "cookies that failed verification")                                             \
     X(redis_requests, "Redis commands sent")                                                       \
     X(redis_timeouts, "Redis commands past their deadline")                                        \
     X(redis_errors, "Redis error replies or disconnects")                                          \
     X(redis_reconnects, "Redis connections (re)established")                                       \
+    X(redis_shed, "requests refused because too many were waiting on Redis")                       \
+    X(ledger_batches, "batched writes sent (opens, closes, record touches)")                       \
+    X(ledger_ops, "operations written in batches")                                                 \
+    X(ledger_dropped, "operations dropped: queue bound reached, or stopped")                       \
+    X(ledger_failed, "batched writes that failed or timed out")                                    \
     X(conn_opened_events, "connection-open events counted")                                        \
     X(conn_closed_events, "connection-close events counted")                                       \
     X(conn_close_duplicates, "close events for connections already closed")                        \

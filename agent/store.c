@@ -93,6 +93,7 @@ struct sreq {
     ev_timer deadline;
     struct store_script *sc; /* eval only */
     size_t fmtlen;           /* eval only: length of fmt */
+    size_t bytes; /* counted in s->pending_bytes until hiredis lets go */
     bool done;    /* the user callback has run */
     bool retried; /* NOSCRIPT reload already tried */
     /* eval only: the formatted EVALSHA, kept for a NOSCRIPT retry. It lives in
@@ -105,6 +106,10 @@ struct store {
     const struct cfg *cfg;
     struct rconn cmd, sub;
     struct sreq *reqs; /* every live request, answered or not */
+    /* Requests hiredis still holds (answered or timed out but not replied to)
+     * and their command bytes: bounded by cfg_max_pending, so a stalled Redis
+     * cannot grow the agent (a timed-out request stays until its late reply). */
+    size_t npending, pending_bytes;
     /* Writes what this loop iteration queued on the command connection, once,
      * before the loop sleeps: see on_flush. Active only while there is some. */
     ev_prepare flush;
@@ -174,6 +179,8 @@ static bool has_user(const struct cfg *c)
 static void sreq_free(struct sreq *q)
 {
     struct store *s = q->s;
+    s->npending--;
+    s->pending_bytes -= q->bytes;
     ev_timer_stop(s->loop, &q->deadline);
     if (q->prev != NULL) {
         q->prev->next = q->next;
@@ -314,6 +321,8 @@ static void sreq_sent(struct sreq *q, bool pipeline_was_empty)
     }
     s->reqs = q;
     ev_timer_start(s->loop, &q->deadline);
+    s->npending++;
+    s->pending_bytes += q->bytes;
     STATS_INC(redis_requests);
     if (pipeline_was_empty) {
         rc->last_progress = ev_now(s->loop); /* silence is counted from here */
@@ -882,6 +891,22 @@ static int cmd_ready(struct store *s)
     return !s->closing && s->cmd.state == RC_READY && s->cmd.ac != NULL ? 0 : -1;
 }
 
+/* Room for one more request of `bytes`? Counted as shed when not. */
+static bool has_room(struct store *s, size_t bytes)
+{
+    size_t max = cfg_max_pending(s->cfg);
+    if (s->npending >= max || s->pending_bytes + bytes > max * (size_t)2048) {
+        STATS_INC(redis_shed);
+        return false;
+    }
+    return true;
+}
+
+size_t store_pending(const struct store *s)
+{
+    return s->npending;
+}
+
 int store_command(struct store *s, int argc, const char **argv, const size_t *argvlen,
                   int64_t timeout_ms, store_cb cb, void *arg)
 {
@@ -891,10 +916,18 @@ int store_command(struct store *s, int argc, const char **argv, const size_t *ar
     if (timeout_ms <= 0) {
         timeout_ms = s->cfg->redis_timeout_ms;
     }
+    size_t bytes = 16 * (size_t)argc;
+    for (int i = 0; i < argc; i++) {
+        bytes += argvlen != NULL ? argvlen[i] : strlen(argv[i]);
+    }
+    if (!has_room(s, bytes)) {
+        return -1;
+    }
     struct sreq *q = sreq_new(s, timeout_ms, cb, arg, 0);
     if (q == NULL) {
         return -1;
     }
+    q->bytes = bytes;
     bool empty = s->cmd.ac->replies.head == NULL;
     if (redisAsyncCommandArgv(s->cmd.ac, on_reply, q, argc, argv, argvlen) != REDIS_OK) {
         free(q);
@@ -952,10 +985,14 @@ int store_eval(struct store *s, struct store_script *sc, int nkeys, int argc, co
     for (int i = 0; i < argc; i++) {
         total += bulk_size(argvlen != NULL ? argvlen[i] : strlen(argv[i]));
     }
+    if (!has_room(s, total)) {
+        return -1;
+    }
     struct sreq *q = sreq_new(s, timeout_ms, cb, arg, total);
     if (q == NULL) {
         return -1;
     }
+    q->bytes = total;
     q->sc = sc;
     char *p = q->fmt;
     char nkbuf[20];

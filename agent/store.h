@@ -69,6 +69,12 @@ const char *store_last_error(const struct store *s);
 int store_command(struct store *s, int argc, const char **argv, const size_t *argvlen,
                   int64_t timeout_ms, store_cb cb, void *arg) __attribute__((warn_unused_result));
 
+/* Requests sent and not yet let go by hiredis (a timed-out one stays until its
+ * late reply or the disconnect). store_command and store_eval refuse a request
+ * (returning -1, counted as redis_shed) once cfg_max_pending(cfg) are pending or
+ * their bytes pass 2 KiB each. */
+size_t store_pending(const struct store *s);
+
 /* A Lua script known by SHA1; loaded on each (re)connect, run with EVALSHA,
  * reloaded and retried once on NOSCRIPT. Owned by the store. */
 struct store_script *store_script_new(struct store *s, const char *lua);

@@ -886,9 +886,38 @@ def hash_ints(r, key):
     return {k: int(v) for k, v in r.hgetall(key).items()}
 
 
+def record_id(sid):
+    """The record id a session cookie names (agent/sid.h): a "2" cookie's rid, a
+    "1" cookie's nonce, as "2" + b64url(16 bytes); anything else as is."""
+    import base64
+
+    def dec(t):
+        return base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
+    if len(sid) == 56 and sid[0] == "2":
+        return "2" + base64.urlsafe_b64encode(dec(sid[1:])[1:17]).decode().rstrip("=")
+    if len(sid) == 44 and sid[0] == "1":
+        return "2" + base64.urlsafe_b64encode(dec(sid[1:])[:16]).decode().rstrip("=")
+    return sid
+
+
 def session_record(r, sid, backend="be_ws"):
-    """The session record of sid ({} when there is none)."""
-    return r.hgetall(rkey("s:" + sid, backend))
+    """The session record a cookie (or record id) names, as a dict with server,
+    created, seen (ints), moved (bool), inst; {} when there is none. Format:
+    agent/model.h, "<server> <created> <seen> <-|m> <inst>"."""
+    v = r.get(rkey("s:" + record_id(sid), backend))
+    if v is None:
+        return {}
+    server, created, seen, flag, *inst = v.split(" ", 4)
+    return {"server": server, "created": int(created), "seen": int(seen), "moved": flag == "m",
+            "inst": inst[0] if inst else ""}
+
+
+def wait_record(r, sid, backend="be_ws", server=None, timeout=5.0):
+    """The record once the agent's batched write has landed (and names server)."""
+    def ready():
+        rec = session_record(r, sid, backend)
+        return rec if rec and (server is None or rec["server"] == server) else None
+    return wait_until(ready, timeout=timeout, what="session record of %s" % sid[:12])
 
 
 def set_server_state(r, server, value, backend="be_ws"):

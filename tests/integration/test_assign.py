@@ -3,8 +3,9 @@
 Speaks SPOP directly (spop_client.py), so every decision rule can be driven
 from its inputs (cookie, key, Redis conns/state, the static server list) and
 checked against its outputs (ACK vars, the session record in Redis). Expected
-servers are computed from the algorithms documented in agent/affinity.h and
-agent/sid.h, transcribed independently below, never hard-coded.
+servers and cookies are computed from the formats documented in
+agent/affinity.h, agent/sid.h and agent/model.h, transcribed independently
+below, never hard-coded.
 """
 import base64
 import hashlib
@@ -19,7 +20,8 @@ import time
 import pytest
 
 import harness
-from harness import agent_stats, session_record, set_server_state, wait_until
+from harness import (agent_stats, record_id, session_record, set_server_state, wait_record,
+                     wait_until)
 from spop_client import SpopClient
 
 BE = "be_ws"
@@ -39,6 +41,26 @@ def mint_sid(secret, nonce=None):
     nonce = nonce if nonce is not None else os.urandom(16)
     tag = hmac.new(secret, b"stickyd-sid-v1\x00" + nonce, hashlib.sha256).digest()[:16]
     return "1" + b64url(nonce + tag)
+
+
+def server_tag(secret, server, backend=BE):
+    return hmac.new(secret, b"stickyd-srv-v1\x00" + backend.encode() + b"\x00" + server.encode(),
+                    hashlib.sha256).digest()[:4]
+
+
+def mint_v2(secret, server, rid=None, issued=None, kind=1, backend=BE):
+    """A "2" cookie as agent/sid.h documents it: kind, rid, issued, tag, MAC."""
+    rid = rid if rid is not None else os.urandom(16)
+    issued = int(time.time()) if issued is None else issued
+    body = bytes([kind]) + rid + issued.to_bytes(4, "big") + server_tag(secret, server, backend)
+    mac = hmac.new(secret, b"stickyd-sid-v2\x00" + body, hashlib.sha256).digest()[:16]
+    return "2" + b64url(body + mac)
+
+
+def cookie_parts(sid):
+    """(kind, rid, issued, tag) of a "2" cookie."""
+    raw = base64.urlsafe_b64decode(sid[1:] + "=" * (-len(sid[1:]) % 4))
+    return raw[0], raw[1:17], int.from_bytes(raw[17:21], "big"), raw[21:25]
 
 
 def key_id(secret, key):
@@ -78,7 +100,7 @@ class Cluster:
     """One Redis and N agents sharing a secret, a static server list."""
 
     def __init__(self, procs, servers, agents=1, redis_timeout="100ms", ttl="1h",
-                 log_level="debug"):
+                 log_level="debug", refresh="1h"):
         self.procs = procs
         self.redis = procs.redis()
         self.r = self.redis.client()
@@ -88,28 +110,36 @@ class Cluster:
         self.servers = servers
         self.agents = []
         for i in range(1, agents + 1):
+            # haproxy.refresh also paces the fleet view's refresh (the ledger's
+            # empty batches): short, so a load or state set here is seen at once
             a = procs.stickyd(name="agent%d" % i, redis_port=self.redis.port,
                               backends={BE: servers}, secret_file=self.secret_file,
                               instance="agent%d" % i, syslog_udp=False, log_level=log_level,
                               extra={"redis": {"timeout": redis_timeout},
-                                     "session": {"ttl": ttl}})
+                                     "session": {"ttl": ttl, "refresh": refresh},
+                                     "haproxy": {"refresh": "50ms"}})
             self.agents.append(a)
         self.clients = [self.connect(a) for a in self.agents]
         for c in self.clients:
-            wait_until(lambda c=c: assign(c, sid=None)["action"] == "new", timeout=10,
-                       what="agent connected to Redis")
+            wait_until(lambda c=c: assign(c, sid=mint_sid(self.secret))["action"] == "new",
+                       timeout=10, what="agent connected to Redis")
         self.r.flushall()
+        self.sync()
 
     def connect(self, agent):
         c = SpopClient("127.0.0.1", agent.port)
         c.hello()
         return c
 
+    def sync(self):
+        """Let every agent's fleet view (loads, states, Redis' clock) catch up."""
+        time.sleep(0.25)
+
     def record(self, sid):
         return session_record(self.r, sid, BE)
 
     def rkey(self, sid):
-        return harness.rkey("s:" + sid, BE, PREFIX)
+        return harness.rkey("s:" + record_id(sid), BE, PREFIX)
 
     def set_load(self, loads):
         """Live connections per server, as the fleet module keeps them: the
@@ -124,9 +154,11 @@ class Cluster:
             p.hset(kp + "i:loadgen", s, n)
         p.zadd(kp + "insts", {"loadgen": now + 3600 * 1000})
         p.execute()
+        self.sync()
 
     def set_state(self, server, value):
         set_server_state(self.r, server, value, BE)
+        self.sync()
 
     def close(self):
         for c in self.clients:
@@ -160,61 +192,95 @@ def cluster2(procs):
     cl.close()
 
 
-# ---- rules 1 and 4: new, then hit ------------------------------------------
+def assert_cookie_for(cl, v, server):
+    """v's sid is a "2" cookie that names server, signed with the cluster's secret."""
+    sid = v["sid"]
+    assert len(sid) == 56 and sid[0] == "2", sid
+    kind, rid, issued, tag = cookie_parts(sid)
+    assert tag == server_tag(cl.secret, server)
+    assert abs(issued - time.time()) < 5
+    assert sid == mint_v2(cl.secret, server, rid=rid, issued=issued, kind=kind)
+    return rid
 
-def test_new_then_hit_updates_record(cluster):
+
+# ---- rules: new, then hit from the cookie ----------------------------------
+
+def test_new_then_hit_from_the_cookie_and_the_record(cluster):
     c = cluster.clients[0]
     v = assign(c, sid=None)
     assert v["action"] == "new"
     assert v["set_cookie"] == 1 and v["draining"] == 0
-    sid = v["sid"]
-    assert len(sid) == 44 and sid[0] == "1"
     assert v["server"] in cluster.servers
-    rec = cluster.record(sid)
-    assert rec["server"] == v["server"]
-    assert rec["reconnects"] == "0" and rec["inst"] == "haproxy-1"
+    rid = assert_cookie_for(cluster, v, v["server"])
+    sid = v["sid"]
+    assert record_id(sid) == "2" + b64url(rid)
+    rec = wait_record(cluster.r, sid)  # written by the ledger, after the answer
+    assert rec["server"] == v["server"] and rec["inst"] == "agent1" and not rec["moved"]
     assert rec["created"] == rec["seen"]
     ttl = cluster.r.pttl(cluster.rkey(sid))
     assert 0 < ttl <= 3600 * 1000
-
-    cluster.r.pexpire(cluster.rkey(sid), 50000)  # the hit must slide it back up
-    for n in range(1, 4):
+    for _ in range(3):
         h = assign(c, sid=sid, inst="haproxy-2")
         assert h == {"server": v["server"], "sid": sid, "set_cookie": 0, "action": "hit",
                      "draining": 0}
-        rec = cluster.record(sid)
-        assert rec["reconnects"] == str(n) and rec["inst"] == "haproxy-2"
-        assert int(rec["seen"]) >= int(rec["created"])
-    assert cluster.r.pttl(cluster.rkey(sid)) > 50000
+    # a young cookie's hit costs Redis no write to the record (no TTL refresh)
+    time.sleep(0.1)
+    assert cluster.record(sid) == rec
+    st = cluster.stats()
+    assert st["decision_local"] >= 4 and st["decision_hit"] >= 3
+
+
+def test_an_old_cookie_is_reissued_and_its_record_renewed(procs):
+    cl = Cluster(procs, {"ws1": 1, "ws2": 1}, refresh="1s")
+    try:
+        c = cl.clients[0]
+        v = assign(c)
+        rec = wait_record(cl.r, v["sid"])
+        time.sleep(1.2)
+        h = assign(c, sid=v["sid"])
+        assert h["action"] == "hit" and h["server"] == v["server"] and h["set_cookie"] == 1
+        assert h["sid"] != v["sid"] and record_id(h["sid"]) == record_id(v["sid"])
+        assert_cookie_for(cl, h, v["server"])
+        wait_until(lambda: cl.record(v["sid"])["seen"] > rec["seen"], timeout=5,
+                   what="record renewed")
+        assert cl.record(v["sid"])["created"] == rec["created"]
+    finally:
+        cl.close()
 
 
 def test_new_goes_to_least_loaded(cluster):
     c = cluster.clients[0]
-    cluster.set_load({"ws1": 10, "ws2": 3, "ws3": 7})
+    cluster.set_load({"ws1": 100, "ws2": 30, "ws3": 70})
     got = {assign(c)["server"] for _ in range(15)}
     assert got == {"ws2"}
-    cluster.set_load({"ws1": 2, "ws2": 3, "ws3": 7})
-    got = {assign(c)["server"] for _ in range(15)}
+    cluster.set_load({"ws1": 20, "ws2": 30, "ws3": 70})
+    got = {assign(c)["server"] for _ in range(5)}
     assert got == {"ws1"}
+
+
+def test_new_sessions_see_each_other_at_once(cluster):
+    """The agent counts its own new sessions in its view before Redis hears of
+    them: a burst spreads instead of piling onto one server."""
+    c = cluster.clients[0]
+    got = [assign(c, upgrade="websocket")["server"] for _ in range(30)]
+    assert {s: got.count(s) for s in cluster.servers} == {"ws1": 10, "ws2": 10, "ws3": 10}
 
 
 def test_weights_scale_load_and_zero_takes_nothing(procs):
     cl = Cluster(procs, {"ws1": 4, "ws2": 1, "ws3": 2, "ws4": 0})
     try:
         c = cl.clients[0]
-        # load = conns / weight: ws1 8/4 = 2, ws2 3/1 = 3, ws3 5/2 = 2.5, ws4 weight 0
-        cl.set_load({"ws1": 8, "ws2": 3, "ws3": 5, "ws4": 0})
+        # load = conns / weight: ws1 80/4 = 20, ws2 30/1 = 30, ws3 50/2 = 25, ws4 weight 0
+        cl.set_load({"ws1": 80, "ws2": 30, "ws3": 50, "ws4": 0})
         assert {assign(c)["server"] for _ in range(15)} == {"ws1"}
-        cl.set_load({"ws1": 12, "ws2": 3, "ws3": 5, "ws4": 0})  # 3, 3, 2.5
+        cl.set_load({"ws1": 120, "ws2": 30, "ws3": 50, "ws4": 0})  # 30, 30, 25
         assert {assign(c)["server"] for _ in range(15)} == {"ws3"}
-        # equal loads: the HRW order of the sid decides, never the weight-0 server
-        cl.set_load({"ws1": 4, "ws2": 1, "ws3": 2, "ws4": 0})
+        # equal loads: the HRW order of the record id decides, never weight 0
+        cl.set_load({"ws1": 400, "ws2": 100, "ws3": 200, "ws4": 0})
         seen = set()
         for _ in range(40):
-            v = assign(c)
-            # ws4 (weight 0) is not a candidate; among the others the first in
-            # the sid's HRW order wins the tie
-            assert v["server"] == hrw_first(v["sid"], ["ws1", "ws2", "ws3"])
+            v = assign(c)  # no upgrade arg: nothing counted, the loads stay equal
+            assert v["server"] == hrw_first(record_id(v["sid"]), ["ws1", "ws2", "ws3"])
             seen.add(v["server"])
         assert len(seen) > 1
     finally:
@@ -222,26 +288,30 @@ def test_weights_scale_load_and_zero_takes_nothing(procs):
 
 
 def test_tie_break_identical_on_two_agents(cluster2):
+    """A "1" cookie with no record is decided by Redis, and both agents would
+    pick the same server: the first in HRW order of its record id."""
     a, b = cluster2.clients
     cluster2.set_load({"ws1": 5, "ws2": 5, "ws3": 5})
     chosen = set()
     for _ in range(30):
         sid = mint_sid(cluster2.secret)
         va = assign(a, sid=sid)
-        assert va["action"] == "new" and va["set_cookie"] == 0 and va["sid"] == sid
+        assert va["action"] == "new" and va["set_cookie"] == 1
+        assert record_id(va["sid"]) == record_id(sid)  # a "1" cookie keeps its record id
         cluster2.r.delete(cluster2.rkey(sid))
         vb = assign(b, sid=sid)
         assert vb["action"] == "new" and vb["server"] == va["server"]
-        assert va["server"] == hrw_first(sid, cluster2.servers)
+        assert va["server"] == hrw_first(record_id(sid), cluster2.servers)
         chosen.add(va["server"])
     assert len(chosen) > 1  # ties are really spread by the hash
 
 
-# ---- rule 2 and 3: draining, maint, removed -----------------------------------
+# ---- draining, maint, removed -------------------------------------------------
 
 def _pin(cluster, c):
     v = assign(c)
     assert v["action"] == "new"
+    wait_record(cluster.r, v["sid"])
     return v["sid"], v["server"]
 
 
@@ -259,15 +329,18 @@ def test_draining_hit_before_deadline_then_repin_after(cluster):
     assert assign(c, sid=sid)["draining"] == 1
     # new sessions never land on a draining server
     assert all(assign(c)["server"] != srv for _ in range(20))
-    # past the deadline the session moves, once
+    # past the deadline the session moves, once, and its cookie says so
     cluster.set_state(srv, "drain:%d" % (now - 1000))
     v = assign(c, sid=sid)
     assert v["action"] == "repin" and v["server"] != srv and v["draining"] == 0
-    assert v["sid"] == sid and v["set_cookie"] == 0
-    rec = cluster.record(sid)
-    assert rec["server"] == v["server"] and rec["reconnects"] == "4"  # 3 hits + the repin
-    again = assign(c, sid=sid)
-    assert (again["action"], again["server"]) == ("hit", v["server"])
+    assert v["set_cookie"] == 1 and record_id(v["sid"]) == record_id(sid)
+    assert_cookie_for(cluster, v, v["server"])
+    assert cluster.record(sid)["server"] == v["server"]
+    again = assign(c, sid=v["sid"])
+    assert (again["action"], again["server"], again["set_cookie"]) == ("hit", v["server"], 0)
+    # the old cookie (another tab) is re-pinned the same way, by Redis
+    old = assign(c, sid=sid)
+    assert (old["action"], old["server"]) == ("hit", v["server"])
 
 
 def test_repin_on_maint_and_removed_server(cluster):
@@ -277,11 +350,12 @@ def test_repin_on_maint_and_removed_server(cluster):
     v = assign(c, sid=sid)
     assert v["action"] == "repin" and v["server"] != srv
     cluster.set_state(srv, None)
-    v2 = assign(c, sid=sid)
+    v2 = assign(c, sid=v["sid"])
     assert (v2["action"], v2["server"]) == ("hit", v["server"])
-    # a record naming a server the backend no longer has
-    cluster.r.hset(cluster.rkey(sid), "server", "ws-gone")
-    v3 = assign(c, sid=sid)
+    # a cookie naming a server the backend no longer has (another cluster's tag)
+    gone = mint_v2(cluster.secret, "ws-gone", rid=cookie_parts(sid)[1])
+    cluster.r.set(cluster.rkey(sid), "ws-gone 1 1 - x")
+    v3 = assign(c, sid=gone)
     assert v3["action"] == "repin" and v3["server"] in cluster.servers
     assert cluster.record(sid)["server"] == v3["server"]
 
@@ -296,14 +370,76 @@ def test_repin_goes_to_least_loaded(cluster):
     assert assign(c, sid=sid)["server"] == "ws3"
 
 
-def test_expired_record_keeps_sid(cluster):
+def test_a_lost_record_is_adopted_on_the_cookies_server(cluster):
+    """Redis lost the record (restart, failover): the cookie still says where
+    the session lives, and the record is re-created there."""
     c = cluster.clients[0]
-    sid, _ = _pin(cluster, c)
-    cluster.r.pexpire(cluster.rkey(sid), 1)
-    wait_until(lambda: not cluster.r.exists(cluster.rkey(sid)), timeout=5, what="expiry")
+    cluster.set_load({"ws1": 0, "ws2": 50, "ws3": 50})
+    sid, srv = _pin(cluster, c)
+    cluster.set_load({"ws1": 90, "ws2": 0, "ws3": 50})  # hash and least-loaded disagree
+    cluster.r.delete(cluster.rkey(sid))
     v = assign(c, sid=sid)
-    assert v["action"] == "new" and v["sid"] == sid and v["set_cookie"] == 0
+    assert (v["action"], v["server"], v["sid"]) == ("hit", srv, sid)
+    assert wait_record(cluster.r, sid)["server"] == srv
+
+
+def test_a_cookie_past_the_ttl_is_not_adopted(procs):
+    cl = Cluster(procs, {"ws1": 1, "ws2": 1, "ws3": 1}, ttl="60s")
+    try:
+        c = cl.clients[0]
+        cl.set_load({"ws1": 100, "ws2": 0, "ws3": 100})
+        old = mint_v2(cl.secret, "ws1", issued=int(time.time()) - 61)
+        v = assign(c, sid=old)
+        assert v["action"] == "new" and v["server"] == "ws2"  # Redis decided, not the tag
+        assert record_id(v["sid"]) == record_id(old) and v["set_cookie"] == 1
+    finally:
+        cl.close()
+
+
+def test_expired_record_of_a_legacy_cookie_keeps_its_id(cluster):
+    c = cluster.clients[0]
+    sid = mint_sid(cluster.secret)
+    v = assign(c, sid=sid)
+    assert v["action"] == "new" and record_id(v["sid"]) == record_id(sid)
+    assert v["set_cookie"] == 1 and len(v["sid"]) == 56  # reissued in the new format
     assert cluster.record(sid)["server"] == v["server"]
+
+
+def test_legacy_records_are_carried_over(cluster):
+    """A session pinned before the upgrade ("1" cookie, hash record) keeps its
+    server and gets a "2" cookie; the old record is renamed."""
+    c = cluster.clients[0]
+    sid = mint_sid(cluster.secret)
+    old_key = harness.rkey("s:" + sid, BE, PREFIX)
+    cluster.r.hset(old_key, mapping={"server": "ws3", "created": "1700000000000",
+                                     "seen": "1700000000000", "reconnects": "4", "inst": "x"})
+    cluster.r.pexpire(old_key, 3600 * 1000)
+    v = assign(c, sid=sid)
+    assert (v["action"], v["server"], v["set_cookie"]) == ("hit", "ws3", 1)
+    assert_cookie_for(cluster, v, "ws3")
+    assert not cluster.r.exists(old_key)
+    rec = cluster.record(sid)
+    assert rec["server"] == "ws3" and rec["created"] == 1700000000000
+    assert assign(c, sid=v["sid"])["action"] == "hit"
+
+
+def test_an_operators_move_wins_over_the_cookie(cluster2):
+    a, b = cluster2.clients
+    sid, srv = _pin(cluster2, a)
+    target = next(s for s in sorted(cluster2.servers) if s != srv)
+    # what stickyctl move writes (without its event): the record, flagged 'm'
+    rec = cluster2.record(sid)
+    cluster2.r.set(cluster2.rkey(sid), "%s %d %d m %s" % (target, rec["created"], rec["seen"],
+                                                        rec["inst"]), keepttl=True)
+    # the first connection still follows the cookie and learns of the move...
+    assert assign(b, sid=sid)["server"] == srv
+    # ...the next one goes where the operator said, with a cookie that says so
+    v = wait_until(lambda: (lambda v: v if v["server"] == target else None)(
+        assign(b, sid=sid)), timeout=5, what="move applied")
+    assert v["set_cookie"] == 1 and v["action"] == "hit"
+    assert_cookie_for(cluster2, v, target)
+    wait_until(lambda: not cluster2.record(sid)["moved"], timeout=5, what="move consumed")
+    assert assign(a, sid=v["sid"])["server"] == target
 
 
 # ---- ids: forged cookies, keys -------------------------------------------------
@@ -311,15 +447,16 @@ def test_expired_record_keeps_sid(cluster):
 def test_forged_cookies_are_replaced(cluster):
     c = cluster.clients[0]
     cluster.set_load({"ws1": 0, "ws2": 100, "ws3": 100})
-    good = mint_sid(cluster.secret)
+    good = mint_v2(cluster.secret, "ws3")
     tampered = good[:10] + ("A" if good[10] != "A" else "B") + good[11:]
     forged = [
         "ws3",
         tampered,
         good[:-1],
         good + "A",
+        mint_v2(b"another cluster's secret", "ws3"),
         mint_sid(b"another cluster's secret"),
-        "1" + "A" * 43,
+        "2" + "A" * 55,
         key_id(cluster.secret, b"user-1"),
         "x" * 300,
         "1" + "/" * 43,
@@ -329,20 +466,21 @@ def test_forged_cookies_are_replaced(cluster):
     for f in forged:
         v = assign(c, sid=f)
         assert v["action"] == "new", f
-        assert v["set_cookie"] == 1 and v["sid"] != f and len(v["sid"]) == 44
+        assert v["set_cookie"] == 1 and v["sid"] != f and len(v["sid"]) == 56
         assert v["server"] == "ws1"  # least loaded, never what the cookie names
-        assert not cluster.r.exists(cluster.rkey(f))
-    # the genuine article (minted here from the documented format) is accepted
+    time.sleep(0.2)
+    for f in forged:
+        assert not cluster.r.exists(harness.rkey("s:" + f, BE, PREFIX))
+    # the genuine article (minted here from the documented format) is accepted,
+    # and its tag - bound by the MAC - names its server
     v = assign(c, sid=good)
-    assert v["action"] == "new" and v["sid"] == good and v["set_cookie"] == 0
-    # a valid-looking cookie still never picks the server: only Redis does
-    cluster.r.hset(cluster.rkey(good), "server", "ws3")
-    assert assign(c, sid=good)["server"] == "ws3"
+    assert (v["action"], v["server"], v["sid"], v["set_cookie"]) == ("hit", "ws3", good, 0)
+    time.sleep(0.2)
     assert len(cluster.r.keys("*:s:*")) == 1 + len(forged)
     after = cluster.stats()
     assert after["sid_invalid"] - before["sid_invalid"] == len(forged)
     assert after["sid_minted"] - before["sid_minted"] == len(forged)
-    assert after["decision_new"] - before["decision_new"] == len(forged) + 1
+    assert after["decision_new"] - before["decision_new"] == len(forged)
     assert after["decision_hit"] - before["decision_hit"] == 1
 
 
@@ -350,17 +488,21 @@ def test_key_affinity_follows_key_not_cookie(cluster2):
     a, b = cluster2.clients
     kid = key_id(cluster2.secret, b"user-42")
     v1 = assign(a, sid=None, key="user-42")
-    assert v1["action"] == "new" and v1["sid"] == kid and v1["set_cookie"] == 0
-    v2 = assign(b, sid=mint_sid(cluster2.secret), key="user-42")
-    assert (v2["action"], v2["server"], v2["sid"]) == ("hit", v1["server"], kid)
+    assert v1["action"] == "new" and v1["set_cookie"] == 1
+    kind, rid, _, _ = cookie_parts(v1["sid"])
+    assert kind == 2  # the key's cookie: its rid is the key's MAC
+    assert rid == hmac.new(cluster2.secret, b"key\x00user-42", hashlib.sha256).digest()[:16]
+    assert cluster2.record(kid)["server"] == v1["server"]
+    v2 = assign(b, sid=mint_v2(cluster2.secret, "ws1"), key="user-42")
+    assert (v2["action"], v2["server"]) == ("hit", v1["server"])
     # other key types are hashed as their text
     v3 = assign(a, key=ipaddress.ip_address("198.51.100.9"))
-    assert v3["sid"] == key_id(cluster2.secret, b"198.51.100.9")
+    assert cluster2.record(key_id(cluster2.secret, b"198.51.100.9"))["server"] == v3["server"]
     v4 = assign(b, key="198.51.100.9")
     assert (v4["action"], v4["server"]) == ("hit", v3["server"])
     # a NULL key falls back to the cookie
     v5 = assign(a, sid=None, key=None)
-    assert v5["sid"][0] == "1" and v5["set_cookie"] == 1
+    assert cookie_parts(v5["sid"])[0] == 1 and v5["set_cookie"] == 1
 
 
 # ---- malformed input -------------------------------------------------------------
@@ -389,7 +531,8 @@ def test_malformed_messages_answer_none(cluster):
     # a unique-id with a line break cannot forge a log line
     v = assign(c, uid="x\n2099-01-01T00:00:00.000Z err FORGED")
     assert v["action"] == "new"
-    wait_until(lambda: v["sid"][:8] in cluster.agents[0].log_text(), timeout=5, what="log")
+    wait_until(lambda: record_id(v["sid"])[:10] in cluster.agents[0].log_text(), timeout=5,
+               what="log")
     assert not any(l.startswith("2099") for l in cluster.agents[0].log_text().splitlines())
 
 
@@ -421,22 +564,28 @@ def _both(ca, cb, **kw):
 
 
 def test_two_agents_race_one_pin(cluster2):
+    """Whatever Redis must arbitrate - a session without a record, a key, a
+    cookie whose server went away - racing agents give one answer."""
     a, b = cluster2.clients
-    # loads that keep changing the least-loaded choice between rounds
     for rnd in range(60):
-        cluster2.set_load({"ws1": rnd % 3, "ws2": (rnd + 1) % 3, "ws3": (rnd + 2) % 3})
-        if rnd % 2 == 0:
+        # loads that keep changing the least-loaded choice between rounds
+        cluster2.r.hset(harness.rkey("conns", BE, PREFIX),
+                        mapping={"ws1": rnd % 3, "ws2": (rnd + 1) % 3, "ws3": (rnd + 2) % 3})
+        if rnd % 3 == 0:
             sid = mint_sid(cluster2.secret)
             va, vb = _both(a, b, sid=sid)
-            rid = sid
-        else:
+            rid = record_id(sid)
+        elif rnd % 3 == 1:
             key = "race-key-%d" % rnd
             va, vb = _both(a, b, key=key)
             rid = key_id(cluster2.secret, key.encode())
+        else:
+            cookie = mint_v2(cluster2.secret, "ws-gone")
+            va, vb = _both(a, b, sid=cookie)
+            rid = record_id(cookie)
         assert sorted([va["action"], vb["action"]]) == ["hit", "new"], (va, vb)
-        assert va["server"] == vb["server"] and va["sid"] == vb["sid"] == rid
-        rec = cluster2.record(rid)
-        assert rec["server"] == va["server"] and rec["reconnects"] == "1"
+        assert va["server"] == vb["server"]
+        assert cluster2.record(rid)["server"] == va["server"]
     assert len(cluster2.r.keys("*:s:*")) == 60
 
 
@@ -451,54 +600,69 @@ def test_redis_hung_killed_restarted(cluster2):
     a, b = cluster2.clients
     red = cluster2.redis
     weights = {s: w for s, w in cluster2.servers.items()}
-    sids = [mint_sid(cluster2.secret) for _ in range(20)]
-    pinned = {s: assign(a, sid=s)["server"] for s in sids[:5]}
+    # loads on which least-loaded and the hash disagree, for some sessions at least
+    cluster2.set_load({"ws1": 0, "ws2": 40, "ws3": 40})
+    pinned = {}
+    for _ in range(6):
+        v = assign(a)
+        pinned[v["sid"]] = v["server"]
+    legacy = [mint_sid(cluster2.secret) for _ in range(20)]  # decided only by Redis
 
-    # hung: every answer comes from the deadline path
+    # hung: tagged cookies keep their server at once; the rest get the hash
     os.kill(red.pid, signal.SIGSTOP)
     try:
         # a stuck request would hit the client's 5 s socket timeout and fail
-        ra = _pipelined(a, sids)
-        rb = _pipelined(b, sids)
+        ra = _pipelined(a, list(pinned) + legacy)
+        rb = _pipelined(b, list(pinned) + legacy)
     finally:
         os.kill(red.pid, signal.SIGCONT)
-    for s, va, vb in zip(sids, ra, rb):
+    for (s, srv), va, vb in zip(pinned.items(), ra, rb):
+        assert (va["action"], va["server"], va["sid"]) == ("hit", srv, s)
+        assert (vb["action"], vb["server"], vb["sid"]) == ("hit", srv, s)
+    fallbacks = {}
+    for s, va, vb in zip(legacy, ra[len(pinned):], rb[len(pinned):]):
         assert va["action"] == vb["action"] == "fallback"
-        assert va["server"] == vb["server"] == hrw_weighted(s, weights)
-        assert va["sid"] == s and va["set_cookie"] == 0
+        assert va["server"] == vb["server"] == hrw_weighted(record_id(s), weights)
+        # the cookie names the hashed server: that is where the client stays
+        assert va["set_cookie"] == 1 and record_id(va["sid"]) == record_id(s)
+        assert_cookie_for(cluster2, va, va["server"])
+        fallbacks[va["sid"]] = va["server"]
 
-    # back: the pins are still there
-    wait_until(lambda: assign(a, sid=sids[0])["action"] == "hit", timeout=10,
-               what="agent a back on Redis")
+    # back: every answer given during the stall holds, on both agents
+    for s, srv in list(pinned.items()) + list(fallbacks.items()):
+        assert assign(b, sid=s)["server"] == srv
+        assert assign(a, sid=s)["server"] == srv
+    for s, srv in fallbacks.items():  # and Redis learnt them: no late write moved them
+        assert wait_record(cluster2.r, s, server=srv)
+
+    # killed: the same, and new sessions still get their least-loaded server
+    red.kill()
     for s, srv in pinned.items():
         assert assign(b, sid=s)["server"] == srv
-
-    # killed: fallback at once, minted ids included
-    red.kill()
     va = assign(a, sid=None)
-    assert va["action"] == "fallback" and va["set_cookie"] == 1
-    assert va["server"] == hrw_weighted(va["sid"], weights)
+    assert va["action"] == "new" and va["set_cookie"] == 1
     vb = assign(b, sid=va["sid"])
-    assert (vb["action"], vb["server"], vb["set_cookie"]) == ("fallback", va["server"], 0)
-    ra = _pipelined(a, sids)
-    rb = _pipelined(b, sids)
+    assert (vb["action"], vb["server"], vb["set_cookie"]) == ("hit", va["server"], 0)
+    ra = _pipelined(a, legacy)
+    rb = _pipelined(b, legacy)
     assert [v["server"] for v in ra] == [v["server"] for v in rb]
     assert all(v["action"] == "fallback" for v in ra + rb)
 
-    # restarted (empty): normal decisions resume by themselves on both agents
+    # restarted empty: every pin holds, and the records come back from the cookies
     red.start()
     for c in (a, b):
-        wait_until(lambda c=c: assign(c)["action"] == "new", timeout=15,
-                   what="recovery after restart")
-    v = assign(a, sid=sids[7])
-    assert v["action"] == "new" and v["sid"] == sids[7]
-    assert (assign(b, sid=sids[7])["action"]) == "hit"
+        wait_until(lambda c=c: assign(c, sid=mint_sid(cluster2.secret))["action"] == "new",
+                   timeout=15, what="recovery after restart")
+    for s, srv in pinned.items():
+        assert assign(b, sid=s)["server"] == srv
+        assert wait_record(cluster2.r, s, server=srv)
     for ag in cluster2.agents:
         assert ag.alive
 
 
 def test_no_redis_at_start_then_redis_appears(procs):
-    """An agent started before its Redis answers with fallback, then recovers."""
+    """An agent started before its Redis still places new sessions and keeps
+    cookies on their servers, then uses Redis once it answers."""
     import harness
     port = harness.free_port()
     secret_file = procs.workdir / "s.key"
@@ -506,13 +670,19 @@ def test_no_redis_at_start_then_redis_appears(procs):
     ag = procs.stickyd(name="early", redis_port=port, backends={BE: {"ws1": 1, "ws2": 3}},
                        secret_file=secret_file, syslog_udp=False,
                        extra={"redis": {"timeout": "50ms"}})
+    secret = b"0123456789abcdef0123"
     with SpopClient("127.0.0.1", ag.port) as c:
         c.hello()
         v = assign(c)
+        assert v["action"] == "new"
+        assert assign(c, sid=v["sid"])["server"] == v["server"]
+        old = mint_sid(secret)
+        v = assign(c, sid=old)
         assert v["action"] == "fallback"
-        assert v["server"] == hrw_weighted(v["sid"], {"ws1": 1, "ws2": 3})
+        assert v["server"] == hrw_weighted(record_id(old), {"ws1": 1, "ws2": 3})
         procs.redis(port=port)
-        wait_until(lambda: assign(c)["action"] == "new", timeout=15, what="Redis noticed")
+        wait_until(lambda: assign(c, sid=mint_sid(secret))["action"] == "new", timeout=15,
+                   what="Redis noticed")
 
 
 # ---- with a real HAProxy ------------------------------------------------------------
@@ -534,13 +704,13 @@ def test_haproxy_drain_and_maint_seen_by_the_agent(stack):
         assert (h["action"], h["server"], h["draining"]) == ("hit", srv, 1)
         assert all(assign(c)["server"] in others for _ in range(20))
         lb.haproxy.cmd("set server %s/%s state maint" % (BE, srv))
-        wait_until(lambda: assign(c, sid=sid)["action"] == "repin", timeout=10,
-                   what="agent sees MAINT")
-        moved = stack.redis.client().hget("%s{%s}:s:%s" % (PREFIX, BE, sid), "server")
-        assert moved in others
+        moved = wait_until(lambda: (lambda v: v if v["action"] == "repin" else None)(
+            assign(c, sid=sid)), timeout=10, what="agent sees MAINT")
+        assert moved["server"] in others
+        assert session_record(stack.redis.client(), sid, BE)["server"] == moved["server"]
         lb.haproxy.cmd("set server %s/%s state ready" % (BE, srv))
         wait_until(lambda: assign(c)["server"] == srv, timeout=10, what="back in service")
-        assert assign(c, sid=sid)["server"] == moved  # the new pin holds
+        assert assign(c, sid=moved["sid"])["server"] == moved["server"]  # the new pin holds
 
 
 def test_websocket_upgrades_through_haproxy(stack):
@@ -549,15 +719,15 @@ def test_websocket_upgrades_through_haproxy(stack):
     url = stack.lbs[0].ws_url
     first = harness.ws_open(url)
     sid = first.cookie()
-    assert sid is not None and len(sid) == 44 and sid[0] == "1"
-    rec = session_record(stack.redis.client(), sid, BE)
+    assert sid is not None and len(sid) == 56 and sid[0] == "2"
+    rec = wait_record(stack.redis.client(), sid, BE)
     assert rec["server"] == first.server
     for _ in range(5):
         again = harness.ws_open(url, cookie=sid)
         assert again.server == first.server
-        assert again.cookie() is None  # no new cookie for a valid one
-    forged = harness.ws_open(url, cookie="1" + "A" * 43)
-    assert forged.cookie() not in (None, "1" + "A" * 43)
+        assert again.cookie() is None  # no new cookie for a valid young one
+    forged = harness.ws_open(url, cookie="2" + "A" * 55)
+    assert forged.cookie() not in (None, "2" + "A" * 55)
 
 
 # ---- secret rotation ------------------------------------------------------------------
@@ -582,19 +752,22 @@ def test_secret_rotation_keeps_sessions(procs):
     agent.restart()
     with cl.connect(agent) as c2:
         wait_until(lambda: assign(c2)["action"] in ("new", "hit"), timeout=10, what="agent up")
-        # an old cookie still verifies and keeps its pin, without a new cookie
+        # an old cookie still verifies, keeps its pin, and is re-signed
         v = assign(c2, sid=sid)
-        assert (v["action"], v["server"], v["sid"], v["set_cookie"]) == ("hit", srv, sid, 0)
+        assert (v["action"], v["server"], v["set_cookie"]) == ("hit", srv, 1)
+        assert record_id(v["sid"]) == record_id(sid)
+        kind, rid, issued, tag = cookie_parts(v["sid"])
+        assert tag == server_tag(new_secret, srv)
+        assert v["sid"] == mint_v2(new_secret, srv, rid=rid, issued=issued)
         # new ids are signed with the new secret
-        fresh = assign(c2)["sid"]
-        assert fresh[:23] != mint_sid(old_secret, nonce=b"\0" * 16)[:23]
-        nonce = base64.urlsafe_b64decode(fresh[1:] + "=")[:16]
-        assert fresh == mint_sid(new_secret, nonce)
+        fresh = assign(c2)
+        kind, rid, issued, _ = cookie_parts(fresh["sid"])
+        assert fresh["sid"] == mint_v2(new_secret, fresh["server"], rid=rid, issued=issued)
         # a key's record moves to its new id and keeps its server
         kv2 = assign(c2, key="rotating-user")
-        assert kv2["sid"] == key_id(new_secret, b"rotating-user") != kv["sid"]
         assert (kv2["action"], kv2["server"]) == ("hit", kv["server"])
-        assert not cl.r.exists(cl.rkey(kv["sid"]))
+        assert cl.record(key_id(new_secret, b"rotating-user"))["server"] == kv["server"]
+        assert not cl.r.exists(cl.rkey(key_id(old_secret, b"rotating-user")))
 
     # the old secret dropped: old cookies are strangers now
     agent.update_config(session={"secret_file": str(cl.secret_file),
@@ -603,7 +776,8 @@ def test_secret_rotation_keeps_sessions(procs):
     with cl.connect(agent) as c3:
         wait_until(lambda: assign(c3)["action"] in ("new", "hit"), timeout=10, what="agent up")
         v = assign(c3, sid=sid)
-        assert v["action"] == "new" and v["sid"] != sid and v["set_cookie"] == 1
+        assert v["action"] == "new" and record_id(v["sid"]) != record_id(sid)
+        assert v["set_cookie"] == 1
 
 
 def test_sighup_reloads_secrets(procs):
@@ -619,10 +793,11 @@ def test_sighup_reloads_secrets(procs):
                                  "previous_secret_file": str(prev_file), "ttl": "1h"})
     agent.reload()
     wait_until(lambda: "configuration reloaded" in agent.log_text(), timeout=10, what="reload")
-    fresh = assign(c)["sid"]
-    nonce = base64.urlsafe_b64decode(fresh[1:] + "=")[:16]
-    assert fresh == mint_sid(new_secret, nonce)
-    assert assign(c, sid=sid)["action"] == "hit"
+    fresh = assign(c)
+    kind, rid, issued, _ = cookie_parts(fresh["sid"])
+    assert fresh["sid"] == mint_v2(new_secret, fresh["server"], rid=rid, issued=issued)
+    v = assign(c, sid=sid)
+    assert (v["action"], v["server"]) == ("hit", srv)
     cl.close()
 
 
@@ -631,29 +806,29 @@ def test_sighup_reloads_secrets(procs):
 def test_inflight_decisions_survive_peer_close_and_shutdown(procs):
     cl = Cluster(procs, {"ws1": 1, "ws2": 1}, agents=1, redis_timeout="2s")
     agent, red = cl.agents[0], cl.redis
-    os.kill(red.pid, signal.SIGSTOP)  # every decision now waits on Redis
+    os.kill(red.pid, signal.SIGSTOP)  # every arbitration now waits on Redis
     try:
         # 1. HAProxy's connection closes with decisions pending: orphaned
         c = cl.connect(agent)
         for _ in range(10):
-            c.send_notify([(MSG, {"backend": BE, "sid": None})])
+            c.send_notify([(MSG, {"backend": BE, "sid": mint_sid(cl.secret)})])
         time.sleep(0.2)  # let the agent read them and send the EVALSHAs
         c.close()
         cl.clients = []
         # 2. the agent keeps serving: a fresh connection gets its (late) answers
         c2 = cl.connect(agent)
-        fid = c2.send_notify([(MSG, {"backend": BE, "sid": None})])
+        fid = c2.send_notify([(MSG, {"backend": BE, "sid": mint_sid(cl.secret)})])
+        assert assign(c2)["action"] == "new"  # a new session never waits
     finally:
         os.kill(red.pid, signal.SIGCONT)
     v = c2.recv_ack(fid)
     assert v["action"] in ("new", "fallback")
-    assert assign(c2)["action"] == "new"
 
     # 3. SIGTERM while decisions wait on a hung Redis: a clean exit
     os.kill(red.pid, signal.SIGSTOP)
     try:
         for _ in range(10):
-            c2.send_notify([(MSG, {"backend": BE, "sid": None})])
+            c2.send_notify([(MSG, {"backend": BE, "sid": mint_sid(cl.secret)})])
         time.sleep(0.2)
         agent.signal(signal.SIGTERM)
         agent.popen.wait(10)
@@ -664,6 +839,42 @@ def test_inflight_decisions_survive_peer_close_and_shutdown(procs):
     assert "stickyd exiting (status 0)" in agent.log_text()
 
 
+def test_late_arbitrations_write_nothing(procs):
+    """An arbitration that reaches Redis after the agent answered without it
+    (a stall longer than redis.timeout) is refused by the script: the answer
+    given - and the cookie - stay the truth, and the pending work is bounded."""
+    cl = Cluster(procs, {"ws1": 1, "ws2": 1, "ws3": 1}, redis_timeout="30ms")
+    try:
+        c = cl.clients[0]
+        cl.set_load({"ws1": 0, "ws2": 50, "ws3": 50})
+        legacy = [mint_sid(cl.secret) for _ in range(40)]
+        cl.r.execute_command("CLIENT", "PAUSE", "600", "WRITE")
+        got = _pipelined(c, legacy)
+        time.sleep(0.8)
+        assert all(v["action"] == "fallback" for v in got)
+        for s, v in zip(legacy, got):
+            # the record, if any, names the server the client was answered
+            rec = wait_record(cl.r, s, server=v["server"])
+            assert rec["server"] == v["server"]
+    finally:
+        cl.close()
+
+
+def test_the_arbitration_script_refuses_to_run_past_its_deadline(cluster):
+    """decide.lua itself: a deadline in Redis time already passed writes nothing."""
+    import subprocess
+    text = subprocess.run([str(harness.STICKYD), "--dump-assign-script"], check=True,
+                          stdout=subprocess.PIPE, timeout=10).stdout.decode()
+    rec = cluster.rkey(mint_sid(cluster.secret))
+    now_ms = int(cluster.r.time()[0]) * 1000
+    late = cluster.r.eval(text, 2, rec, rec, now_ms - 1, 3600000, "lbX", "ws1", "ws1")
+    assert late == ["late"] and not cluster.r.exists(rec)
+    ok = cluster.r.eval(text, 2, rec, rec, now_ms + 60000, 3600000, "lbX", "ws1", "ws1")
+    assert ok == ["new", "ws1"] and cluster.r.get(rec).startswith("ws1 ")
+    # no deadline (0: the agent knows no Redis clock yet) runs as well
+    assert cluster.r.eval(text, 2, rec, rec, 0, 3600000, "lbX", "ws2", "ws1") == ["hit", "ws1", 0]
+
+
 def test_dump_assign_script_is_the_script_the_agent_runs(cluster):
     """The benchmark feeds `stickyd --dump-assign-script` to redis-benchmark: it
     must be byte-for-byte the script the agent loaded."""
@@ -672,5 +883,5 @@ def test_dump_assign_script_is_the_script_the_agent_runs(cluster):
     text = subprocess.run([str(harness.STICKYD), "--dump-assign-script"], check=True,
                           stdout=subprocess.PIPE, timeout=10).stdout
     sha = hashlib.sha1(text).hexdigest()
-    assign(cluster.clients[0])  # the agent has (re)loaded its script by now
+    assign(cluster.clients[0], sid=mint_sid(cluster.secret))  # an arbitration loads it
     assert cluster.r.script_exists(sha) == [True]

@@ -330,8 +330,82 @@ static void test_load_files(void)
     rmdir(dir);
 }
 
+/* The "2" cookie: a known answer (Python's hmac), round trips, every
+ * single-character change, truncations, the previous secret, kinds. */
+static void test_v2(void)
+{
+    static struct sid_keys k, other, rot;
+    set_keys(&k, "0123456789abcdef", NULL);
+    uint8_t tag[SID_STAG_LEN];
+    char text[SID_BUF], out[SID_BUF], legacy[SID_BUF];
+    CHECK_EQ_INT(sid_server_tag(&k, false, "be_ws", 5, "ws1", 3, tag), 0);
+    sid_b64url_encode(tag, sizeof(tag), text);
+    CHECK(strcmp(text, "pUgxLA") == 0);
+    CHECK_EQ_INT(sid_server_tag(&k, true, "be_ws", 5, "ws1", 3, tag), -1); /* no previous */
+    struct sid_cookie c = {.kind = SID_KIND_SESSION, .issued_s = 0x01020304};
+    for (unsigned i = 0; i < SID_RID_LEN; i++) {
+        c.rid[i] = (uint8_t)i;
+    }
+    CHECK_EQ_INT(sid_server_tag(&k, false, "be_ws", 5, "ws1", 3, c.stag), 0);
+    CHECK_EQ_INT(sid_issue(&k, &c, out), SID_V2_LEN);
+    CHECK(strcmp(out, "2AQABAgMEBQYHCAkKCwwNDg8BAgMEpUgxLL3ne1MyMPZHjDQ92rFytB4") == 0);
+    CHECK_EQ_INT(sid_record_id(c.rid, text), SID_RECORD_LEN);
+    CHECK(strcmp(text, "2AAECAwQFBgcICQoLDA0ODw") == 0);
+    struct sid_cookie p;
+    CHECK(sid_parse(&k, out, strlen(out), &p));
+    CHECK_EQ_INT(p.kind, SID_KIND_SESSION);
+    CHECK(!p.prev_secret);
+    CHECK(p.issued_s == 0x01020304u);
+    CHECK(memcmp(p.rid, c.rid, SID_RID_LEN) == 0 && memcmp(p.stag, c.stag, SID_STAG_LEN) == 0);
+    CHECK(!sid_verify(&k, out, strlen(out))); /* the v1 checker knows only "1" */
+    /* every single-character change is refused */
+    for (size_t i = 0; i < SID_V2_LEN; i++) {
+        for (const char *a = alpha; *a; a++) {
+            char t[SID_BUF];
+            memcpy(t, out, SID_V2_LEN + 1);
+            if (t[i] == *a) {
+                continue;
+            }
+            t[i] = *a;
+            CHECK(!sid_parse(&k, t, SID_V2_LEN, &p));
+        }
+    }
+    for (size_t n = 0; n < SID_V2_LEN; n++) {
+        CHECK(!sid_parse(&k, out, n, &p));
+    }
+    set_keys(&other, "another secret of sixteen+", NULL);
+    CHECK(!sid_parse(&other, out, strlen(out), &p));
+    /* after a rotation the old cookie still parses, flagged */
+    set_keys(&rot, "the new secret, 16+ bytes", "0123456789abcdef");
+    CHECK(sid_parse(&rot, out, strlen(out), &p));
+    CHECK(p.prev_secret);
+    CHECK_EQ_INT(sid_server_tag(&rot, true, "be_ws", 5, "ws1", 3, tag), 0);
+    CHECK(memcmp(tag, c.stag, SID_STAG_LEN) == 0);
+    /* a key's cookie, and a "1" cookie through the same parser */
+    c.kind = SID_KIND_KEY;
+    CHECK_EQ_INT(sid_key_rid(&k, "user-42", 7, c.rid), 0);
+    CHECK_EQ_INT(sid_issue(&k, &c, out), SID_V2_LEN);
+    CHECK(sid_parse(&k, out, strlen(out), &p) && p.kind == SID_KIND_KEY);
+    c.kind = SID_KIND_V1;
+    CHECK_EQ_INT(sid_issue(&k, &c, out), -1);
+    char v1[SID_BUF];
+    CHECK_EQ_INT(sid_mint(&k, v1), SID_V1_LEN);
+    CHECK(sid_parse(&k, v1, strlen(v1), &p) && p.kind == SID_KIND_V1 && !p.prev_secret);
+    /* operator input: cookie of either format, or a record id as is */
+    CHECK_EQ_INT(sid_record_of(v1, strlen(v1), text, legacy), SID_RECORD_LEN);
+    CHECK(strcmp(legacy, v1) == 0);
+    CHECK_EQ_INT(sid_record_of("2AQABAgMEBQYHCAkKCwwNDg8BAgMEpUgxLL3ne1MyMPZHjDQ92rFytB4",
+                               SID_V2_LEN, text, legacy),
+                 SID_RECORD_LEN);
+    CHECK(strcmp(text, "2AAECAwQFBgcICQoLDA0ODw") == 0 && legacy[0] == '\0');
+    CHECK_EQ_INT(sid_record_of("2AAECAwQFBgcICQoLDA0ODw", SID_RECORD_LEN, text, legacy),
+                 SID_RECORD_LEN);
+    CHECK(strcmp(text, "2AAECAwQFBgcICQoLDA0ODw") == 0);
+}
+
 int main(void)
 {
+    test_v2();
     test_known_answers();
     test_mint_round_trip();
     test_every_tamper();

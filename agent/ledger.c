@@ -1,0 +1,767 @@
+/* ledger.c - coalesced writes to Redis and the fleet view they bring back
+ * (contract in ledger.h).
+ *
+ *   ledger_open/close/touch --queue per backend (bounded)--> flush timer (batch_interval)
+ *     --> one EVALSHA ledger.lua per backend, at most one in flight
+ *     --> reply: conns, states, Redis TIME, moved records --> view, clock, callback
+ *
+ * Owns the queued operations and the per-backend view; must not decide anything
+ * and must not call up (moved records go through the owner's callback).
+ */
+#include "ledger.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "servers.h"
+#include "stats.h"
+#include "store.h"
+#include "util.h"
+
+#define LEDGER_TIMEOUT_MS 1000   /* a batch is not on the decision path */
+#define LEDGER_ARENA_MAX (8u << 20) /* bytes of queued names per backend */
+#define LEDGER_ID_MAX 255u
+#define CLOCK_SAMPLES 8
+
+/* One queued operation; its strings live in the backend's arena. */
+struct lop {
+    uint32_t id_off, srv_off;
+    uint16_t id_len, srv_len;
+    char kind; /* 'o' open, 'c' close, 't' touch */
+    char mode; /* touch mode */
+};
+
+/* One server of the view: an open-addressing table keyed by name. */
+struct lsrv {
+    char name[SRV_NAME_MAX]; /* "" = free slot */
+    int64_t conns;           /* as Redis answered in the last batch */
+    int64_t queued, flying;  /* own opens queued / in flight, not in conns yet */
+    enum model_admin admin;
+    int64_t deadline_ms;
+};
+
+struct lback {
+    struct lback *next;
+    struct ledger *l;
+    char name[SRV_NAME_MAX];
+    struct lsrv *tab;
+    size_t tab_cap, tab_used; /* cap: a power of two, or 0 */
+    struct lop *ops;
+    size_t nops, ops_cap;
+    char *arena;
+    size_t alen, acap;
+    unsigned inflight;
+};
+
+/* A batch in flight: what its reply needs to settle the view. */
+struct lbatch {
+    struct lback *b; /* NULL once the ledger is gone: the reply is ignored */
+    struct lbatch *next_live;
+    size_t ntouch;
+    /* per touch: rid; then per distinct server opened: name and count */
+    size_t nsrv;
+    char *strs; /* touch rids, NUL separated, then server names, NUL separated */
+    int64_t *counts;
+};
+
+struct ledger {
+    struct ev_loop *loop;
+    const struct cfg *cfg;
+    struct store *store;
+    struct store_script *script;
+    struct lback *backends;
+    struct lbatch *live; /* batches in flight, to disarm on free */
+    ev_timer flush_timer;
+    ev_timer view_timer;
+    bool stopped;
+    bool fresh;
+    int64_t clock_lo[CLOCK_SAMPLES]; /* Redis minus local ms, lower bounds */
+    size_t nclock, clock_next;
+    ledger_moved_fn moved;
+    void *moved_arg;
+    /* scratch for building one batch */
+    const char **argv;
+    size_t *argvlen;
+    size_t argv_cap;
+    char (*keys)[MODEL_KEY_MAX];
+    size_t keys_cap;
+};
+
+/* ---- the view's server table -------------------------------------------- */
+
+static uint64_t name_hash(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+static struct lsrv *srv_find(const struct lback *b, const char *name, size_t n)
+{
+    if (b->tab_cap == 0 || n == 0 || n >= SRV_NAME_MAX) {
+        return NULL;
+    }
+    size_t mask = b->tab_cap - 1;
+    for (size_t i = name_hash(name, n) & mask;; i = (i + 1) & mask) {
+        struct lsrv *s = &b->tab[i];
+        if (s->name[0] == '\0') {
+            return NULL;
+        }
+        if (memcmp(s->name, name, n) == 0 && s->name[n] == '\0') {
+            return s;
+        }
+    }
+}
+
+static int srv_grow(struct lback *b)
+{
+    size_t cap = b->tab_cap ? b->tab_cap * 2 : 16;
+    struct lsrv *t = calloc(cap, sizeof(*t));
+    if (t == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < b->tab_cap; i++) {
+        struct lsrv *s = &b->tab[i];
+        if (s->name[0] != '\0') {
+            size_t j = name_hash(s->name, strlen(s->name)) & (cap - 1);
+            while (t[j].name[0] != '\0') {
+                j = (j + 1) & (cap - 1);
+            }
+            t[j] = *s;
+        }
+    }
+    free(b->tab);
+    b->tab = t;
+    b->tab_cap = cap;
+    return 0;
+}
+
+/* The entry of name, created when absent; NULL when it cannot be. */
+static struct lsrv *srv_get(struct lback *b, const char *name, size_t n)
+{
+    struct lsrv *s = srv_find(b, name, n);
+    if (s != NULL || n == 0 || n >= SRV_NAME_MAX) {
+        return s;
+    }
+    if ((b->tab_used + 1) * 2 > b->tab_cap && srv_grow(b) != 0) {
+        return NULL;
+    }
+    size_t mask = b->tab_cap - 1;
+    size_t i = name_hash(name, n) & mask;
+    while (b->tab[i].name[0] != '\0') {
+        i = (i + 1) & mask;
+    }
+    s = &b->tab[i];
+    memset(s, 0, sizeof(*s));
+    memcpy(s->name, name, n);
+    s->name[n] = '\0';
+    b->tab_used++;
+    return s;
+}
+
+/* ---- backends and the queue --------------------------------------------- */
+
+static struct lback *back_find(const struct ledger *l, const char *name, size_t n)
+{
+    for (struct lback *b = l->backends; b != NULL; b = b->next) {
+        if (memcmp(b->name, name, n) == 0 && b->name[n] == '\0') {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+static struct lback *back_get(struct ledger *l, const char *name, size_t n)
+{
+    struct lback *b = back_find(l, name, n);
+    if (b != NULL || n == 0 || n >= SRV_NAME_MAX) {
+        return b;
+    }
+    if ((b = calloc(1, sizeof(*b))) == NULL) {
+        return NULL;
+    }
+    b->l = l;
+    memcpy(b->name, name, n);
+    b->name[n] = '\0';
+    b->next = l->backends;
+    l->backends = b;
+    return b;
+}
+
+/* Copy s[0..n) into the arena; its offset, or -1. */
+static int64_t arena_put(struct lback *b, const char *s, size_t n)
+{
+    if (b->alen + n > b->acap) {
+        size_t cap = b->acap ? b->acap : 4096;
+        while (cap < b->alen + n) {
+            cap *= 2;
+        }
+        if (cap > LEDGER_ARENA_MAX) {
+            return -1;
+        }
+        char *a = realloc(b->arena, cap);
+        if (a == NULL) {
+            return -1;
+        }
+        b->arena = a;
+        b->acap = cap;
+    }
+    memcpy(b->arena + b->alen, s, n);
+    b->alen += n;
+    return (int64_t)(b->alen - n);
+}
+
+static void flush_soon(struct ledger *l)
+{
+    if (!ev_is_active(&l->flush_timer)) {
+        double s = (double)l->cfg->redis_batch_interval_ms / 1000.0;
+        ev_timer_set(&l->flush_timer, s, 0.);
+        ev_timer_start(l->loop, &l->flush_timer);
+    }
+}
+
+static int enqueue(struct ledger *l, const char *backend, size_t blen, char kind, char mode,
+                   const char *id, size_t id_len, const char *srv, size_t srv_len)
+{
+    struct lback *b;
+    if (l->stopped || id_len == 0 || id_len > LEDGER_ID_MAX || srv_len >= SRV_NAME_MAX ||
+        (b = back_get(l, backend, blen)) == NULL || b->nops >= LEDGER_MAX_OPS) {
+        STATS_INC(ledger_dropped);
+        return -1;
+    }
+    if (b->nops == b->ops_cap) {
+        size_t cap = b->ops_cap ? b->ops_cap * 2 : 256;
+        struct lop *o = realloc(b->ops, cap * sizeof(*o));
+        if (o == NULL) {
+            STATS_INC(ledger_dropped);
+            return -1;
+        }
+        b->ops = o;
+        b->ops_cap = cap;
+    }
+    size_t mark = b->alen;
+    int64_t io = arena_put(b, id, id_len);
+    int64_t so = srv_len > 0 ? arena_put(b, srv, srv_len) : 0;
+    struct lsrv *s = kind == 'o' ? srv_get(b, srv, srv_len) : NULL;
+    if (io < 0 || so < 0 || (kind == 'o' && s == NULL)) {
+        b->alen = mark;
+        STATS_INC(ledger_dropped);
+        return -1;
+    }
+    if (s != NULL) {
+        s->queued++;
+    }
+    b->ops[b->nops++] = (struct lop){.id_off = (uint32_t)io,
+                                     .srv_off = (uint32_t)so,
+                                     .id_len = (uint16_t)id_len,
+                                     .srv_len = (uint16_t)srv_len,
+                                     .kind = kind,
+                                     .mode = mode};
+    flush_soon(l);
+    return 0;
+}
+
+int ledger_open(struct ledger *l, const char *backend, const char *uid, size_t uid_len,
+                const char *server, size_t server_len)
+{
+    return enqueue(l, backend, strlen(backend), 'o', 0, uid, uid_len, server, server_len);
+}
+
+int ledger_close(struct ledger *l, const char *backend, size_t backend_len, const char *uid,
+                 size_t uid_len)
+{
+    return enqueue(l, backend, backend_len, 'c', 0, uid, uid_len, NULL, 0);
+}
+
+int ledger_touch(struct ledger *l, const char *backend, const char *rid, size_t rid_len,
+                 const char *server, size_t server_len, char mode)
+{
+    if (server_len == 0) {
+        return -1;
+    }
+    return enqueue(l, backend, strlen(backend), 't', mode, rid, rid_len, server, server_len);
+}
+
+/* ---- the view ------------------------------------------------------------ */
+
+void ledger_server(const struct ledger *l, const char *backend, const char *server,
+                   struct ledger_srv *out)
+{
+    *out = (struct ledger_srv){0};
+    const struct lback *b = back_find(l, backend, strlen(backend));
+    const struct lsrv *s = b != NULL ? srv_find(b, server, strlen(server)) : NULL;
+    if (s != NULL) {
+        out->conns = s->conns + s->queued + s->flying;
+        out->admin = s->admin;
+        out->deadline_ms = s->deadline_ms;
+    }
+}
+
+int64_t ledger_redis_now_ms(const struct ledger *l)
+{
+    if (l->nclock == 0) {
+        return 0;
+    }
+    int64_t lo = l->clock_lo[0];
+    for (size_t i = 1; i < l->nclock; i++) {
+        lo = l->clock_lo[i] > lo ? l->clock_lo[i] : lo;
+    }
+    return util_now_ms() + lo;
+}
+
+bool ledger_view_fresh(const struct ledger *l)
+{
+    return l->fresh && store_connected(l->store);
+}
+
+void ledger_on_moved(struct ledger *l, ledger_moved_fn fn, void *arg)
+{
+    l->moved = fn;
+    l->moved_arg = arg;
+}
+
+/* Replace the view's counts and states with a batch reply's. */
+static void view_apply(struct lback *b, const struct store_reply *conns,
+                       const struct store_reply *state)
+{
+    for (size_t i = 0; i < b->tab_cap; i++) {
+        b->tab[i].conns = 0;
+        b->tab[i].admin = MODEL_READY;
+        b->tab[i].deadline_ms = 0;
+    }
+    for (size_t i = 0; i + 1 < store_reply_len(conns); i += 2) {
+        size_t nl, vl;
+        const char *n = store_reply_str(store_reply_elem(conns, i), &nl);
+        const char *v = store_reply_str(store_reply_elem(conns, i + 1), &vl);
+        struct lsrv *s = n != NULL && v != NULL ? srv_get(b, n, nl) : NULL;
+        if (s != NULL) {
+            s->conns = strtoll(v, NULL, 10);
+        }
+    }
+    for (size_t i = 0; i + 1 < store_reply_len(state); i += 2) {
+        size_t nl, vl;
+        const char *n = store_reply_str(store_reply_elem(state, i), &nl);
+        const char *v = store_reply_str(store_reply_elem(state, i + 1), &vl);
+        struct lsrv *s = n != NULL && v != NULL ? srv_get(b, n, nl) : NULL;
+        bool close_at;
+        if (s != NULL && model_parse_state(v, vl, &s->admin, &s->deadline_ms, &close_at) < 0) {
+            s->admin = MODEL_READY; /* unknown values are ignored, as fleet.c does */
+            s->deadline_ms = 0;
+        }
+    }
+}
+
+/* ---- batches ------------------------------------------------------------- */
+
+static void batch_unlink(struct ledger *l, struct lbatch *x)
+{
+    for (struct lbatch **p = &l->live; *p != NULL; p = &(*p)->next_live) {
+        if (*p == x) {
+            *p = x->next_live;
+            return;
+        }
+    }
+}
+
+static void batch_free(struct lbatch *x)
+{
+    free(x->strs);
+    free(x->counts);
+    free(x);
+}
+
+static void send_batch(struct lback *b);
+
+static void batch_reply(const struct store_reply *r, enum store_result res, void *arg)
+{
+    struct lbatch *x = arg;
+    struct lback *b = x->b;
+    if (b == NULL) { /* the ledger was freed */
+        batch_free(x);
+        return;
+    }
+    struct ledger *l = b->l;
+    batch_unlink(l, x);
+    b->inflight--;
+    /* this batch's opens are in Redis' counts now, or lost: either way not flying */
+    const char *p = x->strs;
+    for (size_t i = 0; i < x->ntouch; i++) {
+        p += strlen(p) + 1;
+    }
+    for (size_t i = 0; i < x->nsrv; i++) {
+        struct lsrv *s = srv_find(b, p, strlen(p));
+        if (s != NULL) {
+            s->flying -= x->counts[i];
+        }
+        p += strlen(p) + 1;
+    }
+    if (res == STORE_OK && store_reply_type(r) == STORE_R_ARRAY && store_reply_len(r) == 6) {
+        int64_t now = util_now_ms();
+        int64_t redis_ms = store_reply_int(store_reply_elem(r, 0));
+        l->clock_lo[l->clock_next] = redis_ms - now;
+        l->clock_next = (l->clock_next + 1) % CLOCK_SAMPLES;
+        if (l->nclock < CLOCK_SAMPLES) {
+            l->nclock++;
+        }
+        l->fresh = true;
+        view_apply(b, store_reply_elem(r, 1), store_reply_elem(r, 2));
+        STATS_ADD(conn_opened_events, (uint64_t)store_reply_int(store_reply_elem(r, 3)));
+        STATS_ADD(conn_closed_events, (uint64_t)store_reply_int(store_reply_elem(r, 4)));
+        const struct store_reply *mv = store_reply_elem(r, 5);
+        for (size_t i = 0; l->moved != NULL && i < store_reply_len(mv); i++) {
+            const struct store_reply *e = store_reply_elem(mv, i);
+            long long k = store_reply_int(store_reply_elem(e, 0));
+            size_t sl;
+            const char *srv = store_reply_str(store_reply_elem(e, 1), &sl);
+            const char *rid = x->strs;
+            for (long long j = 1; j < k && (size_t)j < x->ntouch; j++) {
+                rid += strlen(rid) + 1;
+            }
+            if (k >= 1 && (size_t)k <= x->ntouch && srv != NULL) {
+                l->moved(b->name, rid, strlen(rid), srv, sl, l->moved_arg);
+            }
+        }
+    } else {
+        STATS_INC(ledger_failed);
+        if (res == STORE_OK && store_reply_type(r) == STORE_R_ERR) {
+            size_t len;
+            const char *e = store_reply_str(r, &len);
+            log_warn("ledger: batch for %s failed: %.*s", b->name, (int)(len > 200 ? 200 : len),
+                     e);
+        }
+        if (res != STORE_OK) {
+            l->fresh = false;
+        }
+    }
+    batch_free(x);
+    if (b->nops > 0 && !l->stopped) {
+        flush_soon(l);
+    }
+}
+
+static int scratch_reserve(struct ledger *l, size_t argc, size_t nkeys)
+{
+    if (argc > l->argv_cap) {
+        const char **v = realloc(l->argv, argc * sizeof(*v));
+        if (v == NULL) {
+            return -1;
+        }
+        l->argv = v;
+        size_t *n = realloc(l->argvlen, argc * sizeof(*n));
+        if (n == NULL) {
+            return -1;
+        }
+        l->argvlen = n;
+        l->argv_cap = argc;
+    }
+    if (nkeys > l->keys_cap) {
+        char(*k)[MODEL_KEY_MAX] = realloc(l->keys, nkeys * sizeof(*k));
+        if (k == NULL) {
+            return -1;
+        }
+        l->keys = k;
+        l->keys_cap = nkeys;
+    }
+    return 0;
+}
+
+/* Remove the first n ops from the queue, keeping the arena compact. */
+static void queue_consume(struct lback *b, size_t n)
+{
+    if (n >= b->nops) {
+        b->nops = 0;
+        b->alen = 0;
+        return;
+    }
+    uint32_t base = b->ops[n].id_off;
+    memmove(b->arena, b->arena + base, b->alen - base);
+    b->alen -= base;
+    memmove(b->ops, b->ops + n, (b->nops - n) * sizeof(*b->ops));
+    b->nops -= n;
+    for (size_t i = 0; i < b->nops; i++) {
+        b->ops[i].id_off -= base;
+        if (b->ops[i].srv_len > 0) {
+            b->ops[i].srv_off -= base;
+        }
+    }
+}
+
+static void arg(struct ledger *l, size_t *i, const char *p, size_t n)
+{
+    l->argv[*i] = p;
+    l->argvlen[*i] = n;
+    (*i)++;
+}
+
+/* Send the first LEDGER_BATCH_OPS queued ops of b (or just the heartbeat and
+ * the view when none are queued) as one script run. */
+static void send_batch(struct lback *b)
+{
+    struct ledger *l = b->l;
+    size_t n = b->nops < LEDGER_BATCH_OPS ? b->nops : LEDGER_BATCH_OPS;
+    size_t nopen = 0, nclose = 0, ntouch = 0;
+    for (size_t i = 0; i < n; i++) {
+        nopen += b->ops[i].kind == 'o';
+        nclose += b->ops[i].kind == 'c';
+        ntouch += b->ops[i].kind == 't';
+    }
+    const struct cfg *c = l->cfg;
+    const char *prefix = c->redis_prefix;
+    const char *inst = c->instance;
+    size_t nkeys = 5 + ntouch;
+    size_t argc = nkeys + 6 + 2 * nopen + nclose + 2 * ntouch;
+    struct lbatch *x = calloc(1, sizeof(*x));
+    size_t strs_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct lop *o = &b->ops[i];
+        strs_len += o->kind == 't' ? o->id_len + 1u : o->kind == 'o' ? o->srv_len + 1u : 0;
+    }
+    char *strs = malloc(strs_len + 1);
+    int64_t *counts = calloc(nopen + 1, sizeof(*counts));
+    char suffix[SRV_NAME_MAX + 4];
+    snprintf(suffix, sizeof(suffix), "%s", inst);
+    if (x == NULL || strs == NULL || counts == NULL || scratch_reserve(l, argc, nkeys) != 0 ||
+        model_key(l->keys[0], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "conns") < 0 ||
+        model_key_id(l->keys[1], prefix, b->name, "i:", inst, strlen(inst)) < 0 ||
+        model_key_id(l->keys[2], prefix, b->name, "o:", inst, strlen(inst)) < 0 ||
+        model_key(l->keys[3], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "insts") < 0 ||
+        model_key(l->keys[4], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "state") < 0) {
+        goto fail;
+    }
+    x->strs = strs;
+    x->counts = counts;
+    x->b = b;
+    size_t ai = 0;
+    for (size_t k = 0; k < 5; k++) {
+        arg(l, &ai, l->keys[k], strlen(l->keys[k]));
+    }
+    /* touches' record keys, and their rids kept for the reply */
+    char *sp = strs;
+    size_t tk = 5;
+    for (size_t i = 0; i < n; i++) {
+        const struct lop *o = &b->ops[i];
+        if (o->kind != 't') {
+            continue;
+        }
+        const char *id = b->arena + o->id_off;
+        int kl = model_key_id(l->keys[tk], prefix, b->name, "s:", id, o->id_len);
+        if (kl < 0) {
+            goto fail;
+        }
+        arg(l, &ai, l->keys[tk], (size_t)kl);
+        tk++;
+        memcpy(sp, id, o->id_len);
+        sp += o->id_len;
+        *sp++ = '\0';
+    }
+    char hb[24], ottl[24], ttl[24], no[24], nc[24];
+    *util_u64_dec(hb, (uint64_t)c->heartbeat_ttl_ms) = '\0';
+    *util_u64_dec(ottl, (uint64_t)model_open_ttl_ms(c)) = '\0';
+    *util_u64_dec(ttl, (uint64_t)c->session_ttl_ms) = '\0';
+    *util_u64_dec(no, nopen) = '\0';
+    *util_u64_dec(nc, nclose) = '\0';
+    arg(l, &ai, inst, strlen(inst));
+    arg(l, &ai, hb, strlen(hb));
+    arg(l, &ai, ottl, strlen(ottl));
+    arg(l, &ai, ttl, strlen(ttl));
+    arg(l, &ai, no, strlen(no));
+    arg(l, &ai, nc, strlen(nc));
+    for (size_t i = 0; i < n; i++) { /* opens, aggregated by server for the view */
+        const struct lop *o = &b->ops[i];
+        if (o->kind != 'o') {
+            continue;
+        }
+        const char *srv = b->arena + o->srv_off;
+        arg(l, &ai, b->arena + o->id_off, o->id_len);
+        arg(l, &ai, srv, o->srv_len);
+        struct lsrv *s = srv_find(b, srv, o->srv_len);
+        if (s != NULL) {
+            s->queued--;
+            s->flying++;
+        }
+        const char *q = strs;
+        size_t t = 0;
+        for (size_t k = 0; k < ntouch; k++) {
+            q += strlen(q) + 1;
+        }
+        for (; t < x->nsrv; t++) {
+            if (strlen(q) == o->srv_len && memcmp(q, srv, o->srv_len) == 0) {
+                break;
+            }
+            q += strlen(q) + 1;
+        }
+        if (t == x->nsrv) {
+            memcpy(sp, srv, o->srv_len);
+            sp += o->srv_len;
+            *sp++ = '\0';
+            x->nsrv++;
+        }
+        counts[t]++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct lop *o = &b->ops[i];
+        if (o->kind == 'c') {
+            arg(l, &ai, b->arena + o->id_off, o->id_len);
+        }
+    }
+    static const char modes[] = "narf";
+    for (size_t i = 0; i < n; i++) {
+        const struct lop *o = &b->ops[i];
+        if (o->kind == 't') {
+            const char *m = strchr(modes, o->mode);
+            arg(l, &ai, b->arena + o->srv_off, o->srv_len);
+            arg(l, &ai, m != NULL ? m : "a", 1);
+        }
+    }
+    x->ntouch = ntouch;
+    if (store_eval(l->store, l->script, (int)nkeys, (int)ai, l->argv, l->argvlen,
+                   LEDGER_TIMEOUT_MS, batch_reply, x) != 0) {
+        /* not sent: the ops stay queued for the next try, the view as it was */
+        for (size_t i = 0; i < n; i++) {
+            const struct lop *o = &b->ops[i];
+            struct lsrv *s = o->kind == 'o' ? srv_find(b, b->arena + o->srv_off, o->srv_len)
+                                            : NULL;
+            if (s != NULL) {
+                s->queued++;
+                s->flying--;
+            }
+        }
+        goto fail;
+    }
+    b->inflight++;
+    x->next_live = l->live;
+    l->live = x;
+    STATS_INC(ledger_batches);
+    STATS_ADD(ledger_ops, n);
+    queue_consume(b, n);
+    return;
+fail:
+    if (x != NULL) {
+        x->strs = strs;
+        x->counts = counts;
+        batch_free(x);
+    } else {
+        free(strs);
+        free(counts);
+    }
+}
+
+static void flush(struct ledger *l, bool force)
+{
+    if (l->stopped || !store_connected(l->store)) {
+        return;
+    }
+    for (struct lback *b = l->backends; b != NULL; b = b->next) {
+        if (b->nops > 0 && (b->inflight == 0 || (force && b->inflight < 2))) {
+            send_batch(b);
+        }
+    }
+}
+
+void ledger_flush(struct ledger *l)
+{
+    flush(l, true);
+}
+
+static void flush_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    UNUSED(loop);
+    UNUSED(revents);
+    struct ledger *l = container_of(w, struct ledger, flush_timer);
+    flush(l, false);
+    if (!store_connected(l->store)) {
+        /* nothing can be written: try again later, the queue keeps its bound */
+        for (struct lback *b = l->backends; b != NULL; b = b->next) {
+            if (b->nops > 0) {
+                ev_timer_set(&l->flush_timer, 0.1, 0.);
+                ev_timer_start(loop, &l->flush_timer);
+                break;
+            }
+        }
+    }
+}
+
+/* Keep the view fresh when no traffic flushes: one empty batch per backend
+ * with nothing in flight (also the instance's heartbeat). */
+static void view_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    UNUSED(loop);
+    UNUSED(revents);
+    struct ledger *l = container_of(w, struct ledger, view_timer);
+    if (l->stopped || !store_connected(l->store)) {
+        l->fresh = false;
+        return;
+    }
+    for (size_t i = 0; i < servers_count(); i++) {
+        const struct srv_backend *sb = servers_at(i);
+        if (sb->http) {
+            (void)back_get(l, sb->name, strlen(sb->name));
+        }
+    }
+    for (struct lback *b = l->backends; b != NULL; b = b->next) {
+        if (b->inflight == 0) {
+            send_batch(b);
+        }
+    }
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+struct ledger *ledger_new(struct ev_loop *loop, const struct cfg *c, struct store *st)
+{
+    struct ledger *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return NULL;
+    }
+    l->loop = loop;
+    l->cfg = c;
+    l->store = st;
+    if ((l->script = store_script_new(st, model_lua_ledger)) == NULL) {
+        free(l);
+        return NULL;
+    }
+    ev_timer_init(&l->flush_timer, flush_timer_cb, 0., 0.);
+    double view = (double)c->haproxy_refresh_ms / 1000.0;
+    ev_timer_init(&l->view_timer, view_timer_cb, 0.05, view > 1.0 ? 1.0 : view);
+    ev_timer_start(loop, &l->view_timer);
+    return l;
+}
+
+void ledger_stop(struct ledger *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    l->stopped = true;
+    ev_timer_stop(l->loop, &l->flush_timer);
+    ev_timer_stop(l->loop, &l->view_timer);
+}
+
+void ledger_free(struct ledger *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    ledger_stop(l);
+    for (struct lbatch *x = l->live; x != NULL; x = x->next_live) {
+        x->b = NULL; /* its reply (or the store's shutdown) frees it */
+    }
+    while (l->backends != NULL) {
+        struct lback *b = l->backends;
+        l->backends = b->next;
+        free(b->tab);
+        free(b->ops);
+        free(b->arena);
+        free(b);
+    }
+    free(l->argv);
+    free(l->argvlen);
+    free(l->keys);
+    free(l);
+}

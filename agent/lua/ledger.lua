@@ -1,0 +1,77 @@
+-- ledger.lua - one batch of this instance's writes for one backend (agent/ledger.c):
+-- tunnel opens and closes, counted once per unique-id, and session-record touches.
+-- Everything here was already answered to HAProxy: a touch never moves a session
+-- against its cookie, it only makes the record follow it (the cookie is the
+-- authority), except for a record an operator moved, which is reported back.
+-- KEYS[1] conns, KEYS[2] this instance's share, KEYS[3] its open map, KEYS[4] insts,
+--   KEYS[5] state, KEYS[6..] one record per touch, in order.
+-- ARGV[1] instance, ARGV[2] heartbeat TTL ms, ARGV[3] open-map TTL ms,
+--   ARGV[4] session TTL ms, ARGV[5] number of opens, ARGV[6] number of closes, then
+--   opens (uid, server), closes (uid), touches (server, mode) where mode is
+--   'n' new, 'a' adopt (hit), 'r' adopt and refresh the TTL, 'f' force (a correction).
+-- Returns {now ms, conns (flat), state (flat), opened, closed, moved} where moved
+--   lists {touch index (1-based), recorded server} of records an operator moved.
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nows = string.format('%d', now)
+local conns, share, open, insts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local inst, ttl = ARGV[1], ARGV[4]
+local nopen, nclose = tonumber(ARGV[5]), tonumber(ARGV[6])
+local delta, opened, closed = {}, 0, 0
+local i = 7
+for _ = 1, nopen do
+  local uid, srv = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  if redis.call('HSETNX', open, uid, srv) == 1 then
+    delta[srv] = (delta[srv] or 0) + 1
+    opened = opened + 1
+  else
+    local prev = redis.call('HGET', open, uid)
+    if prev ~= srv then -- counted elsewhere (a redispatch): move it
+      redis.call('HSET', open, uid, srv)
+      delta[prev] = (delta[prev] or 0) - 1
+      delta[srv] = (delta[srv] or 0) + 1
+    end
+  end
+end
+for _ = 1, nclose do
+  local uid = ARGV[i]
+  i = i + 1
+  local srv = redis.call('HGET', open, uid)
+  if srv then
+    redis.call('HDEL', open, uid)
+    delta[srv] = (delta[srv] or 0) - 1
+    closed = closed + 1
+  end
+end
+for srv, d in pairs(delta) do
+  if d ~= 0 then
+    for _, key in ipairs({share, conns}) do
+      if tonumber(redis.call('HINCRBY', key, srv, d)) <= 0 then redis.call('HDEL', key, srv) end
+    end
+  end
+end
+redis.call('ZADD', insts, now, inst)
+redis.call('PEXPIRE', share, tonumber(ARGV[2]))
+if redis.call('PTTL', open) == -1 then redis.call('PEXPIRE', open, tonumber(ARGV[3])) end
+local moved = {}
+for k = 6, #KEYS do
+  local srv, mode = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local rec = KEYS[k]
+  local v = mode ~= 'n' and redis.call('GET', rec)
+  if not v then
+    redis.call('SET', rec, srv .. ' ' .. nows .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+  else
+    local have, created, flag = string.match(v, '^(%S+) (%d+) %d+ ([-m])')
+    if not have then
+      redis.call('SET', rec, srv .. ' ' .. nows .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+    elseif flag == 'm' and mode ~= 'f' then
+      moved[#moved + 1] = {k - 5, have}
+    elseif have ~= srv or mode ~= 'a' then
+      redis.call('SET', rec, srv .. ' ' .. created .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+    end
+  end
+end
+return {now, redis.call('HGETALL', conns), redis.call('HGETALL', KEYS[5]), opened, closed, moved}

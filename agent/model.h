@@ -1,0 +1,86 @@
+/* model.h - the one home of stickyd's data model in Redis.
+ *
+ * Key names, the session record's value, the admin-state values, and the Lua
+ * scripts (agent/lua/, one .lua file each, embedded by a make rule) are defined here and
+ * nowhere else; the agent and stickyctl both build and parse them through this
+ * module. Pure: no I/O, no hiredis.
+ *
+ * Keys, per backend <b> (every key carries the hash tag {<b>}):
+ *   <prefix>{<b>}:s:<rid>     string, TTL = session.ttl: the session record (below)
+ *   <prefix>{<b>}:conns       hash server -> live connections, all live instances
+ *   <prefix>{<b>}:i:<inst>    hash server -> that instance's share (TTL = heartbeat)
+ *   <prefix>{<b>}:o:<inst>    hash unique-id -> server: that instance's open tunnels
+ *   <prefix>{<b>}:a:<inst>    hash server -> "drain" | "maint" that instance set on its HAProxy
+ *   <prefix>{<b>}:insts       zset instance -> last heartbeat (unix ms)
+ *   <prefix>{<b>}:state       hash server -> "drain:<deadline ms>[:close]" | "maint"
+ *   <prefix>{<b>}:servers     hash server -> "<weight> <haproxy state>" (last agent's view)
+ *
+ * Session record value: "<server> <created ms> <seen ms> <flag> <inst>", where
+ * flag is "-" or "m" (moved by an operator: the record then wins over the
+ * cookie's tag until an agent has reissued the cookie). inst is last because it
+ * may hold spaces. A string, not a hash: about 60 bytes less per session.
+ */
+#ifndef STICKYD_MODEL_H
+#define STICKYD_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cfg;
+
+#define MODEL_KEY_MAX 256 /* prefix (<=64) + {backend} (<=65) + ":" + suffix */
+
+/* Cluster-wide admin state of a server (the :state hash). */
+enum model_admin {
+    MODEL_READY = 0,
+    MODEL_DRAIN = 1,
+    MODEL_MAINT = 2,
+    MODEL_ADMIN_COUNT
+};
+
+/* "<prefix>{<backend>}:<suffix>" into buf[len]. Returns the length, or -1 if it
+ * does not fit. */
+int model_key(char *buf, size_t len, const char *prefix, const char *backend, size_t blen,
+              const char *suffix) __attribute__((warn_unused_result));
+
+/* "<prefix>{<backend>}:<suffix><id>" (id need not be NUL-terminated) into
+ * buf[MODEL_KEY_MAX]: no printf, it is on the decision path. Length or -1. */
+int model_key_id(char *buf, const char *prefix, const char *backend, const char *suffix,
+                 const char *id, size_t id_len) __attribute__((warn_unused_result));
+
+/* Parse a :state value: 0 and the out-params, or -1 when v is not one of
+ * "maint", "drain:<ms>", "drain:<ms>:close". */
+int model_parse_state(const char *v, size_t len, enum model_admin *st, int64_t *deadline_ms,
+                      bool *close_at_deadline) __attribute__((warn_unused_result));
+
+/* A session record, parsed. Views point into the parsed value. */
+struct model_record {
+    const char *server;
+    size_t server_len;
+    int64_t created_ms, seen_ms;
+    bool moved; /* flag "m" */
+    const char *inst;
+    size_t inst_len;
+};
+
+/* Parse a record value; 0 or -1 (not a record of this format). */
+int model_record_parse(const char *v, size_t len, struct model_record *out)
+    __attribute__((warn_unused_result));
+
+/* Format a record value into buf[cap]; its length or -1 when it does not fit. */
+int model_record_format(char *buf, size_t cap, const char *server, int64_t created_ms,
+                        int64_t seen_ms, bool moved, const char *inst)
+    __attribute__((warn_unused_result));
+
+/* The open map's TTL for this configuration: max(session TTL, 24 h). */
+int64_t model_open_ttl_ms(const struct cfg *c);
+
+/* The Lua scripts (agent/lua/<name>.lua), NUL-terminated. */
+extern const char model_lua_decide[]; /* one arbitrated decision (repin, legacy, key) */
+extern const char model_lua_ledger[]; /* a batch of opens, closes and record touches */
+extern const char model_lua_resync[]; /* an instance's share from scur, dead instances */
+extern const char model_lua_states[]; /* the cluster's admin states and this instance's */
+extern const char model_lua_move[];   /* stickyctl move */
+
+#endif
