@@ -57,6 +57,7 @@ struct ident {
     int tagged;         /* the server index the presented cookie names, or -1 */
     char cookie[SID_BUF]; /* the cookie in force (presented or reissued) */
     size_t cookie_len;
+    char srvck[SID_STAG_TEXT_LEN + 1]; /* HAProxy's fallback cookie as presented, or "" */
 };
 
 /* One arbitration waiting on Redis. Lives on the freelist between decisions. */
@@ -336,6 +337,13 @@ static void answer(struct req *r, const char *backend, struct ident *id, const c
     }
     if (!req_orphaned(r)) {
         req_set_var_str(r, "server", server, strlen(server));
+        const struct tag_slot *t = tags_of(backend, server);
+        char tag[SID_BUF];
+        /* HAProxy's own cookie, for when the agent is gone: rewritten when stale */
+        if (t != NULL && sid_b64url_encode(t->tag[0], SID_STAG_LEN, tag) > 0 &&
+            strcmp(tag, id->srvck) != 0) {
+            req_set_var_str(r, "srvtag", tag, strlen(tag));
+        }
         if (id->cookie_len > 0) {
             req_set_var_str(r, "sid", id->cookie, id->cookie_len);
         }
@@ -569,7 +577,7 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
 
 /* The args we use, as borrowed views (valid during the handler call). */
 struct assign_args {
-    struct spop_str backend, sid, key, inst, uid;
+    struct spop_str backend, sid, key, inst, uid, srvck;
     bool has_backend, has_sid, has_key, has_inst;
     bool upgrade; /* a WebSocket upgrade: count it open with the decision */
     char key_text[64]; /* a non-string key, as text */
@@ -652,6 +660,10 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
         } else if (spop_str_eq(k, "uid")) {
             if (is_text(&v)) {
                 a->uid = v.u.str;
+            }
+        } else if (spop_str_eq(k, "srvck")) {
+            if (is_text(&v)) {
+                a->srvck = v.u.str; /* HAProxy's fallback cookie (compared, never trusted) */
             }
         } else if (spop_str_eq(k, "upgrade")) {
             /* req.hdr(upgrade): "websocket" on an upgrade, NULL (absent) on a
@@ -855,6 +867,10 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
         memcpy(x->uid, a.uid.ptr, a.uid.len);
         x->uid_len = a.uid.len;
     }
+    if (a.srvck.len == SID_STAG_TEXT_LEN) {
+        memcpy(x->id.srvck, a.srvck.ptr, SID_STAG_TEXT_LEN);
+        x->id.srvck[SID_STAG_TEXT_LEN] = '\0';
+    }
     if (!identify(x, b, &a)) {
         answer_none(r, x->backend, "cannot make a session id");
         ctx_put(x);
@@ -981,12 +997,20 @@ static void established_handler(struct req *r, const struct spop_msg *m, void *a
             req_set_var_str(r, "sid", id.cookie, id.cookie_len);
             req_set_var_int(r, "set_cookie", 1);
         }
+        const struct tag_slot *t = tags_of(b->name, s->name);
+        char tag[SID_BUF];
+        if (t != NULL && sid_b64url_encode(t->tag[0], SID_STAG_LEN, tag) > 0) {
+            req_set_var_str(r, "srvtag", tag, strlen(tag));
+        }
         if (A.ledger != NULL) {
             (void)ledger_touch(A.ledger, b->name, id.rid, id.rid_len, s->name, strlen(s->name),
                                LEDGER_FORCE);
         }
+        int was = ck.kind == SID_KIND_SESSION ? tag_resolve(b, &ck) : -1;
         log_info("assign: %s sid %.10s... served by %s (HAProxy moved it); pin corrected",
                  b->name, id.rid, s->name);
+        publish_decision(b->name, &id, true, s->name, was >= 0 ? b->servers[was].name : "",
+                         "corrected");
     }
     req_set_var_int(r, "counted", counted);
     req_done(r);

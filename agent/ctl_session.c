@@ -97,8 +97,10 @@ int ctl_cmd_lookup(struct ctl *c, char **args, int nargs)
     struct shown o = {0};
     long long ttl_ms = 0; /* -1: no expiry; -2: gone since the read */
     int found = 0;
+    const char *found_id = NULL;
     ids_of(c, sid, &ids);
     for (size_t i = 0; i < ARRAY_SIZE(ids.v) && ids.v[i] != NULL && found == 0; i++) {
+        found_id = ids.v[i];
         char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
         snprintf(suffix, sizeof(suffix), "s:%s", ids.v[i]);
         if (ctl_key(c, key, backend, suffix) < 0) {
@@ -130,8 +132,8 @@ int ctl_cmd_lookup(struct ctl *c, char **args, int nargs)
         int rc = CTL_OK;
         json_t *j = json_object();
         json_object_set_new(j, "backend", json_string(backend));
-        json_object_set_new(j, "sid", json_string(c->key != NULL ? c->sid : sid));
-        json_object_set_new(j, "record", json_string(ids.v[0]));
+        json_object_set_new(j, "sid", json_string(c->key != NULL ? found_id : sid));
+        json_object_set_new(j, "record", json_string(found_id));
         json_object_set_new(j, "key", c->key ? json_string(c->key) : json_null());
         json_object_set_new(j, "server", o.server[0] ? json_string(o.server) : json_null());
         json_object_set_new(j, "created_ms", o.has_times ? json_integer(o.created) : json_null());
@@ -160,8 +162,8 @@ int ctl_cmd_lookup(struct ctl *c, char **args, int nargs)
     if (c->key != NULL) {
         printf("key         %s\n", c->key);
     }
-    printf("session     %s\n", c->key != NULL ? c->sid : sid);
-    printf("record      %s\n", ids.v[0]);
+    printf("session     %s\n", c->key != NULL ? found_id : sid);
+    printf("record      %s\n", found_id);
     printf("server      %s%s\n", o.server[0] ? o.server : "-",
            o.moved ? " (moved by an operator)" : "");
     printf("created     %s\n", tc);

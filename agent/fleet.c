@@ -580,8 +580,9 @@ static void on_event(const char *channel, const uint8_t *msg, size_t len, void *
     }
     STATS_INC(events_received);
     if (e.kind == EVENT_SERVER_STATE) {
-        /* react now rather than at the next poll */
+        /* react now rather than at the next poll, here and in the decisions' view */
         poll_states(f);
+        ledger_refresh(f->ledger);
     } else if (e.kind == EVENT_SESSION_MOVED && f->moved != NULL && e.backend != NULL &&
                e.sid != NULL && e.server != NULL) {
         f->moved(e.backend, e.sid, e.server, f->moved_arg);

@@ -61,7 +61,7 @@ struct lback {
 struct lbatch {
     struct lback *b; /* NULL once the ledger is gone: the reply is ignored */
     struct lbatch *next_live;
-    size_t ntouch;
+    size_t ntouch, nclose;
     /* per touch: rid; then per distinct server opened: name and count */
     size_t nsrv;
     char *strs; /* touch rids, NUL separated, then server names, NUL separated */
@@ -412,7 +412,9 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
         l->fresh = true;
         view_apply(b, store_reply_elem(r, 1), store_reply_elem(r, 2));
         STATS_ADD(conn_opened_events, (uint64_t)store_reply_int(store_reply_elem(r, 3)));
-        STATS_ADD(conn_closed_events, (uint64_t)store_reply_int(store_reply_elem(r, 4)));
+        int64_t closed = store_reply_int(store_reply_elem(r, 4));
+        STATS_ADD(conn_closed_events, (uint64_t)closed);
+        STATS_ADD(conn_close_duplicates, (uint64_t)((int64_t)x->nclose - closed));
         const struct store_reply *mv = store_reply_elem(r, 5);
         for (size_t i = 0; l->moved != NULL && i < store_reply_len(mv); i++) {
             const struct store_reply *e = store_reply_elem(mv, i);
@@ -620,6 +622,7 @@ static void send_batch(struct lback *b)
         }
     }
     x->ntouch = ntouch;
+    x->nclose = nclose;
     if (store_eval(l->store, l->script, (int)nkeys, (int)ai, l->argv, l->argvlen,
                    LEDGER_TIMEOUT_MS, batch_reply, x) != 0) {
         /* not sent: the ops stay queued for the next try, the view as it was */
@@ -693,7 +696,11 @@ static void view_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     UNUSED(loop);
     UNUSED(revents);
-    struct ledger *l = container_of(w, struct ledger, view_timer);
+    ledger_refresh(container_of(w, struct ledger, view_timer));
+}
+
+void ledger_refresh(struct ledger *l)
+{
     if (l->stopped || !store_connected(l->store)) {
         l->fresh = false;
         return;

@@ -64,6 +64,11 @@ int ledger_touch(struct ledger *l, const char *backend, const char *rid, size_t 
  * that it applies to the counts the resync resets). */
 void ledger_flush(struct ledger *l);
 
+/* Read the fleet view now (a change event said it moved), one batch per backend
+ * with nothing in flight; it is also read with every batch, and every
+ * min(haproxy.refresh, 1 s) when nothing is written. */
+void ledger_refresh(struct ledger *l);
+
 /* The fleet view of one server: live connections across every instance as of
  * the last batch, plus this agent's own opens and closes not yet acknowledged;
  * and its cluster admin state. Unknown servers read as 0 connections, READY. */

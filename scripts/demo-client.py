@@ -6,7 +6,7 @@
 1. a new client connects (no cookie): prints the server that answered and the
    Set-Cookie HAProxy added with the session id stickyd minted;
 2. it reconnects with that cookie 3 times: the same server each time;
-3. `redis-cli HGETALL sticky:{be_ws}:s:<sid>`: the pin in Redis;
+3. `redis-cli GET sticky:{be_ws}:s:<record id>`: the pin in Redis;
 4. with the client's connection and two other new clients held open,
    `stickyctl status be_ws`: the live connection counts per server;
 5. once they close, the counts again (HAProxy's close lines reach the agent).
@@ -15,6 +15,7 @@ Runs under /usr/bin/python3 (Debian's python3-websockets).
 """
 import argparse
 import asyncio
+import base64
 import http.cookies
 import json
 import subprocess
@@ -23,21 +24,29 @@ import sys
 import websockets
 
 COOKIE = "stickysid"
+FALLBACK_COOKIE = "stickysrv"  # HAProxy's own, for when the agent is down
 BACKEND = "be_ws"
 
 
-def sid_of(set_cookies):
+def cookie_of(set_cookies, name=COOKIE):
     for v in set_cookies:
         c = http.cookies.SimpleCookie()
         c.load(v)
-        if COOKIE in c:
-            return c[COOKIE].value
+        if name in c:
+            return c[name].value
     return None
 
 
-async def connect(url, sid=None):
-    """Open a WebSocket through HAProxy; returns (ws, server's hello, Set-Cookie list)."""
-    headers = {"Cookie": "%s=%s" % (COOKIE, sid)} if sid else {}
+def record_id(sid):
+    """The session's record id (agent/sid.h): "2" + b64url of the cookie's rid."""
+    raw = base64.urlsafe_b64decode(sid[1:] + "=" * (-len(sid[1:]) % 4))
+    return "2" + base64.urlsafe_b64encode(raw[1:17]).decode().rstrip("=")
+
+
+async def connect(url, jar=None):
+    """Open a WebSocket through HAProxy with the cookies in jar ({name: value}, as a
+    browser keeps them); returns (ws, server's hello, Set-Cookie list)."""
+    headers = {"Cookie": "; ".join("%s=%s" % kv for kv in jar.items())} if jar else {}
     ws = await websockets.connect(url, extra_headers=headers, open_timeout=5,
                                   close_timeout=1, ping_interval=None)
     hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
@@ -58,7 +67,9 @@ async def demo(args):
     print("--- 1. a new client connects (no cookie)")
     ws, hello, set_cookies = await connect(args.url)
     first = hello["server"]
-    sid = sid_of(set_cookies)
+    sid = cookie_of(set_cookies)
+    jar = {n: cookie_of(set_cookies, n) for n in (COOKIE, FALLBACK_COOKIE)
+           if cookie_of(set_cookies, n) is not None}
     print("connect #1 (new)       -> server %s" % first)
     for v in set_cookies:
         print("    Set-Cookie: %s" % v)
@@ -70,7 +81,7 @@ async def demo(args):
     print("\n--- 2. the same client reconnects 3 times with its cookie")
     servers = [first]
     for i in range(2, 5):
-        ws, hello, set_cookies = await connect(args.url, sid)
+        ws, hello, set_cookies = await connect(args.url, jar)
         servers.append(hello["server"])
         print("connect #%d (cookie)    -> server %s   (server saw Cookie: %s; Set-Cookie: %s)"
               % (i, hello["server"], hello.get("cookie"),
@@ -84,14 +95,15 @@ async def demo(args):
         print("RESULT: DIFFERENT servers: %s" % " ".join(servers))
 
     print("\n--- 3. the pin in Redis")
-    key = "sticky:{%s}:s:%s" % (BACKEND, sid)
+    key = "sticky:{%s}:s:%s" % (BACKEND, record_id(sid))
     redis = ["/usr/bin/redis-cli", "-p", str(args.redis_port)]
-    run("redis-cli -p %d HGETALL '%s'" % (args.redis_port, key), redis + ["HGETALL", key])
+    await asyncio.sleep(0.1)  # the agent writes the record right after its answer
+    run("redis-cli -p %d GET '%s'" % (args.redis_port, key), redis + ["GET", key])
     run("redis-cli -p %d PTTL '%s'" % (args.redis_port, key), redis + ["PTTL", key])
 
     print("\n--- 4. live connections: this client (%s) and two new clients, held open"
           % first)
-    held = [await connect(args.url, sid)]
+    held = [await connect(args.url, jar)]
     held += [await connect(args.url) for _ in range(2)]
     print("open now: " + ", ".join("%s%s" % (h[1]["server"], " (ours)" if i == 0 else " (new)")
                                    for i, h in enumerate(held)))

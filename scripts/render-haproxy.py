@@ -17,6 +17,9 @@ Command-line options override the spec file. The output is checked with
 HAProxy accepts it. Spec keys: see DEFAULTS below.
 """
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -40,6 +43,10 @@ DEFAULTS = {
     "stats_socket": "/run/haproxy/stickyd-admin.sock",
     # the affinity cookie; secure=false drops "Secure" for plain-HTTP demos
     "cookie": {"name": "stickysid", "secure": True},
+    # HAProxy's own persistence cookie, used only when the agent gives no server:
+    # each server line carries the server's tag (the one the session cookie binds),
+    # computed from the agents' session secret; null secret_file: the server names
+    "fallback_cookie": {"name": "stickysrv", "secret_file": None},
     # Socket.IO / Engine.IO variant: polling requests share the upgrade's affinity
     "socketio": False,
     # optional sample expression whose value the affinity follows instead of the
@@ -121,6 +128,11 @@ def validate(spec):
     ck = spec["cookie"]
     check(re.match(r"^[A-Za-z0-9_-]{1,64}$", ck.get("name", "")), "bad cookie.name")
     check(isinstance(ck.get("secure"), bool), "cookie.secure must be true or false")
+    fc = spec["fallback_cookie"]
+    check(re.match(r"^[A-Za-z0-9_-]{1,64}$", fc.get("name", "")) and fc["name"] != ck["name"],
+          "bad fallback_cookie.name")
+    check(fc.get("secret_file") is None or isinstance(fc["secret_file"], str),
+          "fallback_cookie.secret_file: a path or null")
     check(isinstance(spec["socketio"], bool), "socketio must be true or false")
     ak = spec["affinity_key"]
     check(ak is None or (isinstance(ak, str) and re.match(r"^[A-Za-z0-9_.,()-]+$", ak)),
@@ -143,6 +155,7 @@ def inst_sample(spec):
 def render_spoe(spec):
     inst = inst_sample(spec)
     ck = spec["cookie"]["name"]
+    fck = spec["fallback_cookie"]["name"]
     key = ""
     if spec["affinity_key"]:
         key = ("\n    # key: the affinity follows this value (a user, a room), not the cookie."
@@ -168,7 +181,7 @@ spoe-agent stickyd-agent
     # transaction (by default an error disables the SPOE for the whole transaction).
     option continue-on-error
     # Let the agent set exactly these names, even if a config does not read them.
-    register-var-names server sid set_cookie action draining reason counted
+    register-var-names server sid set_cookie action draining reason counted srvtag
 
     # 2.6: asynchronous mode lets an ACK arrive on another connection; stickyd
     # answers on the connection it was asked on. 3.1+ removed async: ignored there.
@@ -192,8 +205,9 @@ spoe-message sticky-assign
     # first. sid: the affinity cookie, if any; inst: this HAProxy; uid: the stream's
     # unique-id, also in the close log line; src: the client address; upgrade: the
     # Upgrade header ("websocket"; absent on a Socket.IO polling request): the agent
-    # then counts the tunnel open on the server it picks, in the same Redis step.
-    args backend=var(txn.stickyd_backend) sid=req.cook({ck}) inst={inst} uid=unique-id src=src upgrade=req.hdr(upgrade){key}
+    # then counts the tunnel open on the server it picks. srvck: HAProxy's own
+    # fallback cookie, so the agent can tell when it must be rewritten (srvtag).
+    args backend=var(txn.stickyd_backend) sid=req.cook({ck}) inst={inst} uid=unique-id src=src upgrade=req.hdr(upgrade) srvck=req.cook({fck}){key}
 
 spoe-message sticky-established
     # Sent on a 101 whose server is not the one the agent picked (a retry or
@@ -207,7 +221,7 @@ spoe-group sticky-assign-grp
 
 spoe-group sticky-established-grp
     messages sticky-established
-""".format(pt=spec["processing_timeout"], ck=ck, inst=inst, key=key)
+""".format(pt=spec["processing_timeout"], ck=ck, fck=fck, inst=inst, key=key)
 
 
 def render_cfg(spec):
@@ -338,6 +352,21 @@ def render_cfg(spec):
     return "\n".join(L) + "\n"
 
 
+def server_tag(secret, backend, server):
+    """A server's tag as text, as agent/sid.h defines it (`stickyd --server-cookie
+    BACKEND/SERVER` prints the same; a test checks that they agree)."""
+    mac = hmac.new(secret, b"stickyd-srv-v1\x00" + backend.encode() + b"\x00" + server.encode(),
+                   hashlib.sha256).digest()[:4]
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def read_secret(path):
+    """The session secret file, as the agent reads it (one trailing newline dropped)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data[:-1] if data.endswith(b"\n") else data
+
+
 def render_backend(add, spec, be):
     ck = spec["cookie"]
     sio = spec["socketio"]
@@ -395,9 +424,33 @@ def render_backend(add, spec, be):
     add("    # HTTP/1.1 with a Host header: many WebSocket servers refuse HTTP/1.0.")
     add("    http-check send meth GET uri %s ver HTTP/1.1 hdr Host localhost"
         % spec["health_path"])
+    add("")
+    fc = spec["fallback_cookie"]
+    secret = read_secret(fc["secret_file"]) if fc["secret_file"] else None
+    add("    # Fallback persistence, for when the agent gives no server (down, silent past")
+    add("    # the SPOE timeout, or answering none): HAProxy's own cookie names the server")
+    add("    # by the opaque tag the session cookie carries (`stickyd --server-cookie")
+    add("    # BACKEND/SERVER` prints it), so every load balancer routes a returning")
+    add("    # client, and a Socket.IO handshake's polling requests, to one server. use-server")
+    add("    # is evaluated before cookie persistence and wins over it: the cookie never")
+    add("    # overrides an answer of the agent, and HAProxy re-inserts it whenever it names")
+    add("    # another server than the one used, whoever picked that one.")
+    if secret is None:
+        add("    # (Rendered without the agents' secret: the values below are the server names;")
+        add("    # render with fallback_cookie.secret_file to hide them behind the tags.)")
+    add("    # preserve: the Set-Cookie of the rule below is left alone (insert mode would")
+    add("    # strip a response's cookie of the same name).")
+    add("    cookie %s insert indirect preserve nocache httponly%s" % (
+        fc["name"], " secure attr \"SameSite=None\"" if ck["secure"] else " attr \"SameSite=Lax\""))
+    add("    # HAProxy inserts its cookie only where it chose the server itself; where the")
+    add("    # agent chose (use-server), the agent says when the client's value is stale.")
+    add("    http-response add-header Set-Cookie \"%s=%%[var(txn.sticky.srvtag)]; %s\""
+        " if { var(txn.sticky.srvtag) -m found }" % (fc["name"], attrs))
     add("    default-server check inter %s rise 1 fall 2" % spec["check_inter"])
     for s in be["servers"]:
-        add("    server %s %s weight %d" % (s["name"], s["addr"], s.get("weight", 100)))
+        tag = server_tag(secret, be["name"], s["name"]) if secret else s["name"]
+        add("    server %s %s weight %d cookie %s" % (s["name"], s["addr"], s.get("weight", 100),
+                                                    tag))
 
 
 def parse_backend_arg(text):
@@ -454,6 +507,8 @@ def build_spec(args):
         spec["cookie"]["name"] = args.cookie_name
     if args.cookie_secure is not None:
         spec["cookie"]["secure"] = args.cookie_secure
+    if args.secret_file:
+        spec["fallback_cookie"]["secret_file"] = args.secret_file
     if args.socketio:
         spec["socketio"] = True
     for k in ("affinity_key", "processing_timeout", "check_inter", "agent_check_inter",
@@ -495,6 +550,8 @@ def main(argv=None):
     ap.add_argument("--cookie-name")
     ap.add_argument("--cookie-secure", dest="cookie_secure", action="store_true", default=None)
     ap.add_argument("--no-cookie-secure", dest="cookie_secure", action="store_false")
+    ap.add_argument("--secret-file", help="the agents' session.secret_file: the fallback "
+                    "cookie's values become the servers' tags")
     ap.add_argument("--socketio", action="store_true", help="Socket.IO polling variant")
     ap.add_argument("--affinity-key", help="sample expression the affinity follows")
     ap.add_argument("--processing-timeout")

@@ -168,6 +168,10 @@ for i in 0 1 2; do
     wait_for "ws$((i + 1))" 15 grep -q "listening on" "$TMP/ws$((i + 1)).log"
 done
 
+# A fresh HMAC secret for the session ids, readable by us only (HAProxy's fallback
+# cookie carries the servers' tags under it too, so it comes before the config).
+(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$TMP/secret.key")
+
 # ---- HAProxy, reference config -------------------------------------------------------
 SERVERS="ws1=127.0.0.1:${WS_PORTS[0]},ws2=127.0.0.1:${WS_PORTS[1]},ws3=127.0.0.1:${WS_PORTS[2]}"
 "$PY" "$ROOT/scripts/render-haproxy.py" --spec "$ROOT/haproxy-conf/demo-topology.json" \
@@ -175,14 +179,13 @@ SERVERS="ws1=127.0.0.1:${WS_PORTS[0]},ws2=127.0.0.1:${WS_PORTS[1]},ws3=127.0.0.1
     --backend "be_ws:$SERVERS" \
     --agent "127.0.0.1:$AGENT_PORT" --syslog-udp "127.0.0.1:$SYSLOG_PORT" \
     --stats-socket "$STATS_SOCK" --no-cookie-secure --instance demo-lb1 \
+    --secret-file "$TMP/secret.key" \
     --spoe-path "$TMP/haproxy-conf/stickyd.spoe" --haproxy "$HAPROXY" >/dev/null \
     || die "scripts/render-haproxy.py failed"
 start haproxy "$HAPROXY" -db -f "$TMP/haproxy-conf/haproxy.cfg"
 wait_for "HAProxy's stats socket" 10 test -S "$STATS_SOCK"
 
 # ---- stickyd ----------------------------------------------------------------------------
-# A fresh HMAC secret for the session ids, readable by us only.
-(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$TMP/secret.key")
 cat >"$TMP/stickyd.json" <<EOF
 {
   "listen": "127.0.0.1:$AGENT_PORT",

@@ -8,7 +8,8 @@
 -- ARGV[1] instance, ARGV[2] heartbeat TTL ms, ARGV[3] open-map TTL ms,
 --   ARGV[4] session TTL ms, ARGV[5] number of opens, ARGV[6] number of closes, then
 --   opens (uid, server), closes (uid), touches (server, mode) where mode is
---   'n' new, 'a' adopt (hit), 'r' adopt and refresh the TTL, 'f' force (a correction).
+--   'n' new (never overwrites), 'a' adopt (hit), 'r' adopt and refresh the TTL,
+--   'f' force (a correction).
 -- Returns {now ms, conns (flat), state (flat), opened, closed, moved} where moved
 --   lists {touch index (1-based), recorded server} of records an operator moved.
 if redis.replicate_commands then redis.replicate_commands() end
@@ -60,9 +61,11 @@ for k = 6, #KEYS do
   local srv, mode = ARGV[i], ARGV[i + 1]
   i = i + 2
   local rec = KEYS[k]
-  local v = mode ~= 'n' and redis.call('GET', rec)
+  local v = redis.call('GET', rec)
   if not v then
     redis.call('SET', rec, srv .. ' ' .. nows .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+  elseif mode == 'n' then
+    -- a new session's id is fresh: a record there was written since, keep it
   else
     local have, created, flag = string.match(v, '^(%S+) (%d+) %d+ ([-m])')
     if not have then

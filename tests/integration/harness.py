@@ -155,8 +155,27 @@ class WsResult:
     def cookie(self, name="stickysid"):
         return parse_cookie(self.set_cookies, name)
 
+    def jar(self, prev=None):
+        """The Cookie header a browser would send next: prev ("a=b; c=d") updated
+        with this response's Set-Cookies (stickysid and HAProxy's stickysrv)."""
+        return cookie_jar(prev, self.set_cookies)
+
     def __repr__(self):
         return "WsResult(server=%r, set_cookie=%r)" % (self.server, self.set_cookie)
+
+
+def cookie_jar(prev, set_cookies):
+    """A Cookie header value: prev's pairs, overwritten by set_cookies'."""
+    pairs = {}
+    for part in (prev or "").split(";"):
+        if "=" in part:
+            k, v = part.strip().split("=", 1)
+            pairs[k] = v
+    for name in ("stickysid", "stickysrv"):
+        v = parse_cookie(set_cookies, name)
+        if v is not None:
+            pairs[name] = v
+    return "; ".join("%s=%s" % kv for kv in pairs.items())
 
 
 def _ws_headers(cookie, headers):
@@ -200,6 +219,9 @@ class WsConn:
 
     def cookie(self, name="stickysid"):
         return self.result.cookie(name)
+
+    def jar(self, prev=None):
+        return self.result.jar(prev)
 
     def echo(self, text, timeout=5.0):
         """Send text and return the server's echo (proves the tunnel is alive)."""
@@ -912,6 +934,16 @@ def session_record(r, sid, backend="be_ws"):
             "inst": inst[0] if inst else ""}
 
 
+def record_is(r, sid, server, backend="be_ws", timeout=3.0):
+    """True once the session's record names server (records are written by the
+    agent's batched writer, a few ms after the answer); False if it never does."""
+    try:
+        wait_record(r, sid, backend, server=server, timeout=timeout)
+        return True
+    except TimeoutError:
+        return False
+
+
 def wait_record(r, sid, backend="be_ws", server=None, timeout=5.0):
     """The record once the agent's batched write has landed (and names server)."""
     def ready():
@@ -1016,6 +1048,8 @@ def lb_spec(name, servers, agent, syslog, backend="be_ws", **overrides):
         "agents": [agent.addr],
         "syslog": syslog,
         "cookie": {"name": "stickysid", "secure": False},
+        # HAProxy's own fallback cookie carries the servers' tags (agent down)
+        "fallback_cookie": {"name": "stickysrv", "secret_file": str(agent.secret_file)},
         # The agent answers within redis.timeout; the SPOE budget is only the
         # ceiling HAProxy waits for a dead or stuck agent.
         "processing_timeout": "500ms",

@@ -138,6 +138,9 @@ class Cluster:
     def record(self, sid):
         return session_record(self.r, sid, BE)
 
+    def record_is(self, sid, server):
+        return harness.record_is(self.r, sid, server, BE)
+
     def rkey(self, sid):
         return harness.rkey("s:" + record_id(sid), BE, PREFIX)
 
@@ -220,9 +223,12 @@ def test_new_then_hit_from_the_cookie_and_the_record(cluster):
     ttl = cluster.r.pttl(cluster.rkey(sid))
     assert 0 < ttl <= 3600 * 1000
     for _ in range(3):
-        h = assign(c, sid=sid, inst="haproxy-2")
+        h = assign(c, sid=sid, inst="haproxy-2", srvck=v["srvtag"])
         assert h == {"server": v["server"], "sid": sid, "set_cookie": 0, "action": "hit",
                      "draining": 0}
+    # HAProxy's own fallback cookie is rewritten when it does not name the server
+    assert v["srvtag"] == b64url(server_tag(cluster.secret, v["server"]))
+    assert assign(c, sid=sid, srvck="XXXXXX")["srvtag"] == v["srvtag"]
     # a young cookie's hit costs Redis no write to the record (no TTL refresh)
     time.sleep(0.1)
     assert cluster.record(sid) == rec
@@ -335,7 +341,7 @@ def test_draining_hit_before_deadline_then_repin_after(cluster):
     assert v["action"] == "repin" and v["server"] != srv and v["draining"] == 0
     assert v["set_cookie"] == 1 and record_id(v["sid"]) == record_id(sid)
     assert_cookie_for(cluster, v, v["server"])
-    assert cluster.record(sid)["server"] == v["server"]
+    assert cluster.record_is(sid, v["server"])
     again = assign(c, sid=v["sid"])
     assert (again["action"], again["server"], again["set_cookie"]) == ("hit", v["server"], 0)
     # the old cookie (another tab) is re-pinned the same way, by Redis
@@ -357,7 +363,7 @@ def test_repin_on_maint_and_removed_server(cluster):
     cluster.r.set(cluster.rkey(sid), "ws-gone 1 1 - x")
     v3 = assign(c, sid=gone)
     assert v3["action"] == "repin" and v3["server"] in cluster.servers
-    assert cluster.record(sid)["server"] == v3["server"]
+    assert cluster.record_is(sid, v3["server"])
 
 
 def test_repin_goes_to_least_loaded(cluster):
@@ -402,7 +408,7 @@ def test_expired_record_of_a_legacy_cookie_keeps_its_id(cluster):
     v = assign(c, sid=sid)
     assert v["action"] == "new" and record_id(v["sid"]) == record_id(sid)
     assert v["set_cookie"] == 1 and len(v["sid"]) == 56  # reissued in the new format
-    assert cluster.record(sid)["server"] == v["server"]
+    assert cluster.record_is(sid, v["server"])
 
 
 def test_legacy_records_are_carried_over(cluster):
@@ -492,7 +498,7 @@ def test_key_affinity_follows_key_not_cookie(cluster2):
     kind, rid, _, _ = cookie_parts(v1["sid"])
     assert kind == 2  # the key's cookie: its rid is the key's MAC
     assert rid == hmac.new(cluster2.secret, b"key\x00user-42", hashlib.sha256).digest()[:16]
-    assert cluster2.record(kid)["server"] == v1["server"]
+    assert cluster2.record_is(kid, v1["server"])
     v2 = assign(b, sid=mint_v2(cluster2.secret, "ws1"), key="user-42")
     assert (v2["action"], v2["server"]) == ("hit", v1["server"])
     # other key types are hashed as their text
@@ -585,7 +591,7 @@ def test_two_agents_race_one_pin(cluster2):
             rid = record_id(cookie)
         assert sorted([va["action"], vb["action"]]) == ["hit", "new"], (va, vb)
         assert va["server"] == vb["server"]
-        assert cluster2.record(rid)["server"] == va["server"]
+        assert cluster2.record_is(rid, va["server"])
     assert len(cluster2.r.keys("*:s:*")) == 60
 
 

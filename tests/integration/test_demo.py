@@ -65,13 +65,14 @@ def test_demo_oneshot_same_server_and_clean_exit():
     # The first connect got a cookie; the three reconnects with it hit the same server.
     first = re.search(r"^connect #1 \(new\) +-> server (\S+)$", out, re.M)
     assert first, out
-    assert re.search(r"^    Set-Cookie: stickysid=1[A-Za-z0-9_-]{43};", out, re.M), out
+    assert re.search(r"^    Set-Cookie: stickysid=2[A-Za-z0-9_-]{55};", out, re.M), out
+    assert re.search(r"^    Set-Cookie: stickysrv=[A-Za-z0-9_-]{6};", out, re.M), out
     again = re.findall(r"^connect #[234] \(cookie\) +-> server (\S+) ", out, re.M)
     assert again == [first.group(1)] * 3, out
     assert "RESULT: same server every time: %s (4 of 4 connections)" % first.group(1) in out
 
     # The pin in Redis names that server; stickyctl printed the live counts.
-    pin = re.search(r"HGETALL 'sticky:\{be_ws\}:s:[^']+'\n    server\n    (\S+)\n", out)
+    pin = re.search(r"GET 'sticky:\{be_ws\}:s:[^']+'\n    (\S+) \d+ \d+ - demo-lb1\n", out)
     assert pin and pin.group(1) == first.group(1), out
     assert re.search(r"backend be_ws: 3 servers, 3 live connections", out), out
     # ... and, once they closed, none (HAProxy's close lines reached the agent).

@@ -22,7 +22,14 @@ import pytest
 import harness
 from harness import (agent_stats, hash_ints, lb_spec, rkey, session_record, wait_until,
                      write_secret, ws_open)
-from test_assign import hrw_weighted, mint_sid
+from test_assign import mint_sid, mint_v2, server_tag
+
+
+def server_cookie(c, server, backend="be_ws"):
+    """HAProxy's fallback cookie value for server: its tag as text (agent/sid.h)."""
+    import base64
+    secret = c.secret_file.read_bytes().rstrip(b"\n")
+    return base64.urlsafe_b64encode(server_tag(secret, server, backend)).decode().rstrip("=")
 
 BE = "be_ws"
 KP = rkey("", BE)
@@ -95,6 +102,9 @@ class Cluster:
     def record(self, sid):
         return session_record(self.r, sid, BE)
 
+    def record_is(self, sid, server):
+        return harness.record_is(self.r, sid, server, BE)
+
 
 def action(res):
     return res.headers.get("X-Sticky-Action")
@@ -136,17 +146,20 @@ def test_reconnects_keep_their_server_and_the_cookie_is_set_once(procs):
     first = ws_open(lb.ws_url)
     assert action(first) == "new", first.headers
     sid = first.cookie()
-    assert sid and len(first.set_cookies) == 1, first.set_cookies
-    assert c.record(sid)["server"] == first.server
+    # the session cookie, and HAProxy's own fallback cookie naming the server's tag
+    assert sid and len(first.set_cookies) == 2, first.set_cookies
+    assert first.cookie("stickysrv") == server_cookie(c, first.server)
+    assert c.record_is(sid, first.server)
+    jar = first.jar()
     for i in range(20):
-        again = ws_open(lb.ws_url, cookie=sid)
+        again = ws_open(lb.ws_url, cookie=jar)
         assert again.server == first.server, (i, again)
         assert again.set_cookies == [], (i, again.set_cookies)   # issued once
         assert action(again) == "hit", (i, again.headers)
+        # HAProxy's cookie is its own business ("indirect"): the server never sees it
         assert again.hello["cookie"] == "stickysid=" + sid
     rec = c.record(sid)
-    assert rec["server"] == first.server and rec["reconnects"] == "20", rec
-    assert rec["inst"] == lb.name
+    assert rec["server"] == first.server and rec["inst"] == lb.name, rec
 
 
 # ---- 2. spread by live connections; a new server catches up ------------------
@@ -247,62 +260,48 @@ def test_a_server_added_by_reload_catches_up(procs, ws_pool):
 
 # ---- 5. Redis killed, then restarted ------------------------------------------
 
-def test_redis_outage_falls_back_alike_on_every_agent_and_recovers(procs, ws_pool):
+def test_redis_outage_keeps_every_pin_on_every_agent_and_recovers(procs, ws_pool):
     c = Cluster(procs, instances=2)
     lb1, lb2 = c.lbs
-    weights = {w.name: 100 for w in c.ws}
     pinned = ws_open(lb1.ws_url)
     sid = pinned.cookie()
     assert action(pinned) == "new" and sid
     live = open_batches(ws_pool, lb1.ws_url, 3) + open_batches(ws_pool, lb2.ws_url, 3)
 
     c.redis.kill()
-    # The pinned client: both agents answer fallback with the same server, the
-    # weighted HRW hash of its id over the servers (agent/affinity.h).
-    want = hrw_weighted(sid, weights)
+    # The pinned client keeps its server on both agents, at once: the cookie's tag
+    # names it, and Redis is not asked.
     took = []
     for lb in (lb1, lb2, lb1, lb2):
         t0 = time.monotonic()
         r = ws_open(lb.ws_url, cookie=sid)
         took.append(1000 * (time.monotonic() - t0))
-        assert action(r) == "fallback", r.headers
-        assert r.server == want and r.set_cookies == [], r
+        assert action(r) == "hit", r.headers
+        assert r.server == pinned.server and r.cookie() is None, r
     print("\nupgrades with Redis down (ms): %s" % " ".join("%.0f" % t for t in took))
-    # New clients during the outage get a signed id (cookie set) and the hash's
-    # server; the other load balancer agrees when they reconnect there.
+    # New clients during the outage get a signed cookie and a server; the other
+    # load balancer sends them to the same one when they reconnect there.
     outage = []
     for i in range(4):
         lb, other = (lb1, lb2) if i % 2 == 0 else (lb2, lb1)
         first = ws_open(lb.ws_url)
         new_sid = first.cookie()
-        assert action(first) == "fallback" and new_sid, first.headers
-        assert first.server == hrw_weighted(new_sid, weights), first
+        assert action(first) == "new" and new_sid, first.headers
         again = ws_open(other.ws_url, cookie=new_sid)
-        assert action(again) == "fallback" and again.server == first.server, again
-        assert again.set_cookies == []
+        assert action(again) == "hit" and again.server == first.server, again
+        assert again.cookie() is None
         outage.append((new_sid, first.server))
     # Sockets opened during the outage are live too (counted after the restart).
     live += open_batches(ws_pool, lb2.ws_url, 2)
-    assert all(action(x.result) == "fallback" for x in live[-2:])
-    fb = usr1_counters(lb1.stickyd, ["decision_fallback"])
-    assert fb["decision_fallback"] >= 4, fb
+    assert all(action(x.result) == "new" for x in live[-2:])
 
     c.redis.start()                       # same port, empty (no persistence)
-    # Pins are written again: a new client's session appears in Redis...
-    def new_pin():
-        r = ws_open(lb1.ws_url)
-        return r if action(r) == "new" else None
-    fresh = wait_until(new_pin, 10, interval=0.2, what="lb1 to decide through Redis again")
-    assert c.record(fresh.cookie())["server"] == fresh.server
-    r = wait_until(lambda: (lambda x: x if action(x) == "new" else None)(ws_open(lb2.ws_url)),
-                   10, interval=0.2, what="lb2 to decide through Redis again")
-    assert c.record(r.cookie())["server"] == r.server
-    # ...and an id minted during the outage keeps its id and is pinned where it is.
-    sid_o, srv_o = outage[0]
-    back = ws_open(lb2.ws_url, cookie=sid_o)
-    assert action(back) == "new" and back.set_cookies == [], back.headers
-    assert c.record(sid_o)["server"] == back.server
-    assert ws_open(lb1.ws_url, cookie=sid_o).server == back.server
+    # Every session kept its server, and its record comes back from its cookie.
+    for s, srv in [(sid, pinned.server)] + outage:
+        for lb in (lb2, lb1):
+            r = ws_open(lb.ws_url, cookie=s)
+            assert (action(r), r.server) == ("hit", srv), r.headers
+        assert c.record_is(s, srv)
 
     # Counts recover: conns equals the sockets really open, per server, after a
     # resync (the opens during the outage were never counted, Redis lost the rest).
@@ -317,15 +316,15 @@ def test_redis_outage_falls_back_alike_on_every_agent_and_recovers(procs, ws_poo
 
 # ---- 6. the agent killed, then restarted ---------------------------------------
 
-def test_agent_crash_leaves_haproxy_balancing_and_affinity_resumes(procs, ws_pool):
+def test_agent_crash_keeps_affinity_in_haproxy_and_affinity_resumes(procs, ws_pool):
     c = Cluster(procs)
     lb = c.lbs[0]
     h = lb.haproxy
     # Six sessions on all three servers (held open one after the other, so
-    # least-loaded spreads them), then closed: their pins stay in Redis.
+    # least-loaded spreads them), then closed: their clients keep their cookies.
     first = open_batches(ws_pool, lb.ws_url, 6, batch=1)
     assert all(action(x.result) == "new" for x in first)
-    pins = [(x.cookie(), x.server) for x in first]
+    pins = [(x.jar(), x.server) for x in first]
     assert len({s for _, s in pins}) == 3, pins
     for x in first:
         x.close()
@@ -342,18 +341,24 @@ def test_agent_crash_leaves_haproxy_balancing_and_affinity_resumes(procs, ws_poo
         assert r.cookie() is None and action(r) is None, r.headers
         assert r.headers.get("X-Sticky-Error") is not None, r.headers
         return r
-    # At once (HAProxy has not noticed yet) and once the check marks it DOWN.
-    for sid, _srv in pins[:3]:
-        upgrade(sid)
+    # At once (HAProxy has not noticed yet) and once the check marks it DOWN,
+    # every returning client lands on its server: HAProxy's own cookie says which.
+    for jar, srv in pins[:3]:
+        assert upgrade(jar).server == srv
     upgrade()
     h.wait_server_status("stickyd_agents", "agent1", "DOWN")
-    for sid, _srv in pins:
-        upgrade(sid)
-    # HAProxy balances by itself (leastconn): sockets held open one after the
-    # other end up on more than one server.
+    for jar, srv in pins:
+        assert upgrade(jar).server == srv
+    # New clients: HAProxy balances by itself (leastconn): sockets held open one
+    # after the other end up on more than one server, each with its cookie.
     balanced = open_batches(ws_pool, lb.ws_url, 6, batch=1)
     assert all(x.cookie() is None and action(x.result) is None for x in balanced)
     assert len(by_server(balanced)) > 1, by_server(held + balanced)
+    for x in balanced:
+        assert x.cookie("stickysrv") == server_cookie(c, x.server)
+    # and they come back to where HAProxy put them
+    for x in balanced[:3]:
+        assert upgrade(x.jar()).server == x.server
     assert all(x.echo("alive") == "alive" for x in held)
     print("\n" + " ".join("%.0f" % (1000 * t) for t in took))
     print("upgrades without the agent: %d, max %.0f ms, mean %.0f ms (SPOE timeout 500 ms)"
@@ -361,9 +366,9 @@ def test_agent_crash_leaves_haproxy_balancing_and_affinity_resumes(procs, ws_poo
 
     lb.stickyd.start()
     h.wait_server_status("stickyd_agents", "agent1", "UP")
-    for sid, srv in pins:
-        r = wait_until(lambda sid=sid: (lambda x: x if action(x) else None)(
-            ws_open(lb.ws_url, cookie=sid)), 10, interval=0.1, what="the agent to answer")
+    for jar, srv in pins:
+        r = wait_until(lambda jar=jar: (lambda x: x if action(x) else None)(
+            ws_open(lb.ws_url, cookie=jar)), 10, interval=0.1, what="the agent to answer")
         assert action(r) == "hit" and r.server == srv and r.set_cookies == [], (srv, r.headers)
 
 
@@ -386,18 +391,19 @@ def test_forged_cookies_get_a_fresh_session_never_the_forged_server(procs):
     c.r.hset(KP + "state", target, "drain:0")
     forged = {
         "tampered": flip_one_char(sid),
-        "made-up": "1" + secrets.token_urlsafe(32)[:43],
-        "other-secret": mint_sid(secrets.token_bytes(32)),
+        "made-up": "2" + secrets.token_urlsafe(48)[:55],
+        "other-secret": mint_v2(secrets.token_bytes(32), target),
+        "legacy-other-secret": mint_sid(secrets.token_bytes(32)),
     }
     for name, fid in forged.items():
-        assert fid != sid and len(fid) == len(sid), name
-        c.r.hset(KP + "s:" + fid, mapping={"server": target, "created": 1, "seen": 1,
-                                           "reconnects": 0, "inst": "forger"})
-        c.r.pexpire(KP + "s:" + fid, 3600000)
-    # Control: a genuine id whose record names the target does land there.
-    c.r.hset(KP + "s:" + sid, "server", target)
-    ctl = ws_open(lb.ws_url, cookie=sid)
-    assert ctl.server == target and action(ctl) == "hit", ctl.headers
+        assert fid != sid, name
+        c.r.set(KP + "s:" + harness.record_id(fid), "%s 1 1 - forger" % target, px=3600000)
+    # Control: a genuine session an operator moved to the target does land there
+    # (its first connection learns the move, the next one follows it).
+    c.r.set(KP + "s:" + harness.record_id(sid), "%s 1 1 m x" % target, px=3600000)
+    ctl = wait_until(lambda: (lambda r: r if r.server == target else None)(
+        ws_open(lb.ws_url, cookie=sid)), 5, what="the operator's move followed")
+    assert action(ctl) == "hit", ctl.headers
     before = usr1_counters(lb.stickyd, ["sid_invalid"])["sid_invalid"]
 
     fresh_ids = set()
@@ -408,13 +414,13 @@ def test_forged_cookies_get_a_fresh_session_never_the_forged_server(procs):
             assert action(r) == "new", (name, r.headers)
             assert new_sid and new_sid != fid and new_sid not in fresh_ids, (name, r.set_cookies)
             assert r.server != target, (name, i, r)
-            assert c.record(new_sid)["server"] == r.server
+            assert c.record_is(new_sid, r.server)
             fresh_ids.add(new_sid)
         # The forged record was never used or touched.
         rec = c.record(fid)
-        assert rec["server"] == target and rec["reconnects"] == "0", (name, rec)
+        assert rec["server"] == target and rec["inst"] == "forger", (name, rec)
     after = usr1_counters(lb.stickyd, ["sid_invalid"])["sid_invalid"]
-    assert after - before == 9, (before, after)
+    assert after - before == 3 * len(forged), (before, after)
     # And the fresh ids work as real ones.
     for fid in list(fresh_ids)[:2]:
         r = ws_open(lb.ws_url, cookie=fid)

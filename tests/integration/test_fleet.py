@@ -147,7 +147,9 @@ class Fleet:
                               syslog_udp=True, syslog_tcp=(syslog == "tcp"),
                               log_level=log_level,
                               extra={"haproxy": {"refresh": refresh, "resync": resync,
-                                                 "heartbeat_ttl": heartbeat}})
+                                                 "heartbeat_ttl": heartbeat},
+                                     # these tests watch session events: ask for them
+                                     "events": {"sessions": True}})
             relay = procs.add(UdpRelay("relay-" + name, (LOOPBACK, s.syslog_udp_port)))
             # tcp: HAProxy's ring, octet-counted, straight to the agent
             h.render(harness.lb_spec(
@@ -176,6 +178,9 @@ class Fleet:
 
     def record(self, sid):
         return harness.session_record(self.r, sid, BE)
+
+    def record_is(self, sid, server):
+        return harness.record_is(self.r, sid, server, BE)
 
     def set_state(self, server, value):
         harness.set_server_state(self.r, server, value, BE)
@@ -245,6 +250,9 @@ class Watch:
                 pass
 
     def find(self, **want):
+        # events name sessions by record id; a test may give the cookie
+        if "sid" in want:
+            want = dict(want, sid=harness.record_id(want["sid"]))
         return [e for e in list(self.events) if all(e.get(k) == v for k, v in want.items())]
 
     def wait(self, timeout=5.0, **want):
@@ -450,7 +458,7 @@ def test_drain_without_deadline(procs, ws_pool):
     lb = fleet.lb
     (c2,), _ = open_on(ws_pool, lb, "ws2")
     sid2 = c2.cookie()
-    assert sid2 and fleet.record(sid2)["server"] == "ws2"
+    assert sid2 and fleet.record_is(sid2, "ws2")
 
     subprocess.run(["redis-cli", "-p", str(fleet.redis.port), "HSET", KP + "state", "ws2",
                     "drain:0"], check=True, capture_output=True, timeout=10)
@@ -463,7 +471,7 @@ def test_drain_without_deadline(procs, ws_pool):
     again = ws_pool.open(lb.ws_url, cookie=sid2)          # a reconnect of the pinned session
     assert (again.server, action(again), draining(again)) == ("ws2", "hit", "1")
     assert c2.echo("still here") == "still here"          # drained, not cut
-    assert fleet.record(sid2)["server"] == "ws2"
+    assert fleet.record_is(sid2, "ws2")
 
     fleet.set_state("ws2", None)
     for each in fleet.lbs:
@@ -492,12 +500,12 @@ def test_drain_with_deadline_repins_after_it(procs, ws_pool, watch_factory):
     # session's event has arrived, an event of the hit would have arrived too.
     marker = ws_pool.open(lb.ws_url)
     watch.wait(kind="session-assigned", sid=marker.cookie())
-    assert [e["kind"] for e in watch.events if e.get("sid") == sid2] == ["session-assigned"]
+    assert [e["kind"] for e in watch.find(sid=sid2)] == ["session-assigned"]
 
     time.sleep(max(0.0, deadline / 1000.0 - time.time()) + 0.05)   # the deadline itself
     after = ws_pool.open(lb.ws_url, cookie=sid2)
     assert after.server != "ws2" and action(after) == "repin", after
-    assert fleet.record(sid2)["server"] == after.server
+    assert fleet.record_is(sid2, after.server)
     ev = watch.wait(kind="session-repinned", sid=sid2)[0]
     assert (ev["from_server"], ev["server"], ev["reason"]) == ("ws2", after.server,
                                                                "drain-deadline")
@@ -558,7 +566,7 @@ def test_killed_server_sessions_repin_to_healthy_servers(procs, ws_pool, watch_f
     for sid in sids:
         c = ws_pool.open(lb.ws_url, cookie=sid)
         assert c.server in ("ws1", "ws3") and action(c) == "repin", c
-        assert fleet.record(sid)["server"] == c.server
+        assert fleet.record_is(sid, c.server)
         ev = watch.wait(kind="session-repinned", sid=sid)[0]
         assert (ev["from_server"], ev["reason"]) == ("ws2", "down")
     news = [ws_pool.open(lb.ws_url) for _ in range(4)]
@@ -589,14 +597,17 @@ def test_established_corrects_a_pin_haproxy_did_not_follow(procs, ws_pool, watch
     c = ws_pool.open(lb.ws_url, cookie=sid, timeout=15)
     assert c.server in ("ws2", "ws3"), c
     assert action(c) == "hit"                     # the agent's answer was ws1 ...
-    assert fleet.record(sid)["server"] == c.server  # ... and the pin follows reality
+    assert fleet.record_is(sid, c.server)  # ... and the pin follows reality
     ev = watch.wait(kind="session-repinned", sid=sid)[0]
     assert (ev["from_server"], ev["server"], ev["reason"]) == ("ws1", c.server, "corrected")
     assert "pin corrected" in lb.stickyd.log_text()
     # the count went to the server that took it
     wait_until(lambda: counts_match(fleet, total=1) == {c.server: 1}, 5,
                what="counted on the real server")
-    nxt = ws_pool.open(lb.ws_url, cookie=sid)
+    # the 101 carried a cookie that names the real server: the client goes there
+    fixed = c.cookie()
+    assert fixed is not None and harness.record_id(fixed) == harness.record_id(sid)
+    nxt = ws_pool.open(lb.ws_url, cookie=fixed)
     assert (nxt.server, action(nxt)) == (c.server, "hit")
 
 

@@ -93,10 +93,9 @@ def seed(r, prefix=PREFIX):
 
 
 def seed_session(r, sid="1sessionAAA", server="ws1", ttl_ms=3600000):
+    """A session record as the agents write it (agent/model.h)."""
     created = now_ms() - 120000
-    r.hset(k("s:" + sid), mapping={"server": server, "created": created, "seen": created + 60000,
-                                   "reconnects": 4, "inst": "web2"})
-    r.pexpire(k("s:" + sid), ttl_ms)
+    r.set(k("s:" + sid), "%s %d %d - web2" % (server, created, created + 60000), px=ttl_ms)
     return created
 
 
@@ -273,18 +272,18 @@ def test_lookup(redis_server):
     iso = lambda ms: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + \
         ".%03dZ" % (ms % 1000)
     assert fields["backend"] == BE and fields["session"] == "1sessionAAA"
-    assert fields["server"] == "ws1" and fields["reconnects"] == "4"
+    assert fields["server"] == "ws1" and fields["record"] == "1sessionAAA"
     assert fields["instance"] == "web2"
     assert fields["created"] == iso(created) and fields["seen"] == iso(created + 60000)
     assert re.fullmatch(r"(59m\d*s?|1h)", fields["ttl"]), fields["ttl"]
 
     doc = json.loads(ctl(redis_server, "lookup", BE, "1sessionAAA", "--json").stdout)
-    assert set(doc) == {"backend", "sid", "key", "server", "created_ms", "created", "seen_ms",
-                        "seen", "reconnects", "inst", "ttl_ms"}
+    assert set(doc) == {"backend", "sid", "record", "key", "server", "created_ms", "created",
+                        "seen_ms", "seen", "reconnects", "moved", "inst", "ttl_ms"}
     assert doc["sid"] == "1sessionAAA" and doc["key"] is None
     assert doc["server"] == "ws1" and doc["created_ms"] == created
     assert doc["seen_ms"] == created + 60000 and doc["seen"] == iso(created + 60000)
-    assert doc["reconnects"] == 4 and doc["inst"] == "web2"
+    assert doc["reconnects"] is None and doc["inst"] == "web2" and doc["moved"] is False
     assert 3500000 < doc["ttl_ms"] <= 3600000
 
     r.persist(k("s:1sessionAAA"))
@@ -322,11 +321,12 @@ def test_lookup_and_move_by_key(redis_server, tmp_path):
     seed_session(r, kid, "ws2")
     p = ctl(None, "-c", cfg, "lookup", BE, "--key", "user-42")
     assert p.returncode == 0, p.stderr
-    assert "key         user-42\nsession     %s\nserver      ws2\n" % kid in p.stdout
+    assert "key         user-42\nsession     %s\nrecord      %s\nserver      ws2\n" % (kid, kid) \
+        in p.stdout
     doc = json.loads(ctl(None, "-c", cfg, "lookup", BE, "--key", "user-42", "--json").stdout)
     assert (doc["sid"], doc["key"], doc["server"]) == (kid, "user-42", "ws2")
     assert ctl(None, "-c", cfg, "move", BE, "--key", "user-42", "ws1").returncode == 0
-    assert r.hget(k("s:" + kid), "server") == "ws1"
+    assert harness.session_record(r, kid, BE)["server"] == "ws1"
     # a record from before the rotation is still found under the previous id
     old = key_id(prev, "user-7")
     seed_session(r, old, "ws10")
@@ -428,8 +428,8 @@ def test_move_rewrites_pin_and_publishes(redis_server, watchers):
     p = ctl(redis_server, "move", BE, "1movable", "ws2")
     assert p.returncode == 0, p.stderr
     assert "session 1movable moved ws1 -> ws2" in p.stdout
-    rec = r.hgetall(k("s:1movable"))
-    assert rec["server"] == "ws2" and rec["reconnects"] == "4" and rec["inst"] == "web2"
+    rec = harness.session_record(r, "1movable", BE)
+    assert rec["server"] == "ws2" and rec["moved"] and rec["inst"] == "web2"
     assert 0 < r.pttl(k("s:1movable")) <= 500000  # the TTL is left alone
     line = w.next_line()
     assert re.search(r" stickyctl@\S+ session-moved be_ws sid=1movable ws1 -> ws2$", line), line
@@ -444,7 +444,7 @@ def test_move_rewrites_pin_and_publishes(redis_server, watchers):
     assert p.returncode == 0 and "note: ws3 is in maint: the agents will re-pin" in p.stdout
     p = ctl(redis_server, "move", BE, "1movable", "ws10")
     assert p.returncode == 0 and "note: ws10 is down in HAProxy" in p.stdout
-    assert r.hget(k("s:1movable"), "server") == "ws10"
+    assert harness.session_record(r, "1movable", BE)["server"] == "ws10"
 
 
 def test_move_errors(redis_server):
@@ -452,7 +452,7 @@ def test_move_errors(redis_server):
     seed(r)
     seed_session(r, "1movable", "ws1")
     assert_error(ctl(redis_server, "move", BE, "1movable", "ws9"), 3, "unknown server 'ws9'")
-    assert r.hget(k("s:1movable"), "server") == "ws1"
+    assert harness.session_record(r, "1movable", BE)["server"] == "ws1"
     assert_error(ctl(redis_server, "move", BE, "1gone", "ws2"), 1, "no such session '1gone'")
     assert not r.exists(k("s:1gone"))  # no bare pin created
     assert_error(ctl(redis_server, "move", "be_x", "1movable", "ws2"), 3, "unknown backend")
@@ -610,12 +610,17 @@ def test_agent_obeys_move_and_maint(procs, tmp_path):
         p = ctl(red, "lookup", BE, sid, "--json")
         assert p.returncode == 0, p.stderr
         doc = json.loads(p.stdout)
-        assert doc["server"] == first and doc["inst"] == "haproxy-1" and doc["reconnects"] == 0
+        assert doc["server"] == first and doc["inst"] == "agent1" and not doc["moved"]
 
         target = sorted(s for s in servers if s != first)[0]
+        received = agent_counter(agent, "events_received")
         assert ctl(red, "move", BE, sid, target).returncode == 0
+        wait_until(lambda: agent_counter(agent, "events_received") > received, timeout=10,
+                   what="the agent got the session-moved event")
         h = assign(sid)
-        assert (h["action"], h["server"]) == ("hit", target)
+        assert (h["action"], h["server"], h["set_cookie"]) == ("hit", target, 1)
+        sid = h["sid"]  # the client keeps the cookie that names its new server
+        assert assign(sid)["server"] == target
 
         received = agent_counter(agent, "events_received")
         p = ctl(red, "maint", BE, target)
@@ -633,7 +638,7 @@ def test_agent_obeys_move_and_maint(procs, tmp_path):
         p = ctl(None, "-c", agent.config_path, "lookup", BE, "--key", "tenant-9", "--json")
         assert p.returncode == 0, p.stderr
         doc = json.loads(p.stdout)
-        assert doc["server"] == kv["server"] and doc["sid"] == kv["sid"]
+        assert doc["server"] == kv["server"]
         assert doc["sid"] == key_id(agent.secret_file.read_bytes().rstrip(b"\n"), "tenant-9")
     finally:
         c.close()
