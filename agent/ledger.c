@@ -23,7 +23,7 @@
 #include "util.h"
 
 #define LEDGER_TIMEOUT_MS 1000   /* a batch is not on the decision path */
-#define LEDGER_ARENA_MAX (8u << 20) /* bytes of queued names per backend */
+#define LEDGER_ARENA_MAX (4u << 20) /* bytes of queued names per backend */
 #define LEDGER_ID_MAX 255u
 #define CLOCK_SAMPLES 8
 

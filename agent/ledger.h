@@ -29,7 +29,7 @@ struct cfg;
 struct store;
 struct ledger;
 
-#define LEDGER_MAX_OPS 65536u  /* queued per backend */
+#define LEDGER_MAX_OPS 32768u  /* queued per backend */
 #define LEDGER_BATCH_OPS 1024u /* written per script run */
 
 /* Record touch modes (ledger.lua). */

@@ -623,7 +623,9 @@ class Redis(Proc):
         self.data_dir.mkdir(exist_ok=True)
         self.argv = [REDIS_SERVER, "--port", self.port, "--bind", LOOPBACK,
                      "--save", "", "--appendonly", "no", "--dir", self.data_dir,
-                     "--logfile", "", "--daemonize", "no", "--protected-mode", "yes"]
+                     "--logfile", "", "--daemonize", "no", "--protected-mode", "yes",
+                     # DEBUG SLEEP stalls it for real in the overload tests (loopback only)
+                     "--enable-debug-command", "local"]
 
     def ready(self):
         return self.client().ping()
