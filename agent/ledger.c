@@ -26,6 +26,7 @@
 #define LEDGER_ARENA_MAX (4u << 20) /* bytes of queued names per backend */
 #define LEDGER_ID_MAX 255u
 #define CLOCK_SAMPLES 8
+#define LEDGER_PIPELINE 4 /* full batches in flight at once per backend, in a storm */
 
 /* One queued operation; its strings live in the backend's arena. */
 struct lop {
@@ -442,6 +443,15 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
         }
     }
     batch_free(x);
+    while (b->nops >= LEDGER_BATCH_OPS && b->inflight < LEDGER_PIPELINE && !l->stopped &&
+           store_connected(l->store)) {
+        /* full batches waiting (a storm): write them now, pipelined, not a period later */
+        size_t before = b->nops;
+        send_batch(b);
+        if (b->nops == before) {
+            break; /* not sent (the store refused): the timer retries */
+        }
+    }
     if (b->nops > 0 && !l->stopped) {
         flush_soon(l);
     }
@@ -661,8 +671,14 @@ static void flush(struct ledger *l, bool force)
         return;
     }
     for (struct lback *b = l->backends; b != NULL; b = b->next) {
-        if (b->nops > 0 && (b->inflight == 0 || (force && b->inflight < 2))) {
+        while (b->nops > 0 &&
+               (b->inflight == 0 || (force && b->inflight < 2) ||
+                (b->nops >= LEDGER_BATCH_OPS && b->inflight < LEDGER_PIPELINE))) {
+            size_t before = b->nops;
             send_batch(b);
+            if (b->nops == before) {
+                break; /* not sent: the next period retries */
+            }
         }
     }
 }
