@@ -107,6 +107,7 @@ async def demo(args):
     held += [await connect(args.url) for _ in range(2)]
     print("open now: " + ", ".join("%s%s" % (h[1]["server"], " (ours)" if i == 0 else " (new)")
                                    for i, h in enumerate(held)))
+    await asyncio.sleep(0.3)  # the agent counts them in its next batched write (10 ms)
     rc = run("agent/stickyctl --redis 127.0.0.1:%d status %s" % (args.redis_port, BACKEND),
              [args.stickyctl, "--redis", "127.0.0.1:%d" % args.redis_port, "status", BACKEND])
     if rc != 0:
