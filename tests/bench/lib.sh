@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# lib.sh - shell helpers shared by run.sh, ws_bench.sh and redis_bench.sh (sourced, never
+# lib.sh - shell helpers shared by run.sh, ws_bench.sh and upgrade_bench.sh (sourced, never
 # run). It owns the temp dir, the list of started processes and the trap that stops them
 # even on failure; it starts nothing by itself and talks to 127.0.0.1 only.
 # Kept in one place so the three scripts stop processes, find ports and print host load

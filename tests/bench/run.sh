@@ -117,6 +117,5 @@ for s in $SECTIONS; do
     "section_$s" || status=1
 done
 [ "${BENCH_WS:-1}" = 0 ] || "$ROOT/tests/bench/ws_bench.sh" || status=1  # BENCH_WS=0 skips
-[ "${BENCH_REDIS:-1}" = 0 ] || "$ROOT/tests/bench/redis_bench.sh" || status=1  # BENCH_REDIS=0 skips
 [ "${BENCH_UPGRADE:-1}" = 0 ] || "$ROOT/tests/bench/upgrade_bench.sh" || status=1  # BENCH_UPGRADE=0 skips
 exit $status
