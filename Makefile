@@ -132,11 +132,22 @@ unit: $(UNIT_BIN)
 fuzz: $(FUZZ_BIN)
 	@tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS)
 
-integration: all $(ITEST_BIN)
+# Real Socket.IO servers and clients for the end-to-end tests, from the npm registry,
+# pinned by tests/integration/sio/package-lock.json (outside the tree's sources).
+SIO_DIR := build/sio
+$(SIO_DIR)/node_modules/.installed: tests/integration/sio/package.json \
+		tests/integration/sio/package-lock.json
+	@mkdir -p $(SIO_DIR)
+	cp tests/integration/sio/package.json tests/integration/sio/package-lock.json $(SIO_DIR)/
+	cd $(SIO_DIR) && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+integration: all $(ITEST_BIN) $(SIO_DIR)/node_modules/.installed
 	@tests/run-integration.sh $(ITEST_BIN)
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(ITEST_BIN) $(FUZZ_BIN) $(BENCH_BIN)
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(ITEST_BIN) $(FUZZ_BIN) $(BENCH_BIN) \
+		$(SIO_DIR)/node_modules/.installed
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory integration

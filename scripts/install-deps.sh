@@ -11,6 +11,12 @@ PKGS=(
   python3 python3-pytest python3-websockets python3-redis
   procps iproute2 socat
 )
+# Node.js runs the real Socket.IO servers and clients of the end-to-end tests (their
+# npm packages come from the registry, pinned by tests/integration/sio/package-lock.json).
+# A machine that already has node and npm (another packaging of them) keeps its own.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
