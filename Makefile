@@ -119,18 +119,26 @@ build/bench/%: build/obj/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-# libFuzzer needs clang; the fuzz target links the codec alone.
-FUZZ_BIN := build/fuzz/fuzz_spop
-$(FUZZ_BIN): tests/fuzz/fuzz_spop.c agent/spop.c agent/spop.h
+# libFuzzer needs clang; each fuzz target links only the parsers it drives.
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iagent -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined
+FUZZ_BIN := build/fuzz/fuzz_spop build/fuzz/fuzz_cookie
+build/fuzz/fuzz_spop: tests/fuzz/fuzz_spop.c agent/spop.c agent/spop.h
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iagent -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_spop.c agent/spop.c
+	clang $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_spop.c agent/spop.c
+build/fuzz/fuzz_cookie: tests/fuzz/fuzz_cookie.c agent/sid.c agent/sid.h agent/model.c \
+		agent/model.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) $(shell pkg-config --cflags libcrypto jansson 2>/dev/null) -o $@ \
+		tests/fuzz/fuzz_cookie.c agent/sid.c agent/model.c -lcrypto
 
 unit: $(UNIT_BIN)
 	@tests/run-unit.sh $(UNIT_BIN)
 
+# FUZZ_SECONDS in all: three quarters to the SPOP codec, a quarter to the cookies.
 fuzz: $(FUZZ_BIN)
-	@tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS)
+	@tests/fuzz/run.sh build/fuzz/fuzz_spop $$(( $(FUZZ_SECONDS) * 3 / 4 ))
+	@tests/fuzz/run.sh build/fuzz/fuzz_cookie $$(( $(FUZZ_SECONDS) / 4 )) tests/fuzz/seeds_cookie
 
 # Real Socket.IO servers and clients for the end-to-end tests, from the npm registry,
 # pinned by tests/integration/sio/package-lock.json (outside the tree's sources).

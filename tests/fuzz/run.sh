@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh <fuzz binary> <seconds> - run the SPOP libFuzzer target for a bounded time.
+# run.sh <fuzz binary> <seconds> [seeds dir] - run a libFuzzer target for a bounded time.
 #
 # Copies the committed seed corpus (tests/fuzz/seeds/, derived from the unit
 # vectors by make_seeds.py) into a temporary working corpus, fuzzes for
@@ -10,12 +10,14 @@ set -u
 bin=${1:?usage: run.sh <fuzz binary> <seconds>}
 secs=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
+seeds=${3:-$here/seeds}
+name=$(basename "$bin")
 [ -x "$bin" ] || { echo "run.sh: $bin is not executable"; echo "fuzz: 0 passed, 1 failed"; exit 1; }
 
 work=$(mktemp -d /tmp/stickyd-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/corpus" "$work/artifacts"
-cp "$here"/seeds/* "$work/corpus/" 2>/dev/null || true
+cp "$seeds"/* "$work/corpus/" 2>/dev/null || true
 nseeds=$(ls "$work/corpus" | wc -l)
 
 "$bin" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=1024 \
@@ -27,7 +29,7 @@ cov=$(grep -oE 'cov: [0-9]+' "$work/log" | tail -1)
 ncorp=$(ls "$work/corpus" | wc -l)
 crash=$(ls "$work/artifacts" 2>/dev/null | head -1)
 if [ $rc -eq 0 ] && [ -z "$crash" ]; then
-    echo "fuzz_spop: ${secs}s, ${execs:-?} executions, ${cov:-cov: ?}, corpus $nseeds -> $ncorp inputs"
+    echo "$name: ${secs}s, ${execs:-?} executions, ${cov:-cov: ?}, corpus $nseeds -> $ncorp inputs"
     echo "fuzz: 1 passed, 0 failed"
     exit 0
 fi
@@ -35,8 +37,8 @@ tail -40 "$work/log"
 if [ -n "$crash" ]; then
     keep="$(dirname "$bin")/$crash"
     cp "$work/artifacts/$crash" "$keep"
-    echo "fuzz_spop: crashing input kept as $keep (reproduce: $bin $keep)"
+    echo "$name: crashing input kept as $keep (reproduce: $bin $keep)"
 fi
-echo "fuzz_spop: exit status $rc after ${execs:-?} executions"
+echo "$name: exit status $rc after ${execs:-?} executions"
 echo "fuzz: 0 passed, 1 failed"
 exit 1
