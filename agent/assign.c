@@ -37,7 +37,7 @@
 #define UID_LOG_MAX 64
 #define UID_MAX 256 /* a unique-id counted open (the close line carries it whole) */
 #define REASON_MAX 48
-#define TAGS_MAX 65536   /* server tags cached (backend, server, both secrets) */
+#define TAGS_MAX 8192 /* server tags cached (backend, server, both secrets); more: recomputed */
 #define MOVED_SLOTS 4096 /* records an operator moved, not yet consumed */
 /* Past Redis' deadline for an arbitration the agent has answered without it.
  * The deadline sent is this much earlier than the agent's own, so that a reply
@@ -170,7 +170,10 @@ static const struct tag_slot *tags_of(const char *backend, const char *server)
         struct tag_slot *t = &A.tags[i];
         if (t->server[0] == '\0') {
             if (A.ntags * 4 >= TAGS_MAX * 3) {
-                return NULL; /* full enough: computing each time is still correct */
+                static struct tag_slot spare; /* full enough: computed for this use only */
+                t = &spare;
+            } else {
+                A.ntags++;
             }
             if (sid_server_tag(&A.keys, false, backend, bl, server, sl, t->tag[0]) != 0) {
                 return NULL;
@@ -178,7 +181,6 @@ static const struct tag_slot *tags_of(const char *backend, const char *server)
             t->has_prev = sid_server_tag(&A.keys, true, backend, bl, server, sl, t->tag[1]) == 0;
             memcpy(t->backend, backend, bl + 1);
             memcpy(t->server, server, sl + 1);
-            A.ntags++;
             return t;
         }
         if (strcmp(t->server, server) == 0 && strcmp(t->backend, backend) == 0) {
