@@ -183,18 +183,48 @@ report() {
         }' "$TMP/$label.cpu" "$TMP/$idle.cpu"
 }
 
-counters() {  # PID: the agent's counters, as one line
-    kill -USR1 "$1"
+# answers LABEL: what both agents answered during the last run (their counters'
+# deltas since the previous call): the share of returning sessions that kept their
+# server, and what the bounded queues dropped.
+answers() {
+    local a
+    for a in "${AGENT_PIDS[@]}"; do kill -USR1 "$a"; done
     sleep 0.3
+    "$PY" - "$1" "$TMP/answers.prev" "$TMP/lbA.log" "$TMP/lbB.log" <<'EOF'
+import json, os, re, sys
+label, prev_path = sys.argv[1], sys.argv[2]
+s = {}
+for path in sys.argv[3:]:
+    last = {}
+    for m in re.finditer(r"stats: (\w+) (\d+)$", open(path).read(), re.M):
+        last[m.group(1)] = int(m.group(2))     # the last dump holds the totals
+    for k, v in last.items():
+        s[k] = s.get(k, 0) + v
+first = not os.path.exists(prev_path)
+prev = {} if first else json.load(open(prev_path))
+json.dump(s, open(prev_path, "w"))
+if first:
+    sys.exit(0)  # the baseline
+d = {k: v - prev.get(k, 0) for k, v in s.items()}
+ret = d.get("decision_hit", 0) + d.get("decision_repin", 0) + d.get("decision_fallback", 0)
+print("%-22s answers: hit %d, new %d, repin %d, fallback %d; returning sessions that kept"
+      " their server: %.2f%%; ledger ops dropped %d, requests shed %d"
+      % ("", d.get("decision_hit", 0), d.get("decision_new", 0), d.get("decision_repin", 0),
+         d.get("decision_fallback", 0), 100.0 * d.get("decision_hit", 0) / ret if ret else 0,
+         d.get("ledger_dropped", 0), d.get("redis_shed", 0)))
+EOF
 }
 
 section() {  # NAME BIN
     local name=$1 bin=$2 r
     agents "$bin"
+    rm -f "$TMP/answers.prev"
     idle "$name.idle"
+    answers "$name"
     for r in $RATES; do
         drive "$name.rate$r" "$r" 90
         report "$name.rate$r" "$name.idle"
+        answers "$name.rate$r"
     done
     # a storm at what two HAProxies can send (STORM_RATE), while other clients keep
     # Redis saturated (redis-benchmark, pipelined); then as fast as the agents go
@@ -206,27 +236,10 @@ section() {  # NAME BIN
     wait "$rb" 2>/dev/null || true
     report "$name.storm${STORM}_busy_redis" "$name.idle"
     echo "  (its redis figure includes redis-benchmark's own load)"
+    answers "$name.storm"
     drive "$name.storm_closed_loop" closed 100
     report "$name.storm_closed_loop" "$name.idle"
-    local a
-    for a in "${AGENT_PIDS[@]}"; do counters "$a"; done
-    "$PY" - "$name" "$TMP/lbA.log" "$TMP/lbB.log" <<'EOF'
-import re, sys
-s = {}
-for path in sys.argv[2:]:
-    last = {}
-    for m in re.finditer(r"stats: (\w+) (\d+)$", open(path).read(), re.M):
-        last[m.group(1)] = int(m.group(2))     # the last dump holds the totals
-    for k, v in last.items():
-        s[k] = s.get(k, 0) + v
-ret = s.get("decision_hit", 0) + s.get("decision_repin", 0) + s.get("decision_fallback", 0)
-print("%-22s answers: hit %d, new %d, repin %d, fallback %d, none %d; returning sessions that"
-      " kept their server: %.2f%%; ledger ops dropped %d, requests shed %d"
-      % (sys.argv[1], s.get("decision_hit", 0), s.get("decision_new", 0),
-         s.get("decision_repin", 0), s.get("decision_fallback", 0), s.get("decision_none", 0),
-         100.0 * s.get("decision_hit", 0) / ret if ret else 0, s.get("ledger_dropped", 0),
-         s.get("redis_shed", 0)))
-EOF
+    answers "$name.closed"
     agents_stop
 }
 
