@@ -90,7 +90,7 @@ printf 'haproxy %s, redis-server %s\n' "$("$HAPROXY" -v | awk 'NR == 1 { print $
 # ---- the parts --------------------------------------------------------------------
 mkdir -p "$TMP/redis"
 start redis "$REDIS_SERVER" --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$TMP/redis" --daemonize no --protected-mode yes
+    --dir "$TMP/redis" --daemonize no --protected-mode yes --enable-debug-command local
 start ws_backend "$WS_BACKEND" "ws1=$P_WS1" "ws2=$P_WS2" "ws3=$P_WS3"
 wait_for redis /usr/bin/redis-cli -p "$P_REDIS" ping
 wait_for ws_backend grep -q "ws3 listening" "$TMP/ws_backend.log"
@@ -236,6 +236,12 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
         echo "--- fixed rate: $r upgrades/s, 90% returning clients ---"
         run "rate$r" -r 90 -R "$r" || rc=1
     done
+    echo "--- reconnect storm: $CONNS in flight, 100% returning, Redis stalled 1 s in the middle ---"
+    ( sleep "$(awk -v w="$WARMUP" -v s="$SECS" 'BEGIN { print w + s }')"
+      /usr/bin/redis-cli -p "$P_REDIS" DEBUG SLEEP 1 >/dev/null ) &
+    stall=$!
+    run storm -r 100 || rc=1
+    wait "$stall" || true
 done
 
 # The agent's own view of the same runs (SIGUSR1 logs every counter).
@@ -269,8 +275,8 @@ function cpu(side, m, proc,    d) {
     return d > 0 ? med("cpu." m "." proc) * 1000 / d : 0
 }
 END {
-    n = split("new ret90", mix, " ")
-    split("100% new clients|90% returning clients", name, "|")
+    n = split("new ret90 storm", mix, " ")
+    split("100% new clients|90% returning clients|storm, Redis stalled 1 s", name, "|")
     nr = split(rates, r, " ")
     for (i = 1; i <= nr; i++) {
         mix[n + i] = "rate" r[i]; rate_of[n + i] = r[i]
