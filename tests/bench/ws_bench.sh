@@ -168,9 +168,9 @@ echo "measured: ws_bench (1 thread, epoll) -> HAProxy -> ws_backend (C, 1 thread
 echo "  ws1..ws3, answers 101 with the real Sec-WebSocket-Accept). One upgrade = TCP connect,"
 echo "  GET Upgrade: websocket (+ Cookie for a returning client), the whole 101 header block"
 echo "  read, a masked close frame sent, socket closed. Latency: connect() to end of 101 headers."
-echo "  with stickyd, per upgrade: sticky-assign over SPOP (one Redis script: decision and open"
-echo "  count) and the close line over UDP syslog (one script); sticky-established only when"
-echo "  HAProxy used another server than the agent's choice."
+echo "  with stickyd, per upgrade: sticky-assign over SPOP (answered from the cookie's tag or"
+echo "  the fleet view; the open, the record touch and the close line reach Redis in batches);"
+echo "  sticky-established only when HAProxy used another server than the agent's choice."
 echo "  Every process (generator, HAProxys, stickyd, redis, ws_backend) shares $(nproc) cores."
 
 pid_of() {
