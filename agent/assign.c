@@ -211,6 +211,17 @@ static int tag_resolve(const struct srv_backend *b, const struct sid_cookie *ck)
     return found;
 }
 
+/* The server HAProxy's fallback cookie (srvck, the tag as text) names, or -1. */
+static int srvck_resolve(const struct srv_backend *b, const char *text)
+{
+    struct sid_cookie ck = {0};
+    if (text[0] == '\0' ||
+        sid_b64url_decode(text, strlen(text), ck.stag, SID_STAG_LEN) != (int)SID_STAG_LEN) {
+        return -1;
+    }
+    return tag_resolve(b, &ck);
+}
+
 static struct moved_slot *moved_slot(const char *backend, const char *rid, size_t rl)
 {
     if (A.moved == NULL && (A.moved = calloc(MOVED_SLOTS, sizeof(*A.moved))) == NULL) {
@@ -912,18 +923,26 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
             return;
         }
     }
-    /* 2. a new session: the least loaded server by the fleet view */
+    /* 2. a new session: the least loaded server by the fleet view - unless HAProxy
+     *    placed this client itself while the agent was away (its own cookie names a
+     *    server that may keep sessions): then it stays there, so a Socket.IO
+     *    handshake begun without the agent is not cut in two */
     if (id->minted) {
         size_t nc = 0;
         int best;
-        if (build_cands(b, id, &nc) != 0 || (best = aff_least_loaded(A.cands, nc)) < 0) {
+        int placed = srvck_resolve(b, id->srvck);
+        const char *srv = NULL;
+        if (placed >= 0 && pin_stays(pin_rule(b, &b->servers[placed]))) {
+            srv = b->servers[placed].name;
+        } else if (build_cands(b, id, &nc) != 0 || (best = aff_least_loaded(A.cands, nc)) < 0) {
             answer_none(r, x->backend, "no usable server");
             ctx_put(x);
             return;
+        } else {
+            srv = A.cands[best].name;
         }
         STATS_INC(decision_new);
         STATS_INC(decision_local);
-        const char *srv = A.cands[best].name;
         answer(r, x->backend, id, "new", srv, false, false, LEDGER_NEW, x->uid, x->uid_len);
         publish_decision(x->backend, id, false, srv, NULL, NULL);
         log_decision(x->backend, id, x->uid_log, x->src_af, x->src, "new", srv, NULL);

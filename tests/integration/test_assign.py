@@ -264,6 +264,22 @@ def test_new_goes_to_least_loaded(cluster):
     assert got == {"ws1"}
 
 
+def test_a_client_haproxy_placed_stays_where_haproxy_put_it(cluster):
+    """No session cookie, but HAProxy's own (its fallback while the agent was
+    away): the new session stays on that server, so nothing placed without the
+    agent - a Socket.IO handshake half done - is moved when it comes back."""
+    c = cluster.clients[0]
+    cluster.set_load({"ws1": 0, "ws2": 50, "ws3": 50})
+    tag = b64url(server_tag(cluster.secret, "ws3"))
+    v = assign(c, srvck=tag)
+    assert (v["action"], v["server"]) == ("new", "ws3") and "srvtag" not in v
+    assert_cookie_for(cluster, v, "ws3")
+    for junk in ("", "AAAAAA", "!!", tag + "x", b64url(server_tag(b"other secret 0123", "ws3"))):
+        assert assign(c, srvck=junk)["server"] == "ws1", junk  # least loaded
+    cluster.set_state("ws3", "maint")  # ... unless that server may not keep sessions
+    assert assign(c, srvck=tag)["server"] == "ws1"
+
+
 def test_new_sessions_see_each_other_at_once(cluster):
     """The agent counts its own new sessions in its view before Redis hears of
     them: a burst spreads instead of piling onto one server."""
