@@ -15,7 +15,7 @@ WERROR   ?= 1
 SANITIZE ?= 0
 FUZZ_SECONDS ?= 60
 
-PKGS := hiredis jansson libprotobuf-c libcrypto
+PKGS := hiredis jansson libprotobuf-c libcrypto libmicrohttpd libsystemd
 
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wformat=2 -Wwrite-strings -Wno-missing-field-initializers \
@@ -33,7 +33,9 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 ALL_CFLAGS  = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
-ALL_LDFLAGS = $(BASE_LDFLAGS) $(LDFLAGS)
+# --as-needed: a program records only the libraries it uses (stickyctl has no HTTP
+# server and no sd_notify, although the shared archive holds both).
+ALL_LDFLAGS = -Wl,--as-needed $(BASE_LDFLAGS) $(LDFLAGS)
 LIBS        = $(PKG_LIBS) -lev -lm
 
 PROTOS     := $(wildcard proto/*.proto)

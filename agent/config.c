@@ -151,6 +151,11 @@ static const struct cfg_key cfg_keys[] = {
     {{"events", "sessions"}, KT_BOOL, false, false, "false", 0, 0, F(events_sessions),
      "also publish session-assigned and session-repinned events (one per new session)"},
 
+    {{"metrics"}, KT_SECTION, false, false, NULL, 0, 0, 0, "Prometheus metrics and health"},
+    {{"metrics", "listen"}, KT_INET, true, false, NULL, 0, 0, F(metrics_listen),
+     "HTTP listener for `/metrics`, `/healthz` and `/readyz`, e.g. `\"127.0.0.1:9125\"`; "
+     "null disables"},
+
     {{"backends"}, KT_BACKENDS, false, false, NULL, 0, 0, 0,
      "static server list, used when haproxy.stats_socket is null: "
      "`{\"<backend>\": {\"servers\": {\"<server>\": {\"weight\": 1}}}}`; weight 0..256, "

@@ -71,6 +71,9 @@ struct cfg {
     char *events_channel;    /* default "<prefix>events" */
     bool events_sessions;    /* publish session-assigned/-repinned */
 
+    /* Prometheus metrics and health endpoints over HTTP */
+    char *metrics_listen;    /* "127.0.0.1:9125"; NULL disables */
+
     /* Static server list, used when haproxy_socket is NULL */
     struct cfg_backend *backends;
     size_t nbackends;

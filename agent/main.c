@@ -15,11 +15,14 @@
 #include "builtin.h"
 #include "config.h"
 #include "conn.h"
+#include "cview.h"
 #include "fleet.h"
 #include "hapi.h"
 #include "ledger.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "req.h"
 #include "servers.h"
 #include "sid.h"
@@ -27,8 +30,8 @@
 #include "slog.h"
 #include "store.h"
 #include "util.h"
+#include "version.h"
 
-#define STICKYD_VERSION "0.1.0"
 /* SIGTERM: in-flight work gets this long before every connection is cut. */
 #define DRAIN_TIMEOUT_S 1.5
 
@@ -45,6 +48,8 @@ static struct store *store;    /* Redis */
 static struct fleet *fleet;    /* live counts, drain/maint */
 static struct ledger *ledger;  /* batched writes, the fleet view */
 static struct slog *slog;      /* close lines from HAProxy's log */
+static struct metrics *metrics; /* NULL: metrics.listen is null */
+static struct cview *cview;     /* cluster-wide counts for metrics; NULL without them */
 
 static void usage(FILE *f)
 {
@@ -65,7 +70,8 @@ static void usage(FILE *f)
             "  -h, --help            this text\n"
             "\n"
             "Signals: TERM/INT drain and exit (twice: at once), HUP reloads the\n"
-            "configuration, USR1 logs the counters.\n");
+            "configuration, USR1 logs the counters. Under systemd (Type=notify) it\n"
+            "reports READY/RELOADING/STOPPING and honours WatchdogSec.\n");
 }
 
 /* Command-line values win over the file, at start-up and on every reload. */
@@ -121,6 +127,28 @@ static void publish_event(const struct event *e, void *arg)
     fleet_publish(arg, e);
 }
 
+/* ---- metrics hooks ------------------------------------------------------ */
+
+/* The gauges other modules know, into struct stats before any dump. */
+static void gauges_refresh(void *arg)
+{
+    UNUSED(arg);
+    stats.spop_connections = conn_count();
+    stats.redis_connected = store != NULL && store_connected(store);
+}
+
+static void metrics_extra(FILE *f, void *arg)
+{
+    UNUSED(arg);
+    cview_dump_prometheus(cview, f);
+}
+
+static bool redis_up(void *arg)
+{
+    UNUSED(arg);
+    return store != NULL && store_connected(store);
+}
+
 /* ---- signals ----------------------------------------------------------- */
 
 /* SIGTERM ends the loop once both the SPOP connections and the fleet's
@@ -165,6 +193,8 @@ static void term_cb(struct ev_loop *l, ev_signal *w, int revents)
         return;
     }
     stopping = true;
+    notify_stopping();
+    metrics_set_ready(metrics, false);
     log_info("%s: draining %u connections", strsignal(w->signum), conn_count());
     fleet_leave(fleet, fleet_left, NULL); /* while the loop runs, so the goodbye is sent */
     lsn_stop();
@@ -182,11 +212,20 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
         log_info("SIGHUP: no configuration file, nothing to reload");
         return;
     }
+    notify_reloading();
+    stats.config_last_reload_timestamp_seconds = util_now_ms() / 1000;
     struct cfg next;
     char err[512];
     if (load_config(&next, err, sizeof(err)) != 0) {
         log_err("reload failed, keeping the running configuration: %s", err);
+        STATS_INC(reload_failed);
+        stats.config_last_reload_success = 0;
+        notify_ready("reload failed, running configuration kept");
         return;
+    }
+    if (!str_same(next.metrics_listen, cfg.metrics_listen)) {
+        log_warn("reload: metrics.listen changed; this needs a restart (still on %s)",
+                 cfg.metrics_listen != NULL ? cfg.metrics_listen : "nothing");
     }
     if (!str_same(next.listen, cfg.listen) || !str_same(next.unix_socket, cfg.unix_socket)) {
         log_warn("reload: listen/unix_socket changed; this needs a restart (still on %s%s%s)",
@@ -216,7 +255,10 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     if (store != NULL) {
         store_reconfigure(store, &cfg); /* reconnects if the Redis settings changed */
     }
+    STATS_INC(reload_ok);
+    stats.config_last_reload_success = 1;
     log_info("configuration reloaded from %s", cfg_path);
+    notify_ready("serving; configuration reloaded");
 }
 
 static void usr1_cb(struct ev_loop *l, ev_signal *w, int revents)
@@ -231,6 +273,7 @@ static void usr1_cb(struct ev_loop *l, ev_signal *w, int revents)
         log_err("SIGUSR1: open_memstream: %s", strerror(errno));
         return;
     }
+    gauges_refresh(NULL);
     stats_dump_text(f);
     fclose(f);
     log_msg(LOG_LVL_INFO, "stats: %u live SPOP connections", conn_count());
@@ -377,6 +420,7 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return rc;
     }
+    log_detect_journal();
     log_set_level(cfg.log_level);
 
     int status = 1;
@@ -446,11 +490,35 @@ int main(int argc, char **argv)
         log_err("%s", err);
         goto out_modules;
     }
+    if (cfg.metrics_listen != NULL) {
+        struct metrics_hooks mh = {.refresh = gauges_refresh, .extra = metrics_extra,
+                                   .redis_up = redis_up, .version = STICKYD_VERSION};
+        cview = cview_new(loop, store, cfg.redis_prefix, cfg.haproxy_refresh_ms);
+        if (cview == NULL) {
+            log_err("out of memory");
+            goto out_listeners;
+        }
+        metrics = metrics_new(loop, cfg.metrics_listen, &mh, err, sizeof(err));
+        if (metrics == NULL) {
+            log_err("%s", err);
+            goto out_listeners;
+        }
+        metrics_set_ready(metrics, true);
+    }
+    if (notify_init(loop) != 0) {
+        log_warn("running without watchdog pings");
+    }
     log_info("stickyd %s started (max-frame-size %u, max %u connections)", STICKYD_VERSION,
              cfg.max_frame_size, cfg.max_connections);
+    notify_ready("serving");
     ev_run(loop, 0);
     status = 0;
+
+out_listeners:
     lsn_stop();
+    metrics_free(metrics);
+    metrics = NULL;
+    notify_stop();
 
 out_modules:
     conn_free_all(); /* orphans requests still in flight before modules go */
@@ -465,12 +533,15 @@ out_modules:
     hapi_free(hapi);   /* before fleet, which hooks its refreshes */
     hapi = NULL;
     ledger_stop(ledger); /* nothing new for the store from here */
+    cview_stop(cview);
     if (store != NULL) {
         store_free(store); /* fails what is still pending, once each */
         store = NULL;
     }
     ledger_free(ledger);
     ledger = NULL;
+    cview_free(cview); /* after the store: its last callbacks reach the cview */
+    cview = NULL;
     fleet_free(fleet);
     fleet = NULL;
 

@@ -79,11 +79,12 @@ static void flat_dump(struct flat *o)
 #define FLAT_HIST(n, help)                                                                         \
     flat_u(o, #n, "_count", stats.n.count);                                                        \
     flat_u(o, #n, "_sum_us", stats.n.sum_ns / 1000u);
-    STATS_COUNTERS(FLAT_COUNTER)
+    /* scalar counters last: readers of the SIGUSR1 lines wait for the list's last one */
     STATS_FAMILIES(FLAT_FAMILY)
     STATS_CODED(FLAT_CODED)
     STATS_GAUGES(FLAT_GAUGE)
     STATS_HISTOGRAMS(FLAT_HIST)
+    STATS_COUNTERS(FLAT_COUNTER)
 #undef FLAT_COUNTER
 #undef FLAT_MEMBER
 #undef FLAT_FAMILY
@@ -163,7 +164,7 @@ void stats_dump_prometheus(FILE *f)
         if (c == STATS_SPOP_CODE_OTHER) {                                                          \
             fprintf(f, "stickyd_" #n "_total{code=\"other\"} %llu\n",                              \
                     (unsigned long long)stats.n[c]);                                               \
-        } else if (c <= SPOP_ST_RES) {                                                                       \
+        } else if (c <= SPOP_ST_RES) {                                                             \
             fprintf(f, "stickyd_" #n "_total{code=\"%u\"} %llu\n", c,                              \
                     (unsigned long long)stats.n[c]);                                               \
         }                                                                                          \
