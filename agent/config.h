@@ -103,5 +103,7 @@ const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name
 
 /* Write the key table as a markdown table (the README's reference). */
 void cfg_print_reference(FILE *out);
+/* The same table as roff paragraphs (the stickyd.json(5) man page's KEYS section). */
+void cfg_print_reference_roff(FILE *out);
 
 #endif

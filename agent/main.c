@@ -63,7 +63,8 @@ static void usage(FILE *f)
             "      --check-config    load and validate the configuration, then exit\n"
             "      --log-level LVL   overrides the file's \"log_level\"\n"
             "      --dump-assign-script  print the sticky-assign Lua script (benchmarks)\n"
-            "      --config-reference    print the configuration keys as a markdown table\n"
+            "      --config-reference[=markdown|roff]  print the configuration keys\n"
+            "                        (README table, or the stickyd.json(5) man page's)\n"
             "      --server-cookie BACKEND/SERVER  print the server's tag under the config's\n"
             "                        session secret: its HAProxy \"cookie\" value (see README)\n"
             "  -V, --version         print the version\n"
@@ -351,7 +352,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"dump-assign-script", no_argument, NULL, 'D'},
-        {"config-reference", no_argument, NULL, 'R'},
+        {"config-reference", optional_argument, NULL, 'R'},
         {"server-cookie", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -383,7 +384,14 @@ int main(int argc, char **argv)
             printf("stickyd %s (SPOP %s)\n", STICKYD_VERSION, SPOP_VERSION);
             return 0;
         case 'R':
-            cfg_print_reference(stdout);
+            if (optarg != NULL && strcmp(optarg, "roff") == 0) {
+                cfg_print_reference_roff(stdout);
+            } else if (optarg != NULL && strcmp(optarg, "markdown") != 0) {
+                fprintf(stderr, "stickyd: --config-reference=markdown|roff\n");
+                return 2;
+            } else {
+                cfg_print_reference(stdout);
+            }
             return 0;
         case 'D':
             fputs(assign_script(), stdout);
