@@ -211,6 +211,7 @@ INSTALL    ?= install
 install: all man
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/stickyd $(DESTDIR)$(DATADIR)/haproxy $(DESTDIR)$(DATADIR)/grafana \
+		$(DESTDIR)$(DATADIR)/prometheus \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	$(INSTALL) -m 0755 agent/stickyd $(DESTDIR)$(SBINDIR)/stickyd
 	$(INSTALL) -m 0755 agent/stickyctl $(DESTDIR)$(BINDIR)/stickyctl
@@ -223,6 +224,7 @@ install: all man
 		haproxy-conf/stickyd.spoe $(DESTDIR)$(DATADIR)/haproxy/
 	$(INSTALL) -m 0644 haproxy-conf/stickyd.json $(DESTDIR)$(DATADIR)/haproxy/stickyd-demo.json
 	$(INSTALL) -m 0644 packaging/grafana/stickyd-dashboard.json $(DESTDIR)$(DATADIR)/grafana/
+	$(INSTALL) -m 0644 packaging/prometheus/stickyd-alerts.yml $(DESTDIR)$(DATADIR)/prometheus/
 	$(INSTALL) -m 0644 build/man/man8/stickyd.8 build/man/man8/stickyctl.8 $(DESTDIR)$(MANDIR)/man8/
 	$(INSTALL) -m 0644 build/man/man5/stickyd.json.5 $(DESTDIR)$(MANDIR)/man5/
 

@@ -295,7 +295,7 @@ struct metrics *metrics_new(struct ev_loop *loop, const char *addr,
     run_and_rearm(m);
     /* serving scrapes must not keep the loop alive when everything else is done */
     ev_unref(loop);
-    log_info("metrics: serving /metrics, /healthz, /readyz on %s", addr);
+    log_info("metrics: serving /metrics, /healthz, /readyz on %s (port %u)", addr, m->port);
     return m;
 }
 

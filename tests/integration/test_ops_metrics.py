@@ -19,6 +19,7 @@ from harness import LOOPBACK, REPO, agent_stats, free_port, http_get, wait_until
 from spop_client import SpopClient
 
 DASHBOARD = REPO / "packaging" / "grafana" / "stickyd-dashboard.json"
+ALERTS = REPO / "packaging" / "prometheus" / "stickyd-alerts.yml"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
@@ -45,8 +46,8 @@ def samples(text):
 
 
 class Prometheus(harness.Proc):
-    """prometheus on a free loopback port, scraping `targets` every 500 ms, with its
-    TSDB in the test's directory."""
+    """prometheus on a free loopback port, scraping `targets` every 500 ms and
+    evaluating the shipped alert rules, with its TSDB in the test's directory."""
 
     def __init__(self, workdir, targets):
         super().__init__("prometheus", workdir)
@@ -54,8 +55,10 @@ class Prometheus(harness.Proc):
         cfg = self.workdir / "prometheus.yml"
         cfg.write_text(
             "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\n"
+            "  evaluation_interval: 500ms\n"
+            "rule_files: [\"%s\"]\n"
             "scrape_configs:\n  - job_name: stickyd\n    static_configs:\n"
-            "      - targets: [%s]\n" % ", ".join('"%s"' % t for t in targets))
+            "      - targets: [%s]\n" % (ALERTS, ", ".join('"%s"' % t for t in targets)))
         self.argv = [PROMETHEUS, "--config.file", cfg,
                      "--storage.tsdb.path", self.workdir / "prom-data",
                      "--web.listen-address", "%s:%d" % (LOOPBACK, self.port),
@@ -71,6 +74,12 @@ class Prometheus(harness.Proc):
         doc = json.loads(body)
         assert status == 200 and doc["status"] == "success", (expr, doc)
         return doc["data"]["result"]
+
+    def rules(self):
+        url = "http://%s:%d/api/v1/rules" % (LOOPBACK, self.port)
+        doc = json.loads(http_get(url)[2])
+        assert doc["status"] == "success", doc
+        return [r for g in doc["data"]["groups"] for r in g["rules"]]
 
     def value(self, expr):
         """The sum of an instant query's values (0 when it has no series)."""
@@ -187,6 +196,20 @@ def test_prometheus_sees_decisions_after_real_upgrades(procs, ws_pool):
         missing = metric_names(expr) - names
         assert not missing, "dashboard query %r names unknown metrics %s" % (expr, missing)
         prom.query(promql(expr))
+    # the shipped alert rules: valid for promtool, loaded and evaluated without error by
+    # Prometheus, naming only exposed stickyd metrics; none fires on a healthy agent
+    out = subprocess.run([PROMTOOL, "check", "rules", str(ALERTS)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    wait_until(lambda: all(r.get("lastEvaluation", "").startswith("20") for r in prom.rules()),
+               timeout=10, what="every alert rule evaluated")
+    rules = prom.rules()
+    assert len(rules) >= 5 and all(r["health"] == "ok" for r in rules), rules
+    for r in rules:
+        missing = {n for n in metric_names(r["query"]) if n.startswith("stickyd_")} - names
+        assert not missing, (r["name"], missing)
+        if r["name"] != "StickydAgentDownInHAProxy":  # needs HAProxy's exporter scraped
+            assert r["state"] == "inactive", r
     # and the data the dashboard shows is there: the decision-rate panel has a value
     wait_until(lambda: prom.value("sum(rate(stickyd_decisions_total[5s]))") > 0, timeout=10,
                what="a decision rate")

@@ -49,6 +49,7 @@ def test_package_fields_and_contents(deb):
                  "/usr/share/man/man8/stickyctl.8.gz", "/usr/share/man/man5/stickyd.json.5.gz",
                  "/usr/share/stickyd/haproxy/haproxy.cfg", "/usr/share/stickyd/haproxy/stickyd.spoe",
                  "/usr/share/stickyd/grafana/stickyd-dashboard.json",
+                 "/usr/share/stickyd/prometheus/stickyd-alerts.yml",
                  "/usr/share/doc/stickyd/copyright"):
         assert path in files, path
 
