@@ -109,8 +109,27 @@ static void put_server(FILE *f, const char *metric, const struct srv_backend *b,
     fputs("\"", f);
 }
 
+static uint32_t srv_weight(const struct srv *s)
+{
+    return s->weight;
+}
+
+static uint32_t srv_scur(const struct srv *s)
+{
+    return s->scur;
+}
+
+/* One value per server, from the servers view. */
+static const struct {
+    const char *metric, *help;
+    uint32_t (*value)(const struct srv *s);
+} server_gauges[] = {
+    {"server_weight", "This agent's view of a server's configured weight", srv_weight},
+    {"server_local_sessions", "The local HAProxy's current sessions (scur)", srv_scur},
+};
+
 /* This agent's view of each server: state (one series per state, 1 for the current
- * one), configured weight, HAProxy's local session count. */
+ * one), then the per-server gauges above. */
 static void render_servers(FILE *f)
 {
     size_t nb = servers_count();
@@ -127,24 +146,15 @@ static void render_servers(FILE *f)
             }
         }
     }
-    fputs("# HELP stickyd_server_weight This agent's view of a server's configured weight\n"
-          "# TYPE stickyd_server_weight gauge\n",
-          f);
-    for (size_t i = 0; i < nb; i++) {
-        const struct srv_backend *b = servers_at(i);
-        for (size_t j = 0; j < b->nservers; j++) {
-            put_server(f, "server_weight", b, &b->servers[j]);
-            fprintf(f, "} %u\n", b->servers[j].weight);
-        }
-    }
-    fputs("# HELP stickyd_server_local_sessions The local HAProxy's current sessions (scur)\n"
-          "# TYPE stickyd_server_local_sessions gauge\n",
-          f);
-    for (size_t i = 0; i < nb; i++) {
-        const struct srv_backend *b = servers_at(i);
-        for (size_t j = 0; j < b->nservers; j++) {
-            put_server(f, "server_local_sessions", b, &b->servers[j]);
-            fprintf(f, "} %u\n", b->servers[j].scur);
+    for (size_t g = 0; g < ARRAY_SIZE(server_gauges); g++) {
+        fprintf(f, "# HELP stickyd_%s %s\n# TYPE stickyd_%s gauge\n", server_gauges[g].metric,
+                server_gauges[g].help, server_gauges[g].metric);
+        for (size_t i = 0; i < nb; i++) {
+            const struct srv_backend *b = servers_at(i);
+            for (size_t j = 0; j < b->nservers; j++) {
+                put_server(f, server_gauges[g].metric, b, &b->servers[j]);
+                fprintf(f, "} %u\n", server_gauges[g].value(&b->servers[j]));
+            }
         }
     }
 }
