@@ -11,7 +11,7 @@ PKGS=(
   python3 python3-pytest python3-websockets python3-redis
   procps iproute2 socat
   libmicrohttpd-dev libsystemd-dev
-  prometheus systemd man-db groff-base
+  prometheus systemd man-db groff-base strace
   debhelper dpkg-dev lintian
 )
 # Node.js runs the real Socket.IO servers and clients of the end-to-end tests (their

@@ -165,3 +165,60 @@ def test_unit_verifies_and_is_hardened(stickyd_bin, tmp_path):
     assert m, sec.stdout + sec.stderr
     print("systemd-analyze security: exposure %s %s" % (m.group(1), m.group(2)))
     assert float(m.group(1)) <= 2.0, sec.stdout
+
+
+def syscall_group(name, seen=None):
+    """The system calls of a systemd syscall-filter group, nested groups resolved."""
+    seen = set() if seen is None else seen
+    out = subprocess.run(["systemd-analyze", "syscall-filter", name], capture_output=True,
+                         text=True, check=True).stdout
+    calls = set()
+    for line in out.splitlines()[1:]:
+        word = line.strip()
+        if not word or word.startswith("#"):
+            continue
+        if word.startswith("@"):
+            if word not in seen:
+                seen.add(word)
+                calls |= syscall_group(word, seen)
+        else:
+            calls.add(word)
+    return calls
+
+
+@pytest.mark.skipif(shutil.which("strace") is None or shutil.which("systemd-analyze") is None,
+                    reason="needs strace and systemd-analyze")
+def test_unit_sandbox_allows_every_syscall_and_family_the_agent_uses(procs, tmp_path):
+    """Run the agent through start, Redis, SPOP, metrics scrapes, a reload and a drain
+    under strace, and check what it did against the unit's SystemCallFilter and
+    RestrictAddressFamilies, as systemd would enforce them."""
+    from spop_client import SpopClient
+    mport = harness.free_port()
+    r = procs.redis()
+    s = procs.stickyd(redis_port=r.port, backends={"be_ws": ["ws1", "ws2"]}, start=False,
+                      extra={"metrics": {"listen": "%s:%d" % (LOOPBACK, mport)}})
+    trace = tmp_path / "strace.out"
+    s.argv = ["strace", "-f", "-qq", "-o", trace] + s.argv
+    s.start()
+    with SpopClient(LOOPBACK, s.port) as c:
+        c.hello()
+        assert c.notify("sticky-assign", {"backend": "be_ws", "sid": None})["action"] == "new"
+    for path in ("/metrics", "/healthz", "/readyz"):
+        assert harness.http_get("http://%s:%d%s" % (LOOPBACK, mport, path))[0] == 200
+    # strace does not pass signals on: send them to the agent, its child
+    agent_pid = int(open("/proc/%d/task/%d/children" % (s.pid, s.pid)).read().split()[0])
+    os.kill(agent_pid, signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in s.log_text(), timeout=5, what="reload")
+    os.kill(agent_pid, signal.SIGTERM)
+    s.popen.wait(10)
+
+    text = trace.read_text()
+    used = set(re.findall(r"^\d+\s+(?:<\.\.\. )?([a-z_0-9]+)(?:\(| resumed>)", text, re.M))
+    assert {"epoll_wait", "accept4", "sendto"} & used, sorted(used)
+    used -= {"execve"}  # strace's own exec of the agent; systemd filters after it
+    allowed = syscall_group("@system-service")
+    denied = syscall_group("@privileged") | syscall_group("@resources")
+    assert not used - allowed, "outside @system-service: %s" % sorted(used - allowed)
+    assert not used & denied, "in the unit's deny list: %s" % sorted(used & denied)
+    families = set(re.findall(r"\bsocket\((AF_[A-Z0-9]+)", text))
+    assert families and families <= {"AF_UNIX", "AF_INET", "AF_INET6"}, families
