@@ -154,7 +154,7 @@ static const struct cfg_key cfg_keys[] = {
     {{"metrics"}, KT_SECTION, false, false, NULL, 0, 0, 0, "Prometheus metrics and health"},
     {{"metrics", "listen"}, KT_INET, true, false, NULL, 0, 0, F(metrics_listen),
      "HTTP listener for `/metrics`, `/healthz` and `/readyz`, e.g. `\"127.0.0.1:9125\"`; "
-     "null disables"},
+     "null disables; a change takes a restart"},
 
     {{"backends"}, KT_BACKENDS, false, false, NULL, 0, 0, 0,
      "static server list, used when haproxy.stats_socket is null: "
