@@ -15,7 +15,6 @@
 #include "builtin.h"
 #include "config.h"
 #include "conn.h"
-#include "cview.h"
 #include "fleet.h"
 #include "hapi.h"
 #include "ledger.h"
@@ -49,7 +48,6 @@ static struct fleet *fleet;    /* live counts, drain/maint */
 static struct ledger *ledger;  /* batched writes, the fleet view */
 static struct slog *slog;      /* close lines from HAProxy's log */
 static struct metrics *metrics; /* NULL: metrics.listen is null */
-static struct cview *cview;     /* cluster-wide counts for metrics; NULL without them */
 
 static void usage(FILE *f)
 {
@@ -136,12 +134,7 @@ static void gauges_refresh(void *arg)
     UNUSED(arg);
     stats.spop_connections = conn_count();
     stats.redis_connected = store != NULL && store_connected(store);
-}
-
-static void metrics_extra(FILE *f, void *arg)
-{
-    UNUSED(arg);
-    cview_dump_prometheus(cview, f);
+    stats.redis_pending = store != NULL ? (int64_t)store_pending(store) : 0;
 }
 
 static bool redis_up(void *arg)
@@ -499,13 +492,8 @@ int main(int argc, char **argv)
         goto out_modules;
     }
     if (cfg.metrics_listen != NULL) {
-        struct metrics_hooks mh = {.refresh = gauges_refresh, .extra = metrics_extra,
+        struct metrics_hooks mh = {.refresh = gauges_refresh, .ledger = ledger,
                                    .redis_up = redis_up, .version = STICKYD_VERSION};
-        cview = cview_new(loop, store, cfg.redis_prefix, cfg.haproxy_refresh_ms);
-        if (cview == NULL) {
-            log_err("out of memory");
-            goto out_listeners;
-        }
         metrics = metrics_new(loop, cfg.metrics_listen, &mh, err, sizeof(err));
         if (metrics == NULL) {
             log_err("%s", err);
@@ -541,15 +529,12 @@ out_modules:
     hapi_free(hapi);   /* before fleet, which hooks its refreshes */
     hapi = NULL;
     ledger_stop(ledger); /* nothing new for the store from here */
-    cview_stop(cview);
     if (store != NULL) {
         store_free(store); /* fails what is still pending, once each */
         store = NULL;
     }
     ledger_free(ledger);
     ledger = NULL;
-    cview_free(cview); /* after the store: its last callbacks reach the cview */
-    cview = NULL;
     fleet_free(fleet);
     fleet = NULL;
 

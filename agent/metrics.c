@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "ledger.h"
 #include "log.h"
+#include "model.h"
 #include "servers.h"
 #include "stats.h"
 #include "util.h"
@@ -109,51 +111,105 @@ static void put_server(FILE *f, const char *metric, const struct srv_backend *b,
     fputs("\"", f);
 }
 
-static uint32_t srv_weight(const struct srv *s)
+static int64_t srv_weight(const struct metrics *m, const struct srv_backend *b, const struct srv *s)
 {
+    UNUSED(m);
+    UNUSED(b);
     return s->weight;
 }
 
-static uint32_t srv_scur(const struct srv *s)
+static int64_t srv_scur(const struct metrics *m, const struct srv_backend *b, const struct srv *s)
 {
+    UNUSED(m);
+    UNUSED(b);
     return s->scur;
 }
 
-/* One value per server, from the servers view. */
+static int64_t srv_conns(const struct metrics *m, const struct srv_backend *b, const struct srv *s)
+{
+    struct ledger_srv v;
+    ledger_server(m->hooks.ledger, b->name, s->name, &v);
+    return v.conns;
+}
+
+/* One value per server: the servers view, then the ledger's fleet view. */
 static const struct {
     const char *metric, *help;
-    uint32_t (*value)(const struct srv *s);
+    int64_t (*value)(const struct metrics *m, const struct srv_backend *b, const struct srv *s);
+    bool fleet; /* read from the ledger: shown only with one */
 } server_gauges[] = {
-    {"server_weight", "This agent's view of a server's configured weight", srv_weight},
-    {"server_local_sessions", "The local HAProxy's current sessions (scur)", srv_scur},
+    {"server_weight", "This agent's view of a server's configured weight", srv_weight, false},
+    {"server_local_sessions", "The local HAProxy's current sessions (scur)", srv_scur, false},
+    {"server_connections",
+     "Cluster-wide live connections as this agent's decisions see them (last batch plus "
+     "its own unacknowledged opens and closes)",
+     srv_conns, true},
 };
 
-/* This agent's view of each server: state (one series per state, 1 for the current
- * one), then the per-server gauges above. */
-static void render_servers(FILE *f)
+static const char *const admin_names[] = {
+    [MODEL_READY] = "ready", [MODEL_DRAIN] = "drain", [MODEL_MAINT] = "maint"};
+_Static_assert(ARRAY_SIZE(admin_names) == MODEL_ADMIN_COUNT, "a name per admin state");
+
+/* A one-hot family: for each server, one series per state, 1 for its current one. */
+static void render_states(struct metrics *m, FILE *f, const char *metric, const char *help,
+                          const char *const *names, int count,
+                          int (*current)(const struct metrics *m, const struct srv_backend *b,
+                                         const struct srv *s))
 {
-    size_t nb = servers_count();
-    fputs("# HELP stickyd_server_state This agent's view of a server's state (1: current)\n"
-          "# TYPE stickyd_server_state gauge\n",
-          f);
-    for (size_t i = 0; i < nb; i++) {
+    fprintf(f, "# HELP stickyd_%s %s\n# TYPE stickyd_%s gauge\n", metric, help, metric);
+    for (size_t i = 0; i < servers_count(); i++) {
         const struct srv_backend *b = servers_at(i);
         for (size_t j = 0; j < b->nservers; j++) {
-            for (int st = 0; st < SRV_STATE_COUNT; st++) {
-                put_server(f, "server_state", b, &b->servers[j]);
-                fprintf(f, ",state=\"%s\"} %d\n", srv_state_name((enum srv_state)st),
-                        b->servers[j].state == (enum srv_state)st);
+            int cur = current(m, b, &b->servers[j]);
+            for (int st = 0; st < count; st++) {
+                put_server(f, metric, b, &b->servers[j]);
+                fprintf(f, ",state=\"%s\"} %d\n", names[st], cur == st);
             }
         }
     }
+}
+
+static int haproxy_state(const struct metrics *m, const struct srv_backend *b, const struct srv *s)
+{
+    UNUSED(m);
+    UNUSED(b);
+    return (int)s->state;
+}
+
+static int admin_state(const struct metrics *m, const struct srv_backend *b, const struct srv *s)
+{
+    struct ledger_srv v;
+    ledger_server(m->hooks.ledger, b->name, s->name, &v);
+    return (int)v.admin;
+}
+
+/* This agent's view of each server. */
+static void render_servers(struct metrics *m, FILE *f)
+{
+    static const char *srv_names[SRV_STATE_COUNT];
+    for (int st = 0; st < SRV_STATE_COUNT; st++) {
+        srv_names[st] = srv_state_name((enum srv_state)st);
+    }
+    render_states(m, f, "server_state",
+                  "This agent's view of a server's HAProxy state (1: current)", srv_names,
+                  SRV_STATE_COUNT, haproxy_state);
+    if (m->hooks.ledger != NULL) {
+        render_states(m, f, "server_admin_state",
+                      "The cluster's admin state of a server (stickyctl drain/maint), as this "
+                      "agent last read it (1: current)",
+                      admin_names, MODEL_ADMIN_COUNT, admin_state);
+    }
     for (size_t g = 0; g < ARRAY_SIZE(server_gauges); g++) {
+        if (server_gauges[g].fleet && m->hooks.ledger == NULL) {
+            continue;
+        }
         fprintf(f, "# HELP stickyd_%s %s\n# TYPE stickyd_%s gauge\n", server_gauges[g].metric,
                 server_gauges[g].help, server_gauges[g].metric);
-        for (size_t i = 0; i < nb; i++) {
+        for (size_t i = 0; i < servers_count(); i++) {
             const struct srv_backend *b = servers_at(i);
             for (size_t j = 0; j < b->nservers; j++) {
                 put_server(f, server_gauges[g].metric, b, &b->servers[j]);
-                fprintf(f, "} %u\n", server_gauges[g].value(&b->servers[j]));
+                fprintf(f, "} %lld\n", (long long)server_gauges[g].value(m, b, &b->servers[j]));
             }
         }
     }
@@ -176,10 +232,7 @@ int metrics_render(struct metrics *m, char **out, size_t *len)
             "stickyd_build_info{version=\"%s\"} 1\n",
             m->hooks.version != NULL ? m->hooks.version : "unknown");
     stats_dump_prometheus(f);
-    render_servers(f);
-    if (m->hooks.extra != NULL) {
-        m->hooks.extra(f, m->hooks.arg);
-    }
+    render_servers(m, f);
     if (fclose(f) != 0) {
         free(*out);
         *out = NULL;

@@ -5,7 +5,9 @@
  * ours. Every socket is non-blocking; a connection limit, a per-connection memory
  * cap and an idle timeout keep slow or abusive clients from costing decisions
  * more than the few microseconds of the loop iterations that serve them.
- *   GET /metrics  Prometheus text format 0.0.4 (stats.h lists, servers view, build info)
+ *   GET /metrics  Prometheus text format 0.0.4 (stats.h lists, this agent's view of each
+ *                 server: HAProxy state, weight, scur, and the ledger's cluster-wide
+ *                 connections and admin state, build info)
  *   GET /healthz  200 "ok": the process runs its loop
  *   GET /readyz   200 once metrics_set_ready(true) (listeners up, config loaded), else
  *                 503; the body names the Redis state (connected | fallback), which
@@ -19,13 +21,15 @@
 #include <stdio.h>
 
 struct ev_loop;
+struct ledger;
 struct metrics;
 
 struct metrics_hooks {
     /* Before every /metrics dump: bring gauges in struct stats up to date. May be NULL. */
     void (*refresh)(void *arg);
-    /* More series after the counters (e.g. the cluster-wide view). May be NULL. */
-    void (*extra)(FILE *f, void *arg);
+    /* The fleet view the decisions read (cluster-wide connections, admin states),
+     * shown per server; borrowed, must outlive the metrics. May be NULL. */
+    const struct ledger *ledger;
     /* Is the Redis command connection ready? (for /readyz). May be NULL: "fallback". */
     bool (*redis_up)(void *arg);
     void *arg;

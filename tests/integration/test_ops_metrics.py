@@ -224,14 +224,18 @@ def test_health_endpoints_follow_redis_without_failing_on_fallback(procs):
     assert http_get(base + "/healthz")[0] == 200
     status, _, body = http_get(base + "/readyz")
     assert status == 200 and b"redis: fallback" in body
-    # decisions in fallback mode are counted by cause
+    # a new session is answered from the cookie alone; an affinity key needs Redis to
+    # arbitrate, so without Redis it falls back, counted by cause
     with SpopClient(LOOPBACK, s.port) as c:
         c.hello()
-        v = c.notify("sticky-assign", {"backend": "be_ws", "sid": None})
-        assert v["action"] == "fallback"
+        assert c.notify("sticky-assign", {"backend": "be_ws", "sid": None})["action"] == "new"
+        v = c.notify("sticky-assign", {"backend": "be_ws", "key": "user-42"})
+        assert v["action"] == "fallback", v
     m = samples(scrape(mport))
     assert m['stickyd_fallbacks_total{cause="redis_down"}'] == 1
     assert m['stickyd_decisions_total{action="fallback"}'] == 1
+    assert m['stickyd_decisions_total{action="new"}'] == 1
+    assert m["stickyd_decision_local_total"] == 1
     assert m["stickyd_redis_connected"] == 0
 
     procs.redis(port=redis_port)
