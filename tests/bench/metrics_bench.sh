@@ -65,7 +65,7 @@ AGENT_PORT=$(sed -n 's/.*listening for SPOP on .* (port \([0-9]*\)).*/\1/p' "$TM
 # scraper MODE: GET /metrics (1hz, or flood) until killed; counts scrapes in $TMP/scrapes.
 scraper() {
     "$PYTHON" - "$METRICS_PORT" "$1" "$TMP/scrapes" <<'PY' &
-import http.client, sys, time
+import http.client, os, sys, time
 port, mode, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
 n, size = 0, 0
@@ -75,8 +75,9 @@ try:
         r = c.getresponse()
         size = len(r.read())
         n += 1
-        with open(out, "w") as f:
+        with open(out + ".tmp", "w") as f:
             f.write("%d %d\n" % (n, size))
+        os.replace(out + ".tmp", out)  # never seen half written
         if mode == "1hz":
             time.sleep(1.0)
 except KeyboardInterrupt:
@@ -88,6 +89,7 @@ PY
 
 bench_header "metrics: agent CPU per decision with and without a scraper" \
     "(sticky-assign, $OPEN_RATE/s open loop, 90 % returning, Redis on a unix socket)"
+status=0
 printf '%-6s %8s %10s %8s %8s %9s %9s %12s\n' run rate agent_us p50_us p99_us p999_us \
     scrapes scrape_bytes
 for round in $(seq 1 "$BENCH_ROUNDS"); do
@@ -95,13 +97,22 @@ for round in $(seq 1 "$BENCH_ROUNDS"); do
         rm -f "$TMP/scrapes"
         SCRAPER_PID=""
         [ "$mode" = none ] || scraper "$mode"
+        rc=0
         "$SPOP_BENCH" -H 127.0.0.1 -p "$AGENT_PORT" -P "$AGENT_PID" -t "$BENCH_SECONDS" \
             -w "$BENCH_WARMUP" -m sticky-assign -b ws -k 90 -r "$OPEN_RATE" -V action -q \
-            >"$TMP/run.kv"
+            >"$TMP/run.kv" 2>"$TMP/run.err" || rc=$?
+        if [ "$rc" != 0 ]; then
+            echo "metrics_bench: spop_bench exited $rc ($mode):" >&2
+            cat "$TMP/run.err" >&2
+            grep -E 'err|timeout' "$TMP/run.kv" >&2 || true
+            status=1
+        fi
         [ -z "$SCRAPER_PID" ] || bench_stop "$SCRAPER_PID" 5
         kv() { awk -F= -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' \
             "$TMP/run.kv"; }
-        read -r scrapes bytes < <(cat "$TMP/scrapes" 2>/dev/null || echo "0 0")
+        # the scraper rewrites the file after every scrape: it may be caught empty
+        scrapes=0 bytes=0
+        [ ! -s "$TMP/scrapes" ] || read -r scrapes bytes <"$TMP/scrapes" || true
         printf '%-6s %8s %10s %8s %8s %9s %9s %12s\n' "$mode" "$(kv rate)" \
             "$(kv agent_us_per_req)" "$(kv p50_us)" "$(kv p99_us)" "$(kv p999_us)" \
             "$scrapes" "$bytes"
@@ -109,3 +120,4 @@ for round in $(seq 1 "$BENCH_ROUNDS"); do
     done
 done
 grep -E ' (warn|error) ' "$TMP/stickyd.log" | sed 's/^/agent: /' | tail -5 || true
+exit $status
