@@ -6,6 +6,10 @@
 #   make test         every test tier: unit, fuzz (bounded), integration, end-to-end
 #   make bench        the benchmarks, printing figures
 #   make run          the local demonstration (Redis, 3 WebSocket servers, HAProxy, stickyd)
+#   make man          the man pages, into build/man (stickyd.json(5) from the key table)
+#   make install      binaries, systemd unit, /etc/stickyd/stickyd.json, man pages, reference
+#                     HAProxy files; honours PREFIX (/usr/local), SYSCONFDIR (/etc), DESTDIR
+#   make deb          a Debian package built by dpkg-buildpackage, into build/deb/
 #
 # User CFLAGS/LDFLAGS are appended to ours, never replace them.
 
@@ -15,7 +19,7 @@ WERROR   ?= 1
 SANITIZE ?= 0
 FUZZ_SECONDS ?= 60
 
-PKGS := hiredis jansson libprotobuf-c libcrypto
+PKGS := hiredis jansson libprotobuf-c libcrypto libmicrohttpd libsystemd
 
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wformat=2 -Wwrite-strings -Wno-missing-field-initializers \
@@ -32,8 +36,10 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-ALL_CFLAGS  = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
-ALL_LDFLAGS = $(BASE_LDFLAGS) $(LDFLAGS)
+ALL_CFLAGS  = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+# --as-needed: a program records only the libraries it uses (stickyctl has no HTTP
+# server and no sd_notify, although the shared archive holds both).
+ALL_LDFLAGS = -Wl,--as-needed $(BASE_LDFLAGS) $(LDFLAGS)
 LIBS        = $(PKG_LIBS) -lev -lm
 
 PROTOS     := $(wildcard proto/*.proto)
@@ -61,7 +67,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,build/bench/%,$(BENCH_SRC))
 # them after each build and rebuild everything that depends on them next time.
 .SECONDARY:
 
-.PHONY: all deps test unit fuzz integration bench run clean check-config
+.PHONY: all deps test unit fuzz integration bench run clean check-config man install deb
 .DEFAULT_GOAL := all
 
 all: agent/stickyd agent/stickyctl
@@ -170,6 +176,71 @@ run: deps
 
 check-config: agent/stickyd
 	agent/stickyd --check-config --config haproxy-conf/stickyd.json
+
+# ---- man pages, install, Debian package --------------------------------------
+
+VERSION := $(shell sed -n 's/^\#define STICKYD_VERSION "\(.*\)"/\1/p' agent/version.h)
+
+MAN_OUT := build/man/man8/stickyd.8 build/man/man8/stickyctl.8 build/man/man5/stickyd.json.5
+
+man: $(MAN_OUT)
+
+build/man/man8/%.8: man/%.8 agent/version.h
+	@mkdir -p $(dir $@)
+	sed 's/@VERSION@/$(VERSION)/g' $< > $@
+
+# The KEYS section is the loader's key table, printed by the agent itself.
+build/man/man5/stickyd.json.5: man/stickyd.json.5.in agent/stickyd
+	@mkdir -p $(dir $@)
+	agent/stickyd --config-reference=roff > $@.keys
+	sed -e 's/@VERSION@/$(VERSION)/g' -e '/^@KEYS@$$/{r $@.keys' -e 'd}' $< > $@
+	@rm -f $@.keys
+
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+DATADIR    ?= $(PREFIX)/share/stickyd
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+INSTALL    ?= install
+
+# The shipped configuration is installed only where none exists: an operator's
+# edited file is never overwritten (the package's conffile handling does the same).
+# The unit is written here, not by a rule, as its paths depend on this run's variables.
+install: all man
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/stickyd $(DESTDIR)$(DATADIR)/haproxy $(DESTDIR)$(DATADIR)/grafana \
+		$(DESTDIR)$(DATADIR)/prometheus \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0755 agent/stickyd $(DESTDIR)$(SBINDIR)/stickyd
+	$(INSTALL) -m 0755 agent/stickyctl $(DESTDIR)$(BINDIR)/stickyctl
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		packaging/systemd/stickyd.service > $(DESTDIR)$(UNITDIR)/stickyd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/stickyd.service
+	test -e $(DESTDIR)$(SYSCONFDIR)/stickyd/stickyd.json || \
+		$(INSTALL) -m 0644 packaging/stickyd.json $(DESTDIR)$(SYSCONFDIR)/stickyd/stickyd.json
+	$(INSTALL) -m 0644 haproxy-conf/haproxy.cfg haproxy-conf/haproxy-socketio.cfg \
+		haproxy-conf/stickyd.spoe $(DESTDIR)$(DATADIR)/haproxy/
+	$(INSTALL) -m 0644 haproxy-conf/stickyd.json $(DESTDIR)$(DATADIR)/haproxy/stickyd-demo.json
+	$(INSTALL) -m 0644 packaging/grafana/stickyd-dashboard.json $(DESTDIR)$(DATADIR)/grafana/
+	$(INSTALL) -m 0644 packaging/prometheus/stickyd-alerts.yml $(DESTDIR)$(DATADIR)/prometheus/
+	$(INSTALL) -m 0644 build/man/man8/stickyd.8 build/man/man8/stickyctl.8 $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 build/man/man5/stickyd.json.5 $(DESTDIR)$(MANDIR)/man5/
+
+# dpkg-buildpackage in a copy of the tree under build/deb, so that the build starts
+# clean and its products (which dpkg-buildpackage writes to the parent directory)
+# stay inside build/. The version must be debian/changelog's.
+DEB_SRC := build/deb/stickyd-$(VERSION)
+deb:
+	@test "$$(dpkg-parsechangelog -S Version)" = "$(VERSION)" || \
+		{ echo "debian/changelog is not at version $(VERSION) (agent/version.h)" >&2; exit 1; }
+	rm -rf build/deb
+	mkdir -p $(DEB_SRC)
+	tar --exclude=./build --exclude=./.git --exclude=./agent/stickyd --exclude=./agent/stickyctl \
+		-cf - . | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc --no-sign
+	@ls -l build/deb/*.deb
 
 clean:
 	rm -rf build agent/stickyd agent/stickyctl

@@ -454,8 +454,9 @@ static bool pin_stays(enum aff_pin p)
 /* Redis could not arbitrate (slow, down, saturated, or the script refused a
  * late run): the cookie's server when it is usable, else the weighted HRW hash
  * over the servers that may take new sessions. Same inputs on every agent,
- * same answer; nothing waits, and the cookie says where the client went. */
-static void answer_fallback(struct req *r, struct assign_ctx *x)
+ * same answer; nothing waits, and the cookie says where the client went.
+ * cause is the counter of why: STATS_REF(fallback_<cause>) (stats.h). */
+static void answer_fallback(struct req *r, struct assign_ctx *x, uint64_t *cause)
 {
     const struct srv_backend *b = servers_find(x->backend, strlen(x->backend));
     size_t n = 0;
@@ -469,6 +470,7 @@ static void answer_fallback(struct req *r, struct assign_ctx *x)
     if (t != NULL && pin_stays(p)) {
         STATS_INC(decision_tag_fallback);
         STATS_INC(decision_fallback);
+        (*cause)++;
         answer(r, x->backend, &x->id, "fallback", t->name, p == AFF_PIN_DRAINING, true,
                LEDGER_ADOPT, x->uid, x->uid_len);
         log_decision(x->backend, &x->id, x->uid_log, x->src_af, x->src, "fallback", t->name,
@@ -486,6 +488,7 @@ static void answer_fallback(struct req *r, struct assign_ctx *x)
         return;
     }
     STATS_INC(decision_fallback);
+    (*cause)++;
     /* the record is claimed for the hashed server once Redis is back: the
      * cookie issued now names it, and the cookie is the authority */
     answer(r, x->backend, &x->id, "fallback", A.cands[k].name, false, false, LEDGER_FORCE,
@@ -521,14 +524,19 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
                                       ? store_reply_elem(rep, 0)
                                       : NULL;
     if (res != STORE_OK || a == NULL || reply_str_is(a, "late")) {
+        uint64_t *cause = res == STORE_TIMEOUT ? STATS_REF(fallback_redis_timeout)
+                          : res == STORE_DOWN  ? STATS_REF(fallback_redis_disconnect)
+                                               : STATS_REF(fallback_bad_reply);
         if (res == STORE_OK && rep != NULL && store_reply_type(rep) == STORE_R_ERR) {
             size_t len = 0;
             const char *e = store_reply_str(rep, &len);
             log_warn("assign: script error, falling back: %.*s", (int)(len > 200 ? 200 : len), e);
+            cause = STATS_REF(fallback_script_error);
         } else if (a != NULL) {
             STATS_INC(decision_late);
+            cause = STATS_REF(fallback_late);
         }
-        answer_fallback(r, x);
+        answer_fallback(r, x, cause);
         ctx_put(x);
         return;
     }
@@ -549,7 +557,7 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
     bool hit = reply_str_is(a, "hit"), repin = reply_str_is(a, "repin");
     if (t == NULL || (!hit && !repin && !reply_str_is(a, "new"))) {
         log_warn("assign: unexpected script reply, falling back");
-        answer_fallback(r, x);
+        answer_fallback(r, x, STATS_REF(fallback_bad_reply));
         ctx_put(x);
         return;
     }
@@ -805,7 +813,8 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
     }
     if (A.store == NULL || A.script == NULL || kl < 0 || ll < 0 ||
         argv_reserve(6 + b->nservers) != 0) {
-        answer_fallback(r, x);
+        answer_fallback(r, x, A.store == NULL || A.script == NULL ? STATS_REF(fallback_no_store)
+                                                                  : STATS_REF(fallback_internal));
         ctx_put(x);
         return;
     }
@@ -836,7 +845,9 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
         }
     }
     if (store_eval(A.store, A.script, 2, (int)i, A.argv, A.argvlen, timeout, on_reply, x) != 0) {
-        answer_fallback(r, x); /* not queued (down, or too much pending): at once */
+        /* not queued (down, or too much pending): at once */
+        answer_fallback(r, x, store_connected(A.store) ? STATS_REF(fallback_redis_saturated)
+                                                       : STATS_REF(fallback_redis_down));
         ctx_put(x);
     }
 }

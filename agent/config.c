@@ -151,6 +151,11 @@ static const struct cfg_key cfg_keys[] = {
     {{"events", "sessions"}, KT_BOOL, false, false, "false", 0, 0, F(events_sessions),
      "also publish session-assigned and session-repinned events (one per new session)"},
 
+    {{"metrics"}, KT_SECTION, false, false, NULL, 0, 0, 0, "Prometheus metrics and health"},
+    {{"metrics", "listen"}, KT_INET, true, false, NULL, 0, 0, F(metrics_listen),
+     "HTTP listener for `/metrics`, `/healthz` and `/readyz`, e.g. `\"127.0.0.1:9125\"`; "
+     "null disables; a change takes a restart"},
+
     {{"backends"}, KT_BACKENDS, false, false, NULL, 0, 0, 0,
      "static server list, used when haproxy.stats_socket is null: "
      "`{\"<backend>\": {\"servers\": {\"<server>\": {\"weight\": 1}}}}`; weight 0..256, "
@@ -1201,63 +1206,136 @@ const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name
     return NULL;
 }
 
-void cfg_print_reference(FILE *out)
+/* One reference row, formatted once for both outputs (markdown and roff). */
+struct ref_row {
+    char name[128], type[32], def[64], range[64];
+    bool section;
+};
+
+static void ref_row(const struct cfg_key *k, struct ref_row *r)
 {
     char b1[32], b2[32];
+    memset(r, 0, sizeof(*r));
+    for (size_t d = 0; d < ARRAY_SIZE(k->path) && k->path[d] != NULL; d++) {
+        strncat(r->name, d ? "." : "", sizeof(r->name) - strlen(r->name) - 1);
+        strncat(r->name, k->path[d], sizeof(r->name) - strlen(r->name) - 1);
+    }
+    r->section = k->type == KT_SECTION;
+    snprintf(r->type, sizeof(r->type), "%s%s", kt_doc_names[k->type],
+             k->nullable ? " \\| null" : "");
+    if (k->type == KT_SECTION || k->type == KT_BACKENDS) {
+        snprintf(r->def, sizeof(r->def), k->type == KT_BACKENDS ? "`{}`" : "");
+    } else if (k->derived) {
+        snprintf(r->def, sizeof(r->def), "%s", k->def);
+    } else if (k->def == NULL) {
+        snprintf(r->def, sizeof(r->def), "`null`");
+    } else if (k->type == KT_U32 || k->type == KT_PORT || k->type == KT_BOOL) {
+        snprintf(r->def, sizeof(r->def), "`%s`", k->def);
+    } else {
+        snprintf(r->def, sizeof(r->def), "`\"%s\"`", k->def);
+    }
+    switch (k->type) {
+    case KT_INET:
+        snprintf(r->range, sizeof(r->range), "`ADDR:PORT`, `[IPv6]:PORT`");
+        break;
+    case KT_ADDR:
+        snprintf(r->range, sizeof(r->range), "`ADDR:PORT`, `unix:/path`, `/path`");
+        break;
+    case KT_HOST:
+        snprintf(r->range, sizeof(r->range), "IPv4, IPv6, `localhost`");
+        break;
+    case KT_LEVEL:
+        snprintf(r->range, sizeof(r->range), "`error` `warn` `info` `debug`");
+        break;
+    case KT_BOOL:
+        snprintf(r->range, sizeof(r->range), "`true` `false`");
+        break;
+    case KT_U32:
+    case KT_PORT:
+        snprintf(r->range, sizeof(r->range), "%" PRId64 "..%" PRId64, k->min, k->max);
+        break;
+    case KT_DUR:
+        snprintf(r->range, sizeof(r->range), "%s..%s", fmt_dur(k->min, b1, sizeof(b1)),
+                 fmt_dur(k->max, b2, sizeof(b2)));
+        break;
+    case KT_STR:
+    case KT_TOKEN:
+    case KT_PATH:
+        snprintf(r->range, sizeof(r->range), "%" PRId64 "..%" PRId64 " bytes", k->min, k->max);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Markdown text as roff: `code` in bold, markdown's "\|" as "|", and the
+ * characters roff would read as requests or escapes made literal. */
+static void roff_text(FILE *out, const char *s)
+{
+    const char *start = s;
+    bool code = false;
+    for (; *s; s++) {
+        if (*s == '`') {
+            fputs(code ? "\\fR" : "\\fB", out);
+            code = !code;
+        } else if (s[0] == '\\' && s[1] == '|') {
+            fputc('|', out);
+            s++;
+        } else if (*s == '\\') {
+            fputs("\\e", out);
+        } else if (*s == '-') {
+            fputs("\\-", out);
+        } else if ((*s == '.' || *s == '\'') && s == start) {
+            fputs("\\&", out); /* a control character at a line start */
+            fputc(*s, out);
+        } else {
+            fputc(*s, out);
+        }
+    }
+    if (code) {
+        fputs("\\fR", out);
+    }
+}
+
+void cfg_print_reference(FILE *out)
+{
     fprintf(out, "| Key | Type | Default | Range | Meaning |\n");
     fprintf(out, "|-----|------|---------|-------|---------|\n");
     for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
-        const struct cfg_key *k = &cfg_keys[i];
-        char name[128] = "";
-        for (size_t d = 0; d < ARRAY_SIZE(k->path) && k->path[d] != NULL; d++) {
-            strncat(name, d ? "." : "", sizeof(name) - strlen(name) - 1);
-            strncat(name, k->path[d], sizeof(name) - strlen(name) - 1);
+        struct ref_row r;
+        ref_row(&cfg_keys[i], &r);
+        fprintf(out, "| `%s` | %s | %s | %s | %s |\n", r.name, r.type, r.def, r.range,
+                cfg_keys[i].doc);
+    }
+}
+
+void cfg_print_reference_roff(FILE *out)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
+        struct ref_row r;
+        ref_row(&cfg_keys[i], &r);
+        if (r.section) {
+            fputs(".SS \"", out);
+            roff_text(out, r.name);
+            fputs("\"\n", out);
+            roff_text(out, cfg_keys[i].doc);
+            fputs(".\n", out);
+            continue;
         }
-        char type[32], def[64], range[64] = "";
-        snprintf(type, sizeof(type), "%s%s", kt_doc_names[k->type], k->nullable ? " \\| null" : "");
-        if (k->type == KT_SECTION || k->type == KT_BACKENDS) {
-            snprintf(def, sizeof(def), k->type == KT_BACKENDS ? "`{}`" : "");
-        } else if (k->derived) {
-            snprintf(def, sizeof(def), "%s", k->def);
-        } else if (k->def == NULL) {
-            snprintf(def, sizeof(def), "`null`");
-        } else if (k->type == KT_U32 || k->type == KT_PORT || k->type == KT_BOOL) {
-            snprintf(def, sizeof(def), "`%s`", k->def);
-        } else {
-            snprintf(def, sizeof(def), "`\"%s\"`", k->def);
+        fputs(".TP\n.B ", out);
+        roff_text(out, r.name);
+        fputs("\n", out);
+        roff_text(out, r.type);
+        if (r.def[0] != '\0') {
+            fputs("; default ", out);
+            roff_text(out, r.def);
         }
-        switch (k->type) {
-        case KT_INET:
-            snprintf(range, sizeof(range), "`ADDR:PORT`, `[IPv6]:PORT`");
-            break;
-        case KT_ADDR:
-            snprintf(range, sizeof(range), "`ADDR:PORT`, `unix:/path`, `/path`");
-            break;
-        case KT_HOST:
-            snprintf(range, sizeof(range), "IPv4, IPv6, `localhost`");
-            break;
-        case KT_LEVEL:
-            snprintf(range, sizeof(range), "`error` `warn` `info` `debug`");
-            break;
-        case KT_BOOL:
-            snprintf(range, sizeof(range), "`true` `false`");
-            break;
-        case KT_U32:
-        case KT_PORT:
-            snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64, k->min, k->max);
-            break;
-        case KT_DUR:
-            snprintf(range, sizeof(range), "%s..%s", fmt_dur(k->min, b1, sizeof(b1)),
-                     fmt_dur(k->max, b2, sizeof(b2)));
-            break;
-        case KT_STR:
-        case KT_TOKEN:
-        case KT_PATH:
-            snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64 " bytes", k->min, k->max);
-            break;
-        default:
-            break;
+        if (r.range[0] != '\0') {
+            fputs("; ", out);
+            roff_text(out, r.range);
         }
-        fprintf(out, "| `%s` | %s | %s | %s | %s |\n", name, type, def, range, k->doc);
+        fputs(".\n.br\n", out);
+        roff_text(out, cfg_keys[i].doc);
+        fputs(".\n", out);
     }
 }

@@ -71,6 +71,9 @@ struct cfg {
     char *events_channel;    /* default "<prefix>events" */
     bool events_sessions;    /* publish session-assigned/-repinned */
 
+    /* Prometheus metrics and health endpoints over HTTP */
+    char *metrics_listen;    /* "127.0.0.1:9125"; NULL disables */
+
     /* Static server list, used when haproxy_socket is NULL */
     struct cfg_backend *backends;
     size_t nbackends;
@@ -100,5 +103,7 @@ const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name
 
 /* Write the key table as a markdown table (the README's reference). */
 void cfg_print_reference(FILE *out);
+/* The same table as roff paragraphs (the stickyd.json(5) man page's KEYS section). */
+void cfg_print_reference_roff(FILE *out);
 
 #endif

@@ -137,6 +137,8 @@ static void out_disconnect(struct conn *c, uint32_t status, const char *msg)
         return;
     }
     buf_commit(&c->out, w.len);
+    STATS_INC(spop_frames_out);
+    STATS_INC_CODE(spop_disconnects_sent, status);
 }
 
 /* Write as much as the socket takes. -1 on a socket error. */
@@ -250,6 +252,7 @@ void conn_req_complete(struct conn *c, struct req *r)
         if (spop_w_ack(&w, req_stream_id(r), req_frame_id(r), act, alen) == 0) {
             buf_commit(&c->out, w.len);
             STATS_INC(ack);
+            STATS_INC(spop_frames_out);
         } else {
             log_err("%s: ACK does not fit %u bytes, dropped", req_ident(r), c->max_frame);
             STATS_INC(ack_dropped);
@@ -312,6 +315,7 @@ static void on_hello(struct conn *c, const struct spop_frame *f)
     c->healthcheck = h.healthcheck;
     c->state = CONN_READY;
     STATS_INC(hello);
+    STATS_INC(spop_frames_out);
     if (h.healthcheck) {
         STATS_INC(hello_healthcheck);
     }
@@ -366,8 +370,9 @@ static void on_frame(struct conn *c, const struct spop_frame *f)
     case SPOP_FRAME_HAPROXY_DISCONNECT: {
         STATS_INC(haproxy_disconnect);
         struct spop_disconnect d = {0};
-        if (spop_disconnect_parse(f->payload, f->payload_len, &d) == 0 && d.has_status &&
-            d.status != SPOP_ST_NONE) {
+        bool parsed = spop_disconnect_parse(f->payload, f->payload_len, &d) == 0;
+        STATS_INC_CODE(spop_disconnects_received, parsed && d.has_status ? d.status : 0);
+        if (parsed && d.has_status && d.status != SPOP_ST_NONE) {
             log_info("%s: HAProxy disconnects: status %u (%s) '%.*s'", c->ident,
                      (unsigned)d.status, spop_status_str(d.status), (int)d.message.len,
                      d.message.ptr);
@@ -403,6 +408,7 @@ static void conn_parse(struct conn *c)
             conn_close_with(c, st, st == SPOP_ST_TOO_BIG ? "frame is too big" : "malformed frame");
             return;
         }
+        STATS_INC(spop_frames_in);
         on_frame(c, &f);
         buf_consume(&c->in, (size_t)n);
         if (c->broken) {

@@ -3,10 +3,32 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 enum log_level log_level_cur = LOG_LVL_INFO;
+static bool journal;
+
+/* sd-daemon(3) priority prefixes: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const char *const journal_prio[] = {"<3>", "<4>", "<6>", "<7>"};
+_Static_assert(sizeof(journal_prio) / sizeof(journal_prio[0]) == LOG_LVL_COUNT, "priorities");
+
+void log_detect_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    journal = js != NULL && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
+              fstat(2, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+              (unsigned long long)st.st_ino == ino;
+}
+
+bool log_to_journal(void)
+{
+    return journal;
+}
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 _Static_assert(sizeof(level_names) / sizeof(level_names[0]) == LOG_LVL_COUNT, "level names");
@@ -38,13 +60,18 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
         return;
     }
     char line[2048];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
+    int n;
+    if (journal) {
+        n = snprintf(line, sizeof(line), "%s%s ", journal_prio[lvl], log_level_name(lvl));
+    } else {
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, ts.tv_nsec / 1000000, log_level_name(lvl));
+    }
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

@@ -1,7 +1,9 @@
 /* log.h - one line per event on stderr, with level filtering.
  *
  * Printf-checked; debug lines cost one branch when disabled. Hex dumps of
- * frames are for debug level only.
+ * frames are for debug level only. When stderr is systemd's journal stream
+ * (JOURNAL_STREAM names it), lines carry a "<N>" syslog priority prefix and no
+ * timestamp of their own: the journal stamps them, and filters by priority.
  */
 #ifndef STICKYD_LOG_H
 #define STICKYD_LOG_H
@@ -20,6 +22,10 @@ enum log_level {
 extern enum log_level log_level_cur;
 
 void log_set_level(enum log_level lvl);
+/* Look at JOURNAL_STREAM once at start-up: is stderr the journal? */
+void log_detect_journal(void);
+/* True after log_detect_journal found the journal (tests, status). */
+bool log_to_journal(void);
 /* "error", "warn", "info", "debug" -> 0 and *out; else -1. */
 int log_parse_level(const char *s, enum log_level *out) __attribute__((warn_unused_result));
 const char *log_level_name(enum log_level lvl);

@@ -20,6 +20,8 @@
 #include "ledger.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "req.h"
 #include "servers.h"
 #include "sid.h"
@@ -27,8 +29,8 @@
 #include "slog.h"
 #include "store.h"
 #include "util.h"
+#include "version.h"
 
-#define STICKYD_VERSION "0.1.0"
 /* SIGTERM: in-flight work gets this long before every connection is cut. */
 #define DRAIN_TIMEOUT_S 1.5
 
@@ -45,6 +47,7 @@ static struct store *store;    /* Redis */
 static struct fleet *fleet;    /* live counts, drain/maint */
 static struct ledger *ledger;  /* batched writes, the fleet view */
 static struct slog *slog;      /* close lines from HAProxy's log */
+static struct metrics *metrics; /* NULL: metrics.listen is null */
 
 static void usage(FILE *f)
 {
@@ -58,14 +61,16 @@ static void usage(FILE *f)
             "      --check-config    load and validate the configuration, then exit\n"
             "      --log-level LVL   overrides the file's \"log_level\"\n"
             "      --dump-assign-script  print the sticky-assign Lua script (benchmarks)\n"
-            "      --config-reference    print the configuration keys as a markdown table\n"
+            "      --config-reference[=markdown|roff]  print the configuration keys\n"
+            "                        (README table, or the stickyd.json(5) man page's)\n"
             "      --server-cookie BACKEND/SERVER  print the server's tag under the config's\n"
             "                        session secret: its HAProxy \"cookie\" value (see README)\n"
             "  -V, --version         print the version\n"
             "  -h, --help            this text\n"
             "\n"
             "Signals: TERM/INT drain and exit (twice: at once), HUP reloads the\n"
-            "configuration, USR1 logs the counters.\n");
+            "configuration, USR1 logs the counters. Under systemd (Type=notify) it\n"
+            "reports READY/RELOADING/STOPPING and honours WatchdogSec.\n");
 }
 
 /* Command-line values win over the file, at start-up and on every reload. */
@@ -121,6 +126,23 @@ static void publish_event(const struct event *e, void *arg)
     fleet_publish(arg, e);
 }
 
+/* ---- metrics hooks ------------------------------------------------------ */
+
+/* The gauges other modules know, into struct stats before any dump. */
+static void gauges_refresh(void *arg)
+{
+    UNUSED(arg);
+    stats.spop_connections = conn_count();
+    stats.redis_connected = store != NULL && store_connected(store);
+    stats.redis_pending = store != NULL ? (int64_t)store_pending(store) : 0;
+}
+
+static bool redis_up(void *arg)
+{
+    UNUSED(arg);
+    return store != NULL && store_connected(store);
+}
+
 /* ---- signals ----------------------------------------------------------- */
 
 /* SIGTERM ends the loop once both the SPOP connections and the fleet's
@@ -165,6 +187,8 @@ static void term_cb(struct ev_loop *l, ev_signal *w, int revents)
         return;
     }
     stopping = true;
+    notify_stopping();
+    metrics_set_ready(metrics, false);
     log_info("%s: draining %u connections", strsignal(w->signum), conn_count());
     fleet_leave(fleet, fleet_left, NULL); /* while the loop runs, so the goodbye is sent */
     lsn_stop();
@@ -182,11 +206,20 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
         log_info("SIGHUP: no configuration file, nothing to reload");
         return;
     }
+    notify_reloading();
+    stats.config_last_reload_timestamp_seconds = util_now_ms() / 1000;
     struct cfg next;
     char err[512];
     if (load_config(&next, err, sizeof(err)) != 0) {
         log_err("reload failed, keeping the running configuration: %s", err);
+        STATS_INC(reload_failed);
+        stats.config_last_reload_success = 0;
+        notify_ready("reload failed, running configuration kept");
         return;
+    }
+    if (!str_same(next.metrics_listen, cfg.metrics_listen)) {
+        log_warn("reload: metrics.listen changed; this needs a restart (still on %s)",
+                 cfg.metrics_listen != NULL ? cfg.metrics_listen : "nothing");
     }
     if (!str_same(next.listen, cfg.listen) || !str_same(next.unix_socket, cfg.unix_socket)) {
         log_warn("reload: listen/unix_socket changed; this needs a restart (still on %s%s%s)",
@@ -216,7 +249,10 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     if (store != NULL) {
         store_reconfigure(store, &cfg); /* reconnects if the Redis settings changed */
     }
+    STATS_INC(reload_ok);
+    stats.config_last_reload_success = 1;
     log_info("configuration reloaded from %s", cfg_path);
+    notify_ready("serving; configuration reloaded");
 }
 
 static void usr1_cb(struct ev_loop *l, ev_signal *w, int revents)
@@ -231,6 +267,7 @@ static void usr1_cb(struct ev_loop *l, ev_signal *w, int revents)
         log_err("SIGUSR1: open_memstream: %s", strerror(errno));
         return;
     }
+    gauges_refresh(NULL);
     stats_dump_text(f);
     fclose(f);
     log_msg(LOG_LVL_INFO, "stats: %u live SPOP connections", conn_count());
@@ -308,7 +345,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"dump-assign-script", no_argument, NULL, 'D'},
-        {"config-reference", no_argument, NULL, 'R'},
+        {"config-reference", optional_argument, NULL, 'R'},
         {"server-cookie", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -340,7 +377,14 @@ int main(int argc, char **argv)
             printf("stickyd %s (SPOP %s)\n", STICKYD_VERSION, SPOP_VERSION);
             return 0;
         case 'R':
-            cfg_print_reference(stdout);
+            if (optarg != NULL && strcmp(optarg, "roff") == 0) {
+                cfg_print_reference_roff(stdout);
+            } else if (optarg != NULL && strcmp(optarg, "markdown") != 0) {
+                fprintf(stderr, "stickyd: --config-reference=markdown|roff\n");
+                return 2;
+            } else {
+                cfg_print_reference(stdout);
+            }
             return 0;
         case 'D':
             fputs(assign_script(), stdout);
@@ -377,6 +421,7 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return rc;
     }
+    log_detect_journal();
     log_set_level(cfg.log_level);
 
     int status = 1;
@@ -446,11 +491,30 @@ int main(int argc, char **argv)
         log_err("%s", err);
         goto out_modules;
     }
+    if (cfg.metrics_listen != NULL) {
+        struct metrics_hooks mh = {.refresh = gauges_refresh, .ledger = ledger,
+                                   .redis_up = redis_up, .version = STICKYD_VERSION};
+        metrics = metrics_new(loop, cfg.metrics_listen, &mh, err, sizeof(err));
+        if (metrics == NULL) {
+            log_err("%s", err);
+            goto out_listeners;
+        }
+        metrics_set_ready(metrics, true);
+    }
+    if (notify_init(loop) != 0) {
+        log_warn("running without watchdog pings");
+    }
     log_info("stickyd %s started (max-frame-size %u, max %u connections)", STICKYD_VERSION,
              cfg.max_frame_size, cfg.max_connections);
+    notify_ready("serving");
     ev_run(loop, 0);
     status = 0;
+
+out_listeners:
     lsn_stop();
+    metrics_free(metrics);
+    metrics = NULL;
+    notify_stop();
 
 out_modules:
     conn_free_all(); /* orphans requests still in flight before modules go */

@@ -28,6 +28,7 @@ struct req {
     struct conn *conn; /* NULL once orphaned */
     struct req *prev, *next; /* the connection's in-flight list, or the freelist */
     uint64_t stream_id, frame_id;
+    uint64_t start_ns; /* NOTIFY received (decision latency) */
     size_t act_limit;  /* bytes of actions that still fit one ACK frame */
     unsigned pending;  /* messages handed out and not yet done (+1 while dispatching) */
     unsigned nactions;
@@ -129,6 +130,7 @@ struct req *req_new(struct conn *c, uint64_t stream_id, uint64_t frame_id, uint3
     r->act_cap = sizeof(r->inline_act);
     r->act = r->inline_act;
     r->ident[0] = '\0';
+    r->start_ns = stats_now_ns();
     return r;
 }
 
@@ -321,6 +323,7 @@ _Static_assert(sizeof(noop_action) <= REQ_INLINE_ACTIONS, "noop fits the inline 
 
 static void req_complete(struct req *r)
 {
+    stats_observe(&stats.decision_latency, r->start_ns);
     if (r->conn == NULL) {
         STATS_INC(ack_dropped);
         log_debug("%s: ACK dropped, connection gone", req_ident(r));

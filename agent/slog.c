@@ -139,6 +139,7 @@ static void deliver(struct slog *s, const char *line, size_t len)
     STATS_INC(syslog_lines);
     int rc = slog_parse_line(line, len, &c);
     if (rc == 1) {
+        STATS_INC(syslog_closes);
         s->fn(&c, s->arg);
     } else if (rc < 0) {
         STATS_INC(syslog_bad_lines);

@@ -94,6 +94,7 @@ struct sreq {
     struct store_script *sc; /* eval only */
     size_t fmtlen;           /* eval only: length of fmt */
     size_t bytes; /* counted in s->pending_bytes until hiredis lets go */
+    uint64_t sent_ns; /* when it entered hiredis (round-trip histogram) */
     bool done;    /* the user callback has run */
     bool retried; /* NOSCRIPT reload already tried */
     /* eval only: the formatted EVALSHA, kept for a NOSCRIPT retry. It lives in
@@ -243,6 +244,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         rc->state = RC_FAILED;
     }
     note_progress(rc, r);
+    if (r != NULL) {
+        stats_observe(&stats.redis_round_trip, q->sent_ns); /* late replies too: real trips */
+    }
     if (q->done) {
         sreq_free(q); /* late reply to a request that timed out: swallow */
         return;
@@ -324,6 +328,7 @@ static void sreq_sent(struct sreq *q, bool pipeline_was_empty)
     s->npending++;
     s->pending_bytes += q->bytes;
     STATS_INC(redis_requests);
+    q->sent_ns = stats_now_ns();
     if (pipeline_was_empty) {
         rc->last_progress = ev_now(s->loop); /* silence is counted from here */
     }

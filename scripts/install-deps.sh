@@ -10,6 +10,9 @@ PKGS=(
   haproxy redis-server redis-tools
   python3 python3-pytest python3-websockets python3-redis
   procps iproute2 socat
+  libmicrohttpd-dev libsystemd-dev
+  prometheus systemd man-db groff-base strace
+  debhelper dpkg-dev lintian
 )
 # Node.js runs the real Socket.IO servers and clients of the end-to-end tests (their
 # npm packages come from the registry, pinned by tests/integration/sio/package-lock.json).
@@ -44,9 +47,9 @@ if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian starts redis-server (and haproxy) as system services on install where an
-# init system runs; stop them so they hold no port the tests use.
-for svc in redis-server haproxy; do
+# Debian starts redis-server (and haproxy, prometheus) as system services on install
+# where an init system runs; stop them so they hold no port the tests use.
+for svc in redis-server haproxy prometheus; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
   fi

@@ -118,4 +118,5 @@ for s in $SECTIONS; do
 done
 [ "${BENCH_WS:-1}" = 0 ] || "$ROOT/tests/bench/ws_bench.sh" || status=1  # BENCH_WS=0 skips
 [ "${BENCH_UPGRADE:-1}" = 0 ] || "$ROOT/tests/bench/upgrade_bench.sh" || status=1  # BENCH_UPGRADE=0 skips
+[ "${BENCH_METRICS:-1}" = 0 ] || "$ROOT/tests/bench/metrics_bench.sh" || status=1  # BENCH_METRICS=0
 exit $status
