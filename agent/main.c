@@ -19,6 +19,7 @@
 #include "hapi.h"
 #include "listener.h"
 #include "log.h"
+#include "pace.h"
 #include "req.h"
 #include "servers.h"
 #include "stats.h"
@@ -338,6 +339,7 @@ int main(int argc, char **argv)
     }
     signals_start();
     conn_configure(&cfg);
+    pace_start(loop);
     lsn_set_max_connections(cfg.max_connections);
     if (builtin_register() != 0) {
         log_err("cannot register the built-in handlers");
@@ -417,6 +419,7 @@ out_modules:
     fleet = NULL;
 
 out_signals:
+    pace_stop();
     req_registry_clear();
     signals_stop();
     ev_loop_destroy(loop);

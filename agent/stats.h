@@ -22,6 +22,8 @@
     X(msg_unknown, "messages with no handler")                                                     \
     X(haproxy_disconnect, "HAPROXY-DISCONNECT frames received")                                    \
     X(proto_error, "connections closed on a protocol error")                                       \
+    X(pace_on, "times the loop began collecting before each poll (pace.h)")                        \
+    X(pace_off, "times it stopped collecting (load gone)")                                         \
     X(action_dropped, "actions dropped for want of frame space")                                   \
     X(decision_hit, "sticky-assign: pinned server kept")                                           \
     X(decision_new, "sticky-assign: new session assigned")                                         \

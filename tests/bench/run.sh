@@ -118,4 +118,6 @@ for s in $SECTIONS; do
 done
 [ "${BENCH_WS:-1}" = 0 ] || "$ROOT/tests/bench/ws_bench.sh" || status=1  # BENCH_WS=0 skips
 [ "${BENCH_REDIS:-1}" = 0 ] || "$ROOT/tests/bench/redis_bench.sh" || status=1  # BENCH_REDIS=0 skips
+# BENCH_SPOE=0 skips; on every HAProxy of the matrix (scripts/haproxy-matrix.sh)
+[ "${BENCH_SPOE:-1}" = 0 ] || "$ROOT/tests/bench/spoe_bench.sh" || status=1
 exit $status
