@@ -22,6 +22,11 @@ struct ev_loop;
 #define PACE_ON_FRAMES_PER_WAKEUP 8.0
 /* Off again when fewer NOTIFY frames than this arrive per second. */
 #define PACE_OFF_FRAMES 10000.0
+/* A peer with few frames in flight answers the wait with fewer frames, not bigger
+ * batches: when the first sample after switching on shows the frame rate below this
+ * share of the rate before, pacing goes off and stays off PACE_HOLDOFF_S. */
+#define PACE_KEEP_RATE 0.8
+#define PACE_HOLDOFF_S 5.0
 /* While on: at most one poll per this many seconds; a frame waits at most this long
  * more (against the SPOE's "timeout processing", 50 ms in the reference config). */
 #define PACE_COLLECT_S 0.0002

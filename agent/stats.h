@@ -24,6 +24,7 @@
     X(proto_error, "connections closed on a protocol error")                                       \
     X(pace_on, "times the loop began collecting before each poll (pace.h)")                        \
     X(pace_off, "times it stopped collecting (load gone)")                                         \
+    X(pace_holdoff, "times pacing cost a peer its rate and backed off")                            \
     X(action_dropped, "actions dropped for want of frame space")                                   \
     X(decision_hit, "sticky-assign: pinned server kept")                                           \
     X(decision_new, "sticky-assign: new session assigned")                                         \
