@@ -47,7 +47,7 @@ echo "  agent (+$WARMUP s warm-up each); CPU time from /proc/PID/stat, per reque
 
 # ---- the agent: the built-in ping handler, no Redis --------------------------------
 mkdir -p "$TMP/agent"
-printf '{"listen": "127.0.0.1:0", "log_level": "warn", "redis": {"unix": "%s"}}\n' \
+printf '{"listen": "127.0.0.1:0", "log_level": "info", "redis": {"unix": "%s"}}\n' \
     "$TMP/agent/no-redis.sock" >"$TMP/agent/stickyd.json"
 "$STICKYD" --config "$TMP/agent/stickyd.json" >"$TMP/agent/stickyd.log" 2>&1 &
 AGENT_PID=$!
@@ -119,8 +119,23 @@ wrk_run() {
 }
 
 ticks() { pid_ticks "$AGENT_PID"; }
+
+# pace_counts -> "pace_on pace_holdoff": the agent's counters, from a SIGUSR1 dump
+# (events_received is the last line of a dump: it is whole once that line is there).
+pace_counts() {
+    local log=$TMP/agent/stickyd.log n
+    n=$(grep -c 'stats: events_received' "$log" || true)
+    kill -USR1 "$AGENT_PID"
+    for _ in $(seq 1 50); do
+        [ "$(grep -c 'stats: events_received' "$log" || true)" -gt "$n" ] && break
+        sleep 0.05
+    done
+    awk '/stats: pace_on / { on = $NF } /stats: pace_holdoff / { h = $NF }
+         END { print on + 0, h + 0 }' "$log"
+}
 CLK_TCK=$(getconf CLK_TCK)
 : >"$TMP/figures"
+: >"$TMP/pacing"
 rc=0
 while read -r ver bin; do
     d=$TMP/ha-$ver
@@ -161,6 +176,7 @@ sys.exit(0 if o.open(sys.argv[1], timeout=5).status == 200 else 1)' \
     fi
     wrk_run "$P_PLAIN" "$WARMUP" >/dev/null
     wrk_run "$P_AGENT" "$WARMUP" >/dev/null
+    read -r on0 hold0 < <(pace_counts)
     for ((i = 0; i < SECS; i++)); do
         # wrk's figures: requests, non-2xx, then HAProxy's and the agent's CPU ticks
         b0=$(pid_ticks "$HA_PLAIN")
@@ -171,6 +187,8 @@ sys.exit(0 if o.open(sys.argv[1], timeout=5).status == 200 else 1)' \
         echo "$ver agent $req $bad $(( $(pid_ticks "$HA_AGENT") - h0 )) $(( $(ticks) - a0 ))" \
             >>"$TMP/figures"
     done
+    read -r on1 hold1 < <(pace_counts)
+    echo "$ver: switched on $((on1 - on0)) times, backed off $((hold1 - hold0))" >>"$TMP/pacing"
     bench_stop "$HA_AGENT"
     bench_stop "$HA_PLAIN"
 done <<<"$matrix"
@@ -192,9 +210,11 @@ END {
             ar / secs, ratio, sd, ha, hp, bad[v, "agent"] + bad[v, "plain"]
     }
 }' "$TMP/figures"
-if [ -s "$TMP/agent/stickyd.log" ]; then
-    echo "agent log (warnings and errors; the Redis warning is expected here):"
-    sed 's/^/  /' "$TMP/agent/stickyd.log" | tail -10
+echo "stickyd pacing (agent/pace.h) during each version's runs:"
+sed 's/^/  /' "$TMP/pacing"
+if grep -q ' \(warn\|error\) ' "$TMP/agent/stickyd.log"; then
+    echo "agent log (warnings and errors; the Redis warnings are expected here):"
+    grep ' \(warn\|error\) ' "$TMP/agent/stickyd.log" | sed 's/^/  /' | tail -10
 fi
 printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 exit $rc
