@@ -4,6 +4,7 @@
 #   make SANITIZE=1   the same with ASan + UBSan
 #   make WERROR=0     keep warnings as warnings
 #   make test         every test tier: unit, fuzz (bounded), integration, end-to-end
+#                     (integration on HAProxy 2.6 and each 3.x of ../shared/haproxy)
 #   make bench        the benchmarks, printing figures
 #   make run          the local demonstration (Redis, 3 WebSocket servers, HAProxy, stickyd)
 #
@@ -123,7 +124,7 @@ unit: $(UNIT_BIN)
 fuzz: $(FUZZ_BIN)
 	@tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS)
 
-integration: all $(ITEST_BIN)
+integration: all $(ITEST_BIN) build/bench/spop_bench
 	@tests/run-integration.sh $(ITEST_BIN)
 
 test: deps

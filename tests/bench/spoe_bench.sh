@@ -53,7 +53,11 @@ printf '{"listen": "127.0.0.1:0", "log_level": "info", "redis": {"unix": "%s"}}\
 AGENT_PID=$!
 bench_track "$AGENT_PID"
 AGENT_PORT=$(listen_port "$AGENT_PID")
-[ -n "$AGENT_PORT" ] || { echo "spoe_bench: stickyd did not start" >&2; cat "$TMP/agent/stickyd.log" >&2; exit 1; }
+if [ -z "$AGENT_PORT" ]; then
+    echo "spoe_bench: stickyd did not start; its log:" >&2
+    cat "$TMP/agent/stickyd.log" >&2
+    exit 1
+fi
 
 cat >"$TMP/bench.spoe" <<EOF
 [bench]
