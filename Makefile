@@ -4,6 +4,7 @@
 #   make SANITIZE=1   the same with ASan + UBSan
 #   make WERROR=0     keep warnings as warnings
 #   make test         every test tier: unit, fuzz (bounded), integration, end-to-end
+#                     (integration on HAProxy 2.6 and each 3.x of ../shared/haproxy)
 #   make bench        the benchmarks, printing figures
 #   make run          the local demonstration (Redis, 3 WebSocket servers, HAProxy, stickyd)
 #   make man          the man pages, into build/man (stickyd.json(5) from the key table)
@@ -156,7 +157,7 @@ $(SIO_DIR)/node_modules/.installed: tests/integration/sio/package.json \
 	cd $(SIO_DIR) && npm ci --no-audit --no-fund --silent
 	@touch $@
 
-integration: all $(ITEST_BIN) $(SIO_DIR)/node_modules/.installed
+integration: all $(ITEST_BIN) build/bench/spop_bench $(SIO_DIR)/node_modules/.installed
 	@tests/run-integration.sh $(ITEST_BIN)
 
 test: deps

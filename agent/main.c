@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "pace.h"
 #include "req.h"
 #include "servers.h"
 #include "sid.h"
@@ -432,6 +433,7 @@ int main(int argc, char **argv)
     }
     signals_start();
     conn_configure(&cfg);
+    pace_start(loop);
     lsn_set_max_connections(cfg.max_connections);
     if (builtin_register() != 0) {
         log_err("cannot register the built-in handlers");
@@ -539,6 +541,7 @@ out_modules:
     fleet = NULL;
 
 out_signals:
+    pace_stop();
     req_registry_clear();
     signals_stop();
     ev_loop_destroy(loop);

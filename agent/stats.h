@@ -27,6 +27,9 @@
     X(msg_unknown, "messages with no handler")                                                     \
     X(haproxy_disconnect, "HAPROXY-DISCONNECT frames received")                                    \
     X(proto_error, "connections closed on a protocol error")                                       \
+    X(pace_on, "times the loop began collecting before each poll (pace.h)")                        \
+    X(pace_off, "times it stopped collecting (load gone)")                                         \
+    X(pace_holdoff, "times pacing cost a peer its rate and backed off")                            \
     X(action_dropped, "actions dropped for want of frame space")                                   \
     X(decision_local, "sticky-assign: answered without waiting on Redis (cookie tag, new)")        \
     X(decision_tag_fallback, "sticky-assign: Redis unavailable, pinned server from the tag")       \

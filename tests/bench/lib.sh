@@ -10,6 +10,7 @@
 #   bench_stop PID [TENTHS] SIGTERM, then SIGKILL after TENTHS x 0.1 s (default 30)
 #   bench_header TITLE [NOTE] the section header with the host's cores and load average
 #   listen_port PID        the TCP port PID listens on (it was started on port 0)
+#   pid_ticks PID          CPU time (user + system) PID used so far, in clock ticks
 
 PIDS=()   # every process started, in start order; the trap stops them in reverse
 
@@ -72,4 +73,9 @@ listen_port() {
         sleep 0.05
     done
     echo "$port"
+}
+
+# Fields counted after the last ')' (the command name may hold spaces): 12 utime, 13 stime.
+pid_ticks() {
+    sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
 }

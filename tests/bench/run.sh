@@ -119,4 +119,6 @@ done
 [ "${BENCH_WS:-1}" = 0 ] || "$ROOT/tests/bench/ws_bench.sh" || status=1  # BENCH_WS=0 skips
 [ "${BENCH_UPGRADE:-1}" = 0 ] || "$ROOT/tests/bench/upgrade_bench.sh" || status=1  # BENCH_UPGRADE=0 skips
 [ "${BENCH_METRICS:-1}" = 0 ] || "$ROOT/tests/bench/metrics_bench.sh" || status=1  # BENCH_METRICS=0
+# BENCH_SPOE=0 skips; on every HAProxy of the matrix (scripts/haproxy-matrix.sh)
+[ "${BENCH_SPOE:-1}" = 0 ] || "$ROOT/tests/bench/spoe_bench.sh" || status=1
 exit $status

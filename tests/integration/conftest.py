@@ -15,7 +15,11 @@ Also: `redis_server` (a started Redis), `ws_backends` (three started WsServers),
 
 Environment: HAPROXY=/path/to/haproxy runs everything (render checks included)
 against another HAProxy build, e.g. a 3.x one; STICKYD and REDIS_SERVER likewise.
+tests/run-integration.sh does so for every HAProxy of the matrix; the version is in
+the session header and in every failure's report.
 """
+import functools
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,11 +30,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 
+@functools.lru_cache(maxsize=None)
+def haproxy_version():
+    """First line of `$HAPROXY -v`, e.g. "HAProxy version 3.2.0-e134140d2 2025/05/28 - ..."."""
+    try:
+        out = subprocess.run([harness.HAPROXY, "-v"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except OSError as e:
+        return "%s: %s" % (harness.HAPROXY, e)
+    return (out.splitlines() or ["%s: no version" % harness.HAPROXY])[0]
+
+
+def pytest_report_header(config):
+    return "haproxy: %s (%s)" % (haproxy_version(), harness.HAPROXY)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed and call.when in ("setup", "call"):
+        # A matrix run repeats the same test ids on each version: name it.
+        rep.sections.insert(0, ("haproxy", "%s (%s)" % (haproxy_version(), harness.HAPROXY)))
         group = getattr(item, "_stickyd_procs", None)
         if group is not None:
             for name, text in group.logs():

@@ -14,6 +14,7 @@ committed haproxy-conf/ files are exactly its rendering of demo-topology.json.
 """
 import concurrent.futures
 import json
+import re
 import secrets
 import signal
 import subprocess
@@ -234,6 +235,13 @@ def test_render_variants_load_cleanly(tmp_path, variant):
         assert "HttpOnly; Secure; SameSite=None" in cfg
     if "--syslog-tcp" in variant:
         assert "log ring@stickyd_close" in cfg and "server stickyd 127.0.0.1:5515" in cfg
+    # 3.3 made "balance random" the default: every backend names its algorithm, so
+    # the same file balances alike on every version.
+    sections = re.split(r"\n(?=\S)", cfg)
+    backends = [sec for sec in sections if sec.startswith("backend ")]
+    assert backends
+    for sec in backends:
+        assert re.search(r"^    balance \S+", sec, re.M), sec.split("\n", 1)[0]
 
 
 @pytest.mark.parametrize("bad", [

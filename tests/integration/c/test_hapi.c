@@ -1,4 +1,5 @@
-/* Integration test of hapi.c against a real /usr/sbin/haproxy started in a
+/* Integration test of hapi.c against a real HAProxy ($HAPROXY, by default
+ * /usr/sbin/haproxy: the test matrix runs it on every version) started in a
  * temp dir: backend ws (mode tcp) with s1 UP (a listener this test opens), s2
  * DOWN (a closed port, check inter 100), s3 `disabled`; backend web (mode
  * http). Checks the refreshed view and each backend's mode over the unix and
@@ -33,6 +34,7 @@
 static char tmpdir[] = "/tmp/stickyd-hapi-XXXXXX";
 static char cfgpath[256], sockpath[256];
 static pid_t haproxy_pid = -1;
+static const char *haproxy_bin = "/usr/sbin/haproxy";
 static int stats_port, fe_port, up_port, down_port;
 
 static void haproxy_stop(void)
@@ -94,7 +96,7 @@ static int haproxy_start(void)
             dup2(lfd, 1);
             dup2(lfd, 2);
         }
-        execl("/usr/sbin/haproxy", "haproxy", "-db", "-f", cfgpath, (char *)NULL);
+        execl(haproxy_bin, "haproxy", "-db", "-f", cfgpath, (char *)NULL);
         _exit(127);
     }
     haproxy_pid = pid;
@@ -352,8 +354,11 @@ static void test_view(struct hapi *h)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    if (access("/usr/sbin/haproxy", X_OK) != 0) {
-        fprintf(stderr, "test_hapi: /usr/sbin/haproxy missing\n");
+    if (getenv("HAPROXY") != NULL) {
+        haproxy_bin = getenv("HAPROXY");
+    }
+    if (access(haproxy_bin, X_OK) != 0) {
+        fprintf(stderr, "test_hapi: %s missing\n", haproxy_bin);
         return 1;
     }
     if (mkdtemp(tmpdir) == NULL) {
