@@ -61,17 +61,21 @@ static const struct command commands[] = {
      "haproxy_state, weight, conns, per_instance: {<inst>: n}}]}]}.\n"},
     {"lookup", 2, 2, "bi", OPT_JSON | OPT_KEY, ctl_cmd_lookup,
      "lookup <backend> (<sid> | --key KEY) [--json]",
-     "The session record: server, created and last seen (UTC), reconnects, the\n"
-     "instance that saw it last, TTL left. Exit 1 when there is no such session.\n"
-     "--key KEY finds the session of an affinity key (sticky-assign's `key`): its id\n"
-     "is derived with session.secret_file (and previous_secret_file) of -c FILE.\n"
-     "--json: {backend, sid, key, server, created_ms, created, seen_ms, seen,\n"
-     "reconnects, inst, ttl_ms (-1: no expiry)}.\n"},
+     "The session record: its record id, server (and whether an operator moved it),\n"
+     "created and last renewed (UTC), the instance that renewed it, TTL left. <sid>\n"
+     "is the session cookie (either format) or the record id. Exit 1 when there is\n"
+     "no such session. --key KEY finds the session of an affinity key (sticky-assign's\n"
+     "`key`): its id is derived with session.secret_file (and previous_secret_file)\n"
+     "of -c FILE. --json: {backend, sid, record, key, server, created_ms, created,\n"
+     "seen_ms, seen, reconnects (null: no longer counted), moved, inst, ttl_ms (-1: no\n"
+     "expiry)}.\n"},
     {"move", 3, 3, "bis", OPT_FORCE | OPT_KEY, ctl_cmd_move,
      "move <backend> (<sid> | --key KEY) <server> [--force]",
-     "Pin an existing session to another server and publish a session-moved event.\n"
-     "The session's open connection stays where it is; its next connection goes to\n"
-     "<server>. Refuses an unknown backend or server unless --force.\n"},
+     "Pin an existing session to another server, flag it as moved (the move wins\n"
+     "over the server its cookie names) and publish a session-moved event. The\n"
+     "session's open connection stays where it is; its next connection goes to\n"
+     "<server> (the one after, if no agent got the event). Refuses an unknown\n"
+     "backend or server unless --force.\n"},
     {"drain", 2, 2, "bs", OPT_FORCE | OPT_DEADLINE | OPT_CLOSE, ctl_cmd_drain,
      "drain <backend> <server> [--deadline DURATION [--close-at-deadline]] [--force]",
      "Drain a server on every HAProxy: no new sessions, existing ones stay. With\n"
