@@ -79,7 +79,6 @@ struct ledger {
     ev_timer flush_timer;
     ev_timer view_timer;
     bool stopped;
-    bool fresh;
     int64_t clock_lo[CLOCK_SAMPLES]; /* Redis minus local ms, lower bounds */
     size_t nclock, clock_next;
     ledger_moved_fn moved;
@@ -316,11 +315,6 @@ int64_t ledger_redis_now_ms(const struct ledger *l)
     return util_now_ms() + lo;
 }
 
-bool ledger_view_fresh(const struct ledger *l)
-{
-    return l->fresh && store_connected(l->store);
-}
-
 void ledger_on_moved(struct ledger *l, ledger_moved_fn fn, void *arg)
 {
     l->moved = fn;
@@ -410,7 +404,6 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
         if (l->nclock < CLOCK_SAMPLES) {
             l->nclock++;
         }
-        l->fresh = true;
         view_apply(b, store_reply_elem(r, 1), store_reply_elem(r, 2));
         STATS_ADD(conn_opened_events, (uint64_t)store_reply_int(store_reply_elem(r, 3)));
         int64_t closed = store_reply_int(store_reply_elem(r, 4));
@@ -437,9 +430,6 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
             const char *e = store_reply_str(r, &len);
             log_warn("ledger: batch for %s failed: %.*s", b->name, (int)(len > 200 ? 200 : len),
                      e);
-        }
-        if (res != STORE_OK) {
-            l->fresh = false;
         }
     }
     batch_free(x);
@@ -536,8 +526,6 @@ static void send_batch(struct lback *b)
     }
     char *strs = malloc(strs_len + 1);
     int64_t *counts = calloc(nopen + 1, sizeof(*counts));
-    char suffix[SRV_NAME_MAX + 4];
-    snprintf(suffix, sizeof(suffix), "%s", inst);
     if (x == NULL || strs == NULL || counts == NULL || scratch_reserve(l, argc, nkeys) != 0 ||
         model_key(l->keys[0], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "conns") < 0 ||
         model_key_id(l->keys[1], prefix, b->name, "i:", inst, strlen(inst)) < 0 ||
@@ -572,6 +560,7 @@ static void send_batch(struct lback *b)
         sp += o->id_len;
         *sp++ = '\0';
     }
+    char *srv_names = sp; /* the opened servers' names follow the rids */
     char hb[24], ottl[24], ttl[24], no[24], nc[24];
     *util_u64_dec(hb, (uint64_t)c->heartbeat_ttl_ms) = '\0';
     *util_u64_dec(ottl, (uint64_t)model_open_ttl_ms(c)) = '\0';
@@ -597,11 +586,8 @@ static void send_batch(struct lback *b)
             s->queued--;
             s->flying++;
         }
-        const char *q = strs;
+        const char *q = srv_names;
         size_t t = 0;
-        for (size_t k = 0; k < ntouch; k++) {
-            q += strlen(q) + 1;
-        }
         for (; t < x->nsrv; t++) {
             if (strlen(q) == o->srv_len && memcmp(q, srv, o->srv_len) == 0) {
                 break;
@@ -718,7 +704,6 @@ static void view_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void ledger_refresh(struct ledger *l)
 {
     if (l->stopped || !store_connected(l->store)) {
-        l->fresh = false;
         return;
     }
     for (size_t i = 0; i < servers_count(); i++) {

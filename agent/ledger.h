@@ -84,7 +84,5 @@ void ledger_server(const struct ledger *l, const char *backend, const char *serv
  * ahead of Redis by more than the clock drift since the last sample); 0 when no
  * batch has been answered yet. */
 int64_t ledger_redis_now_ms(const struct ledger *l);
-/* True once a batch has been answered since the store (re)connected. */
-bool ledger_view_fresh(const struct ledger *l);
 
 #endif
