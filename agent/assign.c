@@ -316,6 +316,19 @@ static void answer_none(struct req *r, const char *backend, const char *reason)
     req_done(r);
 }
 
+/* txn.sticky.srvtag: the value of HAProxy's own fallback cookie for server, set
+ * only when the client's copy (presented, "" for none) is not already it. */
+static void set_srvtag(struct req *r, const char *backend, const char *server,
+                       const char *presented)
+{
+    const struct tag_slot *t = tags_of(backend, server);
+    char tag[SID_BUF];
+    if (t != NULL && sid_b64url_encode(t->tag[0], SID_STAG_LEN, tag) > 0 &&
+        strcmp(tag, presented) != 0) {
+        req_set_var_str(r, "srvtag", tag, strlen(tag));
+    }
+}
+
 /* The cookie for this session pinned to server: the presented one when it
  * still says so and is young, else a new one issued now. */
 static bool cookie_for(const char *backend, struct ident *id, const char *server, bool same_pin)
@@ -350,13 +363,7 @@ static void answer(struct req *r, const char *backend, struct ident *id, const c
     }
     if (!req_orphaned(r)) {
         req_set_var_str(r, "server", server, strlen(server));
-        const struct tag_slot *t = tags_of(backend, server);
-        char tag[SID_BUF];
-        /* HAProxy's own cookie, for when the agent is gone: rewritten when stale */
-        if (t != NULL && sid_b64url_encode(t->tag[0], SID_STAG_LEN, tag) > 0 &&
-            strcmp(tag, id->srvck) != 0) {
-            req_set_var_str(r, "srvtag", tag, strlen(tag));
-        }
+        set_srvtag(r, backend, server, id->srvck);
         if (id->cookie_len > 0) {
             req_set_var_str(r, "sid", id->cookie, id->cookie_len);
         }
@@ -433,15 +440,26 @@ static int build_cands(const struct srv_backend *b, const struct ident *id, size
     return 0;
 }
 
-/* What the pin on server s of b may do under the current view. */
-static enum aff_pin pin_rule(const struct srv_backend *b, const struct srv *s)
+/* Redis' clock by the fleet view (the local one until a batch has told it). */
+static int64_t view_now(void)
+{
+    int64_t now = A.ledger != NULL ? ledger_redis_now_ms(A.ledger) : 0;
+    return now > 0 ? now : util_now_ms();
+}
+
+/* What the pin on server s of b may do under the current view, at time now. */
+static enum aff_pin pin_rule_at(const struct srv_backend *b, const struct srv *s, int64_t now)
 {
     struct ledger_srv v = {0};
     if (A.ledger != NULL) {
         ledger_server(A.ledger, b->name, s->name, &v);
     }
-    int64_t now = A.ledger != NULL ? ledger_redis_now_ms(A.ledger) : 0;
-    return aff_pinned(s->state, v.admin, v.deadline_ms, now > 0 ? now : util_now_ms());
+    return aff_pinned(s->state, v.admin, v.deadline_ms, now);
+}
+
+static enum aff_pin pin_rule(const struct srv_backend *b, const struct srv *s)
+{
+    return pin_rule_at(b, s, view_now());
 }
 
 static bool pin_stays(enum aff_pin p)
@@ -838,8 +856,9 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
     A.argvlen[i++] = strlen(A.cfg->instance);
     A.argv[i] = best >= 0 ? A.cands[best].name : "";
     A.argvlen[i++] = best >= 0 ? A.cands[best].name_len : 0;
+    int64_t now = view_now();
     for (size_t k = 0; k < b->nservers; k++) {
-        if (pin_stays(pin_rule(b, &b->servers[k]))) {
+        if (pin_stays(pin_rule_at(b, &b->servers[k], now))) {
             A.argv[i] = b->servers[k].name;
             A.argvlen[i++] = strlen(b->servers[k].name);
         }
@@ -1029,11 +1048,7 @@ static void established_handler(struct req *r, const struct spop_msg *m, void *a
             req_set_var_str(r, "sid", id.cookie, id.cookie_len);
             req_set_var_int(r, "set_cookie", 1);
         }
-        const struct tag_slot *t = tags_of(b->name, s->name);
-        char tag[SID_BUF];
-        if (t != NULL && sid_b64url_encode(t->tag[0], SID_STAG_LEN, tag) > 0) {
-            req_set_var_str(r, "srvtag", tag, strlen(tag));
-        }
+        set_srvtag(r, b->name, s->name, "");
         if (A.ledger != NULL) {
             (void)ledger_touch(A.ledger, b->name, id.rid, id.rid_len, s->name, strlen(s->name),
                                LEDGER_FORCE);
