@@ -109,14 +109,6 @@ int model_record_parse(const char *v, size_t len, struct model_record *out)
     return 0;
 }
 
-int model_record_format(char *buf, size_t cap, const char *server, int64_t created_ms,
-                        int64_t seen_ms, bool moved, const char *inst)
-{
-    int n = snprintf(buf, cap, "%s %lld %lld %c %s", server, (long long)created_ms,
-                     (long long)seen_ms, moved ? 'm' : '-', inst != NULL ? inst : "");
-    return n < 0 || (size_t)n >= cap ? -1 : n;
-}
-
 int64_t model_open_ttl_ms(const struct cfg *c)
 {
     return c->session_ttl_ms > 86400000 ? c->session_ttl_ms : 86400000;

@@ -15,7 +15,8 @@
  *   <prefix>{<b>}:state       hash server -> "drain:<deadline ms>[:close]" | "maint"
  *   <prefix>{<b>}:servers     hash server -> "<weight> <haproxy state>" (last agent's view)
  *
- * Session record value: "<server> <created ms> <seen ms> <flag> <inst>", where
+ * Session record value: "<server> <created ms> <seen ms> <flag> <inst>" (written by
+ * the Lua scripts, each with one record() helper; read here), where
  * flag is "-" or "m" (moved by an operator: the record then wins over the
  * cookie's tag until an agent has reissued the cookie). inst is last because it
  * may hold spaces. A string, not a hash: about 60 bytes less per session.
@@ -66,11 +67,6 @@ struct model_record {
 
 /* Parse a record value; 0 or -1 (not a record of this format). */
 int model_record_parse(const char *v, size_t len, struct model_record *out)
-    __attribute__((warn_unused_result));
-
-/* Format a record value into buf[cap]; its length or -1 when it does not fit. */
-int model_record_format(char *buf, size_t cap, const char *server, int64_t created_ms,
-                        int64_t seen_ms, bool moved, const char *inst)
     __attribute__((warn_unused_result));
 
 /* The open map's TTL for this configuration: max(session TTL, 24 h). */

@@ -18,12 +18,15 @@ local dl = tonumber(ARGV[1])
 if dl > 0 and now > dl then return {'late'} end
 local rec, ttl, inst, choice = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
 local nows = string.format('%d', now)
+local function record(srv, created) -- the record format: agent/model.h
+  return srv .. ' ' .. created .. ' ' .. nows .. ' - ' .. inst
+end
 local v = redis.call('GET', rec)
 if not v and KEYS[2] ~= rec then
   local kind = redis.call('TYPE', KEYS[2])['ok']
   if kind == 'hash' then
     local h = redis.call('HMGET', KEYS[2], 'server', 'created')
-    if h[1] then v = h[1] .. ' ' .. (h[2] or nows) .. ' ' .. nows .. ' - ' .. inst end
+    if h[1] then v = record(h[1], h[2] or nows) end
   elseif kind == 'string' then
     v = redis.call('GET', KEYS[2])
   end
@@ -37,15 +40,15 @@ if v then srv, created, flag = string.match(v, '^(%S+) (%d+) %d+ ([-m])') end
 if srv then
   for i = 5, #ARGV do
     if ARGV[i] == srv then
-      redis.call('SET', rec, srv .. ' ' .. created .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+      redis.call('SET', rec, record(srv, created), 'PX', ttl)
       if flag == 'm' then return {'hit', srv, 1} end
       return {'hit', srv, 0}
     end
   end
   if choice == '' then return {'none', 'no usable server'} end
-  redis.call('SET', rec, choice .. ' ' .. created .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+  redis.call('SET', rec, record(choice, created), 'PX', ttl)
   return {'repin', choice, srv}
 end
 if choice == '' then return {'none', 'no usable server'} end
-redis.call('SET', rec, choice .. ' ' .. nows .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+redis.call('SET', rec, record(choice, nows), 'PX', ttl)
 return {'new', choice}

@@ -56,6 +56,9 @@ end
 redis.call('ZADD', insts, now, inst)
 redis.call('PEXPIRE', share, tonumber(ARGV[2]))
 if redis.call('PTTL', open) == -1 then redis.call('PEXPIRE', open, tonumber(ARGV[3])) end
+local function record(srv, created) -- the record format: agent/model.h
+  return srv .. ' ' .. created .. ' ' .. nows .. ' - ' .. inst
+end
 local moved = {}
 for k = 6, #KEYS do
   local srv, mode = ARGV[i], ARGV[i + 1]
@@ -63,17 +66,17 @@ for k = 6, #KEYS do
   local rec = KEYS[k]
   local v = redis.call('GET', rec)
   if not v then
-    redis.call('SET', rec, srv .. ' ' .. nows .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+    redis.call('SET', rec, record(srv, nows), 'PX', ttl)
   elseif mode == 'n' then
     -- a new session's id is fresh: a record there was written since, keep it
   else
     local have, created, flag = string.match(v, '^(%S+) (%d+) %d+ ([-m])')
     if not have then
-      redis.call('SET', rec, srv .. ' ' .. nows .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+      redis.call('SET', rec, record(srv, nows), 'PX', ttl)
     elseif flag == 'm' and mode ~= 'f' then
       moved[#moved + 1] = {k - 5, have}
     elseif have ~= srv or mode ~= 'a' then
-      redis.call('SET', rec, srv .. ' ' .. created .. ' ' .. nows .. ' - ' .. inst, 'PX', ttl)
+      redis.call('SET', rec, record(srv, created), 'PX', ttl)
     end
   end
 end

@@ -41,10 +41,9 @@ int main(void)
     CHECK_EQ_INT(model_key(k, 10, "sticky:", "ws", 2, "conns"), -1);
 
     /* session records: format, parse, and what is refused */
-    char v[128];
+    const char v[] = "ws1 1700000000000 1700000005000 - lb 1"; /* as ledger.lua writes it */
     struct model_record r;
-    int n = model_record_format(v, sizeof(v), "ws1", 1700000000000, 1700000005000, false, "lb 1");
-    CHECK_EQ_INT(n, (int)strlen("ws1 1700000000000 1700000005000 - lb 1"));
+    int n = (int)strlen(v);
     CHECK_EQ_INT(model_record_parse(v, (size_t)n, &r), 0);
     CHECK(r.server_len == 3 && memcmp(r.server, "ws1", 3) == 0);
     CHECK(r.created_ms == 1700000000000 && r.seen_ms == 1700000005000 && !r.moved);
@@ -62,7 +61,6 @@ int main(void)
         CHECK(rc == 0 || rc == -1);
         CHECK(rc != 0 || (size_t)(r.inst - v) + r.inst_len == (size_t)cut);
     }
-    CHECK_EQ_INT(model_record_format(v, 8, "ws1", 1, 2, false, "x"), -1);
     CHECK_EQ_INT(model_key_id(k, "sticky:", "be", "s:", "2abc", 4), (int)strlen("sticky:{be}:s:2abc"));
     CHECK(strcmp(k, "sticky:{be}:s:2abc") == 0);
 
