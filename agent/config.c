@@ -84,8 +84,9 @@ static const struct cfg_key cfg_keys[] = {
      "an HAProxy connection idle for this long is closed"},
     {{"log_level"}, KT_LEVEL, false, false, "info", 0, 0, F(log_level),
      "error, warn, info or debug (debug adds frame hex dumps)"},
-    {{"instance"}, KT_TOKEN, false, true, "the host name", 1, 255, F(instance),
-     "this HAProxy instance's name in Redis (its connection shares, heartbeat)"},
+    {{"instance"}, KT_TOKEN, false, true, "the host name", 1, NAME_MAX_LEN, F(instance),
+     "this HAProxy instance's name in Redis (its connection shares, heartbeat); 1..63 "
+     "bytes, the bound of backend and server names (a longer host name must be replaced)"},
 
     {{"redis"}, KT_SECTION, false, false, NULL, 0, 0, 0, "the shared session store"},
     {{"redis", "host"}, KT_HOST, false, false, "127.0.0.1", 1, 127, F(redis_host),
@@ -986,6 +987,15 @@ static int cross_check(struct loader *ld)
                     "haproxy.heartbeat_ttl (%s) must be at least twice haproxy.resync (%s)",
                     fmt_dur(c->heartbeat_ttl_ms, b1, sizeof(b1)),
                     fmt_dur(c->resync_ms, b2, sizeof(b2)));
+    }
+    /* One bound for every name that goes into a key: a default host name past it
+     * is refused here, never cut later (a cut name splits one instance's keys). */
+    const struct cfg_key *kinst = key_by_off(offsetof(struct cfg, instance));
+    if (strlen(c->instance) > NAME_MAX_LEN) {
+        at_key(ld, kinst);
+        return fail(ld, AT_VALUE,
+                    "instance: the host name '%.80s' is %zu bytes, longer than %d: set instance",
+                    c->instance, strlen(c->instance), NAME_MAX_LEN);
     }
     const struct cfg_key *khost = key_by_off(offsetof(struct cfg, redis_host));
     if (c->redis_unix == NULL &&

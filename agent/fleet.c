@@ -86,14 +86,38 @@ struct fleet_keys {
     char insts[FLEET_KEY_MAX], extra[FLEET_KEY_MAX], kp[FLEET_KEY_MAX];
 };
 
+/* "<tag><instance>" into buf[SRV_NAME_MAX + 8]; -1 rather than a cut name (a
+ * cut instance name would split its keys from the ones the ledger writes). */
+static int inst_suffix(char *buf, const char *tag, const char *inst)
+{
+    size_t t = strlen(tag), n = strlen(inst);
+    if (t + n >= SRV_NAME_MAX + 8) {
+        return -1;
+    }
+    memcpy(buf, tag, t);
+    memcpy(buf + t, inst, n + 1);
+    return 0;
+}
+
+/* A name from the view into a fixed field: -1 when it does not fit (never cut). */
+static int copy_name(char dst[SRV_NAME_MAX], const char *s, size_t n)
+{
+    if (n >= SRV_NAME_MAX) {
+        return -1;
+    }
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
 static int keys_for(const struct fleet *f, const char *backend, size_t blen,
                     struct fleet_keys *k)
 {
     const char *p = f->cfg->redis_prefix;
     char s_share[SRV_NAME_MAX + 8], s_open[SRV_NAME_MAX + 8];
-    snprintf(s_share, sizeof(s_share), "i:%s", f->cfg->instance);
-    snprintf(s_open, sizeof(s_open), "o:%s", f->cfg->instance);
-    if (model_key(k->conns, sizeof(k->conns), p, backend, blen, "conns") < 0 ||
+    if (inst_suffix(s_share, "i:", f->cfg->instance) < 0 ||
+        inst_suffix(s_open, "o:", f->cfg->instance) < 0 ||
+        model_key(k->conns, sizeof(k->conns), p, backend, blen, "conns") < 0 ||
         model_key(k->share, sizeof(k->share), p, backend, blen, s_share) < 0 ||
         model_key(k->open, sizeof(k->open), p, backend, blen, s_open) < 0 ||
         model_key(k->insts, sizeof(k->insts), p, backend, blen, "insts") < 0 ||
@@ -204,7 +228,11 @@ static void resync_reply(const struct store_reply *r, enum store_result res, voi
             continue;
         }
         char name[SRV_NAME_MAX];
-        snprintf(name, sizeof(name), "%.*s", (int)len, inst);
+        if (copy_name(name, inst, len) < 0) {
+            log_warn("fleet: an instance of %s with a %zu-byte name (over %d) was dropped",
+                     ctx->backend, len, SRV_NAME_MAX - 1);
+            continue;
+        }
         bool me = strcmp(name, f->cfg->instance) == 0;
         if (!me) {
             log_info("fleet: instance %s left %s (heartbeat expired); its share was dropped",
@@ -270,7 +298,9 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     /* a goodbye's reply may arrive after fleet_free: it must not reach f */
     ctx->fleet = strcmp(mode, "leave") == 0 ? NULL : f;
     ctx->leave = lw;
-    snprintf(ctx->backend, sizeof(ctx->backend), "%s", b->name);
+    if (copy_name(ctx->backend, b->name, strlen(b->name)) < 0) {
+        goto out;
+    }
     if (store_eval(f->store, f->resync_sc, 5, argc, argv, NULL, FLEET_OP_TIMEOUT_MS,
                    resync_reply, ctx) == 0) {
         ctx = NULL;
@@ -371,10 +401,13 @@ static struct applied *applied_get(struct fleet *f, const char *backend, const c
         }
         f->applied = a;
     }
-    struct applied *a = &f->applied[f->napplied++];
+    struct applied *a = &f->applied[f->napplied];
     memset(a, 0, sizeof(*a));
-    snprintf(a->backend, sizeof(a->backend), "%s", backend);
-    snprintf(a->server, sizeof(a->server), "%s", server);
+    if (copy_name(a->backend, backend, strlen(backend)) < 0 ||
+        copy_name(a->server, server, strlen(server)) < 0) {
+        return NULL;
+    }
+    f->napplied++;
     return a;
 }
 
@@ -407,8 +440,8 @@ static void remember_cb(const struct store_reply *r, enum store_result res, void
 static void remember(struct fleet *f, const char *backend, const char *server, enum model_admin st)
 {
     char key[FLEET_KEY_MAX], suffix[SRV_NAME_MAX + 8];
-    snprintf(suffix, sizeof(suffix), "a:%s", f->cfg->instance);
-    if (model_key(key, sizeof(key), f->cfg->redis_prefix, backend, strlen(backend), suffix) < 0) {
+    if (inst_suffix(suffix, "a:", f->cfg->instance) < 0 ||
+        model_key(key, sizeof(key), f->cfg->redis_prefix, backend, strlen(backend), suffix) < 0) {
         return;
     }
     const char *argv[] = {st == MODEL_READY ? "HDEL" : "HSET", key, server, admin_names[st]};
@@ -537,9 +570,9 @@ static void poll_states(struct fleet *f)
             continue; /* drain/maint are WebSocket affinity states */
         }
         char key[FLEET_KEY_MAX], mine[FLEET_KEY_MAX], suffix[SRV_NAME_MAX + 8];
-        snprintf(suffix, sizeof(suffix), "a:%s", f->cfg->instance);
         struct state_ctx *ctx = calloc(1, sizeof(*ctx));
-        if (ctx == NULL ||
+        if (ctx == NULL || inst_suffix(suffix, "a:", f->cfg->instance) < 0 ||
+            copy_name(ctx->backend, b->name, strlen(b->name)) < 0 ||
             model_key(key, sizeof(key), f->cfg->redis_prefix, b->name, strlen(b->name),
                       "state") < 0 ||
             model_key(mine, sizeof(mine), f->cfg->redis_prefix, b->name, strlen(b->name),
@@ -548,7 +581,6 @@ static void poll_states(struct fleet *f)
             continue;
         }
         ctx->fleet = f;
-        snprintf(ctx->backend, sizeof(ctx->backend), "%s", b->name);
         const char *argv[] = {key, mine};
         if (store_eval(f->store, f->states_sc, 2, 2, argv, NULL, FLEET_OP_TIMEOUT_MS,
                        state_reply, ctx) < 0) {

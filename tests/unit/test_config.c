@@ -324,6 +324,21 @@ static void test_errors(void)
                "t.json:1:34: backends.ws.servers.s12345678901234567890123456789012345678901234567"
                "8901234567890123: server name must be 1..63 characters of A-Z a-z 0-9 . - _ :");
     EXPECT_ERR("{\"backends\": {\"ws\": {}}}", "t.json:1:15: backends.ws: backend has no servers");
+    /* issue 12 item 6: one bound (63 bytes) for instance, backend and server
+     * names, checked here instead of cut later; 63 still loads */
+    {
+        char text[256], name[80];
+        memset(name, 'n', 64);
+        name[64] = '\0';
+        snprintf(text, sizeof(text), "{\"instance\": \"%s\"}", name);
+        EXPECT_ERR(text, "t.json:1:14: instance: must be 1..63 bytes long, not 64");
+        name[63] = '\0';
+        snprintf(text, sizeof(text), "{\"instance\": \"%s\"}", name);
+        struct cfg c;
+        CHECK(load_ok(text, &c) == 0);
+        CHECK_EQ_INT(strlen(c.instance), 63);
+        cfg_free(&c);
+    }
     EXPECT_ERR("{\"redis\": {\"prefix\": \"a b\"}}",
                "t.json:1:22: redis.prefix: \"a b\" must be printable ASCII without spaces");
 
