@@ -82,6 +82,9 @@ static const struct cfg_key cfg_keys[] = {
      "most HAProxy connections served at once"},
     {{"idle_timeout"}, KT_DUR, false, false, "60s", 100, 7 * MS_DAY, F(idle_timeout_ms),
      "an HAProxy connection idle for this long is closed"},
+    {{"hello_timeout"}, KT_DUR, false, false, "5s", 100, 60 * MS_SEC, F(hello_timeout_ms),
+     "an SPOP connection that has not sent HAPROXY-HELLO this long after it was accepted is "
+     "closed (bytes do not extend it)"},
     {{"log_level"}, KT_LEVEL, false, false, "info", 0, 0, F(log_level),
      "error, warn, info or debug (debug adds frame hex dumps)"},
     {{"instance"}, KT_TOKEN, false, true, "the host name", 1, NAME_MAX_LEN, F(instance),

@@ -33,6 +33,7 @@ struct cfg {
     uint32_t max_frame_size; /* our side of the HELLO negotiation */
     uint32_t max_connections;
     int64_t idle_timeout_ms; /* an idle HAProxy connection is closed after this */
+    int64_t hello_timeout_ms; /* no HAPROXY-HELLO this long after accept: closed */
     enum log_level log_level;
     char *instance;          /* this HAProxy instance's name; default: hostname */
 

@@ -66,6 +66,7 @@ static struct conn *conns;
 static unsigned nconns;
 static uint32_t eng_max_frame = SPOP_DEFAULT_FRAME_SIZE;
 static double eng_idle_s = 30.0;
+static double eng_hello_s = 5.0; /* a connection that never says HELLO is closed */
 static void (*shutdown_cb)(void);
 static bool shutting_down;
 
@@ -85,8 +86,12 @@ void conn_configure(const struct cfg *cf)
     }
     eng_max_frame = mfs;
     eng_idle_s = cf->idle_timeout_ms > 0 ? (double)cf->idle_timeout_ms / 1000.0 : 0.0;
+    eng_hello_s = (double)cf->hello_timeout_ms / 1000.0;
     /* A live connection keeps its frame size: its input buffer was sized for it. */
     for (struct conn *c = conns; c != NULL; c = c->next) {
+        if (c->state == CONN_HELLO) {
+            continue; /* its HELLO deadline stands */
+        }
         c->idle_w.repeat = eng_idle_s;
         if (eng_idle_s > 0 && c->state != CONN_CLOSING) {
             ev_timer_again(c->loop, &c->idle_w);
@@ -314,6 +319,13 @@ static void on_hello(struct conn *c, const struct spop_frame *f)
     c->max_frame = mfs;
     c->healthcheck = h.healthcheck;
     c->state = CONN_READY;
+    /* from now on the idle timer; until now, bytes did not push the HELLO deadline */
+    c->idle_w.repeat = eng_idle_s;
+    if (eng_idle_s > 0) {
+        ev_timer_again(c->loop, &c->idle_w);
+    } else {
+        ev_timer_stop(c->loop, &c->idle_w);
+    }
     STATS_INC(hello);
     STATS_INC(spop_frames_out);
     if (h.healthcheck) {
@@ -457,8 +469,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     buf_commit(&c->in, (size_t)n);
-    if (eng_idle_s > 0) {
-        ev_timer_again(c->loop, &c->idle_w);
+    if (eng_idle_s > 0 && c->state != CONN_HELLO) {
+        ev_timer_again(c->loop, &c->idle_w); /* the HELLO deadline is not pushed by bytes */
     }
     c->in_read = true;
     conn_parse(c);
@@ -485,6 +497,13 @@ static void idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
     UNUSED(loop);
     UNUSED(revents);
     struct conn *c = container_of(w, struct conn, idle_w);
+    if (c->state == CONN_HELLO) {
+        STATS_INC(conn_hello_timeout);
+        log_info("%s: no HAPROXY-HELLO within %.1f s, closing", c->ident, eng_hello_s);
+        conn_close_with(c, SPOP_ST_TIMEOUT, "hello timeout");
+        conn_after(c);
+        return;
+    }
     if (c->reqs != NULL) {
         ev_timer_again(c->loop, &c->idle_w); /* waiting on us is not idleness */
         return;
@@ -529,13 +548,11 @@ struct conn *conn_new(struct ev_loop *loop, int fd, const char *peer)
     ev_io_init(&c->rw, read_cb, fd, EV_READ);
     ev_io_init(&c->ww, write_cb, fd, EV_WRITE);
     ev_init(&c->idle_w, idle_cb);
-    c->idle_w.repeat = eng_idle_s;
+    c->idle_w.repeat = eng_hello_s; /* until HELLO: one deadline, not reset by bytes */
     ev_init(&c->close_w, close_cb);
     ev_prepare_init(&c->flush_w, flush_cb);
     ev_io_start(loop, &c->rw);
-    if (eng_idle_s > 0) {
-        ev_timer_again(loop, &c->idle_w);
-    }
+    ev_timer_again(loop, &c->idle_w);
     c->next = conns;
     if (conns != NULL) {
         conns->prev = c;

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -19,6 +20,7 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "slog.h"
 #include "stats.h"
 #include "util.h"
 
@@ -43,9 +45,57 @@ static unsigned nlsns;
 static uint32_t max_conns = 1000;
 static unsigned tcp_port;
 
-void lsn_set_max_connections(uint32_t n)
+/* Descriptors kept for everything but SPOP connections: Redis (decisions, pub/sub),
+ * the runtime API, the listeners, syslog sockets, metrics, stdio. */
+#define LSN_FD_RESERVE 32
+
+uint32_t lsn_clamp_connections(uint32_t want, uint64_t nofile, unsigned reserve)
 {
-    max_conns = n;
+    if (nofile <= reserve + 1) {
+        return 1;
+    }
+    uint64_t room = nofile - reserve;
+    return want < room ? want : (uint32_t)room;
+}
+
+void lsn_set_max_connections(const struct cfg *c)
+{
+    static uint32_t logged_want, logged_n;
+    struct rlimit rl;
+    unsigned reserve = LSN_FD_RESERVE;
+    if (c->syslog_tcp != NULL && c->syslog_tcp[0] != '\0') {
+        reserve += SLOG_MAX_CLIENTS;
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        max_conns = c->max_connections;
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) { /* take what the hard limit allows */
+        struct rlimit up = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+            rl.rlim_cur = rl.rlim_max;
+        }
+    }
+    uint64_t nofile = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    max_conns = lsn_clamp_connections(c->max_connections, nofile, reserve);
+    if (max_conns == logged_n && c->max_connections == logged_want) {
+        return;
+    }
+    logged_want = c->max_connections;
+    logged_n = max_conns;
+    if (max_conns < c->max_connections) {
+        log_warn("max_connections %u clamped to %u: RLIMIT_NOFILE is %llu and %u descriptors "
+                 "are kept for Redis, the runtime API, syslog and metrics",
+                 c->max_connections, max_conns, (unsigned long long)nofile, reserve);
+    } else {
+        log_info("max_connections %u (RLIMIT_NOFILE %llu, %u descriptors kept in reserve)",
+                 max_conns, (unsigned long long)nofile, reserve);
+    }
+}
+
+uint32_t lsn_max_connections(void)
+{
+    return max_conns;
 }
 
 unsigned lsn_tcp_port(void)
@@ -183,7 +233,7 @@ err_close_fd:
 
 int lsn_start(struct ev_loop *loop, const struct cfg *cfg, char *err, size_t errlen)
 {
-    max_conns = cfg->max_connections;
+    lsn_set_max_connections(cfg);
     bool want_tcp = cfg->listen != NULL && cfg->listen[0] != '\0';
     bool want_unix = cfg->unix_socket != NULL && cfg->unix_socket[0] != '\0';
     if (!want_tcp && !want_unix) {

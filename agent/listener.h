@@ -23,10 +23,20 @@ int lsn_start(struct ev_loop *loop, const struct cfg *cfg, char *err, size_t err
  * file). Live connections are not touched. Safe to call twice. */
 void lsn_stop(void);
 
-/* Connections beyond this are accepted and closed at once (conn_rejected). */
-void lsn_set_max_connections(uint32_t n);
+/* Connections beyond cfg->max_connections, clamped to RLIMIT_NOFILE (the soft
+ * limit raised to the hard one first) minus a reserve for Redis, the runtime
+ * API, syslog and metrics, are accepted and closed at once (conn_rejected).
+ * Logs the limit in force when it changes. */
+void lsn_set_max_connections(const struct cfg *c);
+
+/* The connection limit for want connections under nofile descriptors with
+ * reserve kept: min(want, nofile - reserve), at least 1. Pure. */
+uint32_t lsn_clamp_connections(uint32_t want, uint64_t nofile, unsigned reserve);
 
 /* The port the TCP listener is bound to (useful with port 0), or 0. */
 unsigned lsn_tcp_port(void);
+
+/* The connection limit in force (after the clamp). */
+uint32_t lsn_max_connections(void);
 
 #endif

@@ -229,7 +229,7 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     }
     log_set_level(next.log_level);
     conn_configure(&next);
-    lsn_set_max_connections(next.max_connections);
+    lsn_set_max_connections(&next);
 
     /* ---- module reload: each module takes what it needs from `next` here,
      * before the old configuration is freed (nothing may keep pointers into it).
@@ -434,7 +434,7 @@ int main(int argc, char **argv)
     signals_start();
     conn_configure(&cfg);
     pace_start(loop);
-    lsn_set_max_connections(cfg.max_connections);
+    lsn_set_max_connections(&cfg);
     if (builtin_register() != 0) {
         log_err("cannot register the built-in handlers");
         goto out_signals;
@@ -507,7 +507,7 @@ int main(int argc, char **argv)
         log_warn("running without watchdog pings");
     }
     log_info("stickyd %s started (max-frame-size %u, max %u connections)", STICKYD_VERSION,
-             cfg.max_frame_size, cfg.max_connections);
+             cfg.max_frame_size, lsn_max_connections());
     notify_ready("serving");
     ev_run(loop, 0);
     status = 0;

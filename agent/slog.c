@@ -17,7 +17,6 @@
 #include "stats.h"
 #include "util.h"
 
-#define SLOG_MAX_CLIENTS 64
 #define SLOG_UDP_BURST 64 /* datagrams per wake-up, so one flood cannot starve SPOP */
 
 struct slog_client {

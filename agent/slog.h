@@ -21,6 +21,7 @@
 
 #define SLOG_MARKER "stickyd:"
 #define SLOG_MAX_LINE 8192u
+#define SLOG_MAX_CLIENTS 64 /* TCP log clients at once (HAProxy rings) */
 
 struct ev_loop;
 struct slog;

@@ -17,6 +17,7 @@
     X(conn_closed, "SPOP connections closed")                                                      \
     X(conn_rejected, "SPOP connections refused (limit reached)")                                   \
     X(conn_idle_timeout, "SPOP connections closed for idleness")                                   \
+    X(conn_hello_timeout, "SPOP connections closed for sending no HAPROXY-HELLO in time")          \
     X(spop_frames_in, "SPOP frames received")                                                      \
     X(spop_frames_out, "SPOP frames queued for sending")                                           \
     X(hello, "HAPROXY-HELLO frames answered")                                                      \
