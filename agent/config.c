@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "servers.h"
+#include "slog.h"
 #include "util.h"
 
 #define MS_SEC INT64_C(1000)
@@ -148,6 +149,19 @@ static const struct cfg_key cfg_keys[] = {
      "UDP syslog listener for HAProxy's log; null disables"},
     {{"syslog", "tcp"}, KT_INET, true, false, NULL, 0, 0, F(syslog_tcp),
      "TCP syslog listener, octet-counted as HAProxy's ring sends; null disables"},
+    {{"syslog", "unix"}, KT_PATH, true, false, NULL, 1, 107, F(syslog_unix),
+     "unix datagram socket for HAProxy's log (`log /path local0`); its file mode is the "
+     "trust boundary; null disables"},
+    {{"syslog", "unix_mode"}, KT_TOKEN, false, false, "0660", 3, 4, F(syslog_unix_mode_text),
+     "file mode of `syslog.unix`, in octal: who may write close lines there"},
+    {{"syslog", "allow"}, KT_STR, false, false, "127.0.0.0/8 ::1", 0, 1024, F(syslog_allow),
+     "peers whose lines `syslog.udp` and `syslog.tcp` believe: numeric `ADDR[/BITS]`, space "
+     "separated; lines from anyone else are dropped (a forged close removes a live tunnel "
+     "from the counts)"},
+    {{"syslog", "tcp_idle_timeout"}, KT_DUR, false, false, "5m", MS_SEC, MS_DAY,
+     F(syslog_tcp_idle_ms), "a TCP log client that sends nothing this long is closed"},
+    {{"syslog", "tcp_per_peer"}, KT_U32, false, false, "8", 1, 64, F(syslog_tcp_per_peer),
+     "TCP log clients accepted at once from one address (64 in all)"},
 
     {{"events"}, KT_SECTION, false, false, NULL, 0, 0, 0, "change events"},
     {{"events", "channel"}, KT_TOKEN, true, true, "prefix + \"events\"", 1, 128,
@@ -1000,6 +1014,23 @@ static int cross_check(struct loader *ld)
                     "instance: the host name '%.80s' is %zu bytes, longer than %d: set instance",
                     c->instance, strlen(c->instance), NAME_MAX_LEN);
     }
+    const struct cfg_key *kallow = key_by_off(offsetof(struct cfg, syslog_allow));
+    static struct slog_allow allow; /* checked here, parsed again by slog.c */
+    if (slog_allow_parse(c->syslog_allow, &allow, why, sizeof(why)) < 0) {
+        at_key(ld, kallow);
+        return fail(ld, AT_VALUE, "syslog.allow: %s", why);
+    }
+    const struct cfg_key *kmode = key_by_off(offsetof(struct cfg, syslog_unix_mode_text));
+    char *mend;
+    unsigned long mode = strtoul(c->syslog_unix_mode_text, &mend, 8);
+    if (*mend != '\0' || c->syslog_unix_mode_text[0] < '0' || c->syslog_unix_mode_text[0] > '7' ||
+        mode > 0777 || (mode & 0200) == 0) {
+        at_key(ld, kmode);
+        return fail(ld, AT_VALUE,
+                    "syslog.unix_mode: \"%s\" is not an octal file mode the owner can write "
+                    "(e.g. \"0660\")", c->syslog_unix_mode_text);
+    }
+    c->syslog_unix_mode = (uint32_t)mode;
     const struct cfg_key *khost = key_by_off(offsetof(struct cfg, redis_host));
     if (c->redis_unix == NULL &&
         check_string(khost, c->redis_host, c->redis_port, why, sizeof(why)) < 0) {

@@ -67,6 +67,12 @@ struct cfg {
     /* Close events from HAProxy's log */
     char *syslog_udp;        /* "127.0.0.1:5514"; NULL disables */
     char *syslog_tcp;        /* octet-counted ring transport; NULL disables */
+    char *syslog_unix;       /* unix datagram socket path; NULL disables */
+    uint32_t syslog_unix_mode; /* its file mode, from an octal string ("0660") */
+    char *syslog_unix_mode_text;
+    char *syslog_allow;      /* peers believed on udp/tcp: "ADDR[/BITS] ..." */
+    int64_t syslog_tcp_idle_ms; /* a silent TCP log client is closed after this */
+    uint32_t syslog_tcp_per_peer; /* TCP log clients per peer address */
 
     /* Change events */
     char *events_channel;    /* default "<prefix>events" */

@@ -480,9 +480,16 @@ int main(int argc, char **argv)
     assign_set_publisher(publish_event, fleet);
     fleet_on_moved(fleet, on_moved, NULL);
     if ((cfg.syslog_udp != NULL && cfg.syslog_udp[0] != '\0') ||
-        (cfg.syslog_tcp != NULL && cfg.syslog_tcp[0] != '\0')) {
-        slog = slog_new(loop, cfg.syslog_udp, cfg.syslog_tcp, fleet_on_close, fleet, err,
-                        sizeof(err));
+        (cfg.syslog_tcp != NULL && cfg.syslog_tcp[0] != '\0') ||
+        (cfg.syslog_unix != NULL && cfg.syslog_unix[0] != '\0')) {
+        struct slog_opts so = {.udp = cfg.syslog_udp,
+                               .tcp = cfg.syslog_tcp,
+                               .unix_path = cfg.syslog_unix,
+                               .unix_mode = cfg.syslog_unix_mode,
+                               .allow = cfg.syslog_allow,
+                               .tcp_idle_ms = cfg.syslog_tcp_idle_ms,
+                               .tcp_per_peer = cfg.syslog_tcp_per_peer};
+        slog = slog_new_opts(loop, &so, fleet_on_close, fleet, err, sizeof(err));
         if (slog == NULL) {
             log_err("syslog listener: %s", err);
             goto out_modules;

@@ -3,13 +3,17 @@
  * Owns its sockets and watchers; never blocks the loop. */
 #include "slog.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -18,24 +22,39 @@
 #include "util.h"
 
 #define SLOG_UDP_BURST 64 /* datagrams per wake-up, so one flood cannot starve SPOP */
+#define SLOG_PAUSE_S 0.1  /* after EMFILE/ENFILE, stop accepting this long (as listener.c) */
+#define SLOG_DEFAULT_ALLOW "127.0.0.0/8 ::1"
+#define SLOG_DEFAULT_IDLE_MS (5 * 60 * 1000)
+#define SLOG_DEFAULT_PER_PEER 8u
 
 struct slog_client {
     ev_io io;
+    ev_timer idle;
     struct buf in;
     struct slog *owner;
     struct slog_client *next;
+    struct sockaddr_storage peer;
 };
 
 struct slog {
     struct ev_loop *loop;
     ev_io udp_io;
     ev_io tcp_io;
+    ev_io unix_io;
+    ev_timer pause_w;
     int udp_fd;
     int tcp_fd;
+    int unix_fd;
+    char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     slog_close_fn fn;
     void *arg;
     struct slog_client *clients;
     unsigned nclients;
+    struct slog_allow allow;
+    double idle_s;
+    unsigned per_peer;
+    ev_tstamp refused_logged; /* refusals are logged at most once a second */
+    uint64_t refused_quiet;
 };
 
 /* ---- parsing ---------------------------------------------------------- */
@@ -146,9 +165,167 @@ static void deliver(struct slog *s, const char *line, size_t len)
     }
 }
 
+/* ---- peers ---------------------------------------------------------------- */
+
+static int parse_net(const char *tok, size_t len, int *family, unsigned char addr[16],
+                     unsigned *bits)
+{
+    char a[INET6_ADDRSTRLEN + 8];
+    if (len == 0 || len >= sizeof(a)) {
+        return -1;
+    }
+    memcpy(a, tok, len);
+    a[len] = '\0';
+    char *slash = strchr(a, '/');
+    long b = -1;
+    if (slash != NULL) {
+        *slash = '\0';
+        char *end;
+        if (slash[1] < '0' || slash[1] > '9') {
+            return -1;
+        }
+        b = strtol(slash + 1, &end, 10);
+        if (*end != '\0') {
+            return -1;
+        }
+    }
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, a, addr) == 1) {
+        *family = AF_INET;
+        b = b < 0 ? 32 : b;
+        if (b > 32) {
+            return -1;
+        }
+    } else if (inet_pton(AF_INET6, a, addr) == 1) {
+        *family = AF_INET6;
+        b = b < 0 ? 128 : b;
+        if (b > 128) {
+            return -1;
+        }
+    } else {
+        return -1;
+    }
+    *bits = (unsigned)b;
+    return 0;
+}
+
+int slog_allow_parse(const char *spec, struct slog_allow *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    const char *p = spec != NULL ? spec : SLOG_DEFAULT_ALLOW;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        const char *tok = p;
+        while (*p != '\0' && *p != ' ' && *p != ',') {
+            p++;
+        }
+        size_t len = (size_t)(p - tok);
+        if (len == 0) {
+            break;
+        }
+        if (out->n == SLOG_ALLOW_MAX) {
+            snprintf(err, errlen, "more than %d networks", SLOG_ALLOW_MAX);
+            return -1;
+        }
+        if (parse_net(tok, len, &out->nets[out->n].family, out->nets[out->n].addr,
+                      &out->nets[out->n].bits) < 0) {
+            snprintf(err, errlen, "'%.*s' is not ADDR or ADDR/BITS (numeric IPv4 or IPv6)",
+                     (int)(len > 64 ? 64 : len), tok);
+            return -1;
+        }
+        out->n++;
+    }
+    return 0;
+}
+
+static bool prefix_eq(const unsigned char *a, const unsigned char *b, unsigned bits)
+{
+    unsigned whole = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, whole) != 0) {
+        return false;
+    }
+    if (rest == 0) {
+        return true;
+    }
+    unsigned char mask = (unsigned char)(0xffu << (8 - rest));
+    return (a[whole] & mask) == (b[whole] & mask);
+}
+
+bool slog_allowed(const struct slog_allow *a, const void *sa)
+{
+    const struct sockaddr *s = sa;
+    int fam;
+    unsigned char addr[16];
+    if (s->sa_family == AF_INET) {
+        fam = AF_INET;
+        memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (s->sa_family == AF_INET6) {
+        const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(in6)) {
+            fam = AF_INET;
+            memcpy(addr, in6->s6_addr + 12, 4);
+        } else {
+            fam = AF_INET6;
+            memcpy(addr, in6->s6_addr, 16);
+        }
+    } else {
+        return false;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->nets[i].family == fam && prefix_eq(addr, a->nets[i].addr, a->nets[i].bits)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void peer_text(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof(host));
+    } else if (ss->ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host, sizeof(host));
+    }
+    snprintf(out, n, "%s", host);
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family) {
+        return false;
+    }
+    if (a->ss_family == AF_INET) {
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                      &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
+    }
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+/* A peer outside the allow-list: counted always, logged at most once a second. */
+static void refuse(struct slog *s, const struct sockaddr_storage *ss, const char *what)
+{
+    STATS_INC(syslog_refused);
+    ev_tstamp now = ev_now(s->loop);
+    if (now - s->refused_logged < 1.0) {
+        s->refused_quiet++;
+        return;
+    }
+    char peer[INET6_ADDRSTRLEN];
+    peer_text(ss, peer, sizeof(peer));
+    log_warn("slog: refused %s from %s: not in syslog.allow (%llu more refused since the last "
+             "such line)", what, peer, (unsigned long long)s->refused_quiet);
+    s->refused_logged = now;
+    s->refused_quiet = 0;
+}
+
 /* ---- sockets ------------------------------------------------------------ */
 
-static int open_socket(const char *addr, int type, char *err, size_t errlen)
+static int open_socket(const char *addr, int type, unsigned mode, char *path, size_t pathlen,
+                       char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     unsigned sslen;
@@ -161,13 +338,30 @@ static int open_socket(const char *addr, int type, char *err, size_t errlen)
         return -1;
     }
     int one = 1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss.ss_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+        struct stat st;
+        /* a socket file left by a previous run would make bind fail */
+        if (stat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            unlink(un->sun_path);
+        }
+        if (path != NULL && pathlen >= sizeof(un->sun_path)) {
+            memcpy(path, un->sun_path, sizeof(un->sun_path)); /* NUL-terminated by parse */
+        }
+    } else {
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    }
     if (type == SOCK_DGRAM) {
         int rcvbuf = 4 << 20; /* absorb bursts of close lines */
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     }
     if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
         snprintf(err, errlen, "bind %s: %s", addr, strerror(errno));
+        goto err_close;
+    }
+    if (ss.ss_family == AF_UNIX && chmod(((const struct sockaddr_un *)&ss)->sun_path,
+                                         (mode_t)mode) < 0) {
+        snprintf(err, errlen, "chmod %s: %s", addr, strerror(errno));
         goto err_close;
     }
     if (type == SOCK_STREAM && listen(fd, 64) < 0) {
@@ -187,10 +381,35 @@ static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct slog *s = container_of(w, struct slog, udp_io);
     char dgram[SLOG_MAX_LINE];
     for (int i = 0; i < SLOG_UDP_BURST; i++) {
-        ssize_t n = recv(s->udp_fd, dgram, sizeof(dgram), 0);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        ssize_t n = recvfrom(s->udp_fd, dgram, sizeof(dgram), 0, (struct sockaddr *)&ss, &sl);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 log_warn("slog: udp recv: %s", strerror(errno));
+            }
+            return;
+        }
+        if (!slog_allowed(&s->allow, &ss)) {
+            refuse(s, &ss, "a datagram");
+            continue;
+        }
+        deliver(s, dgram, (size_t)n);
+    }
+}
+
+/* The unix datagram socket: its file mode is the boundary, every sender is believed. */
+static void unix_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    UNUSED(loop);
+    UNUSED(revents);
+    struct slog *s = container_of(w, struct slog, unix_io);
+    char dgram[SLOG_MAX_LINE];
+    for (int i = 0; i < SLOG_UDP_BURST; i++) {
+        ssize_t n = recv(s->unix_fd, dgram, sizeof(dgram), 0);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                log_warn("slog: unix recv: %s", strerror(errno));
             }
             return;
         }
@@ -209,6 +428,7 @@ static void client_free(struct slog_client *c)
     }
     s->nclients--;
     ev_io_stop(s->loop, &c->io);
+    ev_timer_stop(s->loop, &c->idle);
     close(c->io.fd);
     buf_free(&c->in);
     free(c);
@@ -255,7 +475,6 @@ static int client_parse(struct slog_client *c)
 
 static void client_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    UNUSED(loop);
     UNUSED(revents);
     struct slog_client *c = container_of(w, struct slog_client, io);
     if (buf_reserve(&c->in, 4096) < 0) {
@@ -271,6 +490,7 @@ static void client_cb(struct ev_loop *loop, ev_io *w, int revents)
         client_free(c);
         return;
     }
+    ev_timer_again(loop, &c->idle);
     buf_commit(&c->in, (size_t)n);
     if (client_parse(c) < 0) {
         log_warn("slog: tcp client broke syslog framing; closing it");
@@ -278,38 +498,91 @@ static void client_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+static void client_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    UNUSED(loop);
+    UNUSED(revents);
+    struct slog_client *c = container_of(w, struct slog_client, idle);
+    char peer[INET6_ADDRSTRLEN];
+    peer_text(&c->peer, peer, sizeof(peer));
+    STATS_INC(syslog_tcp_idle_closed);
+    log_info("slog: tcp log client %s silent for %.0f s; closing it", peer, c->owner->idle_s);
+    client_free(c);
+}
+
+static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    UNUSED(revents);
+    struct slog *s = container_of(w, struct slog, pause_w);
+    ev_io_start(loop, &s->tcp_io);
+}
+
 static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     UNUSED(revents);
     struct slog *s = container_of(w, struct slog, tcp_io);
-    for (;;) {
-        int fd = accept4(s->tcp_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (int k = 0; k < SLOG_MAX_CLIENTS; k++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(s->tcp_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                log_warn("slog: accept: %s", strerror(errno));
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                /* EMFILE and kin: the pending connection stays readable, so
+                 * retrying at once spins; pause as the SPOP listener does */
+                log_warn("slog: accept: %s; pausing %.1f s", strerror(errno), SLOG_PAUSE_S);
+                ev_io_stop(loop, &s->tcp_io);
+                ev_timer_set(&s->pause_w, SLOG_PAUSE_S, 0.0);
+                ev_timer_start(loop, &s->pause_w);
             }
             return;
         }
+        if (!slog_allowed(&s->allow, &ss)) {
+            refuse(s, &ss, "a tcp log client");
+            close(fd);
+            continue;
+        }
+        unsigned same = 0;
+        for (struct slog_client *o = s->clients; o != NULL; o = o->next) {
+            same += same_host(&o->peer, &ss);
+        }
         struct slog_client *c = NULL;
-        if (s->nclients >= SLOG_MAX_CLIENTS || (c = calloc(1, sizeof(*c))) == NULL ||
-            buf_init(&c->in, 4096, 4 * SLOG_MAX_LINE) < 0) {
-            log_warn("slog: refusing a tcp log client (limit %d or no memory)",
+        if (s->nclients >= SLOG_MAX_CLIENTS || same >= s->per_peer ||
+            (c = calloc(1, sizeof(*c))) == NULL || buf_init(&c->in, 4096, 4 * SLOG_MAX_LINE) < 0) {
+            char peer[INET6_ADDRSTRLEN];
+            peer_text(&ss, peer, sizeof(peer));
+            STATS_INC(syslog_tcp_refused);
+            log_warn("slog: refusing a tcp log client from %s (%u of %u from it, %u of %d in "
+                     "all, or no memory)", peer, same, s->per_peer, s->nclients,
                      SLOG_MAX_CLIENTS);
             free(c);
             close(fd);
             continue;
         }
         c->owner = s;
+        c->peer = ss;
         c->next = s->clients;
         s->clients = c;
         s->nclients++;
         ev_io_init(&c->io, client_cb, fd, EV_READ);
         ev_io_start(loop, &c->io);
+        ev_init(&c->idle, client_idle_cb);
+        c->idle.repeat = s->idle_s;
+        ev_timer_again(loop, &c->idle);
     }
 }
 
 struct slog *slog_new(struct ev_loop *loop, const char *udp, const char *tcp, slog_close_fn fn,
                       void *arg, char *err, size_t errlen)
+{
+    struct slog_opts o = {.udp = udp, .tcp = tcp};
+    return slog_new_opts(loop, &o, fn, arg, err, errlen);
+}
+
+struct slog *slog_new_opts(struct ev_loop *loop, const struct slog_opts *o, slog_close_fn fn,
+                           void *arg, char *err, size_t errlen)
 {
     struct slog *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -319,22 +592,43 @@ struct slog *slog_new(struct ev_loop *loop, const char *udp, const char *tcp, sl
     s->loop = loop;
     s->fn = fn;
     s->arg = arg;
-    s->udp_fd = s->tcp_fd = -1;
-    if (udp != NULL && udp[0] != '\0') {
-        s->udp_fd = open_socket(udp, SOCK_DGRAM, err, errlen);
+    s->udp_fd = s->tcp_fd = s->unix_fd = -1;
+    s->idle_s = (double)(o->tcp_idle_ms > 0 ? o->tcp_idle_ms : SLOG_DEFAULT_IDLE_MS) / 1000.0;
+    s->per_peer = o->tcp_per_peer > 0 ? o->tcp_per_peer : SLOG_DEFAULT_PER_PEER;
+    s->refused_logged = -10.0;
+    ev_init(&s->pause_w, pause_cb);
+    char why[160];
+    if (slog_allow_parse(o->allow, &s->allow, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "syslog.allow: %s", why);
+        goto err_free;
+    }
+    if (o->udp != NULL && o->udp[0] != '\0') {
+        s->udp_fd = open_socket(o->udp, SOCK_DGRAM, 0, NULL, 0, err, errlen);
         if (s->udp_fd < 0) {
             goto err_free;
         }
         ev_io_init(&s->udp_io, udp_cb, s->udp_fd, EV_READ);
         ev_io_start(loop, &s->udp_io);
     }
-    if (tcp != NULL && tcp[0] != '\0') {
-        s->tcp_fd = open_socket(tcp, SOCK_STREAM, err, errlen);
+    if (o->tcp != NULL && o->tcp[0] != '\0') {
+        s->tcp_fd = open_socket(o->tcp, SOCK_STREAM, 0, NULL, 0, err, errlen);
         if (s->tcp_fd < 0) {
             goto err_free;
         }
         ev_io_init(&s->tcp_io, tcp_accept_cb, s->tcp_fd, EV_READ);
         ev_io_start(loop, &s->tcp_io);
+    }
+    if (o->unix_path != NULL && o->unix_path[0] != '\0') {
+        char addr[sizeof(s->unix_path) + 8];
+        snprintf(addr, sizeof(addr), "%s%s", o->unix_path[0] == '/' ? "" : "unix:", o->unix_path);
+        s->unix_fd = open_socket(addr, SOCK_DGRAM, o->unix_mode ? o->unix_mode : 0660,
+                                 s->unix_path, sizeof(s->unix_path), err, errlen);
+        if (s->unix_fd < 0) {
+            s->unix_path[0] = '\0';
+            goto err_free;
+        }
+        ev_io_init(&s->unix_io, unix_cb, s->unix_fd, EV_READ);
+        ev_io_start(loop, &s->unix_io);
     }
     return s;
 err_free:
@@ -350,6 +644,7 @@ void slog_free(struct slog *s)
     while (s->clients != NULL) {
         client_free(s->clients);
     }
+    ev_timer_stop(s->loop, &s->pause_w);
     if (s->udp_fd >= 0) {
         ev_io_stop(s->loop, &s->udp_io);
         close(s->udp_fd);
@@ -357,6 +652,13 @@ void slog_free(struct slog *s)
     if (s->tcp_fd >= 0) {
         ev_io_stop(s->loop, &s->tcp_io);
         close(s->tcp_fd);
+    }
+    if (s->unix_fd >= 0) {
+        ev_io_stop(s->loop, &s->unix_io);
+        close(s->unix_fd);
+        if (s->unix_path[0] != '\0') {
+            unlink(s->unix_path);
+        }
     }
     free(s);
 }

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "spop.h"
 
@@ -38,16 +39,51 @@ struct slog_close {
 
 typedef void (*slog_close_fn)(const struct slog_close *c, void *arg);
 
+/* The peers whose lines are believed (syslog.allow): networks of either family.
+ * An IPv4-mapped IPv6 peer is judged as the IPv4 address. */
+#define SLOG_ALLOW_MAX 32
+struct slog_allow {
+    size_t n;
+    struct {
+        int family; /* AF_INET or AF_INET6 */
+        unsigned bits;
+        unsigned char addr[16];
+    } nets[SLOG_ALLOW_MAX];
+};
+
+/* Parse "ADDR[/BITS] ..." (space or comma separated, numeric addresses only;
+ * "" allows no network peer at all) into *out. 0, or -1 with a message in err.
+ * Pure. */
+int slog_allow_parse(const char *spec, struct slog_allow *out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Is the peer address (struct sockaddr_in or _in6) in the list? Pure. */
+bool slog_allowed(const struct slog_allow *a, const void *sa);
+
+/* Listener settings; zeroed fields take the defaults noted. */
+struct slog_opts {
+    const char *udp;          /* "ADDR:PORT" or NULL */
+    const char *tcp;          /* "ADDR:PORT" or NULL */
+    const char *unix_path;    /* unix datagram socket path, or NULL */
+    unsigned unix_mode;       /* its file mode (0: 0660) */
+    const char *allow;        /* peers believed on udp and tcp (NULL: "127.0.0.0/8 ::1") */
+    int64_t tcp_idle_ms;      /* a TCP client silent this long is closed (0: 5 min) */
+    unsigned tcp_per_peer;    /* TCP clients per peer address (0: 8) */
+};
+
 /* Parse one log line. Returns 1 with *out filled when the line carries the
  * marker and a uid and backend; 0 when it has no marker (not ours); -1 when
  * it has the marker but is malformed. Pure. */
 int slog_parse_line(const char *line, size_t len, struct slog_close *out)
     __attribute__((warn_unused_result));
 
-/* Listen on udp and/or tcp ("ADDR:PORT"; NULL to skip each). NULL on failure
- * with a message in err. */
+/* Listen on udp and/or tcp ("ADDR:PORT"; NULL to skip each) with the default
+ * options. NULL on failure with a message in err. */
 struct slog *slog_new(struct ev_loop *loop, const char *udp, const char *tcp, slog_close_fn fn,
                       void *arg, char *err, size_t errlen);
+/* Same with every option: lines from peers outside o->allow are dropped and
+ * counted (syslog_refused); the unix socket's file is replaced and chmod'ed. */
+struct slog *slog_new_opts(struct ev_loop *loop, const struct slog_opts *o, slog_close_fn fn,
+                           void *arg, char *err, size_t errlen);
 void slog_free(struct slog *s);
 
 #endif

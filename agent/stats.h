@@ -53,6 +53,9 @@
     X(syslog_lines, "syslog lines received")                                                       \
     X(syslog_bad_lines, "syslog lines not understood")                                             \
     X(syslog_closes, "tunnel-close lines handed to connection counting")                           \
+    X(syslog_refused, "syslog datagrams and TCP clients from peers outside syslog.allow")          \
+    X(syslog_tcp_refused, "TCP log clients refused (per-peer or total cap)")                       \
+    X(syslog_tcp_idle_closed, "TCP log clients closed for silence (syslog.tcp_idle_timeout)")      \
     X(resyncs, "connection-count resyncs from HAProxy scur")                                       \
     X(haproxy_api_errors, "HAProxy runtime API failures")                                          \
     X(events_published, "change events published")                                                 \

@@ -111,3 +111,169 @@ def test_max_connections_is_clamped_to_the_descriptor_limit(procs):
             s.close()
     with SpopClient(LOOPBACK, ag.port) as c:
         c.hello()
+
+
+# ---- items 2 and 3: who may send close lines, and how many sockets they hold ----
+
+def assign_open(c, uid, key="k-open"):
+    """A WebSocket upgrade decided by the agent: counted open under uid."""
+    import ipaddress
+    return c.notify("sticky-assign", {"backend": BE, "sid": None, "inst": "h1", "uid": uid,
+                                      "key": key, "upgrade": "websocket",
+                                      "src": ipaddress.ip_address("192.0.2.7")})
+
+
+def close_line(uid, srv):
+    return ("<134>Dec  1 00:00:00 haproxy[1]: stickyd: uid=%s be=%s srv=%s st=101 sid=-"
+            % (uid, BE, srv)).encode()
+
+
+def conns_total(r):
+    return sum(int(v) for v in r.hgetall(kp("conns")).values())
+
+
+def test_closes_only_from_allowed_peers_and_the_unix_socket(procs):
+    r = procs.redis()
+    rc = r.client()
+    sock_dir = harness.short_tmpdir("slog")
+    upath = os.path.join(sock_dir, "log.sock")
+    ag = procs.stickyd(redis_port=r.port, backends={BE: ["ws1", "ws2"]},
+                       extra={"syslog": {"allow": "127.0.0.1/32", "unix": upath,
+                                         "unix_mode": "0600"}})
+    assert os.stat(upath).st_mode & 0o777 == 0o600
+    with SpopClient(LOOPBACK, ag.port) as c:
+        c.hello()
+        wait_until(lambda: assign_open(c, "u-probe")["action"] != "fallback", timeout=10)
+        srv = {}
+        for uid in ("u1", "u2"):
+            srv[uid] = assign_open(c, uid)["server"]
+    wait_until(lambda: conns_total(rc) == 3, timeout=5, what="three opens counted")
+    # a forged close from another loopback address (any local user can bind one)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.2", 0))
+        for uid in ("u1", "u2", "u-probe"):
+            s.sendto(close_line(uid, "ws1"), (LOOPBACK, ag.syslog_udp_port))
+    wait_until(lambda: agent_stats(ag)["syslog_refused"] == 3, timeout=5)
+    time.sleep(0.3)
+    assert conns_total(rc) == 3, "a close from a peer outside syslog.allow was believed"
+    assert "refused a datagram from 127.0.0.2: not in syslog.allow" in ag.log_text()
+    # the same close from the allowed address, and one through the unix socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(close_line("u1", srv["u1"]), (LOOPBACK, ag.syslog_udp_port))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(close_line("u2", srv["u2"]), upath)
+    wait_until(lambda: conns_total(rc) == 1, timeout=5, what="the two real closes counted")
+    st = agent_stats(ag)
+    assert st["syslog_closes"] == 2 and st["syslog_refused"] == 3
+
+
+def test_tcp_log_clients_idle_timeout_and_per_peer_cap(procs):
+    r = procs.redis()
+    ag = procs.stickyd(redis_port=r.port, backends={BE: ["ws1"]}, syslog_udp=False,
+                       syslog_tcp=True,
+                       extra={"syslog": {"tcp_idle_timeout": "1s", "tcp_per_peer": 2}})
+    port = ag.syslog_tcp_port
+    a = socket.create_connection((LOOPBACK, port))
+    b = socket.create_connection((LOOPBACK, port))
+    time.sleep(0.2)
+    third = socket.create_connection((LOOPBACK, port))
+    assert closed_by_peer(third, 2.0), "a third client from one address was kept"
+    # another address still gets in: the cap is per peer
+    other = socket.socket()
+    other.bind(("127.0.0.3", 0))
+    other.connect((LOOPBACK, port))
+    t0 = time.monotonic()
+    talker_ok = True
+    for _ in range(8):  # b keeps talking every 0.25 s: never idle
+        b.sendall(b"5 hello")
+        time.sleep(0.25)
+    assert closed_by_peer(a, 0.1), "a silent client was kept past tcp_idle_timeout"
+    assert time.monotonic() - t0 < 3.0
+    assert closed_by_peer(other, 1.0)
+    b.sendall(b"5 hello")
+    talker_ok = not closed_by_peer(b, 0.3)
+    assert talker_ok, "a client that keeps sending was closed"
+    st = agent_stats(ag)
+    assert st["syslog_tcp_refused"] == 1
+    assert st["syslog_tcp_idle_closed"] >= 2
+    for s in (a, b, third, other):
+        s.close()
+
+
+def proc_cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_tcp_log_accept_pauses_on_emfile(procs):
+    r = procs.redis()
+    ag = procs.stickyd(redis_port=r.port, backends={BE: ["ws1"]}, syslog_udp=False,
+                       syslog_tcp=True, start=False,
+                       extra={"syslog": {"tcp_per_peer": 1}})
+    ag.argv = ["prlimit", "--nofile=40:40", "--"] + ag.argv
+    ag.start()
+    socks = []
+    try:
+        # one client per loopback address (the per-peer cap is 1) until the agent
+        # runs out of descriptors; the rest wait in its accept queue
+        for i in range(2, 50):
+            s = socket.socket()
+            s.bind(("127.0.0.%d" % i, 0))
+            s.connect((LOOPBACK, ag.syslog_tcp_port))
+            socks.append(s)
+        wait_until(lambda: "slog: accept: Too many open files; pausing" in ag.log_text(),
+                   timeout=5, what="EMFILE on the log listener")
+        cpu0, log0, t0 = proc_cpu_s(ag.pid), len(ag.log_text()), time.monotonic()
+        time.sleep(2.0)
+        cpu = (proc_cpu_s(ag.pid) - cpu0) / (time.monotonic() - t0)
+        grew = len(ag.log_text()) - log0
+        # main spun at 100 % CPU and wrote megabytes of "accept" lines a second
+        assert cpu < 0.2, "the agent used %.0f %% CPU while out of descriptors" % (cpu * 100)
+        assert grew < 20000, "the log grew %d bytes in 2 s" % grew
+        # and it recovers once the descriptors are free again
+        for s in socks:
+            s.close()
+        with SpopClient(LOOPBACK, ag.port) as c:
+            c.hello()
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_flood_of_close_lines_does_not_starve_decisions(procs):
+    import ipaddress
+    r = procs.redis()
+    ag = procs.stickyd(redis_port=r.port, backends={BE: ["ws1", "ws2", "ws3"]},
+                       extra={"redis": {"timeout": "20ms"}})
+    src = ('import socket,sys,time\n'
+           's=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n'
+           'end=time.monotonic()+float(sys.argv[2]);n=0\n'
+           'while time.monotonic()<end:\n'
+           '  for _ in range(200):\n'
+           '    s.sendto(b"<134>x haproxy[1]: stickyd: uid=forged-%d be=be_ws srv=ws1 st=101"'
+           '%n,("127.0.0.1",int(sys.argv[1])));n+=1\n'
+           'print(n)\n')
+    flood = procs.workdir / "flood.py"
+    flood.write_text(src)
+    with SpopClient(LOOPBACK, ag.port) as c:
+        c.hello()
+
+        def decide(i):
+            return c.notify("sticky-assign", {"backend": BE, "sid": None, "inst": "h1",
+                                              "uid": "d%d" % i, "key": "k%d" % (i % 200),
+                                              "src": ipaddress.ip_address("192.0.2.7")})
+        wait_until(lambda: decide(0)["action"] != "fallback", timeout=10)
+        fl = subprocess.Popen(["/usr/bin/python3", str(flood), str(ag.syslog_udp_port), "3"],
+                              stdout=subprocess.PIPE)
+        time.sleep(0.3)
+        n = fallback = 0
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            n += 1
+            fallback += decide(n)["action"] == "fallback"
+        sent = int(fl.communicate(timeout=10)[0])
+    st = agent_stats(ag)
+    assert sent > 100000 and st["syslog_closes"] > 100000, (sent, st["syslog_closes"])
+    assert n > 500
+    assert fallback / n < 0.01, "%d of %d decisions fell back during the flood" % (fallback, n)

@@ -324,6 +324,27 @@ static void test_errors(void)
                "t.json:1:34: backends.ws.servers.s12345678901234567890123456789012345678901234567"
                "8901234567890123: server name must be 1..63 characters of A-Z a-z 0-9 . - _ :");
     EXPECT_ERR("{\"backends\": {\"ws\": {}}}", "t.json:1:15: backends.ws: backend has no servers");
+    /* issue 12 item 2: the syslog allow-list and the unix socket's mode */
+    EXPECT_ERR("{\"syslog\": {\"allow\": \"127.0.0.1 bogus\"}}",
+               "t.json:1:22: syslog.allow: 'bogus' is not ADDR or ADDR/BITS (numeric IPv4 or "
+               "IPv6)");
+    EXPECT_ERR("{\"syslog\": {\"unix_mode\": \"0444\"}}",
+               "t.json:1:26: syslog.unix_mode: \"0444\" is not an octal file mode the owner can "
+               "write (e.g. \"0660\")");
+    EXPECT_ERR("{\"syslog\": {\"unix_mode\": \"0689\"}}",
+               "t.json:1:26: syslog.unix_mode: \"0689\" is not an octal file mode the owner can "
+               "write (e.g. \"0660\")");
+    {
+        struct cfg c;
+        CHECK(load_ok("{\"syslog\": {\"unix_mode\": \"0620\", \"allow\": \"\"}}", &c) == 0);
+        CHECK_EQ_INT(c.syslog_unix_mode, 0620);
+        CHECK_STR(c.syslog_allow, "");
+        cfg_free(&c);
+        CHECK(load_ok("{}", &c) == 0);
+        CHECK_EQ_INT(c.syslog_unix_mode, 0660);
+        CHECK_STR(c.syslog_allow, "127.0.0.0/8 ::1");
+        cfg_free(&c);
+    }
     /* issue 12 item 6: one bound (63 bytes) for instance, backend and server
      * names, checked here instead of cut later; 63 still loads */
     {

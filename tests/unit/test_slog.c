@@ -1,6 +1,9 @@
 /* Unit tests for slog_parse_line: HAProxy log lines in RFC3164 and RFC5424
  * form, with and without an access-log prefix, malformed and foreign lines. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "check.h"
 #include "slog.h"
@@ -15,8 +18,62 @@ static int eq(struct spop_str s, const char *want)
     return s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
 }
 
+static bool allowed(const struct slog_allow *a, const char *ip)
+{
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    if (inet_pton(AF_INET, ip, &in.sin_addr) == 1) {
+        return slog_allowed(a, &in);
+    }
+    if (inet_pton(AF_INET6, ip, &in6.sin6_addr) == 1) {
+        return slog_allowed(a, &in6);
+    }
+    return false;
+}
+
+/* syslog.allow (issue 12 item 2): the default is loopback only; prefixes of any
+ * length, IPv4-mapped peers judged as IPv4, bad specs refused with the token. */
+static void test_allow(void)
+{
+    struct slog_allow a;
+    char err[160];
+    CHECK(slog_allow_parse(NULL, &a, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(a.n, 2);
+    CHECK(allowed(&a, "127.0.0.1"));
+    CHECK(allowed(&a, "127.255.0.9"));
+    CHECK(allowed(&a, "::1"));
+    CHECK(allowed(&a, "::ffff:127.0.0.1"));
+    CHECK(!allowed(&a, "128.0.0.1"));
+    CHECK(!allowed(&a, "10.0.0.1"));
+    CHECK(!allowed(&a, "::2"));
+    CHECK(!allowed(&a, "::ffff:10.0.0.1"));
+    CHECK(slog_allow_parse("10.1.2.0/23, 192.0.2.7 2001:db8::/33", &a, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(a.n, 3);
+    CHECK(allowed(&a, "10.1.3.255"));
+    CHECK(!allowed(&a, "10.1.4.0"));
+    CHECK(allowed(&a, "192.0.2.7"));
+    CHECK(!allowed(&a, "192.0.2.8"));
+    CHECK(!allowed(&a, "127.0.0.1"));
+    CHECK(allowed(&a, "2001:db8:7fff::1"));
+    CHECK(!allowed(&a, "2001:db8:8000::1"));
+    CHECK(slog_allow_parse("0.0.0.0/0", &a, err, sizeof(err)) == 0);
+    CHECK(allowed(&a, "203.0.113.5"));
+    CHECK(!allowed(&a, "::1"));
+    CHECK(slog_allow_parse("", &a, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(a.n, 0);
+    CHECK(!allowed(&a, "127.0.0.1"));
+    CHECK(slog_allow_parse("127.0.0.1/33", &a, err, sizeof(err)) == -1);
+    CHECK(strcmp(err, "'127.0.0.1/33' is not ADDR or ADDR/BITS (numeric IPv4 or IPv6)") == 0);
+    CHECK(slog_allow_parse("localhost", &a, err, sizeof(err)) == -1);
+    CHECK(slog_allow_parse("::1/129", &a, err, sizeof(err)) == -1);
+    CHECK(slog_allow_parse("10.0.0.0/", &a, err, sizeof(err)) == -1);
+    CHECK(slog_allow_parse("10.0.0.0/-1", &a, err, sizeof(err)) == -1);
+    CHECK(slog_allow_parse("10.0.0.0/8x", &a, err, sizeof(err)) == -1);
+}
+
 int main(void)
 {
+    test_allow();
     struct slog_close c;
 
     /* RFC3164 header as HAProxy sends over UDP by default */
