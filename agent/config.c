@@ -80,7 +80,8 @@ static const struct cfg_key cfg_keys[] = {
     {{"max_frame_size"}, KT_U32, false, false, "16380", 256, 16777216, F(max_frame_size),
      "largest SPOP frame we accept, offered in AGENT-HELLO (HAProxy's default is 16380)"},
     {{"max_connections"}, KT_U32, false, false, "4096", 1, 1000000, F(max_connections),
-     "most HAProxy connections served at once"},
+     "most HAProxy connections served at once; clamped (and logged) to the descriptor "
+     "limit minus 32 kept for Redis, the runtime API and metrics (96 with `syslog.tcp`)"},
     {{"idle_timeout"}, KT_DUR, false, false, "60s", 100, 7 * MS_DAY, F(idle_timeout_ms),
      "an HAProxy connection idle for this long is closed"},
     {{"hello_timeout"}, KT_DUR, false, false, "5s", 100, 60 * MS_SEC, F(hello_timeout_ms),

@@ -54,6 +54,30 @@ const char *log_level_name(enum log_level lvl)
     return (unsigned)lvl < LOG_LVL_COUNT ? level_names[lvl] : "?";
 }
 
+size_t log_escape(char *out, size_t cap, const char *in, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        if (ch >= 0x20 && ch != 0x7f) {
+            if (o + 1 > cap) {
+                break;
+            }
+            out[o++] = (char)ch;
+        } else {
+            if (o + 4 > cap) {
+                break;
+            }
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    return o;
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
     if (!log_enabled(lvl)) {
@@ -72,14 +96,13 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, ts.tv_nsec / 1000000, log_level_name(lvl));
     }
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof(line) - 2) {
-        len = sizeof(line) - 2;
-    }
+    size_t mlen = m < 0 ? 0 : (size_t)m >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)m;
+    size_t len = log_escape(line + n, sizeof(line) - (size_t)n - 1, msg, mlen) + (size_t)n;
     line[len++] = '\n';
     /* one write per line so concurrent writers never interleave mid-line */
     fwrite(line, 1, len, stderr);

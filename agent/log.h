@@ -30,7 +30,14 @@ bool log_to_journal(void);
 int log_parse_level(const char *s, enum log_level *out) __attribute__((warn_unused_result));
 const char *log_level_name(enum log_level lvl);
 
+/* One line per event: control bytes (a newline in a name a peer sent, an escape
+ * sequence) in the formatted message are written as \xNN, so no value can forge
+ * a second line or drive a terminal. Lines past 2 KiB are cut. */
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The escaping log_msg applies: in[len] into out[cap], bytes < 0x20 and 0x7f as
+ * "\xNN", stopping before a sequence that would not fit. Returns bytes written
+ * (no NUL). Pure. */
+size_t log_escape(char *out, size_t cap, const char *in, size_t len);
 void log_hexdump(enum log_level lvl, const char *prefix, const void *p, size_t n);
 
 #define log_enabled(lvl) ((lvl) <= log_level_cur)

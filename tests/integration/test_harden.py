@@ -277,3 +277,40 @@ def test_a_flood_of_close_lines_does_not_starve_decisions(procs):
     assert sent > 100000 and st["syslog_closes"] > 100000, (sent, st["syslog_closes"])
     assert n > 500
     assert fallback / n < 0.01, "%d of %d decisions fell back during the flood" % (fallback, n)
+
+
+# ---- item 1: sticky-established and the log as trust boundaries -----------------
+
+def test_established_from_a_hostile_peer_plants_nothing_and_forges_no_log_line(procs):
+    r = procs.redis()
+    rc = r.client()
+    ag = procs.stickyd(redis_port=r.port, backends={BE: ["ws1", "ws2"]}, syslog_udp=False,
+                       log_level="debug")
+    forged = "2026-01-01T00:00:00.000Z error FORGED"
+    with SpopClient(LOOPBACK, ag.port) as c:
+        c.hello()
+        wait_until(lambda: assign_open(c, "u-real")["action"] != "fallback", timeout=10)
+        time.sleep(0.3)
+        before = sorted(rc.keys("*"))
+        for i in range(300):
+            name = "junk%d\n%s" % (i, forged)
+            v = c.notify("sticky-established", {
+                "backend": (BE if i % 2 else name), "server": name, "status": 101,
+                "uid": "j%d" % i, "sid": "2" + "A" * 55})
+            assert v.get("counted") == 0, v
+        # a real server with an unsigned sid: counted, but no record planted or moved
+        v = c.notify("sticky-established", {"backend": BE, "server": "ws2", "status": 101,
+                                             "uid": "moved-1", "sid": "2" + "B" * 55})
+        assert v.get("counted") == 1 and "sid" not in v and "set_cookie" not in v, v
+        # names a peer sends reach the log escaped: a message with a newline
+        c.notify("no-such-message\n" + forged, {"x": 1})
+        c.disconnect(0, "bye\n" + forged)
+    time.sleep(0.5)
+    after = sorted(rc.keys("*"))
+    assert after == before, "keys appeared: %s" % sorted(set(after) - set(before))
+    assert set(rc.hkeys(kp("conns"))) <= {"ws1", "ws2"}
+    log = ag.log_text()
+    assert "FORGED" in log  # the text was logged...
+    assert not [ln for ln in log.splitlines() if ln.startswith(forged)], \
+        "a peer forged a log line"  # ...but never as a line of its own
+    assert "\\x0a" + forged in log
