@@ -253,7 +253,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
                            struct leave_wait *lw)
 {
     struct fleet_keys k;
-    char now[24], hb[24];
+    char hb[24];
     if (!b->http) {
         return; /* no WebSocket there (the SPOE agents' own backend): nothing to count */
     }
@@ -273,7 +273,6 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     if (argv == NULL || nums == NULL || ctx == NULL) {
         goto out;
     }
-    fmt_i64(now, sizeof(now), util_now_ms());
     fmt_i64(hb, sizeof(hb), f->cfg->heartbeat_ttl_ms);
     int argc = 0;
     argv[argc++] = k.conns;
@@ -283,7 +282,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     argv[argc++] = k.extra;
     argv[argc++] = k.kp;
     argv[argc++] = f->cfg->instance;
-    argv[argc++] = now;
+    argv[argc++] = "0"; /* the script reads Redis' TIME: one clock for liveness */
     argv[argc++] = hb;
     argv[argc++] = mode;
     argv[argc++] = f->older;
@@ -501,7 +500,9 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
         free(ctx);
         return;
     }
-    int64_t now = util_now_ms();
+    /* deadlines are set on Redis' clock (stickyctl, decide.lua): judged on it too,
+     * never on this host's wall clock (a lower bound: a close is never early) */
+    int64_t now = ledger_redis_now_ms(f->ledger);
     for (size_t i = 0; i < b->nservers; i++) {
         const struct srv *s = &b->servers[i];
         enum model_admin want = MODEL_READY;
@@ -544,7 +545,7 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
             a->deadline_ms = deadline;
             a->shutdown_done = false;
         }
-        if (want == MODEL_DRAIN && close_at && deadline > 0 && now >= deadline &&
+        if (want == MODEL_DRAIN && close_at && deadline > 0 && now > 0 && now >= deadline &&
             !a->shutdown_done) {
             a->shutdown_done = true;
             char *what = NULL;

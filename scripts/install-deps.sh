@@ -9,7 +9,7 @@ PKGS=(
   libev-dev libhiredis-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev libssl-dev
   haproxy redis-server redis-tools
   python3 python3-pytest python3-websockets python3-redis
-  procps iproute2 socat wrk
+  procps iproute2 socat wrk faketime
   libmicrohttpd-dev libsystemd-dev
   prometheus systemd man-db groff-base strace
   debhelper dpkg-dev lintian

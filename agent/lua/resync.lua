@@ -2,7 +2,9 @@
 -- instances dropped, conns recomputed as the sum of the live shares (agent/fleet.c).
 -- KEYS[1] conns, KEYS[2] share, KEYS[3] open map, KEYS[4] insts, KEYS[5] servers.
 -- ARGV[1] key prefix of the backend ("<prefix>{<backend>}:"), ARGV[2] instance,
---   ARGV[3] now ms, ARGV[4] heartbeat TTL ms, ARGV[5] mode ("scur": reset the share
+--   ARGV[3] unused (was the agent's clock: heartbeats and liveness are judged on
+--   Redis' TIME, read here, so a skewed agent clock neither drops an instance nor
+--   keeps a dead one), ARGV[4] heartbeat TTL ms, ARGV[5] mode ("scur": reset the share
 --   from the pairs, "beat": keep it, "leave": remove this instance), ARGV[6] the pids
 --   of this instance's older, still running HAProxy processes (space separated, ''
 --   for none), then quadruples server, scur, weight, haproxy-state. In "scur" mode
@@ -13,7 +15,10 @@
 -- same slot (one hash tag per backend) but not declared in KEYS.
 -- Returns the list of instances dropped (the leaving one included).
 local conns, share, open, insts, servers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local kp, inst, now, hb, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local kp, inst, hb, mode = ARGV[1], ARGV[2], tonumber(ARGV[4]), ARGV[5]
 if mode == 'scur' then
   redis.call('DEL', share)
   for i = 7, #ARGV, 4 do

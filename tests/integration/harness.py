@@ -647,7 +647,7 @@ class Stickyd(Proc):
 
     def __init__(self, workdir, name="stickyd", redis_port=6379, stats_socket=None,
                  backends=None, instance=None, secret_file=None, syslog_udp=True,
-                 syslog_tcp=False, listen_port=None, log_level="info", extra=None):
+                 syslog_tcp=False, listen_port=None, log_level="info", extra=None, wrap=None):
         super().__init__(name, workdir)
         self.port = listen_port or free_port()
         self.syslog_udp_port = free_port(socket.SOCK_DGRAM) if syslog_udp else None
@@ -686,7 +686,8 @@ class Stickyd(Proc):
         self.config = cfg
         self.config_path = self.workdir / (name + ".json")
         self._write_config()
-        self.argv = [STICKYD, "--config", self.config_path]
+        # wrap: a command prefix (prlimit, faketime) the agent runs under
+        self.argv = list(wrap or []) + [STICKYD, "--config", self.config_path]
 
     @property
     def addr(self):

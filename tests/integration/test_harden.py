@@ -314,3 +314,68 @@ def test_established_from_a_hostile_peer_plants_nothing_and_forges_no_log_line(p
     assert not [ln for ln in log.splitlines() if ln.startswith(forged)], \
         "a peer forged a log line"  # ...but never as a line of its own
     assert "\\x0a" + forged in log
+
+
+# ---- item 7: one clock (Redis') for liveness and deadlines -------------------------
+
+# libfaketime (Debian's faketime) gives the agent a really skewed wall clock;
+# monotonic time is left alone, as NTP stepping a clock would leave it.
+def skewed(offset):
+    return ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", offset]
+
+
+def redis_ms(rc):
+    s, us = rc.time()
+    return s * 1000 + us // 1000
+
+
+def test_an_agent_whose_clock_is_a_minute_behind_is_not_dropped(procs):
+    r = procs.redis()
+    rc = r.client()
+    common = dict(redis_port=r.port, backends={BE: ["ws1", "ws2"]}, syslog_udp=False,
+                  extra={"haproxy": {"refresh": "1s"}})
+    a = procs.stickyd(name="a", instance="a", **common)
+    b = procs.stickyd(name="b", instance="b", wrap=skewed("-60s"), **common)
+    with SpopClient(LOOPBACK, b.port) as c:
+        c.hello()
+        wait_until(lambda: assign_open(c, "u-b1")["action"] != "fallback", timeout=10)
+        assign_open(c, "u-b2")
+    wait_until(lambda: rc.exists(kp("i:b")), timeout=5, what="b's share written")
+    # several resyncs of both (haproxy.resync is 1 s in the harness); sampled
+    # often: any instant b's heartbeat looks 15 s old is an instant a's resync drops it
+    worst = 0
+    end = time.monotonic() + 4.0
+    while time.monotonic() < end:
+        now = redis_ms(rc)
+        score = rc.zscore(kp("insts"), "b")
+        assert score is not None, "b was dropped from insts"
+        worst = max(worst, abs(now - score))
+        time.sleep(0.01)
+    assert worst < 3000, "b's heartbeat was %d ms off Redis' clock" % worst
+    assert sum(int(v) for v in rc.hgetall(kp("i:b")).values()) == 2
+    assert conns_total(rc) == 2
+    for ag in (a, b):
+        assert "instance b left" not in ag.log_text(), ag.log_tail(20)
+
+
+def test_an_agent_whose_clock_runs_ahead_closes_at_the_real_deadline(procs, ws_pool):
+    st = procs.stack(instances=1, stickyd={"wrap": skewed("+60s")})
+    st.wait_agents_up()
+    st.wait_servers_up()
+    lb = st.lbs[0]
+    rc = st.redis.client()
+    ws = [ws_pool.open(lb.ws_url) for _ in range(3)]
+    victim = ws[0].server
+    on_victim = [w for w in ws if w.server == victim]
+    deadline = redis_ms(rc) + 4000
+    harness.set_server_state(rc, victim, "drain:%d:close" % deadline)
+    lb.haproxy.wait_server_status(BE, victim, "DRAIN", timeout=5)
+    # the agent's wall clock is past the deadline already; Redis' is not
+    time.sleep(2.5)
+    assert not any(w.closed for w in on_victim), \
+        "closed %d ms before the deadline" % (deadline - redis_ms(rc))
+    assert "drain deadline of %s/%s passed" % (BE, victim) not in lb.stickyd.log_text()
+    wait_until(lambda: all(w.closed for w in on_victim), timeout=6,
+               what="the drained server's tunnels closed at the deadline")
+    assert redis_ms(rc) >= deadline
+    assert all(not w.closed for w in ws if w.server != victim)
