@@ -83,7 +83,7 @@ void fleet_on_moved(struct fleet *f, fleet_moved_fn fn, void *arg)
 /* Keys of one backend for this instance, in script order. */
 struct fleet_keys {
     char conns[FLEET_KEY_MAX], share[FLEET_KEY_MAX], open[FLEET_KEY_MAX];
-    char insts[FLEET_KEY_MAX], extra[FLEET_KEY_MAX], kp[FLEET_KEY_MAX];
+    char insts[FLEET_KEY_MAX], extra[FLEET_KEY_MAX], kp[FLEET_KEY_MAX], pids[FLEET_KEY_MAX];
 };
 
 /* "<tag><instance>" into buf[SRV_NAME_MAX + 8]; -1 rather than a cut name (a
@@ -114,9 +114,11 @@ static int keys_for(const struct fleet *f, const char *backend, size_t blen,
                     struct fleet_keys *k)
 {
     const char *p = f->cfg->redis_prefix;
-    char s_share[SRV_NAME_MAX + 8], s_open[SRV_NAME_MAX + 8];
+    char s_share[SRV_NAME_MAX + 8], s_open[SRV_NAME_MAX + 8], s_pids[SRV_NAME_MAX + 8];
     if (inst_suffix(s_share, "i:", f->cfg->instance) < 0 ||
         inst_suffix(s_open, "o:", f->cfg->instance) < 0 ||
+        inst_suffix(s_pids, "p:", f->cfg->instance) < 0 ||
+        model_key(k->pids, sizeof(k->pids), p, backend, blen, s_pids) < 0 ||
         model_key(k->conns, sizeof(k->conns), p, backend, blen, "conns") < 0 ||
         model_key(k->share, sizeof(k->share), p, backend, blen, s_share) < 0 ||
         model_key(k->open, sizeof(k->open), p, backend, blen, s_open) < 0 ||
@@ -267,7 +269,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
         return;
     }
     size_t n = b->nservers;
-    const char **argv = calloc(11 + 4 * n, sizeof(*argv));
+    const char **argv = calloc(12 + 4 * n, sizeof(*argv));
     char(*nums)[2][16] = calloc(n ? n : 1, sizeof(*nums));
     struct resync_ctx *ctx = calloc(1, sizeof(*ctx));
     if (argv == NULL || nums == NULL || ctx == NULL) {
@@ -280,6 +282,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     argv[argc++] = k.open;
     argv[argc++] = k.insts;
     argv[argc++] = k.extra;
+    argv[argc++] = k.pids;
     argv[argc++] = k.kp;
     argv[argc++] = f->cfg->instance;
     argv[argc++] = "0"; /* the script reads Redis' TIME: one clock for liveness */
@@ -300,7 +303,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     if (copy_name(ctx->backend, b->name, strlen(b->name)) < 0) {
         goto out;
     }
-    if (store_eval(f->store, f->resync_sc, 5, argc, argv, NULL, FLEET_OP_TIMEOUT_MS,
+    if (store_eval(f->store, f->resync_sc, 6, argc, argv, NULL, FLEET_OP_TIMEOUT_MS,
                    resync_reply, ctx) == 0) {
         ctx = NULL;
         lw = NULL; /* the reply steps it */

@@ -10,6 +10,9 @@
  *   <prefix>{<b>}:conns       hash server -> live connections, all live instances
  *   <prefix>{<b>}:i:<inst>    hash server -> that instance's share (TTL = heartbeat)
  *   <prefix>{<b>}:o:<inst>    hash unique-id -> server: that instance's open tunnels
+ *   <prefix>{<b>}:p:<inst>    hash "<pid> <server>" -> that instance's open tunnels whose
+ *                             unique-id ends in ":<pid>" (kept by ledger.lua, read by
+ *                             resync.lua beside an older HAProxy process)
  *   <prefix>{<b>}:a:<inst>    hash server -> "drain" | "maint" that instance set on its HAProxy
  *   <prefix>{<b>}:insts       zset instance -> last heartbeat (unix ms)
  *   <prefix>{<b>}:state       hash server -> "drain:<deadline ms>[:close]" | "maint"

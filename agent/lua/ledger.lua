@@ -4,7 +4,9 @@
 -- against its cookie, it only makes the record follow it (the cookie is the
 -- authority), except for a record an operator moved, which is reported back.
 -- KEYS[1] conns, KEYS[2] this instance's share, KEYS[3] its open map, KEYS[4] insts,
---   KEYS[5] state, KEYS[6..] one record per touch, in order.
+--   KEYS[5] state, KEYS[6..n-1] one record per touch, in order, KEYS[n] its per-process
+--   counts (p:<inst>: "<pid> <server>" -> open tunnels whose unique-id ends in ":<pid>",
+--   so a resync finds an older HAProxy process's tunnels without reading the open map).
 -- ARGV[1] instance, ARGV[2] heartbeat TTL ms, ARGV[3] open-map TTL ms,
 --   ARGV[4] session TTL ms, ARGV[5] number of opens, ARGV[6] number of closes, then
 --   opens (uid, server), closes (uid), touches (server, mode) where mode is
@@ -20,6 +22,21 @@ local conns, share, open, insts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local inst, ttl = ARGV[1], ARGV[4]
 local nopen, nclose = tonumber(ARGV[5]), tonumber(ARGV[6])
 local delta, opened, closed = {}, 0, 0
+local pids = KEYS[#KEYS]
+-- the pid token a unique-id ends with (the reference format ends in %pid), as
+-- resync.lua matches it: lower case, leading zeros dropped
+local function pid_of(uid)
+  local p = string.match(uid, ':(%x+)$')
+  if not p then return nil end
+  p = string.lower(p):gsub('^0+', '')
+  return p ~= '' and p or '0'
+end
+local function pid_add(uid, srv, d)
+  local p = pid_of(uid)
+  if p and tonumber(redis.call('HINCRBY', pids, p .. ' ' .. srv, d)) <= 0 then
+    redis.call('HDEL', pids, p .. ' ' .. srv)
+  end
+end
 local i = 7
 for _ = 1, nopen do
   local uid, srv = ARGV[i], ARGV[i + 1]
@@ -27,12 +44,15 @@ for _ = 1, nopen do
   if redis.call('HSETNX', open, uid, srv) == 1 then
     delta[srv] = (delta[srv] or 0) + 1
     opened = opened + 1
+    pid_add(uid, srv, 1)
   else
     local prev = redis.call('HGET', open, uid)
     if prev ~= srv then -- counted elsewhere (a redispatch): move it
       redis.call('HSET', open, uid, srv)
       delta[prev] = (delta[prev] or 0) - 1
       delta[srv] = (delta[srv] or 0) + 1
+      pid_add(uid, prev, -1)
+      pid_add(uid, srv, 1)
     end
   end
 end
@@ -44,6 +64,7 @@ for _ = 1, nclose do
     redis.call('HDEL', open, uid)
     delta[srv] = (delta[srv] or 0) - 1
     closed = closed + 1
+    pid_add(uid, srv, -1)
   end
 end
 for srv, d in pairs(delta) do
@@ -56,11 +77,12 @@ end
 redis.call('ZADD', insts, now, inst)
 redis.call('PEXPIRE', share, tonumber(ARGV[2]))
 if redis.call('PTTL', open) == -1 then redis.call('PEXPIRE', open, tonumber(ARGV[3])) end
+if redis.call('PTTL', pids) == -1 then redis.call('PEXPIRE', pids, tonumber(ARGV[3])) end
 local function record(srv, created) -- the record format: agent/model.h
   return srv .. ' ' .. created .. ' ' .. nows .. ' - ' .. inst
 end
 local moved = {}
-for k = 6, #KEYS do
+for k = 6, #KEYS - 1 do
   local srv, mode = ARGV[i], ARGV[i + 1]
   i = i + 2
   local rec = KEYS[k]

@@ -1,6 +1,7 @@
 -- resync.lua - an instance's heartbeat, its share reset from HAProxy's scur, dead
 -- instances dropped, conns recomputed as the sum of the live shares (agent/fleet.c).
--- KEYS[1] conns, KEYS[2] share, KEYS[3] open map, KEYS[4] insts, KEYS[5] servers.
+-- KEYS[1] conns, KEYS[2] share, KEYS[3] open map, KEYS[4] insts, KEYS[5] servers,
+-- KEYS[6] per-process counts (p:<inst>, kept by ledger.lua).
 -- ARGV[1] key prefix of the backend ("<prefix>{<backend>}:"), ARGV[2] instance,
 --   ARGV[3] unused (was the agent's clock: heartbeats and liveness are judged on
 --   Redis' TIME, read here, so a skewed agent clock neither drops an instance nor
@@ -8,13 +9,15 @@
 --   from the pairs, "beat": keep it, "leave": remove this instance), ARGV[6] the pids
 --   of this instance's older, still running HAProxy processes (space separated, ''
 --   for none), then quadruples server, scur, weight, haproxy-state. In "scur" mode
---   the older processes' tunnels (open-map uids ending in ":<pid>", decimal or
---   zero-padded hex) are added to the share: only the newest process answers
---   "show stat", so its scur alone would forget them.
+--   the older processes' tunnels (uids ending in ":<pid>", decimal or zero-padded
+--   hex, counted per process and server by ledger.lua) are added to the share: only
+--   the newest process answers "show stat", so its scur alone would forget them.
+--   That costs one read of the small per-process hash, not a walk of the open map.
 -- The instances' keys it reads and drops (i:<inst>, o:<inst> of others) are in the
 -- same slot (one hash tag per backend) but not declared in KEYS.
 -- Returns the list of instances dropped (the leaving one included).
 local conns, share, open, insts, servers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local pids = KEYS[6]
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,11 +33,12 @@ if mode == 'scur' then
     for p in string.gmatch(ARGV[6], '%d+') do
       older[tonumber(p)] = true
     end
-    local o = redis.call('HGETALL', open)
-    for i = 1, #o, 2 do
-      local p = string.match(o[i], ':(%x+)$')
-      if p and (older[tonumber(p, 10) or -1] or older[tonumber(p, 16)]) then
-        redis.call('HINCRBY', share, o[i + 1], 1)
+    local c = redis.call('HGETALL', pids)
+    for i = 1, #c, 2 do
+      local p, srv = string.match(c[i], '^(%x+) (.+)$')
+      local n = tonumber(c[i + 1])
+      if p and n > 0 and (older[tonumber(p, 10) or -1] or older[tonumber(p, 16)]) then
+        redis.call('HINCRBY', share, srv, n)
       end
     end
   end
@@ -42,13 +46,15 @@ end
 local dropped = {}
 if mode == 'leave' then
   redis.call('ZREM', insts, inst)
-  redis.call('DEL', share, open)
+  redis.call('DEL', share, open, pids)
   dropped[1] = inst
 else
   redis.call('ZADD', insts, now, inst)
   redis.call('PEXPIRE', share, hb)
-  if redis.call('PTTL', open) == -1 then
-    redis.call('PEXPIRE', open, math.max(hb, 86400000))
+  for _, k in ipairs({open, pids}) do
+    if redis.call('PTTL', k) == -1 then
+      redis.call('PEXPIRE', k, math.max(hb, 86400000))
+    end
   end
   if #ARGV >= 7 then
     redis.call('DEL', servers)
@@ -59,7 +65,7 @@ else
 end
 for _, d in ipairs(redis.call('ZRANGEBYSCORE', insts, '-inf', '(' .. (now - hb))) do
   redis.call('ZREM', insts, d)
-  redis.call('DEL', kp .. 'i:' .. d, kp .. 'o:' .. d)
+  redis.call('DEL', kp .. 'i:' .. d, kp .. 'o:' .. d, kp .. 'p:' .. d)
   dropped[#dropped + 1] = d
 end
 local sum = {}

@@ -379,3 +379,34 @@ def test_an_agent_whose_clock_runs_ahead_closes_at_the_real_deadline(procs, ws_p
                what="the drained server's tunnels closed at the deadline")
     assert redis_ms(rc) >= deadline
     assert all(not w.closed for w in ws if w.server != victim)
+
+
+# ---- item 8: a resync while an older HAProxy process lives -------------------------
+
+def test_resync_beside_an_older_haproxy_does_not_walk_the_open_map(procs, ws_pool):
+    from test_e2e_ops import conns, reload_with_sockets, scur, tally, wait_resyncs
+    st, r, lb, old = reload_with_sockets(procs, ws_pool)
+    old_pid = lb.haproxy.stopped_popens[-1].pid
+    new = [ws_pool.open(lb.ws_url) for _ in range(3)]
+    live = tally(c.server for c in old + new)
+    # a big open map (100k tunnels of some other process): main walked all of it
+    # with HGETALL + Lua on every resync of every backend (~110 ms each here)
+    p = r.pipeline(transaction=False)
+    for i in range(100000):
+        p.hset(kp("o:lb1"), "7F000001:%08X:1" % i, "ws1")
+        if i % 10000 == 9999:
+            p.execute()
+    p.execute()
+    r.config_set("slowlog-log-slower-than", 5000)
+    r.slowlog_reset()
+    wait_resyncs(r, periods=4)
+    slow = [e for e in r.slowlog_get(128)
+            if (e.get("command") or b"").split()[0].lower() in (b"evalsha", "evalsha")]
+    assert not slow, "resyncs over 5 ms: %s" % [(e["duration"], e["command"][:40])
+                                                for e in slow]
+    # and the old process's tunnels are still counted, from the per-process hash
+    assert conns(r) == live == conns(r, "i:lb1"), (conns(r), live)
+    assert scur(lb.haproxy) == tally(c.server for c in new)
+    per_pid = {k: int(v) for k, v in r.hgetall(kp("p:lb1")).items()}
+    want_old = {"%x %s" % (old_pid, s): n for s, n in tally(c.server for c in old).items()}
+    assert {k: v for k, v in per_pid.items() if k.startswith("%x " % old_pid)} == want_old
