@@ -84,6 +84,7 @@ void fleet_on_moved(struct fleet *f, fleet_moved_fn fn, void *arg)
 struct fleet_keys {
     char conns[FLEET_KEY_MAX], share[FLEET_KEY_MAX], open[FLEET_KEY_MAX];
     char insts[FLEET_KEY_MAX], extra[FLEET_KEY_MAX], kp[FLEET_KEY_MAX], pids[FLEET_KEY_MAX];
+    char old[FLEET_KEY_MAX];
 };
 
 /* "<tag><instance>" into buf[SRV_NAME_MAX + 8]; -1 rather than a cut name (a
@@ -115,10 +116,13 @@ static int keys_for(const struct fleet *f, const char *backend, size_t blen,
 {
     const char *p = f->cfg->redis_prefix;
     char s_share[SRV_NAME_MAX + 8], s_open[SRV_NAME_MAX + 8], s_pids[SRV_NAME_MAX + 8];
+    char s_old[SRV_NAME_MAX + 8];
     if (inst_suffix(s_share, "i:", f->cfg->instance) < 0 ||
         inst_suffix(s_open, "o:", f->cfg->instance) < 0 ||
         inst_suffix(s_pids, "p:", f->cfg->instance) < 0 ||
         model_key(k->pids, sizeof(k->pids), p, backend, blen, s_pids) < 0 ||
+        inst_suffix(s_old, "o2:", f->cfg->instance) < 0 ||
+        model_key(k->old, sizeof(k->old), p, backend, blen, s_old) < 0 ||
         model_key(k->conns, sizeof(k->conns), p, backend, blen, "conns") < 0 ||
         model_key(k->share, sizeof(k->share), p, backend, blen, s_share) < 0 ||
         model_key(k->open, sizeof(k->open), p, backend, blen, s_open) < 0 ||
@@ -255,7 +259,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
                            struct leave_wait *lw)
 {
     struct fleet_keys k;
-    char hb[24];
+    char hb[24], life[24];
     if (!b->http) {
         return; /* no WebSocket there (the SPOE agents' own backend): nothing to count */
     }
@@ -269,13 +273,14 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
         return;
     }
     size_t n = b->nservers;
-    const char **argv = calloc(12 + 4 * n, sizeof(*argv));
+    const char **argv = calloc(13 + 4 * n, sizeof(*argv));
     char(*nums)[2][16] = calloc(n ? n : 1, sizeof(*nums));
     struct resync_ctx *ctx = calloc(1, sizeof(*ctx));
     if (argv == NULL || nums == NULL || ctx == NULL) {
         goto out;
     }
     fmt_i64(hb, sizeof(hb), f->cfg->heartbeat_ttl_ms);
+    fmt_i64(life, sizeof(life), model_open_ttl_ms(f->cfg));
     int argc = 0;
     argv[argc++] = k.conns;
     argv[argc++] = k.share;
@@ -283,9 +288,10 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     argv[argc++] = k.insts;
     argv[argc++] = k.extra;
     argv[argc++] = k.pids;
+    argv[argc++] = k.old;
     argv[argc++] = k.kp;
     argv[argc++] = f->cfg->instance;
-    argv[argc++] = "0"; /* the script reads Redis' TIME: one clock for liveness */
+    argv[argc++] = life; /* the open map's lifetime; the script reads Redis' TIME */
     argv[argc++] = hb;
     argv[argc++] = mode;
     argv[argc++] = f->older;
@@ -303,7 +309,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     if (copy_name(ctx->backend, b->name, strlen(b->name)) < 0) {
         goto out;
     }
-    if (store_eval(f->store, f->resync_sc, 6, argc, argv, NULL, FLEET_OP_TIMEOUT_MS,
+    if (store_eval(f->store, f->resync_sc, 7, argc, argv, NULL, FLEET_OP_TIMEOUT_MS,
                    resync_reply, ctx) == 0) {
         ctx = NULL;
         lw = NULL; /* the reply steps it */

@@ -5,7 +5,9 @@
  * once per unique-id through the ledger (ledger.h); every resync period the
  * instance's share is reset from HAProxy's own scur, dead instances are dropped
  * and `conns` is recomputed as the sum of live shares, so a lost event never
- * leaves drift.
+ * leaves drift. Without HAProxy's runtime API (no scur), the open map rotates
+ * (resync.lua) and the tunnels a retired generation still lists (lost closes) are
+ * taken off the share: drift lasts at most about the open map's lifetime.
  * Cluster state changes (drain/maint) are applied to the local HAProxy.
  */
 #ifndef STICKYD_FLEET_H

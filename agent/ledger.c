@@ -516,7 +516,7 @@ static void send_batch(struct lback *b)
     const struct cfg *c = l->cfg;
     const char *prefix = c->redis_prefix;
     const char *inst = c->instance;
-    size_t nkeys = 6 + ntouch; /* conns, share, open, insts, state, records, pids */
+    size_t nkeys = 7 + ntouch; /* conns, share, open, insts, state, records, pids, old */
     size_t argc = nkeys + 6 + 2 * nopen + nclose + 2 * ntouch;
     struct lbatch *x = calloc(1, sizeof(*x));
     size_t strs_len = 0;
@@ -532,7 +532,8 @@ static void send_batch(struct lback *b)
         model_key_id(l->keys[2], prefix, b->name, "o:", inst, strlen(inst)) < 0 ||
         model_key(l->keys[3], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "insts") < 0 ||
         model_key(l->keys[4], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "state") < 0 ||
-        model_key_id(l->keys[nkeys - 1], prefix, b->name, "p:", inst, strlen(inst)) < 0) {
+        model_key_id(l->keys[nkeys - 2], prefix, b->name, "p:", inst, strlen(inst)) < 0 ||
+        model_key_id(l->keys[nkeys - 1], prefix, b->name, "o2:", inst, strlen(inst)) < 0) {
         goto fail;
     }
     x->strs = strs;
@@ -561,7 +562,8 @@ static void send_batch(struct lback *b)
         sp += o->id_len;
         *sp++ = '\0';
     }
-    arg(l, &ai, l->keys[nkeys - 1], strlen(l->keys[nkeys - 1])); /* the last key: p:<inst> */
+    arg(l, &ai, l->keys[nkeys - 2], strlen(l->keys[nkeys - 2])); /* p:<inst> */
+    arg(l, &ai, l->keys[nkeys - 1], strlen(l->keys[nkeys - 1])); /* o2:<inst>, the last */
     char *srv_names = sp; /* the opened servers' names follow the rids */
     char hb[24], ottl[24], ttl[24], no[24], nc[24];
     *util_u64_dec(hb, (uint64_t)c->heartbeat_ttl_ms) = '\0';

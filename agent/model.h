@@ -10,6 +10,7 @@
  *   <prefix>{<b>}:conns       hash server -> live connections, all live instances
  *   <prefix>{<b>}:i:<inst>    hash server -> that instance's share (TTL = heartbeat)
  *   <prefix>{<b>}:o:<inst>    hash unique-id -> server: that instance's open tunnels
+ *   <prefix>{<b>}:o2:<inst>   the same, the previous generation (rotated by resync.lua)
  *   <prefix>{<b>}:p:<inst>    hash "<pid> <server>" -> that instance's open tunnels whose
  *                             unique-id ends in ":<pid>" (kept by ledger.lua, read by
  *                             resync.lua beside an older HAProxy process)

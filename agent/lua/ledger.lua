@@ -4,9 +4,11 @@
 -- against its cookie, it only makes the record follow it (the cookie is the
 -- authority), except for a record an operator moved, which is reported back.
 -- KEYS[1] conns, KEYS[2] this instance's share, KEYS[3] its open map, KEYS[4] insts,
---   KEYS[5] state, KEYS[6..n-1] one record per touch, in order, KEYS[n] its per-process
---   counts (p:<inst>: "<pid> <server>" -> open tunnels whose unique-id ends in ":<pid>",
---   so a resync finds an older HAProxy process's tunnels without reading the open map).
+--   KEYS[5] state, KEYS[6..n-2] one record per touch, in order, KEYS[n-1] its
+--   per-process counts (p:<inst>: "<pid> <server>" -> open tunnels whose unique-id ends
+--   in ":<pid>", so a resync finds an older HAProxy process's tunnels without reading
+--   the open map), KEYS[n] the open map's previous generation (o2:<inst>, rotated by
+--   resync.lua): a tunnel opened before the rotation is found and closed there.
 -- ARGV[1] instance, ARGV[2] heartbeat TTL ms, ARGV[3] open-map TTL ms,
 --   ARGV[4] session TTL ms, ARGV[5] number of opens, ARGV[6] number of closes, then
 --   opens (uid, server), closes (uid), touches (server, mode) where mode is
@@ -22,7 +24,7 @@ local conns, share, open, insts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local inst, ttl = ARGV[1], ARGV[4]
 local nopen, nclose = tonumber(ARGV[5]), tonumber(ARGV[6])
 local delta, opened, closed = {}, 0, 0
-local pids = KEYS[#KEYS]
+local pids, old = KEYS[#KEYS - 1], KEYS[#KEYS]
 -- the pid token a unique-id ends with (the reference format ends in %pid), as
 -- resync.lua matches it: lower case, leading zeros dropped
 local function pid_of(uid)
@@ -42,9 +44,20 @@ for _ = 1, nopen do
   local uid, srv = ARGV[i], ARGV[i + 1]
   i = i + 2
   if redis.call('HSETNX', open, uid, srv) == 1 then
-    delta[srv] = (delta[srv] or 0) + 1
-    opened = opened + 1
-    pid_add(uid, srv, 1)
+    local was = redis.call('HGET', old, uid)
+    if was then -- counted before the rotation: it moves to this generation
+      redis.call('HDEL', old, uid)
+      if was ~= srv then
+        delta[was] = (delta[was] or 0) - 1
+        delta[srv] = (delta[srv] or 0) + 1
+        pid_add(uid, was, -1)
+        pid_add(uid, srv, 1)
+      end
+    else
+      delta[srv] = (delta[srv] or 0) + 1
+      opened = opened + 1
+      pid_add(uid, srv, 1)
+    end
   else
     local prev = redis.call('HGET', open, uid)
     if prev ~= srv then -- counted elsewhere (a redispatch): move it
@@ -59,9 +72,14 @@ end
 for _ = 1, nclose do
   local uid = ARGV[i]
   i = i + 1
+  local map = open
   local srv = redis.call('HGET', open, uid)
+  if not srv then
+    map = old
+    srv = redis.call('HGET', old, uid)
+  end
   if srv then
-    redis.call('HDEL', open, uid)
+    redis.call('HDEL', map, uid)
     delta[srv] = (delta[srv] or 0) - 1
     closed = closed + 1
     pid_add(uid, srv, -1)
@@ -82,7 +100,7 @@ local function record(srv, created) -- the record format: agent/model.h
   return srv .. ' ' .. created .. ' ' .. nows .. ' - ' .. inst
 end
 local moved = {}
-for k = 6, #KEYS - 1 do
+for k = 6, #KEYS - 2 do
   local srv, mode = ARGV[i], ARGV[i + 1]
   i = i + 2
   local rec = KEYS[k]

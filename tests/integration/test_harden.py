@@ -410,3 +410,64 @@ def test_resync_beside_an_older_haproxy_does_not_walk_the_open_map(procs, ws_poo
     per_pid = {k: int(v) for k, v in r.hgetall(kp("p:lb1")).items()}
     want_old = {"%x %s" % (old_pid, s): n for s, n in tally(c.server for c in old).items()}
     assert {k: v for k, v in per_pid.items() if k.startswith("%x " % old_pid)} == want_old
+
+
+# ---- item 5: static mode (no stats socket) corrects itself -----------------------
+
+DAY_MS = 86400000  # the open map's lifetime T here: max(session.ttl, 24 h)
+
+
+def age_past_half(rc, key):
+    """Make an open-map generation look T/2 old to the next resync (the script
+    judges a generation's age by its TTL, set to T when it was created)."""
+    assert rc.pexpire(key, DAY_MS // 2 - 5000)
+
+
+def test_static_mode_counts_recover_from_a_lost_close_and_the_map_never_drops_at_once(procs):
+    r = procs.redis()
+    rc = r.client()
+    ag = procs.stickyd(redis_port=r.port, backends={BE: ["ws1", "ws2"]}, instance="a",
+                       extra={"haproxy": {"resync": "300ms", "heartbeat_ttl": "5s"}})
+
+    def close(uid, srv):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(close_line(uid, srv), (LOOPBACK, ag.syslog_udp_port))
+
+    def resynced(n=3):
+        t0 = redis_ms(rc)
+        wait_until(lambda: (rc.zscore(kp("insts"), "a") or 0) > t0 + 300 * n, timeout=10)
+
+    with SpopClient(LOOPBACK, ag.port) as c:
+        c.hello()
+        wait_until(lambda: assign_open(c, "u1")["action"] != "fallback", timeout=10)
+        srv = {"u1": assign_open(c, "u1")["server"]}
+        for uid in ("u2", "u3"):
+            srv[uid] = assign_open(c, uid)["server"]
+        wait_until(lambda: conns_total(rc) == 3, timeout=5, what="three opens")
+        close("u1", srv["u1"])
+        # u2's close line is lost: it stays counted (as on main, where it stayed forever)
+        wait_until(lambda: conns_total(rc) == 2, timeout=5)
+        assert 0 < rc.pttl(kp("o:a")) <= DAY_MS
+
+        # the generation ages past T/2: it rotates, nothing is dropped at once
+        age_past_half(rc, kp("o:a"))
+        wait_until(lambda: rc.exists(kp("o2:a")) and not rc.exists(kp("o:a")), timeout=5,
+                   what="the open map rotated")
+        resynced()
+        assert conns_total(rc) == 2
+        # a tunnel opened before the rotation is still closed by its line
+        close("u3", srv["u3"])
+        wait_until(lambda: conns_total(rc) == 1, timeout=5, what="u3 closed from o2")
+        # a new tunnel goes into the new generation
+        srv["u4"] = assign_open(c, "u4")["server"]
+        wait_until(lambda: conns_total(rc) == 2 and rc.hexists(kp("o:a"), "u4"), timeout=5)
+
+        # the next rotation expires what the old generation still holds: u2's drift
+        age_past_half(rc, kp("o:a"))
+        wait_until(lambda: conns_total(rc) == 1, timeout=5,
+                   what="the lost close's count expired with its generation")
+        assert rc.hgetall(kp("o2:a")) == {"u4": srv["u4"]}
+        assert rc.hgetall(kp("conns")) == {srv["u4"]: "1"}
+        assert rc.hgetall(kp("i:a")) == {srv["u4"]: "1"}
+        close("u4", srv["u4"])
+        wait_until(lambda: conns_total(rc) == 0, timeout=5)
