@@ -70,6 +70,7 @@ struct fleet {
     size_t napplied;
     fleet_moved_fn moved;
     void *moved_arg;
+    char *channel; /* the events channel subscribed (a copy: cfg is swapped on reload) */
 };
 
 void fleet_on_moved(struct fleet *f, fleet_moved_fn fn, void *arg)
@@ -655,7 +656,8 @@ struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store 
     if (h != NULL && hapi_on_refresh(h, on_refresh, f) < 0) {
         log_warn("fleet: cannot hook HAProxy refreshes; states are applied by polling only");
     }
-    if (store_subscribe(st, c->events_channel, on_event, f) < 0) {
+    if ((f->channel = strdup(c->events_channel)) == NULL ||
+        store_subscribe(st, c->events_channel, on_event, f) < 0) {
         log_warn("fleet: cannot subscribe to %s; state changes are seen by polling only",
                  c->events_channel);
     }
@@ -663,6 +665,25 @@ struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store 
     ev_timer_init(&f->resync_timer, resync_timer_cb, 0.2, resync);
     ev_timer_start(loop, &f->resync_timer);
     return f;
+}
+
+int fleet_reload(struct fleet *f, const struct cfg *next)
+{
+    if (f == NULL || (f->channel != NULL && strcmp(f->channel, next->events_channel) == 0)) {
+        return 0;
+    }
+    char *ch = strdup(next->events_channel);
+    if (ch == NULL || store_subscribe(f->store, ch, on_event, f) < 0) {
+        free(ch);
+        return -1;
+    }
+    if (f->channel != NULL) {
+        (void)store_unsubscribe(f->store, f->channel);
+        log_info("fleet: events channel %s -> %s (resubscribed)", f->channel, ch);
+    }
+    free(f->channel);
+    f->channel = ch;
+    return 0;
 }
 
 void fleet_leave(struct fleet *f, fleet_left_fn done, void *arg)
@@ -704,5 +725,6 @@ void fleet_free(struct fleet *f)
     }
     ev_timer_stop(f->loop, &f->resync_timer);
     free(f->applied);
+    free(f->channel);
     free(f);
 }

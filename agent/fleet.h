@@ -55,6 +55,12 @@ void fleet_leave(struct fleet *f, fleet_left_fn done, void *arg);
  * best-effort; the heartbeat TTL covers the case where it is lost. */
 void fleet_free(struct fleet *f);
 
+/* On reload, before the running configuration is replaced by next: a changed
+ * events.channel is subscribed and the old one unsubscribed (f keeps reading
+ * the live cfg for everything else). 0, or -1 when the new subscription failed
+ * (the old one is kept then). */
+int fleet_reload(struct fleet *f, const struct cfg *next) __attribute__((warn_unused_result));
+
 /* slog callback: a tunnel closed (arg is the struct fleet). */
 void fleet_on_close(const struct slog_close *c, void *arg);
 

@@ -198,6 +198,64 @@ static void term_cb(struct ev_loop *l, ev_signal *w, int revents)
     conn_shutdown_all(drained);
 }
 
+/* The syslog listener as c describes it; NULL (and nothing to listen on) is fine
+ * when no syslog key is set. -1 with a message in err when a socket fails. */
+static int slog_start(const struct cfg *c, struct slog **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if ((c->syslog_udp == NULL || c->syslog_udp[0] == '\0') &&
+        (c->syslog_tcp == NULL || c->syslog_tcp[0] == '\0') &&
+        (c->syslog_unix == NULL || c->syslog_unix[0] == '\0')) {
+        return 0;
+    }
+    struct slog_opts so = {.udp = c->syslog_udp,
+                           .tcp = c->syslog_tcp,
+                           .unix_path = c->syslog_unix,
+                           .unix_mode = c->syslog_unix_mode,
+                           .allow = c->syslog_allow,
+                           .tcp_idle_ms = c->syslog_tcp_idle_ms,
+                           .tcp_per_peer = c->syslog_tcp_per_peer};
+    *out = slog_new_opts(loop, &so, fleet_on_close, fleet, err, errlen);
+    return *out != NULL ? 0 : -1;
+}
+
+static bool slog_same(const struct cfg *a, const struct cfg *b)
+{
+    return str_same(a->syslog_udp, b->syslog_udp) && str_same(a->syslog_tcp, b->syslog_tcp) &&
+           str_same(a->syslog_unix, b->syslog_unix) &&
+           a->syslog_unix_mode == b->syslog_unix_mode &&
+           str_same(a->syslog_allow, b->syslog_allow) &&
+           a->syslog_tcp_idle_ms == b->syslog_tcp_idle_ms &&
+           a->syslog_tcp_per_peer == b->syslog_tcp_per_peer;
+}
+
+/* Apply next's syslog.* on reload: the old sockets are closed first (the same
+ * port may be kept), then the new ones opened; when that fails the old ones are
+ * reopened and -1 refuses the reload, naming the key in err. */
+static int slog_reload(const struct cfg *next, char *err, size_t errlen)
+{
+    if (slog_same(next, &cfg)) {
+        return 0;
+    }
+    slog_free(slog);
+    slog = NULL;
+    char why[256];
+    if (slog_start(next, &slog, why, sizeof(why)) == 0) {
+        log_info("reload: syslog listener reopened (udp %s, tcp %s, unix %s)",
+                 next->syslog_udp ? next->syslog_udp : "off",
+                 next->syslog_tcp ? next->syslog_tcp : "off",
+                 next->syslog_unix ? next->syslog_unix : "off");
+        return 0;
+    }
+    snprintf(err, errlen, "syslog: %s; the running syslog settings are kept", why);
+    char again[256];
+    if (slog_start(&cfg, &slog, again, sizeof(again)) != 0) {
+        log_err("reload: cannot reopen the previous syslog listener either (%s): closes "
+                "are not received until a restart; resyncs correct the counts", again);
+    }
+    return -1;
+}
+
 static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
 {
     UNUSED(l);
@@ -213,6 +271,15 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     char err[512];
     if (load_config(&next, err, sizeof(err)) != 0) {
         log_err("reload failed, keeping the running configuration: %s", err);
+        STATS_INC(reload_failed);
+        stats.config_last_reload_success = 0;
+        notify_ready("reload failed, running configuration kept");
+        return;
+    }
+    /* first, so that a refusal leaves every module on the running configuration */
+    if (slog_reload(&next, err, sizeof(err)) != 0) {
+        log_err("reload failed, keeping the running configuration: %s", err);
+        cfg_free(&next);
         STATS_INC(reload_failed);
         stats.config_last_reload_success = 0;
         notify_ready("reload failed, running configuration kept");
@@ -240,6 +307,10 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     if (hapi != NULL && hapi_reconfigure(hapi, &next) != 0) {
         log_warn("reload: keeping haproxy_socket %s (switching to the static list needs a "
                  "restart)", cfg.haproxy_socket);
+    }
+    if (fleet_reload(fleet, &next) != 0) {
+        log_warn("reload: could not subscribe to %s; state changes are seen by polling only",
+                 next.events_channel);
     }
     if (hapi == NULL && servers_load_static(&next) != 0) {
         log_warn("reload: the new static server list was refused; keeping the old one");
@@ -479,21 +550,9 @@ int main(int argc, char **argv)
     }
     assign_set_publisher(publish_event, fleet);
     fleet_on_moved(fleet, on_moved, NULL);
-    if ((cfg.syslog_udp != NULL && cfg.syslog_udp[0] != '\0') ||
-        (cfg.syslog_tcp != NULL && cfg.syslog_tcp[0] != '\0') ||
-        (cfg.syslog_unix != NULL && cfg.syslog_unix[0] != '\0')) {
-        struct slog_opts so = {.udp = cfg.syslog_udp,
-                               .tcp = cfg.syslog_tcp,
-                               .unix_path = cfg.syslog_unix,
-                               .unix_mode = cfg.syslog_unix_mode,
-                               .allow = cfg.syslog_allow,
-                               .tcp_idle_ms = cfg.syslog_tcp_idle_ms,
-                               .tcp_per_peer = cfg.syslog_tcp_per_peer};
-        slog = slog_new_opts(loop, &so, fleet_on_close, fleet, err, sizeof(err));
-        if (slog == NULL) {
-            log_err("syslog listener: %s", err);
-            goto out_modules;
-        }
+    if (slog_start(&cfg, &slog, err, sizeof(err)) != 0) {
+        log_err("syslog listener: %s", err);
+        goto out_modules;
     }
 
     if (lsn_start(loop, &cfg, err, sizeof(err)) != 0) {

@@ -116,6 +116,7 @@ struct store {
     ev_prepare flush;
     struct store_script *scripts;
     struct store_sub *subs;
+    struct store_sub *retired; /* unsubscribed: hiredis may still hold them, freed last */
     bool closing;
     uint64_t rng;
     /* SHA-256 of the settings the connections use, so store_reconfigure can
@@ -723,6 +724,9 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *priv)
     UNUSED(ac);
     struct store_sub *sb = priv;
     redisReply *r = reply;
+    if (sb->cb == NULL) {
+        return; /* unsubscribed: a message sent before the UNSUBSCRIBE landed */
+    }
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING) {
         return; /* teardown (NULL) or a malformed push */
@@ -772,6 +776,26 @@ int store_subscribe(struct store *s, const char *channel, store_msg_cb cb, void 
         sub_send_subscribe(&s->sub, sb);
     }
     return 0;
+}
+
+int store_unsubscribe(struct store *s, const char *channel)
+{
+    for (struct store_sub **pp = &s->subs; *pp != NULL; pp = &(*pp)->next) {
+        struct store_sub *sb = *pp;
+        if (strcmp(sb->channel, channel) != 0) {
+            continue;
+        }
+        *pp = sb->next;       /* a reconnect no longer subscribes it */
+        sb->cb = NULL;        /* nor does a late message reach the caller */
+        sb->next = s->retired;
+        s->retired = sb;
+        if (s->sub.state == RC_READY &&
+            redisAsyncCommand(s->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", channel) != REDIS_OK) {
+            rconn_fail(&s->sub, "unsubscribe: could not queue"); /* reconnects without it */
+        }
+        return 0;
+    }
+    return -1;
 }
 
 /* ---- public API ------------------------------------------------------------------ */
@@ -853,6 +877,12 @@ void store_free(struct store *s)
     while (s->subs != NULL) {
         struct store_sub *sb = s->subs;
         s->subs = sb->next;
+        free(sb->channel);
+        free(sb);
+    }
+    while (s->retired != NULL) {
+        struct store_sub *sb = s->retired;
+        s->retired = sb->next;
         free(sb->channel);
         free(sb);
     }

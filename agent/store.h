@@ -90,6 +90,11 @@ const char *store_script_sha(const struct store_script *sc);
 int store_subscribe(struct store *s, const char *channel, store_msg_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
+/* Stop receiving channel (subscribed with store_subscribe): no callback for it
+ * runs after this call, and a reconnect does not subscribe it again. 0, or -1
+ * when it was not subscribed. */
+int store_unsubscribe(struct store *s, const char *channel);
+
 /* Reply accessors (r is borrowed). */
 enum store_rtype store_reply_type(const struct store_reply *r);
 long long store_reply_int(const struct store_reply *r);

@@ -471,3 +471,61 @@ def test_static_mode_counts_recover_from_a_lost_close_and_the_map_never_drops_at
         assert rc.hgetall(kp("i:a")) == {srv["u4"]: "1"}
         close("u4", srv["u4"])
         wait_until(lambda: conns_total(rc) == 0, timeout=5)
+
+
+# ---- item 11: SIGHUP applies syslog.* and events.channel ---------------------------
+
+def test_reload_moves_the_syslog_listeners_and_the_events_channel(procs):
+    r = procs.redis()
+    rc = r.client()
+    ag = procs.stickyd(redis_port=r.port, backends={BE: ["ws1", "ws2"]}, instance="a",
+                       extra={"haproxy": {"resync": "300ms", "heartbeat_ttl": "5s"}})
+    p1 = ag.syslog_udp_port
+    wait_until(lambda: rc.pubsub_channels() == ["sticky:events"], timeout=5)
+    p2, tport = harness.free_port(socket.SOCK_DGRAM), harness.free_port()
+    ag.update_config(syslog={"udp": "%s:%d" % (LOOPBACK, p2), "tcp": "%s:%d" % (LOOPBACK, tport)},
+                     events={"channel": "sticky:events2"})
+    mark = len(ag.log_text())
+    ag.reload()
+    wait_until(lambda: "configuration reloaded" in ag.log_text()[mark:], timeout=5)
+    # subscribed to the new channel only (main stayed on the old one alone)
+    wait_until(lambda: rc.pubsub_channels() == ["sticky:events2"], timeout=5,
+               what="the agent resubscribed")
+    # the old UDP port is free, the new UDP and TCP listeners count closes
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOOPBACK, p1))
+    with SpopClient(LOOPBACK, ag.port) as c:
+        c.hello()
+        wait_until(lambda: assign_open(c, "u1")["action"] != "fallback", timeout=10)
+        srv = {u: assign_open(c, u)["server"] for u in ("u1", "u2")}
+    wait_until(lambda: conns_total(rc) == 2, timeout=5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(close_line("u1", srv["u1"]), (LOOPBACK, p2))
+    line = close_line("u2", srv["u2"])
+    with socket.create_connection((LOOPBACK, tport)) as t:
+        t.sendall(b"%d " % len(line) + line)
+        wait_until(lambda: conns_total(rc) == 0, timeout=5, what="closes on the new sockets")
+
+    # a listener that cannot be opened refuses the reload, naming the key, and the
+    # running listeners stay as they were
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind((LOOPBACK, 0))
+    try:
+        ag.update_config(syslog={"udp": "%s:%d" % (LOOPBACK, taken.getsockname()[1])},
+                         events={"channel": "sticky:events3"})
+        mark = len(ag.log_text())
+        ag.reload()
+        wait_until(lambda: "reload failed" in ag.log_text()[mark:], timeout=5)
+        assert "syslog: bind" in ag.log_text()[mark:]
+        time.sleep(0.3)
+        assert rc.pubsub_channels() == ["sticky:events2"]
+        with SpopClient(LOOPBACK, ag.port) as c:
+            c.hello()
+            s3 = assign_open(c, "u3")["server"]
+        wait_until(lambda: conns_total(rc) == 1, timeout=5)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(close_line("u3", s3), (LOOPBACK, p2))
+        wait_until(lambda: conns_total(rc) == 0, timeout=5, what="the kept UDP listener")
+        assert agent_stats(ag)["reload_failed"] == 1
+    finally:
+        taken.close()
