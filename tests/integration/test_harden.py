@@ -6,6 +6,7 @@ a reload) and asserts on what an operator would see: sockets closed or kept,
 counts in Redis, decisions answered, log lines.
 """
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -132,10 +133,16 @@ def conns_total(r):
     return sum(int(v) for v in r.hgetall(kp("conns")).values())
 
 
-def test_closes_only_from_allowed_peers_and_the_unix_socket(procs):
+@pytest.fixture
+def sock_dir():
+    d = harness.short_tmpdir("slog")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_closes_only_from_allowed_peers_and_the_unix_socket(procs, sock_dir):
     r = procs.redis()
     rc = r.client()
-    sock_dir = harness.short_tmpdir("slog")
     upath = os.path.join(sock_dir, "log.sock")
     ag = procs.stickyd(redis_port=r.port, backends={BE: ["ws1", "ws2"]},
                        extra={"syslog": {"allow": "127.0.0.1/32", "unix": upath,
