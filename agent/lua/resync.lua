@@ -84,6 +84,7 @@ else
     if redis.call('EXISTS', old) == 0 and ot >= 0 then
       redis.call('RENAME', open, old)
       redis.call('PEXPIRE', old, life)
+      redis.call('PEXPIRE', pids, life) -- it follows both generations, kept in step above
     end
   end
   redis.call('PEXPIRE', share, hb)

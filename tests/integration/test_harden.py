@@ -446,12 +446,12 @@ def test_static_mode_counts_recover_from_a_lost_close_and_the_map_never_drops_at
 
     with SpopClient(LOOPBACK, ag.port) as c:
         c.hello()
-        wait_until(lambda: assign_open(c, "u1")["action"] != "fallback", timeout=10)
-        srv = {"u1": assign_open(c, "u1")["server"]}
-        for uid in ("u2", "u3"):
+        wait_until(lambda: assign_open(c, "u1:0BEEF")["action"] != "fallback", timeout=10)
+        srv = {"u1:0BEEF": assign_open(c, "u1:0BEEF")["server"]}
+        for uid in ("u2:0BEEF", "u3:0BEEF"):
             srv[uid] = assign_open(c, uid)["server"]
         wait_until(lambda: conns_total(rc) == 3, timeout=5, what="three opens")
-        close("u1", srv["u1"])
+        close("u1:0BEEF", srv["u1:0BEEF"])
         # u2's close line is lost: it stays counted (as on main, where it stayed forever)
         wait_until(lambda: conns_total(rc) == 2, timeout=5)
         assert 0 < rc.pttl(kp("o:a")) <= DAY_MS
@@ -463,21 +463,24 @@ def test_static_mode_counts_recover_from_a_lost_close_and_the_map_never_drops_at
         resynced()
         assert conns_total(rc) == 2
         # a tunnel opened before the rotation is still closed by its line
-        close("u3", srv["u3"])
+        close("u3:0BEEF", srv["u3:0BEEF"])
         wait_until(lambda: conns_total(rc) == 1, timeout=5, what="u3 closed from o2")
         # a new tunnel goes into the new generation
-        srv["u4"] = assign_open(c, "u4")["server"]
-        wait_until(lambda: conns_total(rc) == 2 and rc.hexists(kp("o:a"), "u4"), timeout=5)
+        srv["u4:0BEEF"] = assign_open(c, "u4:0BEEF")["server"]
+        wait_until(lambda: conns_total(rc) == 2 and rc.hexists(kp("o:a"), "u4:0BEEF"), timeout=5)
 
         # the next rotation expires what the old generation still holds: u2's drift
         age_past_half(rc, kp("o:a"))
         wait_until(lambda: conns_total(rc) == 1, timeout=5,
                    what="the lost close's count expired with its generation")
-        assert rc.hgetall(kp("o2:a")) == {"u4": srv["u4"]}
-        assert rc.hgetall(kp("conns")) == {srv["u4"]: "1"}
-        assert rc.hgetall(kp("i:a")) == {srv["u4"]: "1"}
-        close("u4", srv["u4"])
+        assert rc.hgetall(kp("o2:a")) == {"u4:0BEEF": srv["u4:0BEEF"]}
+        assert rc.hgetall(kp("conns")) == {srv["u4:0BEEF"]: "1"}
+        assert rc.hgetall(kp("i:a")) == {srv["u4:0BEEF"]: "1"}
+        # the per-process counts (uids end in a zero-padded hex pid) kept in step
+        assert rc.hgetall(kp("p:a")) == {"beef " + srv["u4:0BEEF"]: "1"}
+        close("u4:0BEEF", srv["u4:0BEEF"])
         wait_until(lambda: conns_total(rc) == 0, timeout=5)
+        wait_until(lambda: not rc.exists(kp("p:a")), timeout=5)
 
 
 # ---- item 11: SIGHUP applies syslog.* and events.channel ---------------------------
