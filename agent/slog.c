@@ -26,6 +26,7 @@
 #define SLOG_DEFAULT_ALLOW "127.0.0.0/8 ::1"
 #define SLOG_DEFAULT_IDLE_MS (5 * 60 * 1000)
 #define SLOG_DEFAULT_PER_PEER 8u
+#define SLOG_EVICT_QUIET_S 1.0 /* silent this long, a client may be closed for a new one */
 
 struct slog_client {
     ev_io io;
@@ -34,6 +35,7 @@ struct slog_client {
     struct slog *owner;
     struct slog_client *next;
     struct sockaddr_storage peer;
+    ev_tstamp last_rx; /* when it last sent anything (or connected) */
 };
 
 struct slog {
@@ -491,6 +493,7 @@ static void client_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     ev_timer_again(loop, &c->idle);
+    c->last_rx = ev_now(loop);
     buf_commit(&c->in, (size_t)n);
     if (client_parse(c) < 0) {
         log_warn("slog: tcp client broke syslog framing; closing it");
@@ -545,8 +548,21 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         unsigned same = 0;
+        struct slog_client *quiet = NULL; /* the longest silent client */
         for (struct slog_client *o = s->clients; o != NULL; o = o->next) {
             same += same_host(&o->peer, &ss);
+            quiet = quiet == NULL || o->last_rx < quiet->last_rx ? o : quiet;
+        }
+        /* full: a client silent for a while makes room, so idle sockets cannot
+         * lock HAProxy's ring out until the idle timeout */
+        if (s->nclients >= SLOG_MAX_CLIENTS && same < s->per_peer && quiet != NULL &&
+            ev_now(loop) - quiet->last_rx >= SLOG_EVICT_QUIET_S) {
+            char qp[INET6_ADDRSTRLEN];
+            peer_text(&quiet->peer, qp, sizeof(qp));
+            STATS_INC(syslog_tcp_idle_closed);
+            log_info("slog: %d tcp log clients: closing the one silent longest (%s) for a "
+                     "new one", SLOG_MAX_CLIENTS, qp);
+            client_free(quiet);
         }
         struct slog_client *c = NULL;
         if (s->nclients >= SLOG_MAX_CLIENTS || same >= s->per_peer ||
@@ -563,6 +579,7 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         c->owner = s;
         c->peer = ss;
+        c->last_rx = ev_now(loop);
         c->next = s->clients;
         s->clients = c;
         s->nclients++;
