@@ -83,7 +83,8 @@ static const struct cfg_key cfg_keys[] = {
      "most HAProxy connections served at once; clamped (and logged) to the descriptor "
      "limit minus 32 kept for Redis, the runtime API and metrics (96 with `syslog.tcp`)"},
     {{"idle_timeout"}, KT_DUR, false, false, "60s", 100, 7 * MS_DAY, F(idle_timeout_ms),
-     "an HAProxy connection idle for this long is closed"},
+     "an HAProxy connection idle for this long is closed (only whole frames count as "
+     "activity, and a request still in the agent's hands)"},
     {{"hello_timeout"}, KT_DUR, false, false, "5s", 100, 60 * MS_SEC, F(hello_timeout_ms),
      "an SPOP connection that has not sent HAPROXY-HELLO this long after it was accepted is "
      "closed (bytes do not extend it)"},

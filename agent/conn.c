@@ -421,6 +421,10 @@ static void conn_parse(struct conn *c)
             return;
         }
         STATS_INC(spop_frames_in);
+        /* a whole frame is activity; bytes of one that never completes are not */
+        if (eng_idle_s > 0 && c->state == CONN_READY) {
+            ev_timer_again(c->loop, &c->idle_w);
+        }
         on_frame(c, &f);
         buf_consume(&c->in, (size_t)n);
         if (c->broken) {
@@ -468,10 +472,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_free(c);
         return;
     }
-    buf_commit(&c->in, (size_t)n);
-    if (eng_idle_s > 0 && c->state != CONN_HELLO) {
-        ev_timer_again(c->loop, &c->idle_w); /* the HELLO deadline is not pushed by bytes */
-    }
+    buf_commit(&c->in, (size_t)n); /* the timers move on whole frames (conn_parse) */
     c->in_read = true;
     conn_parse(c);
     c->in_read = false;

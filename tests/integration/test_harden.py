@@ -593,3 +593,30 @@ def test_idle_tcp_log_clients_cannot_lock_the_ring_out(procs):
     finally:
         for s in idle:
             s.close()
+
+
+def test_after_hello_only_whole_frames_keep_a_connection_alive(procs):
+    r = procs.redis()
+    ag = procs.stickyd(redis_port=r.port, backends={BE: ["ws1"]}, syslog_udp=False,
+                       extra={"idle_timeout": "1500ms"})
+    # a peer that pings with whole frames is kept past idle_timeout...
+    with SpopClient(LOOPBACK, ag.port) as c:
+        c.hello()
+        for _ in range(12):
+            assert c.notify("ping", {})["pong"] == 1
+            time.sleep(0.25)
+    # ...one that trickles the bytes of a frame it never finishes is not
+    with SpopClient(LOOPBACK, ag.port) as c:
+        c.hello()
+        c.sock.sendall(b"\x00\x00\x10\x00")
+        t0 = time.monotonic()
+        closed = False
+        while time.monotonic() - t0 < 5.0 and not closed:
+            try:
+                c.sock.sendall(b"\x01")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            closed = closed_by_peer(c.sock, 0.2)
+        took = time.monotonic() - t0
+    assert closed and took < 3.5, "kept %.1f s by a trickle" % took
