@@ -329,6 +329,8 @@ static void set_srvtag(struct req *r, const char *backend, const char *server,
     }
 }
 
+static int64_t view_now(void);
+
 /* The cookie for this session pinned to server: the presented one when it
  * still says so and is young, else a new one issued now. */
 static bool cookie_for(const char *backend, struct ident *id, const char *server, bool same_pin)
@@ -340,7 +342,8 @@ static bool cookie_for(const char *backend, struct ident *id, const char *server
     if (t == NULL) {
         return false; /* keep the old one: affinity then rests on Redis alone */
     }
-    struct sid_cookie ck = {.kind = id->kind, .issued_s = (uint32_t)(util_now_ms() / 1000)};
+    /* issued on Redis' clock, the one every agent judges the cookie's age by */
+    struct sid_cookie ck = {.kind = id->kind, .issued_s = (uint32_t)(view_now() / 1000)};
     memcpy(ck.rid, id->rbytes, SID_RID_LEN);
     memcpy(ck.stag, t->tag[0], SID_STAG_LEN);
     int n = sid_issue(&A.keys, &ck, id->cookie);
@@ -798,7 +801,7 @@ static bool identify(struct assign_ctx *x, const struct srv_backend *b,
     }
     if (valid && ck.kind != SID_KIND_V1) {
         id->tagged = tag_resolve(b, &ck);
-        int64_t age_ms = util_now_ms() - (int64_t)ck.issued_s * 1000;
+        int64_t age_ms = view_now() - (int64_t)ck.issued_s * 1000;
         if (age_ms > A.cfg->session_ttl_ms) {
             id->tagged = -1; /* too old to tell where it was: Redis decides */
         }

@@ -345,10 +345,16 @@ def test_established_from_a_hostile_peer_plants_nothing_and_forges_no_log_line(p
 
 # ---- item 7: one clock (Redis') for liveness and deadlines -------------------------
 
-# libfaketime (Debian's faketime) gives the agent a really skewed wall clock;
-# monotonic time is left alone, as NTP stepping a clock would leave it.
+# libfaketime (Debian's faketime package) gives the agent a really skewed wall
+# clock; monotonic time is left alone, as NTP stepping a clock would leave it.
+# Preloaded through env (which execs), so the agent keeps the pid the harness
+# signals (the faketime wrapper would stand between them).
 def skewed(offset):
-    return ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", offset]
+    import glob
+    libs = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    assert libs, "libfaketime is not installed (scripts/install-deps.sh installs faketime)"
+    return ["env", "LD_PRELOAD=" + libs[0], "FAKETIME=" + offset,
+            "FAKETIME_DONT_FAKE_MONOTONIC=1"]
 
 
 def redis_ms(rc):
@@ -620,3 +626,32 @@ def test_after_hello_only_whole_frames_keep_a_connection_alive(procs):
             closed = closed_by_peer(c.sock, 0.2)
         took = time.monotonic() - t0
     assert closed and took < 3.5, "kept %.1f s by a trickle" % took
+
+
+def test_cookies_are_issued_and_aged_on_redis_clock(procs):
+    """A cookie issued by an agent two hours behind is young to the others (on
+    main its issue time came from that agent's wall clock: every other agent
+    found it older than session.refresh and reissued it on every connect)."""
+    r = procs.redis()
+    secret = procs.workdir / "shared.key"
+    harness.write_secret(secret)
+    common = dict(redis_port=r.port, backends={BE: ["ws1", "ws2"]}, syslog_udp=False,
+                  secret_file=secret)
+    a = procs.stickyd(name="a", instance="a", **common)
+    b = procs.stickyd(name="b", instance="b", wrap=skewed("-7200s"), **common)
+    import ipaddress
+
+    def assign(c, sid):
+        return c.notify("sticky-assign", {"backend": BE, "sid": sid, "inst": "h1",
+                                          "uid": "x%d" % time.monotonic_ns(),
+                                          "src": ipaddress.ip_address("192.0.2.7")})
+    with SpopClient(LOOPBACK, b.port) as cb, SpopClient(LOOPBACK, a.port) as ca:
+        cb.hello()
+        ca.hello()
+        # b has heard Redis' TIME once its first batch came back
+        wait_until(lambda: agent_stats(b)["ledger_batches"] >= 2, timeout=5)
+        v = assign(cb, None)
+        assert v["action"] == "new" and v["set_cookie"] == 1
+        again = assign(ca, v["sid"])
+        assert again["action"] == "hit", again
+        assert again.get("set_cookie", 0) == 0, "a young cookie was reissued: %s" % again
