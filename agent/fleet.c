@@ -526,6 +526,19 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
     free(ctx);
 }
 
+/* Does any server of b ramp (limits.<b>.slowstart or a server's)? */
+static bool slowstart_of(const struct cfg *c, const struct srv_backend *b)
+{
+    for (size_t i = 0; i < b->nservers; i++) {
+        struct cfg_srv_limits lim;
+        cfg_limits_of(c, b->name, b->servers[i].name, &lim);
+        if (lim.slowstart_ms > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void poll_states(struct fleet *f)
 {
     if (f->hapi == NULL || !hapi_healthy(f->hapi)) {
@@ -549,11 +562,25 @@ static void poll_states(struct fleet *f)
         }
         ctx->fleet = f;
         snprintf(ctx->backend, sizeof(ctx->backend), "%s", b->name);
-        const char *argv[] = {key, mine};
-        if (store_eval(f->store, f->states_sc, 2, 2, argv, NULL, FLEET_OP_TIMEOUT_MS,
-                       state_reply, ctx) < 0) {
+        /* with a slow start, this view's server states: states.lua records when each
+         * became usable (issue 13) */
+        size_t nramp = slowstart_of(f->cfg, b) ? b->nservers : 0;
+        const char **argv = calloc(2 + 2 * nramp, sizeof(*argv));
+        if (argv == NULL) {
+            free(ctx);
+            continue;
+        }
+        argv[0] = key;
+        argv[1] = mine;
+        for (size_t k = 0; k < nramp; k++) {
+            argv[2 + 2 * k] = b->servers[k].name;
+            argv[3 + 2 * k] = srv_state_name(b->servers[k].state);
+        }
+        if (store_eval(f->store, f->states_sc, 2, (int)(2 + 2 * nramp), argv, NULL,
+                       FLEET_OP_TIMEOUT_MS, state_reply, ctx) < 0) {
             free(ctx);
         }
+        free(argv);
     }
 }
 
