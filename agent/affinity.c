@@ -66,11 +66,12 @@ static int64_t eff_weight(const struct aff_cand *c)
     return (int64_t)c->weight * (int64_t)r;
 }
 
-int aff_least_loaded(const struct aff_cand *c, size_t n)
+static int least_loaded(const struct aff_cand *c, size_t n, bool paced_too)
 {
     int best = -1;
     for (size_t i = 0; i < n; i++) {
-        if ((c[i].flags & AFF_F_NEW) == 0 || c[i].weight == 0 || c[i].full) {
+        if ((c[i].flags & AFF_F_NEW) == 0 || c[i].weight == 0 || c[i].full ||
+            (c[i].paced && !paced_too)) {
             continue;
         }
         int64_t load = c[i].conns > 0 ? c[i].conns : 0;
@@ -86,6 +87,12 @@ int aff_least_loaded(const struct aff_cand *c, size_t n)
         }
     }
     return best;
+}
+
+int aff_least_loaded(const struct aff_cand *c, size_t n)
+{
+    int best = least_loaded(c, n, false);
+    return best >= 0 ? best : least_loaded(c, n, true);
 }
 
 uint32_t aff_ramp_permille(int64_t since_ms, int64_t now_ms, int64_t ramp_ms)

@@ -43,6 +43,7 @@ struct aff_cand {
     uint64_t hash; /* aff_hash(id, name), filled by aff_rank */
     uint32_t ramp; /* slow start: weight share in permille (aff_ramp_permille); 0 = 1000 */
     bool full;     /* at its cap for this agent (aff_room <= 0): no new sessions */
+    bool paced;    /* past its new-session rate: chosen only when no other has room */
 };
 
 /* Flags of a server in HAProxy state st with configured weight w. */
@@ -70,8 +71,8 @@ const char *aff_pin_reason(enum aff_pin p);
 
 /* The least-loaded candidate that may take new sessions and has room: the
  * lowest conns / (weight x ramp), the first one in c's order among equals (rank
- * c with aff_rank first, so that every agent breaks ties the same way). Index,
- * or -1 when none. */
+ * c with aff_rank first, so that every agent breaks ties the same way); paced
+ * ones only when no other qualifies. Index, or -1 when none. */
 int aff_least_loaded(const struct aff_cand *c, size_t n);
 
 /* ---- slow start and fleet-wide caps (issue 13) ----

@@ -222,6 +222,13 @@ static void test_least_loaded_ramp(void)
         c[i].conns = 10 + i;
     }
     CHECK_EQ_INT(aff_least_loaded(c, 4), 0);
+    /* past its rate: skipped while another has room, else still taken */
+    c[0].paced = true;
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 1);
+    c[1].paced = c[2].paced = c[3].paced = true;
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 0);
+    c[1].paced = c[2].paced = c[3].paced = false;
+    c[0].paced = false;
     /* a full server is skipped however empty; all full: none */
     c[0].full = true;
     CHECK_EQ_INT(aff_least_loaded(c, 4), 1);
