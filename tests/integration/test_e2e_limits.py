@@ -1,0 +1,279 @@
+"""Slow start, fleet-wide connection caps and reconnect storms (issue 13), end to end:
+real HAProxy 2.6, real Redis, two load balancers (each an HAProxy with its own
+stickyd), real WebSocket servers and clients.
+
+1. A fourth server added under load ramps: its live count, relative to a full
+   weight peer's, follows the configured ramp (Redis time from the moment the
+   agents recorded it usable) within +-10 %, and no existing session moves.
+2. A server killed with 300 clients: their reconnects land on the others within
+   every server's fleet-wide cap (one from stickyd's limits, one from HAProxy's
+   own maxconn on the server line), none is refused while there is room, and under
+   policy affinity no pinned client moves, even onto a server at its cap.
+3. Every server full: a new client gets a clean 503 at once (no hang) and is
+   served once room returns.
+"""
+import asyncio
+import time
+
+import websockets
+
+import harness
+from harness import lb_spec, wait_until
+from test_e2e_affinity import (AGENT_TIMING, BE, KP, Cluster, Lb, action, by_server,
+                               server_live)
+
+
+class LimitsCluster(Cluster):
+    """The e2e cluster, its agents configured with `limits` (agent/config.c) and its
+    HAProxy servers optionally with their own maxconn (server name -> n)."""
+
+    def __init__(self, procs, limits, instances=2, servers=3, haproxy_maxconn=None):
+        self.limits = limits
+        self.haproxy_maxconn = haproxy_maxconn or {}
+        super().__init__(procs, instances=instances, servers=servers)
+
+    def _lb(self, name):
+        h = self.procs.haproxy("haproxy-" + name)
+        extra = dict(AGENT_TIMING)
+        extra["limits"] = self.limits
+        s = self.procs.stickyd("stickyd-" + name, start=False, redis_port=self.redis.port,
+                               instance=name, secret_file=self.secret_file,
+                               stats_socket=h.stats_socket, extra=extra)
+        spec = lb_spec(name, self.ws, s, {"transport": "udp", "addr": s.syslog_udp_addr}, BE)
+        for srv in spec["backends"][0]["servers"]:
+            if srv["name"] in self.haproxy_maxconn:
+                srv["maxconn"] = self.haproxy_maxconn[srv["name"]]
+        lb = Lb(name, h, s, spec)
+        self.render(lb)
+        s.start()
+        h.start()
+        return lb
+
+    def redis_ms(self):
+        sec, usec = self.r.time()
+        return sec * 1000 + usec // 1000
+
+
+def open_jars(pool, urls_jars, timeout=15.0):
+    """Open one WebSocket per (url, cookie) concurrently, all at once (a reconnect
+    storm). Returns a list of WsConn or the exception each raised."""
+    async def go():
+        return await asyncio.gather(*[harness._ws_connect(u, j, None, timeout)
+                                      for u, j in urls_jars], return_exceptions=True)
+    out = []
+    for res in pool._run(go(), timeout=timeout + 10):
+        if isinstance(res, BaseException):
+            out.append(res)
+            continue
+        ws, r = res
+        c = harness.WsConn(pool, ws, r)
+        pool._conns.append(c)
+        out.append(c)
+    return out
+
+
+def status_of(exc):
+    """The HTTP status a refused handshake got (websockets' InvalidStatusCode)."""
+    return getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None),
+                                                        "status_code", None)
+
+
+def live(ws_servers):
+    return {w.name: server_live(w) for w in ws_servers}
+
+
+# ---- 1. slow start ----------------------------------------------------------------
+
+RAMP_S = 8.0
+
+
+def test_a_server_added_under_load_ramps_and_nothing_else_moves(procs, ws_pool):
+    c = LimitsCluster(procs, {BE: {"slowstart": "%ds" % RAMP_S}})
+    lbs = c.lbs
+    base = []
+    for i in range(15):  # 150 clients over the two load balancers, 10 at a time
+        base += ws_pool.open_many(lbs[i % 2].ws_url, 10)
+    seen = by_server(base)
+    wait_until(lambda: live(c.ws) == seen and c.conns() == seen, 10,
+               what="counts to settle at %s" % seen)
+    print("\nbefore: %s" % seen)
+    pins = {x.cookie(): x.server for x in base}
+
+    # slow start saw the first three servers come up with the cluster: they ramped
+    # together (the same share each, so no effect); let that ramp end first
+    first = max(int(c.r.hget(KP + "state", w.name).split(":")[1]) for w in c.ws)
+    wait_until(lambda: c.redis_ms() > first + RAMP_S * 1000, RAMP_S + 5,
+               what="the first servers' ramp to end")
+    ws4 = procs.ws_server("ws4")
+    for lb in lbs:
+        for cmd in ("add server %s/ws4 %s weight 100 check inter 500ms rise 1 fall 2"
+                    % (BE, ws4.addr), "enable health %s/ws4" % BE, "enable server %s/ws4" % BE):
+            out = lb.haproxy.cmd(cmd).strip()
+            assert out in ("", "New server registered."), (cmd, out)
+    for lb in lbs:
+        lb.haproxy.wait_server_status(BE, "ws4", "UP")
+    # the first agent to see it up recorded the moment, on Redis time
+    wait_until(lambda: (c.r.hget(KP + "state", "ws4") or "").startswith("ready:")
+               and c.r.hget(KP + "state", "ws4") != "ready:0", 10,
+               what="the ramp's start recorded in Redis")
+    since = int(c.r.hget(KP + "state", "ws4").split(":")[1])
+    for ws in c.ws:  # the old servers: recorded when slow start first saw them, long done
+        v = c.r.hget(KP + "state", ws.name)
+        assert v.startswith("ready:") and int(v.split(":")[1]) < since, (ws.name, v)
+
+    # new clients at a steady pace over the ramp and a little after: 4 every 200 ms
+    samples = []  # (seconds into the ramp, ws4's live count / a full-weight peer's)
+    new = []
+    t_end = since + (RAMP_S + 1.5) * 1000
+    k = 0
+    while c.redis_ms() < t_end:
+        tick = time.monotonic()
+        got = ws_pool.open_many(lbs[k % 2].ws_url, 4)
+        k += 1
+        assert all(action(x.result) == "new" for x in got), [x.result.headers for x in got]
+        new += got
+        if k % 5 == 0:  # every second: the servers' own counts, on Redis' clock
+            now = c.redis_ms()
+            n = live(c.ws + [ws4])
+            peers = sum(n[w.name] for w in c.ws) / len(c.ws)
+            samples.append(((now - since) / 1000.0, n["ws4"] / peers, dict(n), len(new)))
+        time.sleep(max(0.0, 0.2 - (time.monotonic() - tick)))
+    print("new: %s" % by_server(new))
+    bad = []
+    prev = None
+    for t, ratio, n, made in samples:
+        want = min(1.0, max(0.0, t / RAMP_S))
+        # the count a decision saw is up to one view old (batch + refresh): judge the
+        # sample against the ramp anywhere in the last 250 ms
+        lo = min(1.0, max(0.0, (t - 0.25) / RAMP_S))
+        if not (lo - 0.10 <= ratio <= want + 0.10):
+            bad.append(("load", t, ratio, want))
+        # its share of the new sessions in each one-second bucket: what holding that
+        # ramped share of the load takes (ramp x a peer's count, then and now), +-10 %
+        if prev is not None:
+            pt, pn, pmade = prev
+            peers = lambda m: sum(m[w.name] for w in c.ws) / len(c.ws)
+            ramp = lambda x: min(1.0, max(0.0, x / RAMP_S))
+            expect = ramp(t) * peers(n) - ramp(pt) * peers(pn)
+            share, want_share = (n["ws4"] - pn["ws4"]) / (made - pmade), expect / (made - pmade)
+            print("t=%5.2fs ws4/peer %.3f ramp %.3f; new sessions to ws4 %.2f, ramp says %.2f %s"
+                  % (t, ratio, want, share, want_share, n))
+            if abs(share - want_share) > 0.10:
+                bad.append(("new", t, share, want_share))
+        prev = (t, n, made)
+    assert len(samples) >= int(RAMP_S), samples
+    assert not bad, bad
+    # nothing else moved: every old tunnel is alive where it was, and reconnecting
+    # with its cookie lands there again (a hit, not a repin)
+    assert all(x.server == pins[x.cookie()] for x in base)
+    assert all(x.echo("still") == "still" for x in base[::10])
+    for x in base[::15]:
+        again = harness.ws_open(lbs[1].ws_url, cookie=x.jar())
+        assert again.server == x.server and action(again) == "hit", (x.server, again)
+
+
+# ---- 2. a server dies with 300 clients -----------------------------------------------
+
+def test_a_dead_servers_300_clients_land_within_every_cap_and_pins_stay(procs, ws_pool):
+    # caps: ws1 and ws2 from the agents' limits, ws3 from HAProxy's own server maxconn
+    caps = {"ws1": 100, "ws2": 120, "ws3": 200}
+    c = LimitsCluster(procs, {BE: {"policy": "affinity", "slack": 20,
+                                   "servers": {"ws1": {"maxconn": 100},
+                                               "ws2": {"maxconn": 120}}}},
+                      servers=4, haproxy_maxconn={"ws3": 200})
+    lbs = c.lbs
+    ws4 = c.ws[3]
+    # ws4 takes 300 clients alone (the others in maintenance), then the others 20 each
+    for w in c.ws[:3]:
+        harness.set_server_state(c.r, w.name, "maint")
+    for lb in lbs:
+        for w in c.ws[:3]:
+            lb.haproxy.wait_server_status(BE, w.name, "MAINT", exact=False)
+    doomed = []
+    for i in range(30):
+        doomed += ws_pool.open_many(lbs[i % 2].ws_url, 10)
+    assert by_server(doomed) == {"ws4": 300}
+    for w in c.ws[:3]:
+        harness.set_server_state(c.r, w.name, None)
+    for lb in lbs:
+        for w in c.ws[:3]:
+            lb.haproxy.wait_server_status(BE, w.name, "UP")
+    wait_until(lambda: c.conns().get("ws4") == 300, 10, what="ws4's 300 counted")
+    pinned = []
+    for i in range(6):
+        pinned += ws_pool.open_many(lbs[i % 2].ws_url, 10)
+    assert by_server(pinned) == {"ws1": 20, "ws2": 20, "ws3": 20}, by_server(pinned)
+    wait_until(lambda: c.conns() == {"ws1": 20, "ws2": 20, "ws3": 20, "ws4": 300}, 10,
+               what="counts to settle")
+
+    ws4.kill()
+    for lb in lbs:
+        lb.haproxy.wait_server_status(BE, "ws4", "DOWN", exact=False)
+    time.sleep(0.5)  # both agents' views have it down (refresh 200 ms)
+    t0 = time.monotonic()
+    storm = open_jars(ws_pool, [(lbs[i % 2].ws_url, x.jar()) for i, x in enumerate(doomed)])
+    t_storm = time.monotonic() - t0
+    refused = [e for e in storm if isinstance(e, BaseException)]
+    assert not refused, refused[:5]  # room for 360: none refused
+    got = by_server(storm)
+    print("\n300 reconnects in %.2fs: %s" % (t_storm, got))
+    assert sum(got.values()) == 300 and "ws4" not in got
+    assert all(action(x.result) == "repin" for x in storm), {action(x.result) for x in storm}
+    wait_until(lambda: live(c.ws[:3]) == {k: got[k] + 20 for k in caps}, 10,
+               what="the servers' own counts")
+    n = live(c.ws[:3])
+    print("live: %s caps %s" % (n, caps))
+    for k, cap in caps.items():
+        assert n[k] <= cap, (k, n, caps)
+    # spread by room, not all onto one: every survivor took some
+    assert all(got[k] > 0 for k in caps), got
+    # the pinned 60 never moved, and reconnecting with their cookies keeps them even
+    # where the server is at its cap (affinity: up to cap + 20 %)
+    assert all(x.echo("here") == "here" for x in pinned)
+    full = [k for k in caps if n[k] >= caps[k]]
+    assert full, n  # the storm filled at least one server to its cap
+    for x in pinned:
+        if x.server in full:
+            srv, jar = x.server, x.jar()
+            x.close()
+            again = harness.ws_open(lbs[0].ws_url, cookie=jar)
+            assert again.server == srv and action(again) == "hit", (srv, again)
+
+
+# ---- 3. everything full -----------------------------------------------------------------
+
+def test_all_full_gets_a_clean_503_and_is_served_when_room_returns(procs, ws_pool):
+    c = LimitsCluster(procs, {BE: {"maxconn": 20}}, servers=2)
+    lbs = c.lbs
+    held = []
+    for i in range(4):
+        held += ws_pool.open_many(lbs[i % 2].ws_url, 10)
+    assert by_server(held) == {"ws1": 20, "ws2": 20}, by_server(held)
+    wait_until(lambda: c.conns() == {"ws1": 20, "ws2": 20}, 10, what="counts")
+    for i in range(6):
+        t0 = time.monotonic()
+        try:
+            harness.ws_open(lbs[i % 2].ws_url, timeout=5)
+            raise AssertionError("a client got in past every cap")
+        except websockets.exceptions.InvalidStatusCode as e:
+            assert status_of(e) == 503, e
+        assert time.monotonic() - t0 < 1.0  # refused at once, not after a timeout
+    assert live(c.ws) == {"ws1": 20, "ws2": 20}
+    # a client that left gets its own place back, with its pin
+    srv, jar = held[0].server, held[0].jar()
+    held[0].close()
+    wait_until(lambda: sum(c.conns().values()) == 39, 10, what="the close counted")
+    again = harness.ws_open(lbs[1].ws_url, cookie=jar)
+    assert again.server == srv and action(again) == "hit"
+    # room returns: 5 leave, 5 new clients are served
+    for x in held[1:6]:
+        x.close()
+    wait_until(lambda: sum(c.conns().values()) == 35, 10, what="closes counted")
+    back = [ws_pool.open(lbs[i % 2].ws_url) for i in range(5)]
+    assert all(action(x.result) == "new" for x in back)
+    wait_until(lambda: c.conns() == {"ws1": 20, "ws2": 20}, 10, what="full again")
+    try:
+        harness.ws_open(lbs[0].ws_url, timeout=5)
+        raise AssertionError("a client got in past every cap")
+    except websockets.exceptions.InvalidStatusCode as e:
+        assert status_of(e) == 503, e
