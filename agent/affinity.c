@@ -89,10 +89,29 @@ static int least_loaded(const struct aff_cand *c, size_t n, bool paced_too)
     return best;
 }
 
+/* Among the paced: the most room, then the least loaded. */
+static int most_room(const struct aff_cand *c, size_t n)
+{
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        if ((c[i].flags & AFF_F_NEW) == 0 || c[i].weight == 0 || c[i].full) {
+            continue;
+        }
+        if (best < 0 || c[i].room > c[best].room) {
+            best = (int)i;
+        } else if (c[i].room == c[best].room) {
+            struct aff_cand two[2] = {c[best], c[i]};
+            two[0].paced = two[1].paced = false;
+            best = least_loaded(two, 2, false) == 1 ? (int)i : best;
+        }
+    }
+    return best;
+}
+
 int aff_least_loaded(const struct aff_cand *c, size_t n)
 {
     int best = least_loaded(c, n, false);
-    return best >= 0 ? best : least_loaded(c, n, true);
+    return best >= 0 ? best : most_room(c, n);
 }
 
 uint32_t aff_ramp_permille(int64_t since_ms, int64_t now_ms, int64_t ramp_ms)
@@ -123,6 +142,11 @@ int64_t aff_room(int64_t fleet, int64_t pending, int64_t cap, unsigned ninst, un
     int64_t n = ninst > 0 ? (int64_t)ninst : 1;
     int64_t share = left / n + ((int64_t)(rank % (unsigned)n) < left % n ? 1 : 0);
     return share - (pending > 0 ? pending : 0);
+}
+
+int64_t aff_unseen(int64_t peak, unsigned ninst)
+{
+    return ninst > 1 && peak > 0 ? (int64_t)(ninst - 1) * peak : 0;
 }
 
 int64_t aff_pin_cap(int64_t cap, enum aff_cap_policy policy, unsigned slack_pct)

@@ -43,7 +43,9 @@ struct aff_cand {
     uint64_t hash; /* aff_hash(id, name), filled by aff_rank */
     uint32_t ramp; /* slow start: weight share in permille (aff_ramp_permille); 0 = 1000 */
     bool full;     /* at its cap for this agent (aff_room <= 0): no new sessions */
-    bool paced;    /* past its new-session rate: chosen only when no other has room */
+    bool paced;    /* this agent's share of its room is used, or past its new-session
+                    * rate: chosen only when no other may take the session */
+    int64_t room;  /* cap - live count by the view, for paced ones (INT64_MAX: no cap) */
 };
 
 /* Flags of a server in HAProxy state st with configured weight w. */
@@ -71,8 +73,9 @@ const char *aff_pin_reason(enum aff_pin p);
 
 /* The least-loaded candidate that may take new sessions and has room: the
  * lowest conns / (weight x ramp), the first one in c's order among equals (rank
- * c with aff_rank first, so that every agent breaks ties the same way); paced
- * ones only when no other qualifies. Index, or -1 when none. */
+ * c with aff_rank first, so that every agent breaks ties the same way). When
+ * every one is paced, the one with the most room (a storm is spread by what is
+ * left, never poured onto the least loaded). Index, or -1 when none. */
 int aff_least_loaded(const struct aff_cand *c, size_t n);
 
 /* ---- slow start and fleet-wide caps (issue 13) ----
@@ -105,6 +108,13 @@ enum aff_cap_policy {
  * in that view yet; ninst, the live instances (0 counts as 1) and rank, this
  * one's 0-based rank among them. <= 0 means full for this agent. */
 int64_t aff_room(int64_t fleet, int64_t pending, int64_t cap, unsigned ninst, unsigned rank);
+
+/* What a view cannot show yet: the other agents' opens in flight, estimated from
+ * this agent's own recent peak of unacknowledged opens on the server (agents behind
+ * one balancer tier see similar loads): (ninst - 1) x peak. Added to the view's
+ * count before aff_room, so that a re-split of the room after this agent's opens
+ * are acknowledged does not hand out what the others are still placing. */
+int64_t aff_unseen(int64_t peak, unsigned ninst);
 
 /* The cap a pinned session is held to under policy: cap for balance, cap plus
  * slack_pct percent (at least cap) for affinity; 0 (no cap) stays 0. */

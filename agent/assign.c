@@ -40,6 +40,8 @@
 #define TAGS_MAX 8192 /* server tags cached (backend, server, both secrets); more: recomputed */
 #define MOVED_SLOTS 4096 /* records an operator moved, not yet consumed */
 #define RATE_SLOTS 1024  /* servers with a new-session rate limit (direct-mapped) */
+#define RESV_SLOTS 1024  /* servers chosen by arbitrations still waiting on Redis */
+#define PEAK_MS 100      /* how long a peak of unacknowledged opens is remembered */
 /* Past Redis' deadline for an arbitration the agent has answered without it.
  * The deadline sent is this much earlier than the agent's own, so that a reply
  * still in flight when the agent gives up was refused by the script. */
@@ -75,6 +77,7 @@ struct assign_ctx {
     char uid[UID_MAX];
     size_t uid_len; /* 0: not an upgrade to count */
     bool full;      /* every usable server is at its cap (arbitrated with none to choose) */
+    char resv[SRV_NAME_MAX]; /* the server this arbitration chose, reserved ("" none) */
     bool queued;    /* ...and when_full is queue: answered anyway, txn.sticky.full set */
 };
 
@@ -92,6 +95,15 @@ struct rate_slot {
     char server[SRV_NAME_MAX];
     double tokens;
     int64_t last_ms;
+};
+
+/* Arbitrations in flight that chose a server: counted there until answered, so
+ * that a storm of repins decided on one view does not all pick one server. */
+struct resv_slot {
+    char backend[SRV_NAME_MAX];
+    char server[SRV_NAME_MAX];
+    int64_t n;
+    int64_t peak, peak_ms; /* recent peak of this agent's unacknowledged opens there */
 };
 
 struct moved_slot {
@@ -117,6 +129,7 @@ static struct {
     size_t ntags;
     struct moved_slot *moved; /* direct-mapped by rid hash */
     struct rate_slot *rates;  /* direct-mapped by (backend, server) hash */
+    struct resv_slot *resv;   /* the same */
     /* Scratch for one decision; used only inside the handler call. */
     struct aff_cand *cands;
     size_t cands_cap;
@@ -145,8 +158,14 @@ static struct assign_ctx *ctx_get(void)
     return x;
 }
 
+static void resv_add(const char *backend, const char *server, int64_t d);
+
 static void ctx_put(struct assign_ctx *x)
 {
+    if (x->resv[0] != '\0') {
+        resv_add(x->backend, x->resv, -1);
+        x->resv[0] = '\0';
+    }
     if (A.shutting) {
         free(x);
         return;
@@ -293,6 +312,57 @@ static void on_ledger_moved(const char *backend, const char *rid, size_t rl, con
 {
     UNUSED(arg);
     assign_session_moved(backend, strlen(backend), rid, rl, server, sl);
+}
+
+/* ---- reservations of arbitrations in flight ------------------------------------ */
+
+static struct resv_slot *resv_slot(const char *backend, const char *server, bool make)
+{
+    if (A.resv == NULL && (!make || (A.resv = calloc(RESV_SLOTS, sizeof(*A.resv))) == NULL)) {
+        return NULL;
+    }
+    size_t bl = strlen(backend), sl = strlen(server);
+    struct resv_slot *r = &A.resv[hash2(backend, bl, server, sl) & (RESV_SLOTS - 1)];
+    if (strcmp(r->server, server) == 0 && strcmp(r->backend, backend) == 0) {
+        return r;
+    }
+    if (!make || r->n > 0) {
+        return NULL; /* taken by another server (a collision): not reserved */
+    }
+    memcpy(r->backend, backend, bl + 1);
+    memcpy(r->server, server, sl + 1);
+    r->n = 0;
+    return r;
+}
+
+static void resv_add(const char *backend, const char *server, int64_t d)
+{
+    struct resv_slot *r = resv_slot(backend, server, d > 0);
+    if (r != NULL) {
+        r->n = r->n + d > 0 ? r->n + d : 0;
+    }
+}
+
+static int64_t resv_of(const char *backend, const char *server)
+{
+    const struct resv_slot *r = resv_slot(backend, server, false);
+    return r != NULL ? r->n : 0;
+}
+
+/* Note pending (this agent's unacknowledged opens on server, now) and return its
+ * peak over the last PEAK_MS (aff_unseen). */
+static int64_t pending_peak(const char *backend, const char *server, int64_t pending)
+{
+    struct resv_slot *r = resv_slot(backend, server, pending > 0);
+    if (r == NULL) {
+        return pending;
+    }
+    int64_t now = util_now_ms();
+    if (pending >= r->peak || now - r->peak_ms > PEAK_MS) {
+        r->peak = pending;
+        r->peak_ms = now;
+    }
+    return r->peak;
 }
 
 /* ---- new-session rate limits ------------------------------------------------ */
@@ -537,6 +607,9 @@ static int build_cands(const struct srv_backend *b, const struct ident *id, size
         if (A.ledger != NULL) {
             ledger_server(A.ledger, b->name, s->name, &v);
         }
+        int64_t held = resv_of(b->name, s->name);
+        v.conns += held;
+        v.pending += held;
         cfg_limits_of(A.cfg, b->name, s->name, &lim);
         int64_t cap = lim.maxconn > 0 ? lim.maxconn : s->maxconn;
         A.cands[i] = (struct aff_cand){
@@ -546,8 +619,18 @@ static int build_cands(const struct srv_backend *b, const struct ident *id, size
             .flags = aff_flags_admin(s->state, s->weight, v.admin),
             .conns = v.conns,
             .ramp = aff_ramp_permille(v.since_ms, now, lim.slowstart_ms),
-            .full = aff_room(v.conns - v.pending, v.pending, cap, v.ninst, v.rank) <= 0,
-            .paced = !rate_allows(b, s, &lim, &v),
+            .room = cap > 0 ? cap - v.conns : INT64_MAX,
+            /* full: the view and this agent's own opens reach the cap */
+            .full = aff_room(v.conns - v.pending, v.pending, cap, 1, 0) <= 0,
+            /* paced: this agent's share of the room is used (the others may be
+             * filling theirs), or the server's new-session rate: taken only when
+             * no other server may take the session */
+            .paced = !rate_allows(b, s, &lim, &v) ||
+                     (cap > 0 && aff_room(v.conns - v.pending +
+                                              aff_unseen(pending_peak(b->name, s->name,
+                                                                      v.pending),
+                                                         v.ninst),
+                                          v.pending, cap, v.ninst, v.rank) <= 0),
         };
     }
     aff_rank(id->rid, id->rid_len, A.cands, cnt);
@@ -593,6 +676,7 @@ static bool pin_fits(const struct srv_backend *b, const struct srv *s)
     if (A.ledger != NULL) {
         ledger_server(A.ledger, b->name, s->name, &v);
     }
+    v.pending += resv_of(b->name, s->name);
     int64_t pcap = aff_pin_cap(cap, lim.balance ? AFF_CAP_BALANCE : AFF_CAP_AFFINITY,
                                lim.slack_pct);
     return aff_room(v.conns - v.pending, v.pending, pcap, v.ninst, v.rank) > 0;
@@ -658,7 +742,20 @@ static void answer_fallback(struct req *r, struct assign_ctx *x, uint64_t *cause
         answer_none(r, x->backend, "out of memory");
         return;
     }
-    int k = aff_pick(x->id.rid, x->id.rid_len, A.cands, n, AFF_F_NEW);
+    /* the hash among servers with room by the last view (stale without Redis, but
+     * better than none): unpaced ones, else those below their cap, else all */
+    int k = -1;
+    for (int pass = 0; pass < 3 && k < 0; pass++) {
+        if (pass > 0 && build_cands(b, &x->id, &n) != 0) {
+            break;
+        }
+        for (size_t i = 0; i < n && pass < 2; i++) {
+            if (A.cands[i].full || (pass == 0 && A.cands[i].paced)) {
+                A.cands[i].flags &= ~AFF_F_NEW;
+            }
+        }
+        k = aff_pick(x->id.rid, x->id.rid_len, A.cands, n, AFF_F_NEW);
+    }
     if (k < 0) {
         answer_none(r, x->backend, "no usable server");
         return;
@@ -1038,6 +1135,10 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
             A.argvlen[i++] = strlen(b->servers[k].name);
         }
     }
+    if (best >= 0) { /* counted there until the answer (ctx_put releases it) */
+        snprintf(x->resv, sizeof(x->resv), "%s", A.cands[best].name);
+        resv_add(x->backend, x->resv, 1);
+    }
     if (store_eval(A.store, A.script, 2, (int)i, A.argv, A.argvlen, timeout, on_reply, x) != 0) {
         /* not queued (down, or too much pending): at once */
         answer_fallback(r, x, store_connected(A.store) ? STATS_REF(fallback_redis_saturated)
@@ -1354,7 +1455,9 @@ void assign_shutdown(void)
     free(A.tags);
     free(A.moved);
     free(A.rates);
+    free(A.resv);
     A.rates = NULL;
+    A.resv = NULL;
     A.cands = NULL;
     A.argv = NULL;
     A.argvlen = NULL;

@@ -226,7 +226,10 @@ static void test_least_loaded_ramp(void)
     c[0].paced = true;
     CHECK_EQ_INT(aff_least_loaded(c, 4), 1);
     c[1].paced = c[2].paced = c[3].paced = true;
-    CHECK_EQ_INT(aff_least_loaded(c, 4), 0);
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 0); /* all paced, same room: least loaded */
+    c[2].room = 5; /* all paced: the most room wins over the least loaded */
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 2);
+    c[2].room = 0;
     c[1].paced = c[2].paced = c[3].paced = false;
     c[0].paced = false;
     /* a full server is skipped however empty; all full: none */
@@ -260,6 +263,14 @@ static void test_room(void)
     CHECK(aff_room(99, 0, 100, 2, 0) == 1);
     CHECK(aff_room(99, 0, 100, 2, 1) == 0);
     CHECK(aff_room(99, 1, 100, 2, 0) == 0); /* and once used, until the next view, no more */
+    /* the others' opens in flight: none alone, (n - 1) x this one's peak otherwise */
+    CHECK(aff_unseen(7, 1) == 0 && aff_unseen(7, 0) == 0 && aff_unseen(0, 3) == 0);
+    CHECK(aff_unseen(7, 3) == 14 && aff_unseen(-2, 3) == 0);
+    /* 2 agents, 10 left, this one's 5 just acknowledged (in the view now): without
+     * the estimate it would take half of the 5 left again while the other may still
+     * be placing its 5; with it, it waits for the other's to show */
+    CHECK(aff_room(95, 0, 100, 2, 0) == 3);
+    CHECK(aff_room(95 + aff_unseen(5, 2), 0, 100, 2, 0) == 0);
 }
 
 static void test_pin_cap(void)
