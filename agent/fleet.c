@@ -240,7 +240,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     }
     size_t n = b->nservers;
     const char **argv = calloc(11 + 4 * n, sizeof(*argv));
-    char(*nums)[2][16] = calloc(n ? n : 1, sizeof(*nums));
+    char(*nums)[3][24] = calloc(n ? n : 1, sizeof(*nums));
     struct resync_ctx *ctx = calloc(1, sizeof(*ctx));
     if (argv == NULL || nums == NULL || ctx == NULL) {
         goto out;
@@ -265,7 +265,11 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
         argv[argc++] = b->servers[i].name;
         argv[argc++] = nums[i][0];
         argv[argc++] = nums[i][1];
-        argv[argc++] = srv_state_name(b->servers[i].state);
+        /* "<state> <maxconn>" when HAProxy has one: stickyctl status shows the cap */
+        snprintf(nums[i][2], sizeof(nums[i][2]), "%s %u", srv_state_name(b->servers[i].state),
+                 b->servers[i].maxconn);
+        argv[argc++] = b->servers[i].maxconn > 0 ? nums[i][2]
+                                                 : srv_state_name(b->servers[i].state);
     }
     /* a goodbye's reply may arrive after fleet_free: it must not reach f */
     ctx->fleet = strcmp(mode, "leave") == 0 ? NULL : f;

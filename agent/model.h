@@ -15,7 +15,8 @@
  *   <prefix>{<b>}:state       hash server -> "drain:<deadline ms>[:close]" | "maint" |
  *                             "ready:<ms>" (slow start: ready since then, Redis time;
  *                             "ready:0": seen unusable, the ramp starts when it is up)
- *   <prefix>{<b>}:servers     hash server -> "<weight> <haproxy state>" (last agent's view)
+ *   <prefix>{<b>}:servers     hash server -> "<weight> <haproxy state>[ <maxconn>]" (last
+ *                             agent's view; maxconn: HAProxy's on the server line, if any)
  *
  * Session record value: "<server> <created ms> <seen ms> <flag> <inst>" (written by
  * the Lua scripts, each with one record() helper; read here), where

@@ -13,6 +13,8 @@ stickyd), real WebSocket servers and clients.
    served once room returns.
 """
 import asyncio
+import json
+import subprocess
 import time
 
 import websockets
@@ -56,6 +58,24 @@ class LimitsCluster(Cluster):
     def redis_ms(self):
         sec, usec = self.r.time()
         return sec * 1000 + usec // 1000
+
+
+def stickyctl(agent, *args):
+    """agent/stickyctl with this agent's config (its Redis, its limits)."""
+    p = subprocess.run([str(harness.REPO / "agent" / "stickyctl"), "--config",
+                        str(agent.config_path)] + list(args), capture_output=True, text=True,
+                       timeout=20, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    return p.stdout
+
+
+def status_rows(agent):
+    """stickyctl status's table rows: {server: (state text, conns text)}."""
+    rows = {}
+    for line in stickyctl(agent, "status", BE).splitlines()[2:]:
+        cells = [x for x in line.split("  ") if x.strip()]
+        rows[cells[0].strip()] = (cells[1].strip(), cells[2].strip())
+    return rows
 
 
 def open_jars(pool, urls_jars, timeout=15.0):
@@ -136,6 +156,17 @@ def test_a_server_added_under_load_ramps_and_nothing_else_moves(procs, ws_pool):
         k += 1
         assert all(action(x.result) == "new" for x in got), [x.result.headers for x in got]
         new += got
+        if k == 20:  # 4 s in: the operator sees the ramp
+            rows = status_rows(lbs[0].stickyd)
+            print("stickyctl status: %s" % rows)
+            pct = int(rows["ws4"][0].split("slow start ")[1].split(" %")[0])
+            t = (c.redis_ms() - since) / RAMP_S / 10
+            assert rows["ws4"][0].startswith("ready, slow start") and abs(pct - t) <= 10, rows
+            assert rows["ws1"][0] == "ready", rows
+            js = json.loads(stickyctl(lbs[1].stickyd, "status", BE, "--json"))
+            w4 = [x for x in js["backends"][0]["servers"] if x["name"] == "ws4"][0]
+            assert w4["ramp_since_ms"] == since and w4["slowstart_ms"] == RAMP_S * 1000, w4
+            assert 0 < w4["ramp_pct"] < 100, w4
         if k % 5 == 0:  # every second: the servers' own counts, on Redis' clock
             now = c.redis_ms()
             n = live(c.ws + [ws4])
@@ -258,6 +289,10 @@ def test_a_dead_servers_300_clients_land_within_every_cap_and_pins_stay(procs, w
     assert all(action(x.result) == "new" for x in extra)
     n = live(c.ws[:3])
     assert n["ws1"] == caps["ws1"], (n, by_server(extra))
+    # the operator sees every cap, from the config (ws1, ws2) or from HAProxy (ws3)
+    rows = status_rows(lbs[0].stickyd)
+    print("stickyctl status: %s" % rows)
+    assert {k: rows[k][1] for k in caps} == {k: "%d/%d" % (n[k], caps[k]) for k in caps}, rows
     # affinity: a pinned client of the full ws1 reconnects onto ws1 all the same (up to
     # the cap + 20 %), while a new client goes elsewhere
     for x in [p for p in pinned if p.server == "ws1"][:5]:
