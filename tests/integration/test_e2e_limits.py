@@ -42,6 +42,7 @@ class LimitsCluster(Cluster):
         # as of its last refresh)
         extra["redis"] = {"timeout": "200ms"}
         extra["limits"] = self.limits
+        extra["metrics"] = {"listen": "%s:%d" % (harness.LOOPBACK, harness.free_port())}
         s = self.procs.stickyd("stickyd-" + name, start=False, redis_port=self.redis.port,
                                instance=name, secret_file=self.secret_file,
                                stats_socket=h.stats_socket, extra=extra)
@@ -76,6 +77,17 @@ def status_rows(agent):
         cells = [x for x in line.split("  ") if x.strip()]
         rows[cells[0].strip()] = (cells[1].strip(), cells[2].strip())
     return rows
+
+
+def metric(agent, name, server):
+    """One per-server gauge from the agent's /metrics."""
+    status, _, body = harness.http_get("http://%s/metrics" % agent.config["metrics"]["listen"])
+    assert status == 200
+    want = 'stickyd_%s{backend="%s",server="%s"} ' % (name, BE, server)
+    for line in body.decode().splitlines():
+        if line.startswith(want):
+            return int(line[len(want):])
+    raise AssertionError("no %s in /metrics" % want)
 
 
 def open_jars(pool, urls_jars, timeout=15.0):
@@ -167,6 +179,9 @@ def test_a_server_added_under_load_ramps_and_nothing_else_moves(procs, ws_pool):
             w4 = [x for x in js["backends"][0]["servers"] if x["name"] == "ws4"][0]
             assert w4["ramp_since_ms"] == since and w4["slowstart_ms"] == RAMP_S * 1000, w4
             assert 0 < w4["ramp_pct"] < 100, w4
+            m4 = metric(lbs[0].stickyd, "server_slowstart_percent", "ws4")
+            assert abs(m4 - pct) <= 5 and metric(lbs[0].stickyd, "server_slowstart_percent",
+                                                  "ws1") == 100, m4
         if k % 5 == 0:  # every second: the servers' own counts, on Redis' clock
             now = c.redis_ms()
             n = live(c.ws + [ws4])
@@ -293,6 +308,7 @@ def test_a_dead_servers_300_clients_land_within_every_cap_and_pins_stay(procs, w
     rows = status_rows(lbs[0].stickyd)
     print("stickyctl status: %s" % rows)
     assert {k: rows[k][1] for k in caps} == {k: "%d/%d" % (n[k], caps[k]) for k in caps}, rows
+    assert {k: metric(lbs[1].stickyd, "server_maxconn", k) for k in caps} == caps
     # affinity: a pinned client of the full ws1 reconnects onto ws1 all the same (up to
     # the cap + 20 %), while a new client goes elsewhere
     for x in [p for p in pinned if p.server == "ws1"][:5]:
