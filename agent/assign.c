@@ -331,7 +331,7 @@ static struct resv_slot *resv_slot(const char *backend, const char *server, bool
     }
     memcpy(r->backend, backend, bl + 1);
     memcpy(r->server, server, sl + 1);
-    r->n = 0;
+    r->n = r->peak = r->peak_ms = 0;
     return r;
 }
 

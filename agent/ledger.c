@@ -43,7 +43,7 @@ struct lsrv {
     int64_t queued, flying;  /* own opens queued / in flight, not in conns yet */
     enum model_admin admin;
     int64_t deadline_ms;
-    bool has_since;   /* the state hash says "ready:<since_ms>" (slow start) */
+    bool has_since; /* the state hash says "ready:<since_ms>" (slow start) */
     int64_t since_ms;
 };
 

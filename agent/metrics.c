@@ -135,7 +135,8 @@ static int64_t srv_conns(const struct metrics *m, const struct srv_backend *b, c
 }
 
 /* The fleet-wide cap: limits.<backend>.maxconn, else HAProxy's server maxconn; 0 none. */
-static int64_t srv_maxconn(const struct metrics *m, const struct srv_backend *b, const struct srv *s)
+static int64_t srv_maxconn(const struct metrics *m, const struct srv_backend *b,
+                           const struct srv *s)
 {
     struct cfg_srv_limits lim = {0};
     if (m->hooks.cfg != NULL) {

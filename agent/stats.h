@@ -68,7 +68,7 @@
     X(f, new, "new session assigned")                                                              \
     X(f, repin, "session moved off an unusable server")                                            \
     X(f, fallback, "Redis unavailable, hash fallback")                                             \
-    X(f, none, "no decision, HAProxy balances")                                               \
+    X(f, none, "no decision, HAProxy balances")                                                    \
     X(f, full, "every usable server at its cap: refused (txn.sticky.full)")
 
 /* Why a decision fell back to the local hash (each also counts decision_fallback). */

@@ -364,3 +364,27 @@ def test_all_full_gets_a_clean_503_and_is_served_when_room_returns(procs, ws_poo
         raise AssertionError("a client got in past every cap")
     except websockets.exceptions.InvalidStatusCode as e:
         assert status_of(e) == 503, e
+
+
+# ---- 4. a per-server new-session rate -------------------------------------------------
+
+def test_new_rate_paces_a_server_and_the_rest_go_to_the_next(procs, ws_pool):
+    """limits new_rate on ws1 (6 new sessions/s across the fleet, 3 per agent): a
+    burst of 60 new clients in about 2 s, through both load balancers, gives ws1 at
+    most its rate (plus one second's bucket), the rest to ws2, none refused."""
+    c = LimitsCluster(procs, {BE: {"servers": {"ws1": {"new_rate": 6}}}}, servers=2)
+    lbs = c.lbs
+    time.sleep(1.2)  # full buckets
+    t0 = time.monotonic()
+    got = []
+    for i in range(12):
+        got += ws_pool.open_many(lbs[i % 2].ws_url, 5)
+        time.sleep(0.15)
+    dt = time.monotonic() - t0
+    n = by_server(got)
+    print("\n60 new clients in %.2fs: %s" % (dt, n))
+    assert sum(n.values()) == 60 and all(action(x.result) == "new" for x in got)
+    # 6/s over dt plus a bucket of one second on each agent (3 each)
+    assert n.get("ws1", 0) <= int(6 * dt) + 6 + 1, (n, dt)
+    assert n.get("ws1", 0) >= 3, n  # paced, not shut out
+    assert n["ws2"] >= 60 - int(6 * dt) - 7, n

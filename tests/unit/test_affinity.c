@@ -201,8 +201,9 @@ static void test_ramp(void)
  * at 40 % of its weight is least loaded below 36, and not at 36. */
 static void test_least_loaded_ramp(void)
 {
-    struct aff_cand c[4] = {cand("a", 100, AFF_F_UP | AFF_F_NEW), cand("b", 100, AFF_F_UP | AFF_F_NEW),
-                            cand("c", 100, AFF_F_UP | AFF_F_NEW), cand("d", 100, AFF_F_UP | AFF_F_NEW)};
+    struct aff_cand c[4] = {
+        cand("a", 100, AFF_F_UP | AFF_F_NEW), cand("b", 100, AFF_F_UP | AFF_F_NEW),
+        cand("c", 100, AFF_F_UP | AFF_F_NEW), cand("d", 100, AFF_F_UP | AFF_F_NEW)};
     for (int i = 0; i < 3; i++) {
         c[i].conns = 90;
     }

@@ -465,8 +465,9 @@ static void test_limits(void)
                "t.json:1:33: limits.be.slowstart: 2h is out of range 0..1h");
     EXPECT_ERR("{\"limits\": {\"be\": {\"maxconn\": -1}}}",
                "t.json:1:31: limits.be.maxconn: -1 is out of range 0..100000000");
-    EXPECT_ERR("{\"limits\": {\"b e\": {}}}",
-               "t.json:1:13: limits.b e: backend name must be 1..63 characters of A-Z a-z 0-9 . - _ :");
+    EXPECT_ERR(
+        "{\"limits\": {\"b e\": {}}}",
+        "t.json:1:13: limits.b e: backend name must be 1..63 characters of A-Z a-z 0-9 . - _ :");
     EXPECT_ERR("{\"limits\": {\"be\": {\"servers\": {\"s1\": {\"weight\": 1}}}}}",
                "t.json:1:39: unknown key \"limits.be.servers.s1.weight\"");
 }
