@@ -29,9 +29,11 @@ class LimitsCluster(Cluster):
     """The e2e cluster, its agents configured with `limits` (agent/config.c) and its
     HAProxy servers optionally with their own maxconn (server name -> n)."""
 
-    def __init__(self, procs, limits, instances=2, servers=3, haproxy_maxconn=None):
+    def __init__(self, procs, limits, instances=2, servers=3, haproxy_maxconn=None,
+                 backend_spec=None):
         self.limits = limits
         self.haproxy_maxconn = haproxy_maxconn or {}
+        self.backend_spec = backend_spec or {}
         super().__init__(procs, instances=instances, servers=servers)
 
     def _lb(self, name):
@@ -47,6 +49,7 @@ class LimitsCluster(Cluster):
                                instance=name, secret_file=self.secret_file,
                                stats_socket=h.stats_socket, extra=extra)
         spec = lb_spec(name, self.ws, s, {"transport": "udp", "addr": s.syslog_udp_addr}, BE)
+        spec["backends"][0].update(self.backend_spec)
         for srv in spec["backends"][0]["servers"]:
             if srv["name"] in self.haproxy_maxconn:
                 srv["maxconn"] = self.haproxy_maxconn[srv["name"]]
@@ -388,3 +391,42 @@ def test_new_rate_paces_a_server_and_the_rest_go_to_the_next(procs, ws_pool):
     assert n.get("ws1", 0) <= int(6 * dt) + 6 + 1, (n, dt)
     assert n.get("ws1", 0) >= 3, n  # paced, not shut out
     assert n["ws2"] >= 60 - int(6 * dt) - 7, n
+
+
+# ---- 5. everything full, when_full queue -----------------------------------------------
+
+def test_all_full_with_when_full_queue_waits_in_haproxys_queue_and_is_served(procs, ws_pool):
+    """when_full queue: the agent names a server even when all are at their cap
+    (txn.sticky.full = 1) and HAProxy's own maxconn on the server line (10, which
+    the agent also reads as the fleet-wide cap: one load balancer here) queues the
+    client; it is served as soon as a slot frees, well within timeout queue."""
+    c = LimitsCluster(procs, {BE: {"when_full": "queue"}}, instances=1, servers=2,
+                      haproxy_maxconn={"ws1": 10, "ws2": 10},
+                      backend_spec={"when_full": "queue", "timeout_queue": "20s"})
+    lb = c.lbs[0]
+    held = ws_pool.open_many(lb.ws_url, 10) + ws_pool.open_many(lb.ws_url, 10)
+    assert by_server(held) == {"ws1": 10, "ws2": 10}, by_server(held)
+    wait_until(lambda: c.conns() == {"ws1": 10, "ws2": 10}, 10, what="counts")
+    time.sleep(0.5)
+    rows = status_rows(lb.stickyd)
+    assert rows["ws1"][1] == "10/10" and rows["ws2"][1] == "10/10", rows  # HAProxy's maxconn
+
+    async def late():
+        t0 = time.monotonic()
+        ws, res = await harness._ws_connect(lb.ws_url, None, None, 20)
+        return ws, res, time.monotonic() - t0
+    fut = asyncio.run_coroutine_threadsafe(late(), ws_pool._loop)
+    time.sleep(1.5)
+    assert not fut.done(), fut  # queued: neither refused nor served
+    qcur = {r["svname"]: int(r["qcur"]) for r in lb.haproxy.show_stat()
+            if r["pxname"] == BE and r["svname"] in ("ws1", "ws2")}
+    assert sum(qcur.values()) == 1, qcur  # in the queue of the server the agent named
+    where = [k for k, v in qcur.items() if v][0]
+    leaving = [x for x in held if x.server == where][0]
+    leaving.close()  # a slot frees there: the queued client is served
+    ws, res, waited = fut.result(10)
+    print("\nqueued client served after %.2fs on %s" % (waited, res.server))
+    assert res.server == where and waited >= 1.5
+    assert res.headers.get("X-Sticky-Action") == "new"
+    wait_until(lambda: live(c.ws) == {"ws1": 10, "ws2": 10}, 10, what="full again")
+    ws_pool._run(ws.close())
