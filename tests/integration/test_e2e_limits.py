@@ -430,3 +430,38 @@ def test_all_full_with_when_full_queue_waits_in_haproxys_queue_and_is_served(pro
     assert res.headers.get("X-Sticky-Action") == "new"
     wait_until(lambda: live(c.ws) == {"ws1": 10, "ws2": 10}, 10, what="full again")
     ws_pool._run(ws.close())
+
+
+# ---- 6. policy balance -------------------------------------------------------------------
+
+def test_policy_balance_moves_a_returning_client_off_a_full_server(procs, ws_pool):
+    """policy balance: a returning client whose server is at its cap is re-pinned
+    where there is room (a new cookie naming it), while under affinity (test 2) it
+    would have stayed; its server never goes past the cap."""
+    c = LimitsCluster(procs, {BE: {"policy": "balance", "servers": {"ws1": {"maxconn": 10}}}},
+                      servers=2)
+    lbs = c.lbs
+    first = [ws_pool.open(lbs[i % 2].ws_url) for i in range(16)]
+    while by_server(first).get("ws1", 0) < 10 and len(first) < 40:  # the last slots are
+        time.sleep(0.25)  # shared between the agents: each in its own view
+        first.append(ws_pool.open(lbs[len(first) % 2].ws_url))
+    n = by_server(first)
+    assert n["ws1"] == 10, n
+    wait_until(lambda: c.conns() == n, 10, what="counts")
+    # one ws1 client leaves, a newcomer takes its slot: ws1 is at its cap again
+    gone = [x for x in first if x.server == "ws1"][0]
+    jar, sid = gone.jar(), gone.cookie()
+    gone.close()
+    wait_until(lambda: c.conns()["ws1"] == 9, 10, what="the close counted")
+    time.sleep(0.5)
+    taker = ws_pool.open(lbs[0].ws_url)  # ws1 is the least loaded, with one slot
+    assert taker.server == "ws1" and action(taker.result) == "new", taker.result
+    wait_until(lambda: c.conns()["ws1"] == 10, 10, what="ws1 full")
+    time.sleep(0.5)
+    back = ws_pool.open(lbs[1].ws_url, cookie=jar)
+    assert back.server == "ws2" and action(back.result) == "repin", back.result
+    assert back.cookie() and back.cookie() != sid, back.set_cookie
+    assert live(c.ws)["ws1"] == 10
+    # its new cookie holds it on ws2 from now on
+    again = harness.ws_open(lbs[0].ws_url, cookie=back.jar())
+    assert again.server == "ws2" and action(again) == "hit", again
