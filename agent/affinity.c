@@ -59,11 +59,19 @@ const char *aff_pin_reason(enum aff_pin p)
     return (unsigned)p < AFF_PIN_COUNT ? names[p] : "?";
 }
 
-int aff_least_loaded(const struct aff_cand *c, size_t n)
+/* The weight in force: weight x ramp permille (a ramp of 0 reads as full). */
+static int64_t eff_weight(const struct aff_cand *c)
+{
+    uint32_t r = c->ramp == 0 || c->ramp > AFF_RAMP_FULL ? AFF_RAMP_FULL : c->ramp;
+    return (int64_t)c->weight * (int64_t)r;
+}
+
+static int least_loaded(const struct aff_cand *c, size_t n, bool paced_too)
 {
     int best = -1;
     for (size_t i = 0; i < n; i++) {
-        if ((c[i].flags & AFF_F_NEW) == 0 || c[i].weight == 0) {
+        if ((c[i].flags & AFF_F_NEW) == 0 || c[i].weight == 0 || c[i].full ||
+            (c[i].paced && !paced_too)) {
             continue;
         }
         int64_t load = c[i].conns > 0 ? c[i].conns : 0;
@@ -72,12 +80,100 @@ int aff_least_loaded(const struct aff_cand *c, size_t n)
             continue;
         }
         int64_t bl = c[best].conns > 0 ? c[best].conns : 0;
-        /* load / weight compared cross-multiplied; the first minimum (HRW order) wins */
-        if (load * (int64_t)c[best].weight < bl * (int64_t)c[i].weight) {
+        /* load / weight compared cross-multiplied (weights <= 256 x 1000, loads far
+         * below 2^40: no overflow); the first minimum (HRW order) wins */
+        if (load * eff_weight(&c[best]) < bl * eff_weight(&c[i])) {
             best = (int)i;
         }
     }
     return best;
+}
+
+/* Among the paced: the most room, then the least loaded. */
+static int most_room(const struct aff_cand *c, size_t n)
+{
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        if ((c[i].flags & AFF_F_NEW) == 0 || c[i].weight == 0 || c[i].full) {
+            continue;
+        }
+        if (best < 0 || c[i].room > c[best].room) {
+            best = (int)i;
+        } else if (c[i].room == c[best].room) {
+            struct aff_cand two[2] = {c[best], c[i]};
+            two[0].paced = two[1].paced = false;
+            best = least_loaded(two, 2, false) == 1 ? (int)i : best;
+        }
+    }
+    return best;
+}
+
+int aff_least_loaded(const struct aff_cand *c, size_t n)
+{
+    int best = least_loaded(c, n, false);
+    return best >= 0 ? best : most_room(c, n);
+}
+
+uint32_t aff_ramp_permille(int64_t since_ms, int64_t now_ms, int64_t ramp_ms)
+{
+    if (ramp_ms <= 0 || since_ms == AFF_SINCE_NONE || since_ms < 0) {
+        return AFF_RAMP_FULL;
+    }
+    int64_t el = since_ms == 0 ? 0 : now_ms - since_ms;
+    if (el >= ramp_ms) {
+        return AFF_RAMP_FULL;
+    }
+    if (el <= 0) {
+        return 1;
+    }
+    int64_t p = el * (int64_t)AFF_RAMP_FULL / ramp_ms;
+    return p < 1 ? 1u : (uint32_t)p;
+}
+
+int64_t aff_room(int64_t fleet, int64_t pending, int64_t cap, unsigned ninst, unsigned rank)
+{
+    if (cap <= 0) {
+        return INT64_MAX;
+    }
+    int64_t left = cap - (fleet > 0 ? fleet : 0);
+    if (left <= 0) {
+        return left;
+    }
+    int64_t n = ninst > 0 ? (int64_t)ninst : 1;
+    int64_t share = left / n + ((int64_t)(rank % (unsigned)n) < left % n ? 1 : 0);
+    return share - (pending > 0 ? pending : 0);
+}
+
+int64_t aff_unseen(int64_t peak, unsigned ninst)
+{
+    return ninst > 1 && peak > 0 ? (int64_t)(ninst - 1) * peak : 0;
+}
+
+int64_t aff_pin_cap(int64_t cap, enum aff_cap_policy policy, unsigned slack_pct)
+{
+    if (cap <= 0 || policy == AFF_CAP_BALANCE) {
+        return cap > 0 ? cap : 0;
+    }
+    return cap + cap * (int64_t)slack_pct / 100;
+}
+
+static const char *const cap_policy_names[] = {"affinity", "balance"};
+_Static_assert(ARRAY_SIZE(cap_policy_names) == AFF_CAP_COUNT, "a name per cap policy");
+
+const char *aff_cap_policy_name(enum aff_cap_policy p)
+{
+    return (unsigned)p < AFF_CAP_COUNT ? cap_policy_names[p] : "?";
+}
+
+int aff_cap_policy_parse(const char *s, enum aff_cap_policy *out)
+{
+    for (unsigned i = 0; i < AFF_CAP_COUNT; i++) {
+        if (strcmp(s, cap_policy_names[i]) == 0) {
+            *out = (enum aff_cap_policy)i;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)

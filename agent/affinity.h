@@ -41,6 +41,11 @@ struct aff_cand {
     unsigned flags;
     int64_t conns; /* live connections across the fleet, for aff_least_loaded */
     uint64_t hash; /* aff_hash(id, name), filled by aff_rank */
+    uint32_t ramp; /* slow start: weight share in permille (aff_ramp_permille); 0 = 1000 */
+    bool full;     /* at its cap for this agent (aff_room <= 0): no new sessions */
+    bool paced;    /* this agent's share of its room is used, or past its new-session
+                    * rate: chosen only when no other may take the session */
+    int64_t room;  /* cap - live count by the view, for paced ones (INT64_MAX: no cap) */
 };
 
 /* Flags of a server in HAProxy state st with configured weight w. */
@@ -66,10 +71,59 @@ enum aff_pin aff_pinned(enum srv_state st, enum model_admin adm, int64_t deadlin
 /* "stay", "draining", "down", "maint", "drain-deadline". */
 const char *aff_pin_reason(enum aff_pin p);
 
-/* The least-loaded candidate that may take new sessions: the lowest conns /
- * weight, the first one in c's order among equals (rank c with aff_rank first,
- * so that every agent breaks ties the same way). Index, or -1 when none. */
+/* The least-loaded candidate that may take new sessions and has room: the
+ * lowest conns / (weight x ramp), the first one in c's order among equals (rank
+ * c with aff_rank first, so that every agent breaks ties the same way). When
+ * every one is paced, the one with the most room (a storm is spread by what is
+ * left, never poured onto the least loaded). Index, or -1 when none. */
 int aff_least_loaded(const struct aff_cand *c, size_t n);
+
+/* ---- slow start and fleet-wide caps (issue 13) ----
+ * Slow start: a server that joined or returned at since_ms (Redis time, recorded
+ * in the :state hash so every agent ramps from the same moment) takes new
+ * sessions at a weight of weight x elapsed / ramp, which in the least-loaded rule
+ * means its live count tracks that share of its peers' until the ramp ends.
+ * Caps: a server's live count across the fleet is bounded by its maxconn. Between
+ * two refreshes of the fleet view every agent places at most its share of the
+ * remaining room (1/n of it, the remainder to the lowest ranks), so n agents
+ * together never overshoot a cap however fast they decide. */
+#define AFF_SINCE_NONE (-1) /* no change recorded: full weight */
+#define AFF_RAMP_FULL 1000u
+
+/* Weight share in permille (1..1000) of a server whose state changed at since_ms,
+ * at now_ms, for a ramp of ramp_ms: 1000 when ramp_ms <= 0, since_ms is
+ * AFF_SINCE_NONE or the ramp is over; since_ms == 0 (seen, not recorded yet) is
+ * the ramp's start. Never 0, so that a ramping fleet still takes sessions. */
+uint32_t aff_ramp_permille(int64_t since_ms, int64_t now_ms, int64_t ramp_ms);
+
+/* What happens to a pinned session whose server is at its cap. */
+enum aff_cap_policy {
+    AFF_CAP_AFFINITY = 0, /* keep it up to cap x (1 + slack) */
+    AFF_CAP_BALANCE = 1,  /* move it at the cap */
+    AFF_CAP_COUNT
+};
+
+/* The room this agent may use on a server with cap (0: no cap, INT64_MAX), given
+ * fleet, its live count in the last view; pending, this agent's opens there not
+ * in that view yet; ninst, the live instances (0 counts as 1) and rank, this
+ * one's 0-based rank among them. <= 0 means full for this agent. */
+int64_t aff_room(int64_t fleet, int64_t pending, int64_t cap, unsigned ninst, unsigned rank);
+
+/* What a view cannot show yet: the other agents' opens in flight, estimated from
+ * this agent's own recent peak of unacknowledged opens on the server (agents behind
+ * one balancer tier see similar loads): (ninst - 1) x peak. Added to the view's
+ * count before aff_room, so that a re-split of the room after this agent's opens
+ * are acknowledged does not hand out what the others are still placing. */
+int64_t aff_unseen(int64_t peak, unsigned ninst);
+
+/* The cap a pinned session is held to under policy: cap for balance, cap plus
+ * slack_pct percent (at least cap) for affinity; 0 (no cap) stays 0. */
+int64_t aff_pin_cap(int64_t cap, enum aff_cap_policy policy, unsigned slack_pct);
+
+/* "affinity" / "balance"; and back: 0, or -1 for anything else. */
+const char *aff_cap_policy_name(enum aff_cap_policy p);
+int aff_cap_policy_parse(const char *s, enum aff_cap_policy *out)
+    __attribute__((warn_unused_result));
 
 /* The HRW hash of (id, server) described above. */
 uint64_t aff_hash(const char *id, size_t id_len, const char *srv, size_t srv_len);

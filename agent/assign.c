@@ -39,6 +39,9 @@
 #define REASON_MAX 48
 #define TAGS_MAX 8192 /* server tags cached (backend, server, both secrets); more: recomputed */
 #define MOVED_SLOTS 4096 /* records an operator moved, not yet consumed */
+#define RATE_SLOTS 1024  /* servers with a new-session rate limit (direct-mapped) */
+#define RESV_SLOTS 1024  /* servers chosen by arbitrations still waiting on Redis */
+#define PEAK_MS 100      /* how long a peak of unacknowledged opens is remembered */
 /* Past Redis' deadline for an arbitration the agent has answered without it.
  * The deadline sent is this much earlier than the agent's own, so that a reply
  * still in flight when the agent gives up was refused by the script. */
@@ -73,6 +76,9 @@ struct assign_ctx {
     char uid_log[UID_LOG_MAX];
     char uid[UID_MAX];
     size_t uid_len; /* 0: not an upgrade to count */
+    bool full;      /* every usable server is at its cap (arbitrated with none to choose) */
+    char resv[SRV_NAME_MAX]; /* the server this arbitration chose, reserved ("" none) */
+    bool queued;    /* ...and when_full is queue: answered anyway, txn.sticky.full set */
 };
 
 struct tag_slot {
@@ -80,6 +86,24 @@ struct tag_slot {
     char server[SRV_NAME_MAX];
     uint8_t tag[2][SID_STAG_LEN]; /* current secret, previous secret */
     bool has_prev;
+};
+
+/* limits.new_rate: this agent's share (rate / live instances) of a server's new
+ * sessions per second, as a token bucket holding at most one second of it. */
+struct rate_slot {
+    char backend[SRV_NAME_MAX];
+    char server[SRV_NAME_MAX];
+    double tokens;
+    int64_t last_ms;
+};
+
+/* Arbitrations in flight that chose a server: counted there until answered, so
+ * that a storm of repins decided on one view does not all pick one server. */
+struct resv_slot {
+    char backend[SRV_NAME_MAX];
+    char server[SRV_NAME_MAX];
+    int64_t n;
+    int64_t peak, peak_ms; /* recent peak of this agent's unacknowledged opens there */
 };
 
 struct moved_slot {
@@ -104,6 +128,8 @@ static struct {
     struct tag_slot *tags; /* open addressing, TAGS_MAX slots, lazily filled */
     size_t ntags;
     struct moved_slot *moved; /* direct-mapped by rid hash */
+    struct rate_slot *rates;  /* direct-mapped by (backend, server) hash */
+    struct resv_slot *resv;   /* the same */
     /* Scratch for one decision; used only inside the handler call. */
     struct aff_cand *cands;
     size_t cands_cap;
@@ -132,8 +158,14 @@ static struct assign_ctx *ctx_get(void)
     return x;
 }
 
+static void resv_add(const char *backend, const char *server, int64_t d);
+
 static void ctx_put(struct assign_ctx *x)
 {
+    if (x->resv[0] != '\0') {
+        resv_add(x->backend, x->resv, -1);
+        x->resv[0] = '\0';
+    }
     if (A.shutting) {
         free(x);
         return;
@@ -282,6 +314,114 @@ static void on_ledger_moved(const char *backend, const char *rid, size_t rl, con
     assign_session_moved(backend, strlen(backend), rid, rl, server, sl);
 }
 
+/* ---- reservations of arbitrations in flight ------------------------------------ */
+
+static struct resv_slot *resv_slot(const char *backend, const char *server, bool make)
+{
+    if (A.resv == NULL && (!make || (A.resv = calloc(RESV_SLOTS, sizeof(*A.resv))) == NULL)) {
+        return NULL;
+    }
+    size_t bl = strlen(backend), sl = strlen(server);
+    struct resv_slot *r = &A.resv[hash2(backend, bl, server, sl) & (RESV_SLOTS - 1)];
+    if (strcmp(r->server, server) == 0 && strcmp(r->backend, backend) == 0) {
+        return r;
+    }
+    if (!make || r->n > 0) {
+        return NULL; /* taken by another server (a collision): not reserved */
+    }
+    memcpy(r->backend, backend, bl + 1);
+    memcpy(r->server, server, sl + 1);
+    r->n = r->peak = r->peak_ms = 0;
+    return r;
+}
+
+static void resv_add(const char *backend, const char *server, int64_t d)
+{
+    struct resv_slot *r = resv_slot(backend, server, d > 0);
+    if (r != NULL) {
+        r->n = r->n + d > 0 ? r->n + d : 0;
+    }
+}
+
+static int64_t resv_of(const char *backend, const char *server)
+{
+    const struct resv_slot *r = resv_slot(backend, server, false);
+    return r != NULL ? r->n : 0;
+}
+
+/* Note pending (this agent's unacknowledged opens on server, now) and return its
+ * peak over the last PEAK_MS (aff_unseen). */
+static int64_t pending_peak(const char *backend, const char *server, int64_t pending)
+{
+    struct resv_slot *r = resv_slot(backend, server, pending > 0);
+    if (r == NULL) {
+        return pending;
+    }
+    int64_t now = util_now_ms();
+    if (pending >= r->peak || now - r->peak_ms > PEAK_MS) {
+        r->peak = pending;
+        r->peak_ms = now;
+    }
+    return r->peak;
+}
+
+/* ---- new-session rate limits ------------------------------------------------ */
+
+/* The bucket of b/server refilled to now (NULL: out of memory). */
+static struct rate_slot *rate_slot(const char *backend, const char *server, double per_s)
+{
+    if (A.rates == NULL && (A.rates = calloc(RATE_SLOTS, sizeof(*A.rates))) == NULL) {
+        return NULL;
+    }
+    size_t bl = strlen(backend), sl = strlen(server);
+    struct rate_slot *r = &A.rates[hash2(backend, bl, server, sl) & (RATE_SLOTS - 1)];
+    int64_t now = util_now_ms();
+    if (strcmp(r->server, server) != 0 || strcmp(r->backend, backend) != 0) {
+        memcpy(r->backend, backend, bl + 1); /* a new one (or a collision): full bucket */
+        memcpy(r->server, server, sl + 1);
+        r->tokens = per_s > 1.0 ? per_s : 1.0;
+        r->last_ms = now;
+    }
+    double cap = per_s > 1.0 ? per_s : 1.0;
+    r->tokens += (double)(now - r->last_ms) * per_s / 1000.0;
+    r->tokens = r->tokens > cap ? cap : r->tokens;
+    r->last_ms = now;
+    return r;
+}
+
+static double rate_share(const struct cfg_srv_limits *lim, unsigned ninst)
+{
+    return (double)lim->new_rate / (double)(ninst > 0 ? ninst : 1);
+}
+
+static bool rate_allows(const struct srv_backend *b, const struct srv *s,
+                        const struct cfg_srv_limits *lim, const struct ledger_srv *v)
+{
+    if (lim->new_rate == 0) {
+        return true;
+    }
+    struct rate_slot *r = rate_slot(b->name, s->name, rate_share(lim, v->ninst));
+    return r == NULL || r->tokens >= 1.0;
+}
+
+/* A new session (or a repin) was placed on server: take its token. */
+static void rate_take(const char *backend, const char *server)
+{
+    struct cfg_srv_limits lim;
+    cfg_limits_of(A.cfg, backend, server, &lim);
+    if (lim.new_rate == 0) {
+        return;
+    }
+    struct ledger_srv v = {0};
+    if (A.ledger != NULL) {
+        ledger_server(A.ledger, backend, server, &v);
+    }
+    struct rate_slot *r = rate_slot(backend, server, rate_share(&lim, v.ninst));
+    if (r != NULL && r->tokens >= 1.0) {
+        r->tokens -= 1.0;
+    }
+}
+
 /* ---- answers ------------------------------------------------------------ */
 
 static void log_decision(const char *backend, const struct ident *id, const char *uid,
@@ -314,6 +454,40 @@ static void answer_none(struct req *r, const char *backend, const char *reason)
     log_debug("assign backend=%s action=none reason=%s (%s)", backend != NULL ? backend : "-",
               reason, req_ident(r));
     req_done(r);
+}
+
+/* action full: every usable server is at its cap and when_full is refuse. Sets
+ * txn.sticky.full, which the reference config turns into a 503; nothing is
+ * counted or recorded (the client was not served). */
+static void answer_full(struct req *r, const char *backend)
+{
+    STATS_INC(decision_full);
+    if (!req_orphaned(r)) {
+        static const char why[] = "every server at its cap";
+        req_set_var_str(r, "action", "full", 4);
+        req_set_var_str(r, "reason", why, sizeof(why) - 1);
+        req_set_var_int(r, "full", 1);
+        req_set_var_int(r, "set_cookie", 0);
+        req_set_var_int(r, "draining", 0);
+    }
+    log_debug("assign backend=%s action=full (%s)", backend, req_ident(r));
+    req_done(r);
+}
+
+/* when_full is queue: the answer names a server anyway; txn.sticky.full tells. */
+static void mark_queued(struct req *r)
+{
+    STATS_INC(cap_queued);
+    if (!req_orphaned(r)) {
+        req_set_var_int(r, "full", 1);
+    }
+}
+
+static bool queue_when_full(const char *backend)
+{
+    struct cfg_srv_limits lim;
+    cfg_limits_of(A.cfg, backend, NULL, &lim);
+    return lim.queue;
 }
 
 /* txn.sticky.srvtag: the value of HAProxy's own fallback cookie for server, set
@@ -411,6 +585,10 @@ static void publish_decision(const char *backend, const struct ident *id, bool r
 
 /* ---- candidates ---------------------------------------------------------------- */
 
+static int64_t view_now(void);
+static bool rate_allows(const struct srv_backend *b, const struct srv *s,
+                        const struct cfg_srv_limits *lim, const struct ledger_srv *v);
+
 /* Candidates of backend b in HRW order of the record id, with their flags
  * (HAProxy's state and the cluster's admin state) and fleet-wide loads. */
 static int build_cands(const struct srv_backend *b, const struct ident *id, size_t *n)
@@ -424,23 +602,87 @@ static int build_cands(const struct srv_backend *b, const struct ident *id, size
         A.cands = c;
         A.cands_cap = cnt;
     }
+    int64_t now = view_now();
     for (size_t i = 0; i < cnt; i++) {
         const struct srv *s = &b->servers[i];
-        struct ledger_srv v = {0};
+        struct ledger_srv v = {.since_ms = MODEL_SINCE_NONE};
+        struct cfg_srv_limits lim;
         if (A.ledger != NULL) {
             ledger_server(A.ledger, b->name, s->name, &v);
         }
+        int64_t held = resv_of(b->name, s->name);
+        v.conns += held;
+        v.pending += held;
+        cfg_limits_of(A.cfg, b->name, s->name, &lim);
+        int64_t cap = lim.maxconn > 0 ? lim.maxconn : s->maxconn;
         A.cands[i] = (struct aff_cand){
             .name = s->name,
             .name_len = strlen(s->name),
             .weight = s->weight,
             .flags = aff_flags_admin(s->state, s->weight, v.admin),
             .conns = v.conns,
+            .ramp = aff_ramp_permille(v.since_ms, now, lim.slowstart_ms),
+            .room = cap > 0 ? cap - v.conns : INT64_MAX,
+            /* full: the view and this agent's own opens reach the cap */
+            .full = aff_room(v.conns - v.pending, v.pending, cap, 1, 0) <= 0,
+            /* paced: this agent's share of the room is used (the others may be
+             * filling theirs), or the server's new-session rate: taken only when
+             * no other server may take the session */
+            .paced = !rate_allows(b, s, &lim, &v) ||
+                     (cap > 0 && aff_room(v.conns - v.pending +
+                                              aff_unseen(pending_peak(b->name, s->name,
+                                                                      v.pending),
+                                                         v.ninst),
+                                          v.pending, cap, v.ninst, v.rank) <= 0),
         };
     }
     aff_rank(id->rid, id->rid_len, A.cands, cnt);
     *n = cnt;
     return 0;
+}
+
+/* The least-loaded candidate with room (-1: none); *all_full: there are usable
+ * candidates, but every one is at its cap (not set when none is usable). */
+static int least_with_room(size_t nc, bool *all_full)
+{
+    int best = aff_least_loaded(A.cands, nc);
+    *all_full = false;
+    if (best < 0) {
+        for (size_t i = 0; i < nc; i++) {
+            *all_full |= A.cands[i].full && (A.cands[i].flags & AFF_F_NEW) != 0 &&
+                         A.cands[i].weight > 0;
+        }
+    }
+    return best;
+}
+
+/* when_full is queue: the least loaded, caps aside (HAProxy's own maxconn queues). */
+static int least_ignoring_caps(size_t nc)
+{
+    for (size_t i = 0; i < nc; i++) {
+        A.cands[i].full = false;
+    }
+    return aff_least_loaded(A.cands, nc);
+}
+
+/* May a session pinned to s keep its pin by the caps? (policy affinity: up to the
+ * cap plus slack; balance: up to the cap.) */
+static bool pin_fits(const struct srv_backend *b, const struct srv *s)
+{
+    struct cfg_srv_limits lim;
+    cfg_limits_of(A.cfg, b->name, s->name, &lim);
+    int64_t cap = lim.maxconn > 0 ? lim.maxconn : s->maxconn;
+    if (cap <= 0) {
+        return true;
+    }
+    struct ledger_srv v = {0};
+    if (A.ledger != NULL) {
+        ledger_server(A.ledger, b->name, s->name, &v);
+    }
+    v.pending += resv_of(b->name, s->name);
+    int64_t pcap = aff_pin_cap(cap, lim.balance ? AFF_CAP_BALANCE : AFF_CAP_AFFINITY,
+                               lim.slack_pct);
+    return aff_room(v.conns - v.pending, v.pending, pcap, v.ninst, v.rank) > 0;
 }
 
 /* Redis' clock by the fleet view (the local one until a batch has told it). */
@@ -503,7 +745,20 @@ static void answer_fallback(struct req *r, struct assign_ctx *x, uint64_t *cause
         answer_none(r, x->backend, "out of memory");
         return;
     }
-    int k = aff_pick(x->id.rid, x->id.rid_len, A.cands, n, AFF_F_NEW);
+    /* the hash among servers with room by the last view (stale without Redis, but
+     * better than none): unpaced ones, else those below their cap, else all */
+    int k = -1;
+    for (int pass = 0; pass < 3 && k < 0; pass++) {
+        if (pass > 0 && build_cands(b, &x->id, &n) != 0) {
+            break;
+        }
+        for (size_t i = 0; i < n && pass < 2; i++) {
+            if (A.cands[i].full || (pass == 0 && A.cands[i].paced)) {
+                A.cands[i].flags &= ~AFF_F_NEW;
+            }
+        }
+        k = aff_pick(x->id.rid, x->id.rid_len, A.cands, n, AFF_F_NEW);
+    }
     if (k < 0) {
         answer_none(r, x->backend, "no usable server");
         return;
@@ -569,7 +824,11 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
     snprintf(srv, sizeof(srv), "%.*s", sp != NULL && slen < SRV_NAME_MAX ? (int)slen : 0,
              sp != NULL ? sp : "");
     if (reply_str_is(a, "none")) {
-        answer_none(r, x->backend, srv[0] ? srv : "no usable server");
+        if (x->full) {
+            answer_full(r, x->backend);
+        } else {
+            answer_none(r, x->backend, srv[0] ? srv : "no usable server");
+        }
         ctx_put(x);
         return;
     }
@@ -603,7 +862,11 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
     bool same = x->id.tagged >= 0 && strcmp(x->tagged, t->name) == 0;
     const char *action = hit ? "hit" : repin ? "repin" : "new";
     answer(r, x->backend, &x->id, action, t->name, draining, same, touch, x->uid, x->uid_len);
+    if (x->queued) {
+        mark_queued(r);
+    }
     if (!hit) {
+        rate_take(x->backend, t->name);
         const struct srv *from = b != NULL && x->from[0]
                                      ? servers_find_server(b, x->from, strlen(x->from))
                                      : NULL;
@@ -822,7 +1085,15 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
         ctx_put(x);
         return;
     }
-    int best = aff_least_loaded(A.cands, nc);
+    bool all_full = false;
+    int best = least_with_room(nc, &all_full);
+    if (best < 0 && all_full) {
+        /* every server at its cap: a pin that fits still wins in the script; else
+         * refused (x->full), or with when_full queue, placed caps aside */
+        x->queued = queue_when_full(x->backend);
+        x->full = !x->queued;
+        best = x->queued ? least_ignoring_caps(nc) : -1;
+    }
     char rec[MODEL_KEY_MAX], legacy[MODEL_KEY_MAX], dl[24], ttl[24];
     const char *prefix = A.cfg->redis_prefix;
     int kl = model_key_id(rec, prefix, x->backend, "s:", x->id.rid, x->id.rid_len);
@@ -861,10 +1132,15 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
     A.argvlen[i++] = best >= 0 ? A.cands[best].name_len : 0;
     int64_t now = view_now();
     for (size_t k = 0; k < b->nservers; k++) {
-        if (pin_stays(pin_rule_at(b, &b->servers[k], now))) {
+        if (pin_stays(pin_rule_at(b, &b->servers[k], now)) &&
+            (x->queued || pin_fits(b, &b->servers[k]))) {
             A.argv[i] = b->servers[k].name;
             A.argvlen[i++] = strlen(b->servers[k].name);
         }
+    }
+    if (best >= 0) { /* counted there until the answer (ctx_put releases it) */
+        snprintf(x->resv, sizeof(x->resv), "%s", A.cands[best].name);
+        resv_add(x->backend, x->resv, 1);
     }
     if (store_eval(A.store, A.script, 2, (int)i, A.argv, A.argvlen, timeout, on_reply, x) != 0) {
         /* not queued (down, or too much pending): at once */
@@ -942,6 +1218,28 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
             s = &b->servers[id->tagged];
         }
         enum aff_pin p = pin_rule(b, s);
+        bool queued = false;
+        if (pin_stays(p) && !pin_fits(b, s)) {
+            /* its server is at its cap (limits.policy): move it where there is room
+             * (Redis arbitrates, step 3), or when there is none, refuse or queue */
+            size_t nc = 0;
+            bool all_full = false;
+            STATS_INC(cap_pin_full);
+            if (build_cands(b, id, &nc) != 0) {
+                answer_none(r, x->backend, "out of memory");
+                ctx_put(x);
+                return;
+            }
+            if (least_with_room(nc, &all_full) >= 0 || !all_full) {
+                p = AFF_PIN_DOWN; /* not kept: arbitrated below */
+            } else if (!queue_when_full(x->backend)) {
+                answer_full(r, x->backend);
+                ctx_put(x);
+                return;
+            } else {
+                queued = true;
+            }
+        }
         if (pin_stays(p)) {
             STATS_INC(decision_hit);
             STATS_INC(decision_local);
@@ -950,6 +1248,9 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
             }
             answer(r, x->backend, id, "hit", s->name, p == AFF_PIN_DRAINING, !moved,
                    moved ? LEDGER_FORCE : LEDGER_ADOPT, x->uid, x->uid_len);
+            if (queued) {
+                mark_queued(r);
+            }
             log_decision(x->backend, id, x->uid_log, x->src_af, x->src, "hit", s->name, NULL);
             req_done(r);
             ctx_put(x);
@@ -962,21 +1263,33 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
      *    handshake begun without the agent is not cut in two */
     if (id->minted) {
         size_t nc = 0;
-        int best;
+        int best = -1;
+        bool all_full = false, queued = false;
         int placed = srvck_resolve(b, id->srvck);
         const char *srv = NULL;
         if (placed >= 0 && pin_stays(pin_rule(b, &b->servers[placed]))) {
             srv = b->servers[placed].name;
-        } else if (build_cands(b, id, &nc) != 0 || (best = aff_least_loaded(A.cands, nc)) < 0) {
+        } else if (build_cands(b, id, &nc) != 0 ||
+                   ((best = least_with_room(nc, &all_full)) < 0 && !all_full)) {
             answer_none(r, x->backend, "no usable server");
             ctx_put(x);
             return;
+        } else if (best < 0 && !queue_when_full(x->backend)) {
+            answer_full(r, x->backend);
+            ctx_put(x);
+            return;
         } else {
+            queued = best < 0;
+            best = queued ? least_ignoring_caps(nc) : best;
             srv = A.cands[best].name;
+            rate_take(x->backend, srv);
         }
         STATS_INC(decision_new);
         STATS_INC(decision_local);
         answer(r, x->backend, id, "new", srv, false, false, LEDGER_NEW, x->uid, x->uid_len);
+        if (queued) {
+            mark_queued(r);
+        }
         publish_decision(x->backend, id, false, srv, NULL, NULL);
         log_decision(x->backend, id, x->uid_log, x->src_af, x->src, "new", srv, NULL);
         req_done(r);
@@ -1144,6 +1457,10 @@ void assign_shutdown(void)
     free(A.argvlen);
     free(A.tags);
     free(A.moved);
+    free(A.rates);
+    free(A.resv);
+    A.rates = NULL;
+    A.resv = NULL;
     A.cands = NULL;
     A.argv = NULL;
     A.argvlen = NULL;

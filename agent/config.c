@@ -46,6 +46,7 @@ enum key_type {
     KT_LEVEL,       /* "error" | "warn" | "info" | "debug" */
     KT_BACKENDS,    /* the static server list, parsed by parse_backends() */
     KT_BOOL,        /* true | false, stored as bool */
+    KT_LIMITS,      /* slow start and caps per backend, parsed by parse_limits() */
     KT_COUNT
 };
 
@@ -53,7 +54,7 @@ static const char *const kt_doc_names[] = {
     [KT_SECTION] = "object", [KT_STR] = "string",   [KT_TOKEN] = "string", [KT_PATH] = "path",
     [KT_INET] = "address",   [KT_ADDR] = "address", [KT_HOST] = "address", [KT_U32] = "integer",
     [KT_PORT] = "integer",   [KT_DUR] = "duration", [KT_LEVEL] = "string", [KT_BACKENDS] = "object",
-    [KT_BOOL] = "boolean",
+    [KT_BOOL] = "boolean",   [KT_LIMITS] = "object",
 };
 _Static_assert(ARRAY_SIZE(kt_doc_names) == KT_COUNT, "a doc name per key type");
 
@@ -180,6 +181,12 @@ static const struct cfg_key cfg_keys[] = {
      "static server list, used when haproxy.stats_socket is null: "
      "`{\"<backend>\": {\"servers\": {\"<server>\": {\"weight\": 1}}}}`; weight 0..256, "
      "default 1 (0 takes no new sessions); names 1..63 characters of `A-Z a-z 0-9 . - _ :`"},
+    {{"limits"}, KT_LIMITS, false, false, NULL, 0, 0, 0,
+     "slow start and fleet-wide connection caps per backend (`\"*\"`: every backend not "
+     "named): `{\"<backend>\": {\"slowstart\": \"10s\", \"maxconn\": 500, \"policy\": "
+     "\"affinity\", \"slack\": 20, \"when_full\": \"refuse\", \"new_rate\": 0, "
+     "\"servers\": {\"<server>\": {\"slowstart\": ..., \"maxconn\": ..., "
+     "\"new_rate\": ...}}}}`; see \"Slow start and connection caps\""},
 };
 
 /* clang-format on */
@@ -597,6 +604,7 @@ static bool kt_is_string(enum key_type t)
     case KT_LEVEL:
     case KT_BACKENDS:
     case KT_BOOL:
+    case KT_LIMITS:
     case KT_COUNT:
         return false;
     }
@@ -761,6 +769,7 @@ static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
         return 0;
     case KT_SECTION:
     case KT_BACKENDS:
+    case KT_LIMITS:
     case KT_COUNT:
         break;
     }
@@ -906,6 +915,197 @@ static int parse_backends(struct loader *ld, json_t *v)
     return parse_members(ld, v, ld->c, &ld->c->nbackends, parse_backend);
 }
 
+/* ---- limits: slow start and caps (issue 13) ---------------------------------- */
+
+#define LIMIT_MAXCONN_MAX 100000000
+#define LIMIT_RATE_MAX 1000000
+#define LIMIT_SLACK_MAX 1000
+#define LIMIT_SLOWSTART_MAX (MS_HOUR)
+
+/* A duration member of limits into *out (0..LIMIT_SLOWSTART_MAX). */
+static int get_dur(struct loader *ld, const json_t *v, int64_t *out)
+{
+    char name[256], b0[32], b1[32];
+    int64_t ms;
+    dotted(ld, name, sizeof(name));
+    if (json_is_integer(v)) {
+        ms = json_integer_value(v);
+    } else if (json_is_string(v) && util_parse_duration(json_string_value(v), &ms) == 0) {
+        /* parsed */
+    } else {
+        return fail_type(ld, "a duration (integer milliseconds or a string such as \"10s\")", v);
+    }
+    if (ms < 0 || ms > LIMIT_SLOWSTART_MAX) {
+        return fail(ld, AT_VALUE, "%s: %s is out of range 0..%s", name,
+                    ms < 0 ? "a negative duration" : fmt_dur(ms, b0, sizeof(b0)),
+                    fmt_dur(LIMIT_SLOWSTART_MAX, b1, sizeof(b1)));
+    }
+    *out = ms;
+    return 0;
+}
+
+/* One of the allowed words into *out (its index). */
+static int get_word(struct loader *ld, const json_t *v, const char *const *words, size_t n,
+                    unsigned *out)
+{
+    char name[256];
+    if (!json_is_string(v)) {
+        return fail_type(ld, "a string", v);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(json_string_value(v), words[i]) == 0) {
+            *out = (unsigned)i;
+            return 0;
+        }
+    }
+    return fail(ld, AT_VALUE, "%s: \"%s\" is not one of %s, %s", dotted(ld, name, sizeof(name)),
+                json_string_value(v), words[0], words[1]);
+}
+
+static int parse_limit_srv(struct loader *ld, void *owner, size_t i, const char *sname, json_t *v)
+{
+    static const char *const keys[] = {"slowstart", "maxconn", "new_rate"};
+    struct cfg_limit_srv *srv = &((struct cfg_limits *)owner)->servers[i];
+    srv->slowstart_ms = srv->maxconn = srv->new_rate = -1;
+    if (start_entry(ld, "server", sname, "an object such as {\"maxconn\": 100}", v,
+                    &srv->name) < 0) {
+        return -1;
+    }
+    const char *k;
+    json_t *m;
+    json_object_foreach (v, k, m) {
+        json_int_t n;
+        int rc;
+        if (push(ld, k) < 0) {
+            return -1;
+        }
+        if (strcmp(k, "slowstart") == 0) {
+            rc = get_dur(ld, m, &srv->slowstart_ms);
+        } else if (strcmp(k, "maxconn") == 0) {
+            rc = get_int(ld, m, 0, LIMIT_MAXCONN_MAX, &n);
+            srv->maxconn = n;
+        } else if (strcmp(k, "new_rate") == 0) {
+            rc = get_int(ld, m, 0, LIMIT_RATE_MAX, &n);
+            srv->new_rate = n;
+        } else {
+            return fail_unknown(ld, keys, ARRAY_SIZE(keys));
+        }
+        if (rc < 0) {
+            return -1;
+        }
+        ld->depth--;
+    }
+    return 0;
+}
+
+static int parse_limit(struct loader *ld, void *owner, size_t i, const char *bname, json_t *v)
+{
+    static const char *const keys[] = {"slowstart", "maxconn",  "policy", "slack",
+                                       "when_full", "new_rate", "servers"};
+    static const char *const policies[] = {"affinity", "balance"};
+    static const char *const full[] = {"refuse", "queue"};
+    struct cfg_limits *lim = &((struct cfg *)owner)->limits[i];
+    lim->slack_pct = 20;
+    bool any = strcmp(bname, "*") == 0; /* the default of every backend not named */
+    if (start_entry(ld, "backend", any ? "any" : bname,
+                    "an object such as {\"slowstart\": \"10s\"}", v, &lim->backend) < 0) {
+        return -1;
+    }
+    if (any) {
+        strcpy(lim->backend, "*");
+    }
+    const char *k;
+    json_t *m;
+    json_object_foreach (v, k, m) {
+        json_int_t n = 0;
+        unsigned w = 0;
+        int rc;
+        if (push(ld, k) < 0) {
+            return -1;
+        }
+        if (strcmp(k, "slowstart") == 0) {
+            rc = get_dur(ld, m, &lim->slowstart_ms);
+        } else if (strcmp(k, "maxconn") == 0) {
+            rc = get_int(ld, m, 0, LIMIT_MAXCONN_MAX, &n);
+            lim->maxconn = (uint32_t)n;
+        } else if (strcmp(k, "slack") == 0) {
+            rc = get_int(ld, m, 0, LIMIT_SLACK_MAX, &n);
+            lim->slack_pct = (uint32_t)n;
+        } else if (strcmp(k, "new_rate") == 0) {
+            rc = get_int(ld, m, 0, LIMIT_RATE_MAX, &n);
+            lim->new_rate = (uint32_t)n;
+        } else if (strcmp(k, "policy") == 0) {
+            rc = get_word(ld, m, policies, ARRAY_SIZE(policies), &w);
+            lim->balance = w == 1;
+        } else if (strcmp(k, "when_full") == 0) {
+            rc = get_word(ld, m, full, ARRAY_SIZE(full), &w);
+            lim->queue = w == 1;
+        } else if (strcmp(k, "servers") == 0) {
+            if (!json_is_object(m)) {
+                return fail_type(ld, "an object of servers", m);
+            }
+            size_t ns = json_object_size(m);
+            if (ns > 0 && (lim->servers = calloc(ns, sizeof(*lim->servers))) == NULL) {
+                return fail(ld, AT_VALUE, "out of memory");
+            }
+            rc = parse_members(ld, m, lim, &lim->nservers, parse_limit_srv);
+        } else {
+            return fail_unknown(ld, keys, ARRAY_SIZE(keys));
+        }
+        if (rc < 0) {
+            return -1;
+        }
+        ld->depth--;
+    }
+    return 0;
+}
+
+static int parse_limits(struct loader *ld, json_t *v)
+{
+    if (!json_is_object(v)) {
+        return fail_type(ld, "an object of backends", v);
+    }
+    size_t n = json_object_size(v);
+    if (n > 0 && (ld->c->limits = calloc(n, sizeof(*ld->c->limits))) == NULL) {
+        return fail(ld, AT_VALUE, "out of memory");
+    }
+    return parse_members(ld, v, ld->c, &ld->c->nlimits, parse_limit);
+}
+
+void cfg_limits_of(const struct cfg *c, const char *backend, const char *server,
+                   struct cfg_srv_limits *out)
+{
+    const struct cfg_limits *lim = NULL;
+    *out = (struct cfg_srv_limits){.slack_pct = 20};
+    for (size_t i = 0; i < c->nlimits; i++) {
+        if (strcmp(c->limits[i].backend, backend) == 0) {
+            lim = &c->limits[i];
+            break;
+        }
+        if (strcmp(c->limits[i].backend, "*") == 0) {
+            lim = &c->limits[i]; /* unless the backend has its own, later */
+        }
+    }
+    if (lim == NULL) {
+        return;
+    }
+    *out = (struct cfg_srv_limits){.slowstart_ms = lim->slowstart_ms,
+                                   .maxconn = lim->maxconn,
+                                   .balance = lim->balance,
+                                   .queue = lim->queue,
+                                   .slack_pct = lim->slack_pct,
+                                   .new_rate = lim->new_rate};
+    for (size_t i = 0; server != NULL && i < lim->nservers; i++) {
+        const struct cfg_limit_srv *s = &lim->servers[i];
+        if (strcmp(s->name, server) == 0) {
+            out->slowstart_ms = s->slowstart_ms >= 0 ? s->slowstart_ms : out->slowstart_ms;
+            out->maxconn = s->maxconn >= 0 ? (uint32_t)s->maxconn : out->maxconn;
+            out->new_rate = s->new_rate >= 0 ? (uint32_t)s->new_rate : out->new_rate;
+            break;
+        }
+    }
+}
+
 static int parse_object(struct loader *ld, json_t *obj)
 {
     const char *k;
@@ -926,6 +1126,8 @@ static int parse_object(struct loader *ld, json_t *obj)
             rc = parse_object(ld, v);
         } else if (key->type == KT_BACKENDS) {
             rc = parse_backends(ld, v);
+        } else if (key->type == KT_LIMITS) {
+            rc = parse_limits(ld, v);
         } else {
             rc = apply_key(ld, key, v);
         }
@@ -951,7 +1153,7 @@ static const struct cfg_key *key_by_off(size_t off)
 {
     for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
         if (cfg_keys[i].type != KT_SECTION && cfg_keys[i].type != KT_BACKENDS &&
-            cfg_keys[i].off == off) {
+            cfg_keys[i].type != KT_LIMITS && cfg_keys[i].off == off) {
             return &cfg_keys[i];
         }
     }
@@ -1238,6 +1440,14 @@ void cfg_free(struct cfg *c)
         free(c->backends[i].name);
     }
     free(c->backends);
+    for (size_t i = 0; i < c->nlimits; i++) {
+        for (size_t j = 0; j < c->limits[i].nservers; j++) {
+            free(c->limits[i].servers[j].name);
+        }
+        free(c->limits[i].servers);
+        free(c->limits[i].backend);
+    }
+    free(c->limits);
     memset(c, 0, sizeof(*c));
 }
 
@@ -1269,8 +1479,8 @@ static void ref_row(const struct cfg_key *k, struct ref_row *r)
     r->section = k->type == KT_SECTION;
     snprintf(r->type, sizeof(r->type), "%s%s", kt_doc_names[k->type],
              k->nullable ? " \\| null" : "");
-    if (k->type == KT_SECTION || k->type == KT_BACKENDS) {
-        snprintf(r->def, sizeof(r->def), k->type == KT_BACKENDS ? "`{}`" : "");
+    if (k->type == KT_SECTION || k->type == KT_BACKENDS || k->type == KT_LIMITS) {
+        snprintf(r->def, sizeof(r->def), k->type != KT_SECTION ? "`{}`" : "");
     } else if (k->derived) {
         snprintf(r->def, sizeof(r->def), "%s", k->def);
     } else if (k->def == NULL) {

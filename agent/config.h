@@ -26,6 +26,36 @@ struct cfg_backend {
     size_t nservers;
 };
 
+/* Slow start and fleet-wide caps of one backend (or "*": every backend not
+ * named), and per-server overrides (issue 13). */
+struct cfg_limit_srv {
+    char *name;
+    int64_t slowstart_ms; /* -1: the backend's */
+    int64_t maxconn;      /* -1: the backend's */
+    int64_t new_rate;     /* -1: the backend's */
+};
+
+struct cfg_limits {
+    char *backend;        /* a backend name, or "*" */
+    int64_t slowstart_ms; /* 0: off */
+    uint32_t maxconn;     /* 0: HAProxy's server maxconn, when it has one; else none */
+    bool balance;         /* policy "balance" (move a pinned session at the cap), else "affinity" */
+    uint32_t slack_pct;   /* affinity: a pinned session stays up to cap x (1 + slack %) */
+    bool queue;           /* when_full "queue": answer a full server, HAProxy queues */
+    uint32_t new_rate;    /* new sessions per second per server, fleet-wide; 0: no limit */
+    struct cfg_limit_srv *servers;
+    size_t nservers;
+};
+
+/* The limits in force for one server, resolved from the backend's (or "*") and
+ * the server's entries. */
+struct cfg_srv_limits {
+    int64_t slowstart_ms;
+    uint32_t maxconn; /* 0: none configured */
+    bool balance, queue;
+    uint32_t slack_pct, new_rate;
+};
+
 struct cfg {
     /* SPOP listener */
     char *listen;            /* "127.0.0.1:12345"; NULL or "" disables TCP */
@@ -84,6 +114,10 @@ struct cfg {
     /* Static server list, used when haproxy_socket is NULL */
     struct cfg_backend *backends;
     size_t nbackends;
+
+    /* Slow start and caps per backend ("limits") */
+    struct cfg_limits *limits;
+    size_t nlimits;
 };
 
 /* Fill c with the documented defaults (allocates strings). 0 or -1. */
@@ -107,6 +141,11 @@ uint32_t cfg_max_pending(const struct cfg *c);
 
 /* Look a backend up in the static list; NULL when absent. */
 const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name, size_t len);
+
+/* The limits of server (NULL: the backend's own) of backend: the backend's
+ * entry, else "*", else none (all zero), with the server's overrides. */
+void cfg_limits_of(const struct cfg *c, const char *backend, const char *server,
+                   struct cfg_srv_limits *out);
 
 /* Write the key table as a markdown table (the README's reference). */
 void cfg_print_reference(FILE *out);

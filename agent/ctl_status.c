@@ -11,13 +11,18 @@
  *                   "admin": "ready|drain|maint|unknown", "admin_raw": "drain:..."|null,
  *                   "deadline_ms": N (0: none), "deadline_passed": bool,
  *                   "close_at_deadline": bool, "haproxy_state": "ready|drain|maint|down"|null,
- *                   "weight": N|null, "conns": N, "per_instance": {"web1": N}}]}]}
- */
+ *                   "weight": N|null, "conns": N, "per_instance": {"web1": N},
+ *                   "maxconn": N|null, "slowstart_ms": N, "ramp_since_ms": N|null,
+ *                   "ramp_pct": N (100: no ramp or done)}]}]}
+ * maxconn: the fleet-wide cap (the config's limits, else HAProxy's server maxconn
+ * as the last agent reported it); the ramp: the state hash's "ready:<ms>" and the
+ * config's limits.<backend>.slowstart (read with --config). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "affinity.h"
 #include "ctl.h"
 #include "ctl_fmt.h"
 #include "model.h"
@@ -42,6 +47,10 @@ struct srv_view {
     long long weight; /* -1: not in the servers hash */
     char hastate[16]; /* "" when not in the servers hash */
     long long conns;
+    long long maxconn;    /* the fleet-wide cap, 0: none */
+    int64_t slowstart_ms; /* limits.<backend>.slowstart for it (the config read) */
+    int64_t since_ms;     /* "ready:<ms>", or MODEL_SINCE_NONE */
+    unsigned ramp_pct;    /* 100: no ramp, or over */
 };
 
 struct bview {
@@ -176,15 +185,24 @@ static int load_backend(struct ctl *c, const char *name, int64_t now, struct bvi
             s->admin = MODEL_READY;
         }
         const struct ctl_reply *sv = ctl_reply_hget(&b->servers, s->name);
+        long long hamax = 0;
         if (sv != NULL && sv->str != NULL) {
-            /* "<weight> <haproxy state>" */
+            /* "<weight> <haproxy state>[ <HAProxy maxconn>]" */
             char st[16] = "";
             long long w = -1;
-            if (sscanf(sv->str, "%lld %15s", &w, st) >= 1) {
+            if (sscanf(sv->str, "%lld %15s %lld", &w, st, &hamax) >= 1) {
                 s->weight = w;
                 snprintf(s->hastate, sizeof(s->hastate), "%s", st);
             }
         }
+        struct cfg_srv_limits lim;
+        cfg_limits_of(&c->cfg, name, s->name, &lim);
+        s->maxconn = lim.maxconn > 0 ? (long long)lim.maxconn : hamax > 0 ? hamax : 0;
+        s->slowstart_ms = lim.slowstart_ms;
+        s->since_ms = s->admin_raw != NULL && s->admin_raw->str != NULL
+                          ? model_state_since(s->admin_raw->str, s->admin_raw->len)
+                          : MODEL_SINCE_NONE;
+        s->ramp_pct = aff_ramp_permille(s->since_ms, now, s->slowstart_ms) / 10;
         s->conns = reply_ll(ctl_reply_hget(&b->conns, s->name));
         b->total += s->conns;
     }
@@ -241,6 +259,10 @@ static void state_text(const struct srv_view *s, int64_t now, char *buf, size_t 
     if (s->hastate[0] != '\0' && strcmp(s->hastate, "ready") != 0) {
         /* down from health checks, or drain/maint set on one HAProxy by hand */
         snprintf(buf, len, "%s (HAProxy)", s->hastate);
+    } else if (s->slowstart_ms > 0 && s->since_ms == 0) {
+        snprintf(buf, len, "ready, slow start pending"); /* an agent saw it unusable */
+    } else if (s->ramp_pct < 100) {
+        snprintf(buf, len, "ready, slow start %u %%", s->ramp_pct);
     } else {
         snprintf(buf, len, "ready");
     }
@@ -274,7 +296,11 @@ static void print_table(struct ctl *c, const struct bview *b, int64_t now)
         const struct srv_view *s = &b->srv[r];
         snprintf(AT(r + 1, 0), CELL, "%s", s->name);
         state_text(s, now, AT(r + 1, 1), CELL);
-        snprintf(AT(r + 1, 2), CELL, "%lld", s->conns);
+        if (s->maxconn > 0) { /* CONNS/MAX: the fleet-wide cap */
+            snprintf(AT(r + 1, 2), CELL, "%lld/%lld", s->conns, s->maxconn);
+        } else {
+            snprintf(AT(r + 1, 2), CELL, "%lld", s->conns);
+        }
         for (size_t i = 0, k = 0; i < b->ninst; i++) {
             if (b->inst[i].live) {
                 snprintf(AT(r + 1, 3 + k++), CELL, "%lld",
@@ -364,6 +390,12 @@ static json_t *backend_json(const struct bview *b, int64_t now)
                             s->hastate[0] ? json_string(s->hastate) : json_null());
         json_object_set_new(js, "weight", s->weight >= 0 ? json_integer(s->weight) : json_null());
         json_object_set_new(js, "conns", json_integer(s->conns));
+        json_object_set_new(js, "maxconn", s->maxconn > 0 ? json_integer(s->maxconn) : json_null());
+        json_object_set_new(js, "slowstart_ms", json_integer(s->slowstart_ms));
+        json_object_set_new(js, "ramp_since_ms", s->since_ms != MODEL_SINCE_NONE
+                                                     ? json_integer(s->since_ms)
+                                                     : json_null());
+        json_object_set_new(js, "ramp_pct", json_integer(s->ramp_pct));
         for (size_t i = 0; i < b->ninst; i++) {
             if (b->inst[i].live) {
                 json_object_set_new(

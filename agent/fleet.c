@@ -275,7 +275,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     }
     size_t n = b->nservers;
     const char **argv = calloc(13 + 4 * n, sizeof(*argv));
-    char(*nums)[2][16] = calloc(n ? n : 1, sizeof(*nums));
+    char(*nums)[3][24] = calloc(n ? n : 1, sizeof(*nums));
     struct resync_ctx *ctx = calloc(1, sizeof(*ctx));
     if (argv == NULL || nums == NULL || ctx == NULL) {
         goto out;
@@ -302,7 +302,11 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
         argv[argc++] = b->servers[i].name;
         argv[argc++] = nums[i][0];
         argv[argc++] = nums[i][1];
-        argv[argc++] = srv_state_name(b->servers[i].state);
+        /* "<state> <maxconn>" when HAProxy has one: stickyctl status shows the cap */
+        snprintf(nums[i][2], sizeof(nums[i][2]), "%s %u", srv_state_name(b->servers[i].state),
+                 b->servers[i].maxconn);
+        argv[argc++] = b->servers[i].maxconn > 0 ? nums[i][2]
+                                                 : srv_state_name(b->servers[i].state);
     }
     /* a goodbye's reply may arrive after fleet_free: it must not reach f */
     ctx->fleet = strcmp(mode, "leave") == 0 ? NULL : f;
@@ -570,6 +574,19 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
     free(ctx);
 }
 
+/* Does any server of b ramp (limits.<b>.slowstart or a server's)? */
+static bool slowstart_of(const struct cfg *c, const struct srv_backend *b)
+{
+    for (size_t i = 0; i < b->nservers; i++) {
+        struct cfg_srv_limits lim;
+        cfg_limits_of(c, b->name, b->servers[i].name, &lim);
+        if (lim.slowstart_ms > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void poll_states(struct fleet *f)
 {
     if (f->hapi == NULL || !hapi_healthy(f->hapi)) {
@@ -592,11 +609,25 @@ static void poll_states(struct fleet *f)
             continue;
         }
         ctx->fleet = f;
-        const char *argv[] = {key, mine};
-        if (store_eval(f->store, f->states_sc, 2, 2, argv, NULL, FLEET_OP_TIMEOUT_MS,
-                       state_reply, ctx) < 0) {
+        /* with a slow start, this view's server states: states.lua records when each
+         * became usable (issue 13) */
+        size_t nramp = slowstart_of(f->cfg, b) ? b->nservers : 0;
+        const char **argv = calloc(2 + 2 * nramp, sizeof(*argv));
+        if (argv == NULL) {
+            free(ctx);
+            continue;
+        }
+        argv[0] = key;
+        argv[1] = mine;
+        for (size_t k = 0; k < nramp; k++) {
+            argv[2 + 2 * k] = b->servers[k].name;
+            argv[3 + 2 * k] = srv_state_name(b->servers[k].state);
+        }
+        if (store_eval(f->store, f->states_sc, 2, (int)(2 + 2 * nramp), argv, NULL,
+                       FLEET_OP_TIMEOUT_MS, state_reply, ctx) < 0) {
             free(ctx);
         }
+        free(argv);
     }
 }
 

@@ -476,6 +476,8 @@ int hapi_parse_stat(const char *text, size_t len, struct hapi_table *t, char *er
     }
     /* optional: without it every backend is taken for a WebSocket one */
     size_t col_mode = column_index(hdr, nh, "mode");
+    /* optional: the server line's maxconn, a fleet-wide cap by default (issue 13) */
+    size_t col_slim = column_index(hdr, nh, "slim");
     size_t hint = 0;
     while (next_row(&p, end, &line, &llen, &lineno)) {
         struct field f[STAT_MAX_FIELDS];
@@ -499,6 +501,10 @@ int hapi_parse_stat(const char *text, size_t len, struct hapi_table *t, char *er
             return -1;
         }
         r->srv.scur = scur;
+        uint32_t slim = 0;
+        r->srv.maxconn = col_slim < nf && f[col_slim].len > 0 && field_u32(&f[col_slim], &slim)
+                             ? slim
+                             : 0;
         /* an empty or missing mode field is unknown, which keeps the backend */
         if (col_mode < nf && f[col_mode].len > 0) {
             r->http = field_is(&f[col_mode], "http");

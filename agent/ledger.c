@@ -43,6 +43,8 @@ struct lsrv {
     int64_t queued, flying;  /* own opens queued / in flight, not in conns yet */
     enum model_admin admin;
     int64_t deadline_ms;
+    bool has_since; /* the state hash says "ready:<since_ms>" (slow start) */
+    int64_t since_ms;
 };
 
 struct lback {
@@ -56,6 +58,7 @@ struct lback {
     char *arena;
     size_t alen, acap;
     unsigned inflight;
+    unsigned ninst, rank; /* live instances in the last reply, this one's rank by name */
 };
 
 /* A batch in flight: what its reply needs to settle the view. */
@@ -298,9 +301,13 @@ void ledger_server(const struct ledger *l, const char *backend, const char *serv
     const struct lsrv *s = b != NULL ? srv_find(b, server, strlen(server)) : NULL;
     if (s != NULL) {
         out->conns = s->conns + s->queued + s->flying;
+        out->pending = s->queued + s->flying;
         out->admin = s->admin;
         out->deadline_ms = s->deadline_ms;
     }
+    out->since_ms = s != NULL && s->has_since ? s->since_ms : MODEL_SINCE_NONE;
+    out->ninst = b != NULL ? b->ninst : 0;
+    out->rank = b != NULL ? b->rank : 0;
 }
 
 int64_t ledger_redis_now_ms(const struct ledger *l)
@@ -329,6 +336,7 @@ static void view_apply(struct lback *b, const struct store_reply *conns,
         b->tab[i].conns = 0;
         b->tab[i].admin = MODEL_READY;
         b->tab[i].deadline_ms = 0;
+        b->tab[i].has_since = false;
     }
     for (size_t i = 0; i + 1 < store_reply_len(conns); i += 2) {
         size_t nl, vl;
@@ -348,6 +356,10 @@ static void view_apply(struct lback *b, const struct store_reply *conns,
         if (s != NULL && model_parse_state(v, vl, &s->admin, &s->deadline_ms, &close_at) < 0) {
             s->admin = MODEL_READY; /* unknown values are ignored, as fleet.c does */
             s->deadline_ms = 0;
+        }
+        if (s != NULL) {
+            s->since_ms = model_state_since(v, vl);
+            s->has_since = s->since_ms != MODEL_SINCE_NONE;
         }
     }
 }
@@ -396,7 +408,13 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
         }
         p += strlen(p) + 1;
     }
-    if (res == STORE_OK && store_reply_type(r) == STORE_R_ARRAY && store_reply_len(r) == 6) {
+    if (res == STORE_OK && store_reply_type(r) == STORE_R_ARRAY && store_reply_len(r) >= 6) {
+        if (store_reply_len(r) >= 8) { /* live instances and this one's rank (caps' room) */
+            long long ni = store_reply_int(store_reply_elem(r, 6));
+            long long rk = store_reply_int(store_reply_elem(r, 7));
+            b->ninst = ni > 0 && ni < 1000000 ? (unsigned)ni : 0;
+            b->rank = rk >= 0 && rk < ni ? (unsigned)rk : 0;
+        }
         int64_t now = util_now_ms();
         int64_t redis_ms = store_reply_int(store_reply_elem(r, 0));
         l->clock_lo[l->clock_next] = redis_ms - now;

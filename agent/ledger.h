@@ -74,8 +74,13 @@ void ledger_refresh(struct ledger *l);
  * and its cluster admin state. Unknown servers read as 0 connections, READY. */
 struct ledger_srv {
     int64_t conns;
+    int64_t pending; /* of conns, this agent's opens not acknowledged yet */
     enum model_admin admin;
     int64_t deadline_ms; /* drain deadline, Redis time (0: none) */
+    int64_t since_ms;    /* slow start: ready since (Redis time; 0: not up yet), or
+                          * MODEL_SINCE_NONE when nothing is recorded */
+    unsigned ninst;      /* live instances of the backend in the last view (0: unknown) */
+    unsigned rank;       /* this instance's 0-based rank among them, by name */
 };
 void ledger_server(const struct ledger *l, const char *backend, const char *server,
                    struct ledger_srv *out);

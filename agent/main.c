@@ -560,7 +560,7 @@ int main(int argc, char **argv)
         goto out_modules;
     }
     if (cfg.metrics_listen != NULL) {
-        struct metrics_hooks mh = {.refresh = gauges_refresh, .ledger = ledger,
+        struct metrics_hooks mh = {.refresh = gauges_refresh, .ledger = ledger, .cfg = &cfg,
                                    .redis_up = redis_up, .version = STICKYD_VERSION};
         metrics = metrics_new(loop, cfg.metrics_listen, &mh, err, sizeof(err));
         if (metrics == NULL) {

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "affinity.h"
+#include "config.h"
 #include "ledger.h"
 #include "log.h"
 #include "model.h"
@@ -132,6 +134,30 @@ static int64_t srv_conns(const struct metrics *m, const struct srv_backend *b, c
     return v.conns;
 }
 
+/* The fleet-wide cap: limits.<backend>.maxconn, else HAProxy's server maxconn; 0 none. */
+static int64_t srv_maxconn(const struct metrics *m, const struct srv_backend *b,
+                           const struct srv *s)
+{
+    struct cfg_srv_limits lim = {0};
+    if (m->hooks.cfg != NULL) {
+        cfg_limits_of(m->hooks.cfg, b->name, s->name, &lim);
+    }
+    return lim.maxconn > 0 ? (int64_t)lim.maxconn : (int64_t)s->maxconn;
+}
+
+/* Slow start: the share of its weight a server gets now, in percent (100: none). */
+static int64_t srv_ramp(const struct metrics *m, const struct srv_backend *b, const struct srv *s)
+{
+    struct cfg_srv_limits lim = {0};
+    struct ledger_srv v;
+    if (m->hooks.cfg != NULL) {
+        cfg_limits_of(m->hooks.cfg, b->name, s->name, &lim);
+    }
+    ledger_server(m->hooks.ledger, b->name, s->name, &v);
+    int64_t now = ledger_redis_now_ms(m->hooks.ledger);
+    return aff_ramp_permille(v.since_ms, now > 0 ? now : util_now_ms(), lim.slowstart_ms) / 10;
+}
+
 /* One value per server: the servers view, then the ledger's fleet view. */
 static const struct {
     const char *metric, *help;
@@ -144,6 +170,13 @@ static const struct {
      "Cluster-wide live connections as this agent's decisions see them (last batch plus "
      "its own unacknowledged opens and closes)",
      srv_conns, true},
+    {"server_maxconn",
+     "Fleet-wide cap of a server's live connections (limits.maxconn, else HAProxy's server "
+     "maxconn); 0: none",
+     srv_maxconn, false},
+    {"server_slowstart_percent",
+     "Slow start: the share of its weight a server takes new sessions at now (100: full)",
+     srv_ramp, true},
 };
 
 static const char *const admin_names[] = {

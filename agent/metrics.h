@@ -21,6 +21,7 @@
 #include <stdio.h>
 
 struct ev_loop;
+struct cfg;
 struct ledger;
 struct metrics;
 
@@ -30,6 +31,9 @@ struct metrics_hooks {
     /* The fleet view the decisions read (cluster-wide connections, admin states),
      * shown per server; borrowed, must outlive the metrics. May be NULL. */
     const struct ledger *ledger;
+    /* The live configuration (its limits: slow start, caps), borrowed, must outlive
+     * the metrics (main.c swaps its contents in place on reload). May be NULL. */
+    const struct cfg *cfg;
     /* Is the Redis command connection ready? (for /readyz). May be NULL: "fallback". */
     bool (*redis_up)(void *arg);
     void *arg;

@@ -59,6 +59,16 @@ static int parse_dec(const char *v, size_t len, size_t *i, int64_t *out)
     return 0;
 }
 
+int64_t model_state_since(const char *v, size_t len)
+{
+    size_t i = 6;
+    int64_t ms;
+    if (len < 7 || memcmp(v, "ready:", 6) != 0 || parse_dec(v, len, &i, &ms) < 0 || i != len) {
+        return MODEL_SINCE_NONE;
+    }
+    return ms;
+}
+
 int model_parse_state(const char *v, size_t len, enum model_admin *st, int64_t *deadline_ms,
                       bool *close_at_deadline)
 {
@@ -66,6 +76,10 @@ int model_parse_state(const char *v, size_t len, enum model_admin *st, int64_t *
     *close_at_deadline = false;
     if (len == 5 && memcmp(v, "maint", 5) == 0) {
         *st = MODEL_MAINT;
+        return 0;
+    }
+    if (model_state_since(v, len) != MODEL_SINCE_NONE) {
+        *st = MODEL_READY; /* ready, ramping since then (slow start) */
         return 0;
     }
     size_t i = 6;

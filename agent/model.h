@@ -16,8 +16,11 @@
  *                             resync.lua beside an older HAProxy process)
  *   <prefix>{<b>}:a:<inst>    hash server -> "drain" | "maint" that instance set on its HAProxy
  *   <prefix>{<b>}:insts       zset instance -> last heartbeat (unix ms)
- *   <prefix>{<b>}:state       hash server -> "drain:<deadline ms>[:close]" | "maint"
- *   <prefix>{<b>}:servers     hash server -> "<weight> <haproxy state>" (last agent's view)
+ *   <prefix>{<b>}:state       hash server -> "drain:<deadline ms>[:close]" | "maint" |
+ *                             "ready:<ms>" (slow start: ready since then, Redis time;
+ *                             "ready:0": seen unusable, the ramp starts when it is up)
+ *   <prefix>{<b>}:servers     hash server -> "<weight> <haproxy state>[ <maxconn>]" (last
+ *                             agent's view; maxconn: HAProxy's on the server line, if any)
  *
  * Session record value: "<server> <created ms> <seen ms> <flag> <inst>" (written by
  * the Lua scripts, each with one record() helper; read here), where
@@ -55,9 +58,15 @@ int model_key_id(char *buf, const char *prefix, const char *backend, const char 
                  const char *id, size_t id_len) __attribute__((warn_unused_result));
 
 /* Parse a :state value: 0 and the out-params, or -1 when v is not one of
- * "maint", "drain:<ms>", "drain:<ms>:close". */
+ * "maint", "drain:<ms>", "drain:<ms>:close", "ready:<ms>" (MODEL_READY). */
 int model_parse_state(const char *v, size_t len, enum model_admin *st, int64_t *deadline_ms,
                       bool *close_at_deadline) __attribute__((warn_unused_result));
+
+/* The moment a "ready:<ms>" value says the server became usable (Redis time; 0:
+ * seen unusable, not up yet), or MODEL_SINCE_NONE for any other value. Written
+ * by states.lua only for backends with a slow start (agent/fleet.c). */
+#define MODEL_SINCE_NONE (-1)
+int64_t model_state_since(const char *v, size_t len);
 
 /* A session record, parsed. Views point into the parsed value. */
 struct model_record {

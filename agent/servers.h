@@ -30,6 +30,7 @@ struct srv {
     uint32_t weight;      /* configured weight (not the drain-forced 0) */
     enum srv_state state; /* from HAProxy or static (READY) */
     uint32_t scur;        /* HAProxy's current sessions, when known */
+    uint32_t maxconn;     /* HAProxy's maxconn on the server line (show stat slim); 0: none */
 };
 
 struct srv_backend {

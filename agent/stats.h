@@ -36,6 +36,8 @@
     X(decision_tag_fallback, "sticky-assign: Redis unavailable, pinned server from the tag")       \
     X(decision_late, "sticky-assign: arbitrations Redis refused to run past their deadline")       \
     X(record_moved, "session records an operator moved, seen by a touch or an event")              \
+    X(cap_pin_full, "pinned sessions whose server was at its cap (limits.policy): moved or full")  \
+    X(cap_queued, "every server at its cap, answered anyway for HAProxy to queue (when_full)")     \
     X(sid_minted, "session ids minted")                                                            \
     X(sid_invalid, "cookies that failed verification")                                             \
     X(redis_requests, "Redis commands sent")                                                       \
@@ -70,7 +72,8 @@
     X(f, new, "new session assigned")                                                              \
     X(f, repin, "session moved off an unusable server")                                            \
     X(f, fallback, "Redis unavailable, hash fallback")                                             \
-    X(f, none, "no decision, HAProxy balances")
+    X(f, none, "no decision, HAProxy balances")                                                    \
+    X(f, full, "every usable server at its cap: refused (txn.sticky.full)")
 
 /* Why a decision fell back to the local hash (each also counts decision_fallback). */
 #define STATS_FALLBACK_CAUSES(X, f)                                                                \

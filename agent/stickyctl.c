@@ -53,12 +53,15 @@ static int cmd_status(struct ctl *c, char **args, int nargs);
 static const struct command commands[] = {
     {"status", 0, 1, "b", OPT_JSON, cmd_status, "status [<backend>] [--json]",
      "Per backend: each server's cluster state (ready, drain until T (in D) [close],\n"
-     "maint, down (HAProxy)), live connections cluster-wide and per live HAProxy\n"
-     "instance, and weight. Without <backend>, every backend found under the prefix.\n"
+     "maint, down (HAProxy); \"ready, slow start 40 %\" while it ramps), live\n"
+     "connections cluster-wide (CONNS/MAX when it has a fleet-wide cap) and per live\n"
+     "HAProxy instance, and weight. The ramp and configured caps need -c (limits).\n"
+     "Without <backend>, every backend found under the prefix.\n"
      "--json prints one document: {version, now_ms, prefix, backends: [{name,\n"
      "total_conns, instances: [{name, heartbeat_ms, live}], servers: [{name, state,\n"
      "admin, admin_raw, deadline_ms, deadline_passed, close_at_deadline,\n"
-     "haproxy_state, weight, conns, per_instance: {<inst>: n}}]}]}.\n"},
+     "haproxy_state, weight, conns, per_instance: {<inst>: n}, maxconn, slowstart_ms,\n"
+     "ramp_since_ms, ramp_pct}]}]}.\n"},
     {"lookup", 2, 2, "bi", OPT_JSON | OPT_KEY, ctl_cmd_lookup,
      "lookup <backend> (<sid> | --key KEY) [--json]",
      "The session record: its record id, server (and whether an operator moved it),\n"

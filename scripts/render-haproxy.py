@@ -34,6 +34,11 @@ DEFAULTS = {
     # [{"name": "be_ws", "path_prefix": null,
     #   "servers": [{"name": "ws1", "addr": "127.0.0.1:9001", "weight": 100}]}]
     # The first backend is the default one; others are chosen by path prefix.
+    # Optional per backend: "when_full": "refuse" (default: a 503 when the agent says
+    # every server is at its fleet-wide cap, txn.sticky.full) or "queue" (HAProxy's
+    # own queue: the servers' "maxconn" lines apply, "timeout_queue" bounds the wait,
+    # then a 503); per server "maxconn" (rendered on the server line; the agent reads
+    # it as the fleet-wide cap unless its limits config sets one).
     "backends": [],
     # stickyd SPOP listeners ("ADDR:PORT"), one HAProxy server line each
     "agents": ["127.0.0.1:12345"],
@@ -116,6 +121,13 @@ def validate(spec):
             check(ADDR_RE.match(s.get("addr", "")), "server %s: bad addr" % s["name"])
             w = s.get("weight", 100)
             check(isinstance(w, int) and 0 <= w <= 256, "server %s: weight 0..256" % s["name"])
+            mc = s.get("maxconn")
+            check(mc is None or (isinstance(mc, int) and 1 <= mc <= 10000000),
+                  "server %s: maxconn 1..10000000" % s["name"])
+        check(be.get("when_full", "refuse") in ("refuse", "queue"),
+              "backend %s: when_full: refuse or queue" % be["name"])
+        check(TIME_RE.match(str(be.get("timeout_queue", "5s"))),
+              "backend %s: bad timeout_queue" % be["name"])
     check(isinstance(spec["agents"], list) and spec["agents"], "at least one agent")
     for a in spec["agents"]:
         check(ADDR_RE.match(a), "bad agent address %r" % a)
@@ -172,7 +184,8 @@ spoe-agent stickyd-agent
     groups sticky-assign-grp sticky-established-grp
 
     # Variables the agent sets come back as txn.sticky.<name>: server, sid, set_cookie,
-    # action (hit|new|repin|fallback|none), draining, reason.
+    # action (hit|new|repin|fallback|none|full), draining, reason, full (1: every server
+    # at its fleet-wide cap).
     option var-prefix sticky
     # On a timeout or SPOP error HAProxy sets txn.sticky.error (1 = timeout,
     # 256+N = SPOP status N) and the request goes on with normal balancing.
@@ -181,7 +194,7 @@ spoe-agent stickyd-agent
     # transaction (by default an error disables the SPOE for the whole transaction).
     option continue-on-error
     # Let the agent set exactly these names, even if a config does not read them.
-    register-var-names server sid set_cookie action draining reason counted srvtag
+    register-var-names server sid set_cookie action draining reason counted srvtag full
 
     # 2.6: asynchronous mode lets an ACK arrive on another connection; stickyd
     # answers on the connection it was asked on. 3.1+ removed async: ignored there.
@@ -394,6 +407,18 @@ def render_backend(add, spec, be):
         add("    # name from this variable: see stickyd.spoe).")
         add("    http-request set-var(txn.stickyd_backend) be_name if ws_upgrade conn_upgrade")
         add("    http-request send-spoe-group stickyd sticky-assign-grp if ws_upgrade conn_upgrade")
+    if be.get("when_full", "refuse") == "refuse":
+        add("    # Every usable server is at its fleet-wide cap (stickyd's limits.<backend>.")
+        add("    # maxconn, or the servers' maxconn): a clean 503 now, never a hang or an")
+        add("    # overloaded server. The agent sets txn.sticky.full only then.")
+        add("    http-request return status 503 content-type text/plain"
+            " string \"every server is full, retry later\" hdr Retry-After 5"
+            " if { var(txn.sticky.full) -m int 1 }")
+    else:
+        add("    # when_full queue: the agent names a server even when every one is at its")
+        add("    # cap (txn.sticky.full = 1); the server's maxconn makes HAProxy queue the")
+        add("    # request, and past \"timeout queue\" the client gets a 503.")
+        add("    timeout queue %s" % be.get("timeout_queue", "5s"))
     add("    # The agent's choice, by name (use-server takes a log-format string since 2.6).")
     add("    # An unknown name or a server that is DOWN/MAINT is skipped and leastconn")
     add("    # decides; a DRAIN server is still used, so existing sessions keep it.")
@@ -449,8 +474,9 @@ def render_backend(add, spec, be):
     add("    default-server check inter %s rise 1 fall 2" % spec["check_inter"])
     for s in be["servers"]:
         tag = server_tag(secret, be["name"], s["name"]) if secret else s["name"]
-        add("    server %s %s weight %d cookie %s" % (s["name"], s["addr"], s.get("weight", 100),
-                                                    tag))
+        mc = " maxconn %d" % s["maxconn"] if s.get("maxconn") else ""
+        add("    server %s %s weight %d%s cookie %s" % (s["name"], s["addr"], s.get("weight", 100),
+                                                      mc, tag))
 
 
 def parse_backend_arg(text):
@@ -511,6 +537,11 @@ def build_spec(args):
         spec["fallback_cookie"]["secret_file"] = args.secret_file
     if args.socketio:
         spec["socketio"] = True
+    for be in spec["backends"]:
+        if args.when_full:
+            be["when_full"] = args.when_full
+        for srv in be.get("servers", []) if args.server_maxconn else []:
+            srv["maxconn"] = args.server_maxconn
     for k in ("affinity_key", "processing_timeout", "check_inter", "agent_check_inter",
               "cfg_name", "spoe_name", "spoe_path"):
         v = getattr(args, k)
@@ -553,6 +584,11 @@ def main(argv=None):
     ap.add_argument("--secret-file", help="the agents' session.secret_file: the fallback "
                     "cookie's values become the servers' tags")
     ap.add_argument("--socketio", action="store_true", help="Socket.IO polling variant")
+    ap.add_argument("--when-full", choices=("refuse", "queue"),
+                    help="every backend: a 503 when all servers are at their cap (refuse), "
+                    "or HAProxy's own queue (queue)")
+    ap.add_argument("--server-maxconn", type=int,
+                    help="every server line: maxconn N (the agents' fleet-wide cap by default)")
     ap.add_argument("--affinity-key", help="sample expression the affinity follows")
     ap.add_argument("--processing-timeout")
     ap.add_argument("--check-inter")

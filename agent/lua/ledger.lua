@@ -14,8 +14,10 @@
 --   opens (uid, server), closes (uid), touches (server, mode) where mode is
 --   'n' new (never overwrites), 'a' adopt (hit), 'r' adopt and refresh the TTL,
 --   'f' force (a correction).
--- Returns {now ms, conns (flat), state (flat), opened, closed, moved} where moved
---   lists {touch index (1-based), recorded server} of records an operator moved.
+-- Returns {now ms, conns (flat), state (flat), opened, closed, moved, instances, rank}
+--   where moved lists {touch index (1-based), recorded server} of records an operator
+--   moved, instances counts the live instances and rank is this one's among them by
+--   name (the caps' room is split by it: agent/affinity.h).
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -120,4 +122,9 @@ for k = 6, #KEYS - 2 do
     end
   end
 end
-return {now, redis.call('HGETALL', conns), redis.call('HGETALL', KEYS[5]), opened, closed, moved}
+local live, rank = redis.call('ZRANGE', insts, 0, -1), 0
+for _, n in ipairs(live) do
+  if n < inst then rank = rank + 1 end
+end
+return {now, redis.call('HGETALL', conns), redis.call('HGETALL', KEYS[5]), opened, closed, moved,
+  #live, rank}

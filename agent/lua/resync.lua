@@ -9,7 +9,8 @@
 --   keeps a dead one), ARGV[4] heartbeat TTL ms, ARGV[5] mode ("scur": reset the share
 --   from the pairs, "beat": keep it, "leave": remove this instance), ARGV[6] the pids
 --   of this instance's older, still running HAProxy processes (space separated, ''
---   for none), then quadruples server, scur, weight, haproxy-state. In "scur" mode
+--   for none), then quadruples server, scur, weight, haproxy-state (followed by
+--   " <maxconn>" when HAProxy has one on the server line). In "scur" mode
 --   the older processes' tunnels (uids ending in ":<pid>", decimal or zero-padded
 --   hex, counted per process and server by ledger.lua) are added to the share: only
 --   the newest process answers "show stat", so its scur alone would forget them.

@@ -272,7 +272,10 @@ def test_committed_reference_matches_its_rendering(tmp_path):
     assert p.returncode == 0, p.stdout.decode()
     p = render(tmp_path, "--spec", str(spec), "--socketio", "--cfg-name", "haproxy-socketio.cfg")
     assert p.returncode == 0, p.stdout.decode()
-    for name in ("haproxy.cfg", "haproxy-socketio.cfg", "stickyd.spoe"):
+    p = render(tmp_path, "--spec", str(spec), "--when-full", "queue", "--server-maxconn", "1000",
+               "--cfg-name", "haproxy-queue.cfg")
+    assert p.returncode == 0, p.stdout.decode()
+    for name in ("haproxy.cfg", "haproxy-socketio.cfg", "haproxy-queue.cfg", "stickyd.spoe"):
         committed = (harness.REPO / "haproxy-conf" / name).read_text()
         assert (tmp_path / name).read_text() == committed, (
             "haproxy-conf/%s is out of date: re-render it with scripts/render-haproxy.py "

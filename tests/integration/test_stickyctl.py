@@ -214,13 +214,16 @@ def test_status_json_shape(redis_server):
     srv = {s["name"]: s for s in be["servers"]}
     assert [s["name"] for s in be["servers"]] == ["ws1", "ws2", "ws3", "ws10"]
     keys = {"name", "state", "admin", "admin_raw", "deadline_ms", "deadline_passed",
-            "close_at_deadline", "haproxy_state", "weight", "conns", "per_instance"}
+            "close_at_deadline", "haproxy_state", "weight", "conns", "per_instance",
+            "maxconn", "slowstart_ms", "ramp_since_ms", "ramp_pct"}
     for s in be["servers"]:
         assert set(s) == keys
     assert srv["ws1"] == {"name": "ws1", "state": "ready", "admin": "ready", "admin_raw": None,
                           "deadline_ms": 0, "deadline_passed": False,
                           "close_at_deadline": False, "haproxy_state": "ready", "weight": 1,
-                          "conns": 5, "per_instance": {"web1": 3, "web2": 2}}
+                          "conns": 5, "per_instance": {"web1": 3, "web2": 2},
+                          "maxconn": None, "slowstart_ms": 0, "ramp_since_ms": None,
+                          "ramp_pct": 100}
     assert srv["ws2"]["state"] == "drain" and srv["ws2"]["deadline_ms"] == t0 + 250000
     assert srv["ws2"]["close_at_deadline"] is True
     assert srv["ws2"]["admin_raw"] == "drain:%d:close" % (t0 + 250000)

@@ -173,8 +173,129 @@ static void test_pick(void)
     CHECK_EQ_INT(aff_pick("id", 2, w0, 2, AFF_F_NEW), 1);
 }
 
+/* Slow start: linear from the recorded moment, never 0, full when off or over. */
+static void test_ramp(void)
+{
+    CHECK_EQ_INT(aff_ramp_permille(AFF_SINCE_NONE, 5000, 10000), 1000); /* nothing recorded */
+    CHECK_EQ_INT(aff_ramp_permille(1000, 1500, 0), 1000);               /* slow start off */
+    CHECK_EQ_INT(aff_ramp_permille(0, 123456, 10000), 1);               /* seen, not recorded */
+    CHECK_EQ_INT(aff_ramp_permille(1000, 1000, 10000), 1);              /* the first moment */
+    CHECK_EQ_INT(aff_ramp_permille(1000, 900, 10000), 1); /* a clock behind the record */
+    CHECK_EQ_INT(aff_ramp_permille(1000, 1001, 10000), 1);
+    CHECK_EQ_INT(aff_ramp_permille(1000, 5000, 10000), 400);
+    CHECK_EQ_INT(aff_ramp_permille(1000, 6000, 10000), 500);
+    CHECK_EQ_INT(aff_ramp_permille(1000, 10999, 10000), 999);
+    CHECK_EQ_INT(aff_ramp_permille(1000, 11000, 10000), 1000);
+    CHECK_EQ_INT(aff_ramp_permille(1000, 99999999, 10000), 1000);
+    /* monotonic over the whole ramp */
+    uint32_t last = 0;
+    for (int64_t t = 0; t <= 8000; t += 8) {
+        uint32_t p = aff_ramp_permille(100, 100 + t, 8000);
+        CHECK(p >= last && p >= 1 && p <= 1000);
+        last = p;
+    }
+    CHECK_EQ_INT(last, 1000);
+}
+
+/* A ramping server's live count tracks its share: with three peers at 90, one
+ * at 40 % of its weight is least loaded below 36, and not at 36. */
+static void test_least_loaded_ramp(void)
+{
+    struct aff_cand c[4] = {
+        cand("a", 100, AFF_F_UP | AFF_F_NEW), cand("b", 100, AFF_F_UP | AFF_F_NEW),
+        cand("c", 100, AFF_F_UP | AFF_F_NEW), cand("d", 100, AFF_F_UP | AFF_F_NEW)};
+    for (int i = 0; i < 3; i++) {
+        c[i].conns = 90;
+    }
+    c[3].ramp = 400;
+    c[3].conns = 35;
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 3);
+    c[3].conns = 36; /* 36 / 0.4 = 90: a tie, the first in order wins */
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 0);
+    c[3].conns = 0;
+    c[3].ramp = 1; /* the first moment of a ramp still takes a first session */
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 3);
+    c[3].conns = 1;
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 0);
+    /* every server ramping together: same order as none ramping */
+    for (int i = 0; i < 4; i++) {
+        c[i].ramp = 250;
+        c[i].conns = 10 + i;
+    }
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 0);
+    /* past its rate: skipped while another has room, else still taken */
+    c[0].paced = true;
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 1);
+    c[1].paced = c[2].paced = c[3].paced = true;
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 0); /* all paced, same room: least loaded */
+    c[2].room = 5; /* all paced: the most room wins over the least loaded */
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 2);
+    c[2].room = 0;
+    c[1].paced = c[2].paced = c[3].paced = false;
+    c[0].paced = false;
+    /* a full server is skipped however empty; all full: none */
+    c[0].full = true;
+    CHECK_EQ_INT(aff_least_loaded(c, 4), 1);
+    c[1].full = c[2].full = c[3].full = true;
+    CHECK_EQ_INT(aff_least_loaded(c, 4), -1);
+}
+
+/* The room rule: n agents' shares of a cap's remaining room add up to it exactly. */
+static void test_room(void)
+{
+    CHECK(aff_room(500, 0, 0, 2, 0) == INT64_MAX); /* no cap */
+    CHECK(aff_room(100, 0, 100, 1, 0) == 0);
+    CHECK(aff_room(120, 0, 100, 1, 0) == -20);
+    CHECK(aff_room(90, 3, 100, 1, 0) == 7);
+    CHECK(aff_room(90, 0, 100, 0, 0) == 10); /* no instance known yet: alone */
+    CHECK(aff_room(-4, 0, 10, 1, 0) == 10);  /* a transient negative count */
+    for (unsigned n = 1; n <= 5; n++) {
+        for (int64_t left = 0; left <= 13; left++) {
+            int64_t sum = 0;
+            for (unsigned r = 0; r < n; r++) {
+                int64_t share = aff_room(100 - left, 0, 100, n, r);
+                CHECK(share >= 0 && share <= (left + n - 1) / n);
+                sum += share;
+            }
+            CHECK(sum == left);
+        }
+    }
+    /* one room left, two agents: only rank 0 may use it */
+    CHECK(aff_room(99, 0, 100, 2, 0) == 1);
+    CHECK(aff_room(99, 0, 100, 2, 1) == 0);
+    CHECK(aff_room(99, 1, 100, 2, 0) == 0); /* and once used, until the next view, no more */
+    /* the others' opens in flight: none alone, (n - 1) x this one's peak otherwise */
+    CHECK(aff_unseen(7, 1) == 0 && aff_unseen(7, 0) == 0 && aff_unseen(0, 3) == 0);
+    CHECK(aff_unseen(7, 3) == 14 && aff_unseen(-2, 3) == 0);
+    /* 2 agents, 10 left, this one's 5 just acknowledged (in the view now): without
+     * the estimate it would take half of the 5 left again while the other may still
+     * be placing its 5; with it, it waits for the other's to show */
+    CHECK(aff_room(95, 0, 100, 2, 0) == 3);
+    CHECK(aff_room(95 + aff_unseen(5, 2), 0, 100, 2, 0) == 0);
+}
+
+static void test_pin_cap(void)
+{
+    CHECK(aff_pin_cap(0, AFF_CAP_AFFINITY, 20) == 0);
+    CHECK(aff_pin_cap(100, AFF_CAP_AFFINITY, 20) == 120);
+    CHECK(aff_pin_cap(100, AFF_CAP_AFFINITY, 0) == 100);
+    CHECK(aff_pin_cap(100, AFF_CAP_BALANCE, 20) == 100);
+    CHECK(aff_pin_cap(7, AFF_CAP_AFFINITY, 10) == 7); /* rounds down, never below the cap */
+    enum aff_cap_policy p = AFF_CAP_COUNT;
+    CHECK(aff_cap_policy_parse("balance", &p) == 0 && p == AFF_CAP_BALANCE);
+    CHECK(aff_cap_policy_parse("affinity", &p) == 0 && p == AFF_CAP_AFFINITY);
+    CHECK(aff_cap_policy_parse("Balance", &p) == -1);
+    CHECK(aff_cap_policy_parse("", &p) == -1);
+    CHECK(strcmp(aff_cap_policy_name(AFF_CAP_BALANCE), "balance") == 0);
+    CHECK(strcmp(aff_cap_policy_name(AFF_CAP_COUNT), "?") == 0);
+}
+
 int main(void)
 {
+    test_ramp();
+    test_least_loaded_ramp();
+    test_room();
+    test_pin_cap();
     test_flags();
     test_hash_vectors();
     test_rank_order_independent();

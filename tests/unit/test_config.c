@@ -463,6 +463,51 @@ static void test_reference(void)
     free(doc);
 }
 
+/* limits: per backend, "*" for the rest, per-server overrides, clear errors. */
+static void test_limits(void)
+{
+    struct cfg c;
+    struct cfg_srv_limits l;
+    if (load_ok("{\"limits\": {\"*\": {\"maxconn\": 50},\n"
+                "  \"be_ws\": {\"slowstart\": \"8s\", \"maxconn\": 100, \"policy\": \"balance\",\n"
+                "    \"slack\": 5, \"when_full\": \"queue\", \"new_rate\": 30,\n"
+                "    \"servers\": {\"ws4\": {\"slowstart\": 2000, \"maxconn\": 0}}}}}",
+                &c) == 0) {
+        CHECK_EQ_INT(c.nlimits, 2);
+        cfg_limits_of(&c, "be_ws", "ws1", &l);
+        CHECK(l.slowstart_ms == 8000 && l.maxconn == 100 && l.balance && l.queue &&
+              l.slack_pct == 5 && l.new_rate == 30);
+        cfg_limits_of(&c, "be_ws", "ws4", &l);
+        CHECK(l.slowstart_ms == 2000 && l.maxconn == 0 && l.new_rate == 30);
+        cfg_limits_of(&c, "be_ws", NULL, &l);
+        CHECK(l.slowstart_ms == 8000 && l.maxconn == 100);
+        cfg_limits_of(&c, "other", "x", &l); /* "*" */
+        CHECK(l.slowstart_ms == 0 && l.maxconn == 50 && !l.balance && !l.queue &&
+              l.slack_pct == 20 && l.new_rate == 0);
+        cfg_free(&c);
+    }
+    if (load_ok("{}", &c) == 0) {
+        cfg_limits_of(&c, "be_ws", "ws1", &l); /* nothing configured: all off */
+        CHECK(l.slowstart_ms == 0 && l.maxconn == 0 && !l.balance && l.new_rate == 0);
+        cfg_free(&c);
+    }
+    EXPECT_ERR("{\"limits\": {\"be\": {\"slowstrat\": \"1s\"}}}",
+               "t.json:1:20: unknown key \"limits.be.slowstrat\" (did you mean \"slowstart\"?)");
+    EXPECT_ERR("{\"limits\": {\"be\": {\"policy\": \"sticky\"}}}",
+               "t.json:1:30: limits.be.policy: \"sticky\" is not one of affinity, balance");
+    EXPECT_ERR("{\"limits\": {\"be\": {\"when_full\": 1}}}",
+               "t.json:1:33: limits.be.when_full: expected a string, got an integer");
+    EXPECT_ERR("{\"limits\": {\"be\": {\"slowstart\": \"2h\"}}}",
+               "t.json:1:33: limits.be.slowstart: 2h is out of range 0..1h");
+    EXPECT_ERR("{\"limits\": {\"be\": {\"maxconn\": -1}}}",
+               "t.json:1:31: limits.be.maxconn: -1 is out of range 0..100000000");
+    EXPECT_ERR(
+        "{\"limits\": {\"b e\": {}}}",
+        "t.json:1:13: limits.b e: backend name must be 1..63 characters of A-Z a-z 0-9 . - _ :");
+    EXPECT_ERR("{\"limits\": {\"be\": {\"servers\": {\"s1\": {\"weight\": 1}}}}}",
+               "t.json:1:39: unknown key \"limits.be.servers.s1.weight\"");
+}
+
 int main(void)
 {
     unsetenv("STICKYD_REDIS_USER");
@@ -473,5 +518,6 @@ int main(void)
     test_env();
     test_file();
     test_reference();
+    test_limits();
     return check_summary("test_config");
 }

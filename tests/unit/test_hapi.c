@@ -410,7 +410,27 @@ static void test_stat_modes(void)
     const struct srv_backend *web = servers_find("web", 3), *agents = servers_find("agents", 6);
     CHECK(web != NULL && web->http && web->nservers == 1);
     CHECK(agents != NULL && !agents->http && agents->nservers == 1);
+    CHECK(web != NULL && web->servers[0].maxconn == 0); /* slim empty: no maxconn */
     hapi_table_free(&t);
+
+    /* the server line's maxconn (slim) is read: the fleet-wide cap by default */
+    const char *row = strstr(stat, "web,w1,0,0,0,0,,");
+    CHECK(row != NULL);
+    if (row != NULL) {
+        size_t at = (size_t)(row - stat) + strlen("web,w1,0,0,0,0,");
+        char *with = malloc(strlen(stat) + 8);
+        CHECK(with != NULL);
+        if (with != NULL) {
+            memcpy(with, stat, at);
+            strcpy(with + at, "250");
+            strcat(with, stat + at);
+            CHECK(parse_state(state_modes, &t) == 0);
+            CHECK(parse_stat(with, &t) == 0);
+            CHECK(t.n == 2 && t.rows[0].srv.maxconn == 250 && t.rows[1].srv.maxconn == 0);
+            hapi_table_free(&t);
+            free(with);
+        }
+    }
     free(stat);
 
     /* the captured ws backend of stat_26 is mode tcp too */

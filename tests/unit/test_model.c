@@ -27,8 +27,22 @@ int main(void)
     CHECK(close);
     CHECK_EQ_INT(dl, 1763700600000LL);
 
+    /* slow start: ready since a moment (Redis ms), or seen unusable (0) */
+    dl = 7;
+    CHECK_EQ_INT(st("ready:1763700600000", &a, &dl, &close), 0);
+    CHECK_EQ_INT(a, MODEL_READY);
+    CHECK_EQ_INT(dl, 0);
+    CHECK_EQ_INT(model_state_since("ready:1763700600000", 19), 1763700600000LL);
+    CHECK_EQ_INT(model_state_since("ready:0", 7), 0);
+    CHECK_EQ_INT(model_state_since("maint", 5), MODEL_SINCE_NONE);
+    CHECK_EQ_INT(model_state_since("drain:5", 7), MODEL_SINCE_NONE);
+    CHECK_EQ_INT(model_state_since("ready:", 6), MODEL_SINCE_NONE);
+    CHECK_EQ_INT(model_state_since("ready:12x", 9), MODEL_SINCE_NONE);
+    CHECK_EQ_INT(model_state_since("ready:12", 7), 1); /* only len bytes are read */
+
     const char *bad[] = {"", "drain", "drain:", "drain:x", "drain:12:open", "drain:12:close:x",
-                         "Maint", "maint ", "ready", "drain:99999999999999999999", "drain:-5"};
+                         "Maint", "maint ", "ready", "drain:99999999999999999999", "drain:-5",
+                         "ready:", "ready:-1", "ready:1 ", "ready:99999999999999999999"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECK_EQ_INT(st(bad[i], &a, &dl, &close), -1);
     }
