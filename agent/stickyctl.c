@@ -109,6 +109,11 @@ static const char global_help[] =
     "                        prefix/user/password, events.channel (default: built-in\n"
     "                        defaults; STICKYD_REDIS_USER/PASSWORD are honoured)\n"
     "      --redis ADDR:PORT Redis address (or unix:/path), overrides the config\n"
+    "                        (and its redis.sentinels)\n"
+    "      --sentinels LIST  ask these Sentinels (ADDR:PORT,ADDR:PORT,...) for the\n"
+    "                        master, overrides the config; needs --master-name or\n"
+    "                        redis.master_name\n"
+    "      --master-name N   the master's name at the Sentinels\n"
     "      --prefix P        key prefix, overrides the config (default sticky:)\n"
     "      --timeout DUR     deadline of the connection and of each Redis call\n"
     "                        (default 2s; e.g. 500ms, 5s)\n"
@@ -183,6 +188,8 @@ enum {
     LOPT_DEADLINE,
     LOPT_CLOSE,
     LOPT_KEY,
+    LOPT_SENTINELS,
+    LOPT_MASTER_NAME,
 };
 
 static const struct option long_opts[] = {
@@ -195,6 +202,8 @@ static const struct option long_opts[] = {
     {"deadline", required_argument, NULL, LOPT_DEADLINE},
     {"close-at-deadline", no_argument, NULL, LOPT_CLOSE},
     {"key", required_argument, NULL, LOPT_KEY},
+    {"sentinels", required_argument, NULL, LOPT_SENTINELS},
+    {"master-name", required_argument, NULL, LOPT_MASTER_NAME},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -265,7 +274,46 @@ static int apply_redis_addr(struct cfg *cfg, const char *s)
     cfg->redis_port = (uint16_t)port;
     free(cfg->redis_unix);
     cfg->redis_unix = NULL;
+    /* one Redis named on the command line: not the config's Sentinels */
+    char err[64];
+    free(cfg->redis_master_name);
+    cfg->redis_master_name = NULL;
+    if (cfg_set_sentinels(cfg, NULL, err, sizeof(err)) < 0) {
+        return -1;
+    }
     return replace_str(&cfg->redis_host, host);
+}
+
+/* --sentinels and --master-name, over the config's; both or neither in the end. */
+static int apply_sentinels(struct cfg *cfg, const char *list, const char *name)
+{
+    char err[300];
+    if (list != NULL && cfg_set_sentinels(cfg, list, err, sizeof(err)) < 0) {
+        ctl_fail("bad --sentinels '%s': %s", list, err);
+        return -1;
+    }
+    if (name != NULL) {
+        if (name[0] == '\0' || strlen(name) > 255 || strpbrk(name, " \t\r\n") != NULL) {
+            ctl_fail("bad --master-name '%s': 1..255 characters, no spaces", name);
+            return -1;
+        }
+        if (replace_str(&cfg->redis_master_name, name) < 0) {
+            return -1;
+        }
+    }
+    if (cfg->redis_sentinels.n > 0 && cfg->redis_master_name == NULL) {
+        ctl_fail("--sentinels needs --master-name (or redis.master_name in the config)");
+        return -1;
+    }
+    if (cfg->redis_sentinels.n == 0 && name != NULL) {
+        ctl_fail("--master-name needs --sentinels (or redis.sentinels in the config)");
+        return -1;
+    }
+    if (cfg->redis_sentinels.n > 0) {
+        free(cfg->redis_unix); /* the Sentinels give a TCP address */
+        cfg->redis_unix = NULL;
+    }
+    return 0;
 }
 
 static int apply_prefix(struct cfg *cfg, const char *prefix)
@@ -344,6 +392,7 @@ int main(int argc, char **argv)
 {
     struct ctl c = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS};
     const char *config = NULL, *redis = NULL, *prefix = NULL;
+    const char *sentinels = NULL, *master_name = NULL;
     const char *timeout_s = NULL, *deadline_s = NULL, *affinity_key = NULL;
     char *kargs[4]; /* the arguments with the derived id in the <sid> slot */
     bool help = false, verbose = false, cfg_loaded = false;
@@ -364,6 +413,12 @@ int main(int argc, char **argv)
             break;
         case LOPT_PREFIX:
             prefix = optarg;
+            break;
+        case LOPT_SENTINELS:
+            sentinels = optarg;
+            break;
+        case LOPT_MASTER_NAME:
+            master_name = optarg;
             break;
         case LOPT_TIMEOUT:
             timeout_s = optarg;
@@ -490,7 +545,12 @@ int main(int argc, char **argv)
         return CTL_USAGE;
     }
     cfg_loaded = true;
+    if ((redis != NULL && (sentinels != NULL || master_name != NULL))) {
+        ctl_fail("--redis and --sentinels/--master-name exclude each other");
+        goto out;
+    }
     if ((redis != NULL && apply_redis_addr(&c.cfg, redis) < 0) ||
+        apply_sentinels(&c.cfg, sentinels, master_name) < 0 ||
         (prefix != NULL && apply_prefix(&c.cfg, prefix) < 0)) {
         goto out;
     }
