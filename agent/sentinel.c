@@ -324,6 +324,7 @@ static void probe_start(struct sentinel *sn)
         probe_failed(sn);
         return;
     }
+    store_set_label(sn->probe, "sentinel");
     store_on_event(sn->probe, on_probe_event, sn);
 }
 

@@ -129,6 +129,7 @@ struct store {
     bool has_addr;        /* addr_* replace redis.host/port */
     uint16_t addr_port;
     char addr_host[256];
+    char name_cmd[24], name_sub[40]; /* log prefixes: "redis", "redis pub/sub" */
 };
 
 _Static_assert(RC_STATE_COUNT == 4, "rconn states");
@@ -138,7 +139,7 @@ static void rconn_fail(struct rconn *rc, const char *why);
 
 static const char *rc_name(const struct rconn *rc)
 {
-    return rc->kind == RC_CMD ? "redis" : "redis pub/sub";
+    return rc->kind == RC_CMD ? rc->s->name_cmd : rc->s->name_sub;
 }
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -897,6 +898,7 @@ struct store *store_new(struct ev_loop *loop, const struct cfg *c)
         s->rng = 1;
     }
     conn_digest(c, s->conn_digest);
+    store_set_label(s, "redis");
     ev_prepare_init(&s->flush, on_flush);
     rconn_init(s, &s->cmd, RC_CMD);
     rconn_init(s, &s->sub, RC_SUB);
@@ -985,6 +987,12 @@ void store_on_event(struct store *s, store_event_cb cb, void *arg)
 {
     s->event_cb = cb;
     s->event_arg = arg;
+}
+
+void store_set_label(struct store *s, const char *label)
+{
+    snprintf(s->name_cmd, sizeof(s->name_cmd), "%s", label);
+    snprintf(s->name_sub, sizeof(s->name_sub), "%s pub/sub", s->name_cmd);
 }
 
 void store_check_role(struct store *s, bool on)

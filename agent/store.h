@@ -118,6 +118,8 @@ void store_on_event(struct store *s, store_event_cb cb, void *arg);
  * otherwise does nothing. 0, or -1 when host is too long. */
 int store_set_addr(struct store *s, const char *host, uint16_t port)
     __attribute__((warn_unused_result));
+/* The prefix of the store's log lines ("redis" unless set; at most 23 bytes). */
+void store_set_label(struct store *s, const char *label);
 /* Check ROLE in every handshake from now on: a node that does not say "master"
  * is disconnected (STORE_EV_NOT_MASTER) instead of becoming ready. */
 void store_check_role(struct store *s, bool on);

@@ -170,6 +170,24 @@ def sentinels(procs):
     return SentinelSet(procs)
 
 
+class SwitchWatch(threading.Thread):
+    """When a Sentinel announced +switch-master (time.monotonic()), and its words."""
+
+    def __init__(self, sentinel):
+        super().__init__(daemon=True)
+        self.p = sentinel.client(socket_timeout=30).pubsub()
+        self.p.subscribe("+switch-master")
+        self.p.get_message(timeout=5)  # the subscribe confirmation: listening from here
+        self.t, self.msg = None, None
+        self.start()
+
+    def run(self):
+        for m in self.p.listen():
+            if m["type"] == "message":
+                self.t, self.msg = time.monotonic(), m["data"]
+                return
+
+
 class Upgrader(threading.Thread):
     """New and returning clients, alternating over the load balancers, as fast as
     they go until stopped. Every failure (no 101, no hello, a returning client on
@@ -225,19 +243,7 @@ def test_agents_follow_a_failover_and_no_upgrade_fails(procs, sentinels, ws_pool
                what="the replica to catch up")
 
     marks = [len(lb.stickyd.log_text()) for lb in c.lbs]
-    switch = {}
-
-    def watch_switch():
-        p = ss.sentinels[1].client(socket_timeout=15).pubsub()
-        p.subscribe("+switch-master")
-        for m in p.listen():
-            if m["type"] == "message":
-                switch["t"] = time.monotonic()
-                switch["msg"] = m["data"]
-                return
-    tw = threading.Thread(target=watch_switch, daemon=True)
-    tw.start()
-    time.sleep(0.3)  # subscribed
+    switch = SwitchWatch(ss.sentinels[1])
     up = Upgrader(c.lbs, pinned)
     up.start()
     time.sleep(0.5)
@@ -251,13 +257,13 @@ def test_agents_follow_a_failover_and_no_upgrade_fails(procs, sentinels, ws_pool
                 followed[lb.name] = time.monotonic()
         return len(followed) == len(c.lbs)
     wait_until(all_followed, 15, interval=0.01, what="both agents to follow the new master")
-    tw.join(10)
-    assert "t" in switch, "no +switch-master within 15 s"
-    assert switch["msg"].split()[3:] == [LOOPBACK, str(new)], switch
+    switch.join(10)
+    assert switch.t is not None, "no +switch-master within 15 s"
+    assert switch.msg.split()[3:] == [LOOPBACK, str(new)], switch.msg
     time.sleep(1.0)  # upgrades keep going on the new master
     up.stop()
-    failover_s = switch["t"] - t_kill
-    lags = {name: t - switch["t"] for name, t in followed.items()}
+    failover_s = switch.t - t_kill
+    lags = {name: t - switch.t for name, t in followed.items()}
     print("\nfailover (kill -> +switch-master) %.2f s; agents followed %s s after it; "
           "%d upgrades meanwhile, answers %s"
           % (failover_s, {k: round(v, 3) for k, v in lags.items()}, up.n, up.answers))
@@ -351,3 +357,70 @@ def test_sentinel_password_and_a_wrong_one(procs):
     assert p.returncode == 4, (p.returncode, p.stderr)
     assert "WRONGPASS" in p.stderr or "invalid username-password" in p.stderr, p.stderr
     print("\nwrong Sentinel password: " + p.stderr.strip())
+
+
+def test_a_planned_failover_moves_the_agents_off_the_demoted_master(procs, sentinels):
+    """SENTINEL FAILOVER: the old master stays up and becomes a replica (it answers
+    writes with -READONLY, or drops its clients); the agents must end up on the
+    new master, and no upgrade fails meanwhile."""
+    ss = sentinels
+    c = SentinelCluster(procs, ss)
+    pinned = []
+    for i in range(8):
+        r = harness.ws_open(c.lbs[i % 2].ws_url)
+        pinned.append((r.jar(), r.server))
+    marks = [len(lb.stickyd.log_text()) for lb in c.lbs]
+    switch = SwitchWatch(ss.sentinels[2])
+    up = Upgrader(c.lbs, pinned)
+    up.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert ss.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", MASTER) in (True, "OK")
+    switch.join(15)
+    assert switch.t is not None, "no +switch-master within 15 s"
+    wait_until(lambda: all(follows(lb.stickyd, ss.replica.port, m)
+                           for lb, m in zip(c.lbs, marks)), 10, interval=0.02,
+               what="the agents to follow the promoted replica")
+    t_follow = time.monotonic()
+    time.sleep(0.5)
+    up.stop()
+    print("\nplanned failover: +switch-master %.2f s after SENTINEL FAILOVER, agents on the "
+          "new master %.3f s after that; %d upgrades, answers %s"
+          % (switch.t - t0, t_follow - switch.t, up.n, up.answers))
+    assert t_follow - switch.t <= 1.0, t_follow - switch.t
+    assert up.failures == [], up.failures[:10]
+    # what the agents write now lands on the new master
+    r = harness.ws_open(c.lbs[1].ws_url)
+    assert action(r) == "new", r.headers
+    harness.wait_record(ss.replica.client(), r.cookie(), BE, r.server)
+
+
+def test_a_sentinel_naming_a_replica_is_not_believed(procs):
+    """The ROLE check: a Sentinel told to monitor the replica's address names it
+    as the master; the agent refuses it (and says so), keeps asking, and follows
+    once the Sentinel names the real master."""
+    primary = procs.redis("redis-a")
+    replica = procs.add(harness.Redis(procs.workdir, "redis-b"))
+    replica.argv += ["--replicaof", LOOPBACK, str(primary.port)]
+    replica.start()
+    s = procs.add(Sentinel(procs.workdir, "sentinel1", replica.port)).start()
+    agent = procs.stickyd("stickyd-lb1", redis_port=free_port(), instance="lb1",
+                          backends={BE: ["ws1", "ws2"]},
+                          extra={"redis": {"sentinels": [s.addr], "master_name": MASTER},
+                                 "haproxy": AGENT_TIMING["haproxy"]})
+    wait_until(lambda: "127.0.0.1:%d is not a master (ROLE: slave)" % replica.port
+               in agent.log_text(), 5, what="the agent to refuse the replica")
+    assert not follows(agent, replica.port), agent.log_tail(20)
+    p = ctl(["-c", agent.config_path, "status"])
+    assert p.returncode == 4, (p.returncode, p.stderr)
+    assert "is not a master (ROLE: slave)" in p.stderr, p.stderr
+    # the Sentinel is corrected: the agent follows within its rediscovery
+    sc = s.client()
+    sc.execute_command("SENTINEL", "REMOVE", MASTER)
+    sc.execute_command("SENTINEL", "MONITOR", MASTER, LOOPBACK, primary.port, 1)
+    t0 = time.monotonic()
+    wait_until(lambda: follows(agent, primary.port), 5, interval=0.02,
+               what="the agent to follow the real master")
+    print("\nfollowed the corrected Sentinel after %.2f s" % (time.monotonic() - t0))
+    wait_until(lambda: "lb1" in primary.client().zrange(KP + "insts", 0, -1), 5,
+               what="the agent's heartbeat on the real master")
