@@ -64,7 +64,8 @@ struct rconn {
     ev_timer stall_timer;   /* watchdog for a server that stopped answering */
     int64_t backoff_ms;     /* next retry delay (before jitter) */
     unsigned hs_pending;    /* handshake replies still expected */
-    bool fail_logged;       /* failures after the first are logged at debug level */
+    bool fail_logged;       /* failures after the first are logged at debug level... */
+    char fail_what[64];     /* ...unless their reason changes (e.g. refused -> closed) */
     bool started;           /* the pub/sub connection is only started on demand */
     ev_tstamp last_progress; /* last reply, or when the pipeline became non-empty */
     bool timed_out;          /* a request passed its deadline since the last reply */
@@ -485,16 +486,16 @@ static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
     rconn_connect(container_of(w, struct rconn, retry_timer));
 }
 
+static void log_failure(struct rconn *rc, const char *what, const char *detail);
+
 static void on_connect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     UNUSED(loop);
     UNUSED(revents);
     struct rconn *rc = container_of(w, struct rconn, connect_timer);
-    if (!rc->fail_logged) {
-        log_warn("%s: connect/handshake timed out after %lld ms", rc_name(rc),
-                 (long long)rc->s->cfg->redis_connect_timeout_ms);
-        rc->fail_logged = true;
-    }
+    char after[32];
+    snprintf(after, sizeof(after), "after %lld ms", (long long)rc->s->cfg->redis_connect_timeout_ms);
+    log_failure(rc, "connect/handshake timed out", after);
     set_error(rc->s, "connect/handshake timeout", NULL);
     rconn_close(rc); /* a timer callback: outside hiredis, safe to free */
     rconn_schedule_retry(rc);
@@ -503,6 +504,12 @@ static void on_connect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void log_failure(struct rconn *rc, const char *what, const char *detail)
 {
+    char now[sizeof(rc->fail_what)];
+    snprintf(now, sizeof(now), "%s: %s", what, detail);
+    if (strcmp(now, rc->fail_what) != 0) {
+        memcpy(rc->fail_what, now, sizeof(now));
+        rc->fail_logged = false; /* a new reason is news */
+    }
     if (rc->fail_logged) {
         log_debug("%s: %s: %s", rc_name(rc), what, detail);
     } else {
@@ -544,8 +551,7 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     /* hiredis freeing the context after an I/O error or server close. */
     const char *why = status == REDIS_OK ? "closed" : cac->errstr;
     set_error(rc->s, "disconnected", why);
-    log_warn("%s: connection lost: %s", rc_name(rc), why);
-    rc->fail_logged = true;
+    log_failure(rc, "connection lost", why);
     rc->ac = NULL;
     rc->state = RC_IDLE;
     ev_timer_stop(rc->s->loop, &rc->connect_timer);
