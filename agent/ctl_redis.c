@@ -76,8 +76,10 @@ struct ctl_redis *ctl_redis_open(struct ev_loop *loop, const struct cfg *c, int6
     ev_timer_init(&deadline, on_expired, (ev_tstamp)timeout_ms / 1000.0, 0.);
     deadline.data = &expired;
     ev_timer_start(loop, &deadline);
-    while (!store_connected(r->st) && store_last_error(r->st)[0] == '\0' && !expired &&
-           (r->sn == NULL || !sentinel_gave_up(r->sn))) {
+    /* Behind Sentinel a refused master is not final: during a failover a Sentinel
+     * may still name the old one, and the next discovery names the new one. */
+    while (!store_connected(r->st) && !expired &&
+           (r->sn != NULL ? !sentinel_gave_up(r->sn) : store_last_error(r->st)[0] == '\0')) {
         ev_run(loop, EVRUN_ONCE);
     }
     ev_timer_stop(loop, &deadline);
