@@ -426,3 +426,38 @@ def test_a_sentinel_naming_a_replica_is_not_believed(procs):
     print("\nfollowed the corrected Sentinel after %.2f s" % (time.monotonic() - t0))
     wait_until(lambda: "lb1" in primary.client().zrange(KP + "insts", 0, -1), 5,
                what="the agent's heartbeat on the real master")
+
+
+def test_reload_keeps_the_sentinel_settings_and_says_a_restart_is_needed(procs):
+    primary = procs.redis("redis-a")
+    s = procs.add(Sentinel(procs.workdir, "sentinel1", primary.port)).start()
+    agent = procs.stickyd("stickyd-lb1", redis_port=free_port(), instance="lb1",
+                          backends={BE: ["ws1", "ws2"]},
+                          extra={"redis": {"sentinels": [s.addr], "master_name": MASTER},
+                                 "haproxy": AGENT_TIMING["haproxy"]})
+    wait_until(lambda: follows(agent, primary.port), 5, what="the agent on the master")
+    wait_until(lambda: primary.client().zscore(KP + "insts", "lb1"), 5,
+               what="the agent's heartbeat")
+    mark = len(agent.log_text())
+    redis_cfg = dict(agent.config["redis"], sentinels=[s.addr, "127.0.0.1:1"],
+                     master_name="other", timeout="300ms")
+    agent.update_config(redis=redis_cfg)
+    agent.reload()
+    wait_until(lambda: "configuration reloaded" in agent.log_text()[mark:], 5,
+               what="the reload")
+    log = agent.log_text()[mark:]
+    assert ("reload: redis.sentinels, master_name or the Sentinel credentials changed; this "
+            "needs a restart (still following %s)" % MASTER) in log, log
+    # still on the same master, still writing its heartbeat there
+    assert "redis: the master is now" not in log, log
+    before = primary.client().zscore(KP + "insts", "lb1") or 0
+    wait_until(lambda: (primary.client().zscore(KP + "insts", "lb1") or 0) > before, 5,
+               what="a heartbeat after the reload")
+    # a bad Sentinel list is refused at reload, with its position
+    agent.update_config(redis=dict(redis_cfg, sentinels=["127.0.0.1:1", "nowhere:26379"]))
+    mark = len(agent.log_text())
+    agent.reload()
+    wait_until(lambda: "reload failed" in agent.log_text()[mark:], 5, what="the refusal")
+    line = [ln for ln in agent.log_text()[mark:].splitlines() if "reload failed" in ln][0]
+    assert re.search(r"stickyd-lb1\.json:\d+:\d+: redis\.sentinels\[1\]: 'nowhere' is not a "
+                     r"numeric IPv4/IPv6 address", line), line
