@@ -633,8 +633,7 @@ static void on_role(redisAsyncContext *ac, void *reply, void *priv)
     char why[160];
     snprintf(why, sizeof(why), "%.64s:%u is not a master (ROLE: %.60s)", target_host(rc->s),
              (unsigned)target_port(rc->s), role);
-    log_warn("%s: %s; asking for the master again", rc_name(rc), why);
-    rc->fail_logged = true;
+    log_failure(rc, why, "asking for the master again");
     rconn_fail(rc, why);
     emit(rc, STORE_EV_NOT_MASTER);
 }
