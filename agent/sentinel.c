@@ -57,6 +57,7 @@ struct sentinel {
     size_t n;
     enum sn_state state;
     size_t idx;           /* order[idx] is being asked */
+    unsigned gen;         /* bumped per question: a late answer is not order[idx]'s */
     struct store *probe;  /* store on order[idx] */
     struct store *watch;  /* store subscribed to SN_CHANNEL */
     struct store *retired; /* a former watch, freed by the step timer */
@@ -228,10 +229,19 @@ static void found(struct sentinel *sn, const char *host, uint16_t port)
     step_in(sn, 0.); /* frees the probe or the retired watch, runs a pending kick */
 }
 
+/* One question in flight; freed by its callback, which runs exactly once. */
+struct sn_ask {
+    struct sentinel *sn;
+    unsigned gen;
+};
+
 static void on_master_addr(const struct store_reply *r, enum store_result res, void *arg)
 {
-    struct sentinel *sn = arg;
-    if (sn->freeing || sn->state != SN_ASKING) {
+    struct sn_ask *q = arg;
+    struct sentinel *sn = q->sn;
+    bool current = q->gen == sn->gen;
+    free(q);
+    if (sn->freeing || sn->state != SN_ASKING || !current) {
         return;
     }
     const char *who = sn->order[sn->idx]->name;
@@ -273,7 +283,16 @@ static void on_master_addr(const struct store_reply *r, enum store_result res, v
 static void ask(struct sentinel *sn, struct store *st)
 {
     const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", sn->master_name};
-    if (store_command(st, 3, argv, NULL, sn->connect_timeout_ms, on_master_addr, sn) < 0) {
+    struct sn_ask *q = malloc(sizeof(*q));
+    if (q == NULL) {
+        set_error(sn, "Sentinel %s: out of memory", sn->order[sn->idx]->name);
+        probe_failed(sn);
+        return;
+    }
+    q->sn = sn;
+    q->gen = sn->gen;
+    if (store_command(st, 3, argv, NULL, sn->connect_timeout_ms, on_master_addr, q) < 0) {
+        free(q); /* not queued: the callback will not run */
         set_error(sn, "Sentinel %s: could not send the query", sn->order[sn->idx]->name);
         probe_failed(sn);
     }
@@ -309,6 +328,7 @@ static void probe_start(struct sentinel *sn)
         return;
     }
     sn->state = SN_ASKING;
+    sn->gen++;
     /* Connect + handshake + query: the stores' own timers bound each step; this
      * deadline is the backstop for the whole exchange. */
     step_in(sn, (double)(3 * sn->connect_timeout_ms) / 1000.0);
@@ -326,6 +346,11 @@ static void probe_start(struct sentinel *sn)
     }
     store_set_label(sn->probe, "sentinel");
     store_on_event(sn->probe, on_probe_event, sn);
+    if (store_last_error(sn->probe)[0] != '\0') {
+        /* the connect failed inside store_new (e.g. network unreachable) */
+        set_error(sn, "Sentinel %s: %s", sn->order[sn->idx]->name, store_last_error(sn->probe));
+        probe_failed(sn);
+    }
 }
 
 static void on_step(struct ev_loop *loop, ev_timer *w, int revents)

@@ -704,6 +704,7 @@ static void rconn_connect(struct rconn *rc)
         set_error(s, "connect", "out of memory");
         log_failure(rc, "connect failed", "out of memory");
         rconn_schedule_retry(rc);
+        emit(rc, STORE_EV_DOWN);
         return;
     }
     if (ac->err) {
@@ -711,6 +712,7 @@ static void rconn_connect(struct rconn *rc)
         log_failure(rc, "connect failed", ac->errstr);
         redisAsyncFree(ac); /* no callbacks registered yet */
         rconn_schedule_retry(rc);
+        emit(rc, STORE_EV_DOWN);
         return;
     }
     ac->data = rc;
