@@ -66,6 +66,7 @@ struct rconn {
     unsigned hs_pending;    /* handshake replies still expected */
     bool fail_logged;       /* failures after the first are logged at debug level... */
     char fail_what[64];     /* ...unless their reason changes (e.g. refused -> closed) */
+    bool role_denied_logged; /* store_check_role met an ACL without +role */
     bool started;           /* the pub/sub connection is only started on demand */
     ev_tstamp last_progress; /* last reply, or when the pipeline became non-empty */
     bool timed_out;          /* a request passed its deadline since the last reply */
@@ -618,8 +619,20 @@ static void on_role(redisAsyncContext *ac, void *reply, void *priv)
     if (rc->ac != ac || rc->state != RC_HANDSHAKE || r == NULL) {
         return;
     }
-    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-        r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0) {
+    bool master = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  strcmp(r->element[0]->str, "master") == 0;
+    if (!master && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOPERM", 6) == 0) {
+        /* An ACL user without +role: trust the discovery; a replica still shows
+         * itself with -READONLY on the first write. */
+        if (!rc->role_denied_logged) {
+            log_warn("%s: ROLE refused (%s); trusting the Sentinels (grant the user +role)",
+                     rc_name(rc), r->str);
+            rc->role_denied_logged = true;
+        }
+        master = true;
+    }
+    if (master) {
         if (--rc->hs_pending == 0) {
             rconn_ready(rc);
         }

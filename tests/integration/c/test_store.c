@@ -812,6 +812,28 @@ static void test_discovery_hooks(void)
     CHECK_EQ_INT(CMD(s, &o, "SET", "hook", "2"), 0);
     CHECK(o.type == STORE_R_ERR && strncmp(o.str, "READONLY", 8) == 0);
     CHECK_EQ_INT(e.n[STORE_EV_READONLY], 1);
+    /* An ACL user without +role: the check trusts the discovery (and -READONLY
+     * still shows the replica on the first write). */
+    const char *acl[9] = {"ACL", "SETUSER", "norole", "on", ">pw", "~*", "&*", "+@all",
+                          "-role"};
+    memset(&o, 0, sizeof(o));
+    CHECK_EQ_INT(store_command(s, 9, acl, NULL, 1000, on_outcome, &o), 0);
+    run_until(&o.done, 2000);
+    CHECK(o.type == STORE_R_STATUS);
+    store_free(s);
+    struct cfg cn;
+    fill_cfg(&cn, pb);
+    cn.redis_user = (char *)"norole";
+    cn.redis_password = (char *)"pw";
+    memset(&e, 0, sizeof(e));
+    s = store_new(loop, &cn);
+    store_on_event(s, on_store_event, &e);
+    store_check_role(s, true);
+    CHECK(wait_connected(s, true, 5000));
+    CHECK_EQ_INT(e.n[STORE_EV_NOT_MASTER], 0);
+    CHECK_EQ_INT(CMD(s, &o, "SET", "hook", "3"), 0);
+    CHECK(o.type == STORE_R_ERR && strncmp(o.str, "READONLY", 8) == 0);
+    CHECK_EQ_INT(e.n[STORE_EV_READONLY], 1);
     store_free(s);
     redis_kill(sb);
 }
