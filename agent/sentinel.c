@@ -42,9 +42,9 @@ struct sn_node {
 };
 
 enum sn_state {
-    SN_IDLE = 0,  /* no discovery running */
-    SN_ASKING,    /* probe connecting to, or asked, order[idx] */
-    SN_NEXT,      /* order[idx] failed; the step timer moves on */
+    SN_IDLE = 0, /* no discovery running */
+    SN_ASKING,   /* probe connecting to, or asked, order[idx] */
+    SN_NEXT,     /* order[idx] failed; the step timer moves on */
     SN_STATE_COUNT
 };
 
@@ -56,17 +56,17 @@ struct sentinel {
     struct sn_node **order; /* the asking order, the last one to answer first */
     size_t n;
     enum sn_state state;
-    size_t idx;           /* order[idx] is being asked */
-    unsigned gen;         /* bumped per question: a late answer is not order[idx]'s */
-    struct store *probe;  /* store on order[idx] */
-    struct store *watch;  /* store subscribed to SN_CHANNEL */
+    size_t idx;            /* order[idx] is being asked */
+    unsigned gen;          /* bumped per question: a late answer is not order[idx]'s */
+    struct store *probe;   /* store on order[idx] */
+    struct store *watch;   /* store subscribed to SN_CHANNEL */
     struct store *retired; /* a former watch, freed by the step timer */
     struct sn_node *watch_node;
-    bool freeing;         /* inside store_free of one of ours: ignore callbacks */
-    bool again;           /* a discovery is due (run by the step timer) */
-    bool via_watch;       /* order[idx] is asked through the watch, not a probe */
+    bool freeing;   /* inside store_free of one of ours: ignore callbacks */
+    bool again;     /* a discovery is due (run by the step timer) */
+    bool via_watch; /* order[idx] is asked through the watch, not a probe */
     bool gave_up;
-    ev_timer step;        /* probe deadline; 0-delay moves; backoff between rounds */
+    ev_timer step; /* probe deadline; 0-delay moves; backoff between rounds */
     ev_tstamp last_start;
     int64_t backoff_ms;
     int64_t connect_timeout_ms, reconnect_min_ms, reconnect_max_ms;
@@ -141,8 +141,8 @@ static void free_store(struct sentinel *sn, struct store **st)
 
 /* ---- discovery -------------------------------------------------------------- */
 
-__attribute__((format(printf, 2, 3))) static void set_error(struct sentinel *sn,
-                                                             const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void set_error(struct sentinel *sn, const char *fmt,
+                                                            ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -177,8 +177,8 @@ static void on_switch(const char *channel, const uint8_t *msg, size_t len, void 
     memcpy(buf, msg, len);
     buf[len] = '\0';
     /* "<master name> <old ip> <old port> <new ip> <new port>" */
-    if (sscanf(buf, "%255s %63s %u %63s %u", name, oldh, &oldp, newh, &newp) != 5 ||
-        newp == 0 || newp > 65535) {
+    if (sscanf(buf, "%255s %63s %u %63s %u", name, oldh, &oldp, newh, &newp) != 5 || newp == 0 ||
+        newp > 65535) {
         log_warn("sentinel: unreadable %s message: %s", SN_CHANNEL, buf);
         return;
     }
@@ -323,8 +323,8 @@ static void probe_start(struct sentinel *sn)
                  sn->master_name, sn->last_error, (long long)sn->backoff_ms);
         step_in(sn, (double)sn->backoff_ms / 1000.0);
         sn->again = true; /* the step timer starts the next round */
-        sn->backoff_ms = sn->backoff_ms * 2 > sn->reconnect_max_ms ? sn->reconnect_max_ms
-                                                                   : sn->backoff_ms * 2;
+        sn->backoff_ms =
+            sn->backoff_ms * 2 > sn->reconnect_max_ms ? sn->reconnect_max_ms : sn->backoff_ms * 2;
         return;
     }
     sn->state = SN_ASKING;
@@ -332,8 +332,8 @@ static void probe_start(struct sentinel *sn)
     /* Connect + handshake + query: the stores' own timers bound each step; this
      * deadline is the backstop for the whole exchange. */
     step_in(sn, (double)(3 * sn->connect_timeout_ms) / 1000.0);
-    sn->via_watch = sn->watch != NULL && sn->order[sn->idx] == sn->watch_node &&
-                    store_connected(sn->watch);
+    sn->via_watch =
+        sn->watch != NULL && sn->order[sn->idx] == sn->watch_node && store_connected(sn->watch);
     if (sn->via_watch) {
         ask(sn, sn->watch); /* the Sentinel we listen to is up: no new connection */
         return;

@@ -495,7 +495,8 @@ static void on_connect_timer(struct ev_loop *loop, ev_timer *w, int revents)
     UNUSED(revents);
     struct rconn *rc = container_of(w, struct rconn, connect_timer);
     char after[32];
-    snprintf(after, sizeof(after), "after %lld ms", (long long)rc->s->cfg->redis_connect_timeout_ms);
+    snprintf(after, sizeof(after), "after %lld ms",
+             (long long)rc->s->cfg->redis_connect_timeout_ms);
     log_failure(rc, "connect/handshake timed out", after);
     set_error(rc->s, "connect/handshake timeout", NULL);
     rconn_close(rc); /* a timer callback: outside hiredis, safe to free */
