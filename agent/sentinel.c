@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "stats.h"
 #include "store.h"
 #include "util.h"
 
@@ -187,6 +188,9 @@ static void on_switch(const char *channel, const uint8_t *msg, size_t len, void 
     }
     log_info("sentinel: %s: master %s moved from %s:%u to %s:%u", SN_CHANNEL, name, oldh, oldp,
              newh, newp);
+    if (!sn->known || sn->master_port != newp || strcmp(sn->master_host, newh) != 0) {
+        STATS_INC(sentinel_master_changes);
+    }
     snprintf(sn->master_host, sizeof(sn->master_host), "%s", newh);
     sn->master_port = (uint16_t)newp;
     sn->known = true;
@@ -211,6 +215,7 @@ static void found(struct sentinel *sn, const char *host, uint16_t port)
     if (moved) {
         log_info("sentinel: %s says master %s is at %s:%u", nd->name, sn->master_name, host,
                  (unsigned)port);
+        STATS_INC(sentinel_master_changes);
     }
     if (store_set_addr(sn->data, host, port) < 0) {
         log_warn("sentinel: master address %s too long", host);
@@ -386,6 +391,7 @@ static void on_step(struct ev_loop *loop, ev_timer *w, int revents)
     sn->again = false;
     sn->idx = 0;
     sn->last_start = ev_now(sn->loop);
+    STATS_INC(sentinel_discoveries);
     probe_start(sn);
 }
 

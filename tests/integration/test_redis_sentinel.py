@@ -298,6 +298,11 @@ def test_agents_follow_a_failover_and_no_upgrade_fails(procs, sentinels, ws_pool
             r = harness.ws_open(lb.ws_url, cookie=jar)
             assert r.server == srv, (srv, r, r.headers)
     assert all(h.echo("x") == "x" for h in held)
+    # the counters say it: the first master, then the new one
+    for lb in c.lbs:
+        st = harness.agent_stats(lb.stickyd)
+        assert st["sentinel_master_changes"] == 2, st["sentinel_master_changes"]
+        assert st["sentinel_discoveries"] >= 1, st["sentinel_discoveries"]
     print("counts right %.2f s after the last agent followed; lost writes repaired in "
           "%.2f s (resync %.1f s, refresh 0.2 s)" % (settle, repaired, RESYNC_S))
     # one resync period, then the HAProxy refresh it waits for, plus slack
