@@ -353,6 +353,14 @@ def test_stickyctl_through_the_sentinels_before_and_after_a_failover(procs, sent
     # stickyctl asks again until its --timeout)
     p = ctl(["-c", cfgfile, "--timeout", "5s", "lookup", BE, sid])
     assert p.returncode == 0 and srv in p.stdout, (p.stdout, p.stderr)
+    # the agent's pub/sub moved too: stickyctl's event on the new master reaches it
+    wait_until(lambda: follows(lb.stickyd, ss.replica.port), 10, what="the agent to follow")
+    wait_until(lambda: ctl(["-c", cfgfile, "maint", BE, c.ws[0].name]).stdout.find(
+        "event sent to 1 subscriber") >= 0, 5, interval=0.2,
+        what="the agent subscribed on the new master")
+    haproxy = lb.haproxy
+    haproxy.wait_server_status(BE, c.ws[0].name, "MAINT", 10, exact=False)
+    assert ctl(["-c", cfgfile, "ready", BE, c.ws[0].name]).returncode == 0
     # the first Sentinel dead: the next one answers
     ss.sentinels[0].kill()
     p = ctl(flags + ["lookup", BE, sid])
