@@ -236,9 +236,21 @@ static int replace_str(char **dst, const char *v)
     return 0;
 }
 
+/* One Redis named on the command line: not the config's Sentinels. */
+static int drop_sentinels(struct cfg *cfg)
+{
+    char err[64];
+    free(cfg->redis_master_name);
+    cfg->redis_master_name = NULL;
+    return cfg_set_sentinels(cfg, NULL, err, sizeof(err));
+}
+
 /* --redis: "HOST:PORT", "[V6]:PORT", "unix:/path" or "/path". */
 static int apply_redis_addr(struct cfg *cfg, const char *s)
 {
+    if (drop_sentinels(cfg) < 0) {
+        return -1;
+    }
     if (strncmp(s, "unix:", 5) == 0 || s[0] == '/') {
         const char *path = s[0] == '/' ? s : s + 5;
         if (path[0] == '\0' || strlen(path) > 107) {
@@ -274,13 +286,6 @@ static int apply_redis_addr(struct cfg *cfg, const char *s)
     cfg->redis_port = (uint16_t)port;
     free(cfg->redis_unix);
     cfg->redis_unix = NULL;
-    /* one Redis named on the command line: not the config's Sentinels */
-    char err[64];
-    free(cfg->redis_master_name);
-    cfg->redis_master_name = NULL;
-    if (cfg_set_sentinels(cfg, NULL, err, sizeof(err)) < 0) {
-        return -1;
-    }
     return replace_str(&cfg->redis_host, host);
 }
 

@@ -361,6 +361,12 @@ def test_stickyctl_through_the_sentinels_before_and_after_a_failover(procs, sent
     haproxy = lb.haproxy
     haproxy.wait_server_status(BE, c.ws[0].name, "MAINT", 10, exact=False)
     assert ctl(["-c", cfgfile, "ready", BE, c.ws[0].name]).returncode == 0
+    # --redis names one Redis: the file's Sentinels are not asked
+    p = ctl(["-c", cfgfile, "--redis", "%s:%d" % (LOOPBACK, ss.replica.port), "lookup", BE, sid])
+    assert p.returncode == 0 and srv in p.stdout, (p.stdout, p.stderr)
+    p = ctl(["-c", cfgfile, "--redis", "%s:%d" % (LOOPBACK, ss.replica.port), "--master-name",
+             MASTER, "status"])
+    assert p.returncode == 2 and "exclude each other" in p.stderr, p.stderr
     # the first Sentinel dead: the next one answers
     ss.sentinels[0].kill()
     p = ctl(flags + ["lookup", BE, sid])
