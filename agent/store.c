@@ -67,6 +67,7 @@ struct rconn {
     bool fail_logged;       /* failures after the first are logged at debug level... */
     char fail_what[64];     /* ...unless their reason changes (e.g. refused -> closed) */
     bool role_denied_logged; /* store_check_role met an ACL without +role */
+    bool reconnect_now;      /* the reap connects at once (reconnect_all) */
     bool started;           /* the pub/sub connection is only started on demand */
     ev_tstamp last_progress; /* last reply, or when the pipeline became non-empty */
     bool timed_out;          /* a request passed its deadline since the last reply */
@@ -477,6 +478,11 @@ static void on_reap_timer(struct ev_loop *loop, ev_timer *w, int revents)
     UNUSED(revents);
     struct rconn *rc = container_of(w, struct rconn, reap_timer);
     rconn_close(rc);
+    if (rc->reconnect_now) {
+        rc->reconnect_now = false;
+        rconn_connect(rc); /* new settings or a new master: no backoff to wait */
+        return;
+    }
     rconn_schedule_retry(rc);
 }
 
@@ -554,6 +560,7 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     const char *why = status == REDIS_OK ? "closed" : cac->errstr;
     set_error(rc->s, "disconnected", why);
     log_failure(rc, "connection lost", why);
+    rc->reconnect_now = false; /* the reap it was meant for will not run */
     rc->ac = NULL;
     rc->state = RC_IDLE;
     ev_timer_stop(rc->s->loop, &rc->connect_timer);
@@ -999,7 +1006,8 @@ static void reconnect_all(struct store *s)
         if (rc->ac == NULL) {
             rconn_connect(rc); /* nothing to tear down: go now */
         } else {
-            rconn_fail(rc, NULL); /* reap, then retry at once-ish with the new settings */
+            rconn_fail(rc, NULL); /* reap, then connect at once with the new settings */
+            rc->reconnect_now = true;
         }
     }
 }
