@@ -11,6 +11,8 @@
  *          -> answer: Sentinel to the front, store_set_addr(data), watch it
  *          -> no answer / error / timeout: the next one
  *     -> none answered: retry with backoff
+ *   after an answer: SENTINEL sentinels <name> on the watch adds the Sentinels
+ *   it names to the list (never removes one), up to SN_MAX_NODES
  */
 #include "sentinel.h"
 
@@ -34,6 +36,8 @@
 #define SN_MIN_INTERVAL_S 0.25
 /* A data-store timeout asks again only when the last discovery is this old. */
 #define SN_TIMEOUT_INTERVAL_S 1.0
+/* Configured plus learned Sentinels (the config allows 16). */
+#define SN_MAX_NODES 32
 
 /* One Sentinel: its address and the settings its stores read (they keep a
  * pointer to cfg, so a node never moves: the order is an array of pointers). */
@@ -53,9 +57,10 @@ struct sentinel {
     struct ev_loop *loop;
     struct store *data; /* borrowed */
     char *master_name;
-    struct sn_node *nodes;
+    struct sn_node *nodes;  /* SN_MAX_NODES slots, never moved: stores point into them */
     struct sn_node **order; /* the asking order, the last one to answer first */
-    size_t n;
+    size_t n;               /* nodes in use: the configured ones first, then learned */
+    size_t nconfigured;
     enum sn_state state;
     size_t idx;            /* order[idx] is being asked */
     unsigned gen;          /* bumped per question: a late answer is not order[idx]'s */
@@ -84,14 +89,17 @@ static void on_watch_event(enum store_event ev, void *arg);
 
 /* ---- nodes --------------------------------------------------------------- */
 
-static int node_init(struct sn_node *nd, const char *addr, const struct cfg *c)
+/* A Sentinel at addr ("HOST:PORT"), with AUTH user/password (either NULL). */
+static int node_init(struct sn_node *nd, const char *addr, const char *user, const char *password)
 {
     struct sockaddr_storage ss;
     unsigned sslen;
     char err[160], host[INET6_ADDRSTRLEN];
     uint16_t port;
-    if (util_parse_addr(addr, &ss, &sslen, err, sizeof(err)) < 0) {
-        return -1; /* the config checked it */
+    memset(&nd->cfg, 0, sizeof(nd->cfg)); /* cfg_free-able whatever happens */
+    if (util_parse_addr(addr, &ss, &sslen, err, sizeof(err)) < 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+        return -1; /* the config checked its own; a learned one may be anything */
     }
     if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
@@ -103,17 +111,16 @@ static int node_init(struct sn_node *nd, const char *addr, const struct cfg *c)
         port = ntohs(in4->sin_port);
     }
     snprintf(nd->name, sizeof(nd->name), "%s", addr);
-    memset(&nd->cfg, 0, sizeof(nd->cfg));
     nd->cfg.redis_host = strdup(host);
     nd->cfg.redis_port = port;
-    if (c->redis_sentinel_user != NULL) {
-        nd->cfg.redis_user = strdup(c->redis_sentinel_user);
+    if (user != NULL) {
+        nd->cfg.redis_user = strdup(user);
     }
-    if (c->redis_sentinel_password != NULL) {
-        nd->cfg.redis_password = strdup(c->redis_sentinel_password);
+    if (password != NULL) {
+        nd->cfg.redis_password = strdup(password);
     }
-    if (nd->cfg.redis_host == NULL || (c->redis_sentinel_user != NULL && !nd->cfg.redis_user) ||
-        (c->redis_sentinel_password != NULL && !nd->cfg.redis_password)) {
+    if (nd->cfg.redis_host == NULL || (user != NULL && !nd->cfg.redis_user) ||
+        (password != NULL && !nd->cfg.redis_password)) {
         return -1;
     }
     return 0;
@@ -199,6 +206,84 @@ static void on_switch(const char *channel, const uint8_t *msg, size_t len, void 
     }
 }
 
+/* A Sentinel named in a SENTINEL sentinels reply: add it unless known. */
+static void learn(struct sentinel *sn, const char *ip, size_t iplen, const char *port,
+                  size_t portlen, const char *from)
+{
+    char addr[80];
+    if (iplen == 0 || iplen > 45 || portlen == 0 || portlen > 5) {
+        return;
+    }
+    bool v6 = memchr(ip, ':', iplen) != NULL;
+    snprintf(addr, sizeof(addr), "%s%.*s%s:%.*s", v6 ? "[" : "", (int)iplen, ip, v6 ? "]" : "",
+             (int)portlen, port);
+    struct sn_node probe_nd;
+    if (node_init(&probe_nd, addr, NULL, NULL) < 0) {
+        cfg_free(&probe_nd.cfg);
+        return; /* not a numeric address: not something we can connect to without DNS */
+    }
+    bool known = false;
+    for (size_t i = 0; i < sn->n && !known; i++) {
+        known = sn->nodes[i].cfg.redis_port == probe_nd.cfg.redis_port &&
+                strcmp(sn->nodes[i].cfg.redis_host, probe_nd.cfg.redis_host) == 0;
+    }
+    cfg_free(&probe_nd.cfg);
+    if (known || sn->n >= SN_MAX_NODES) {
+        return;
+    }
+    struct sn_node *nd = &sn->nodes[sn->n];
+    const struct cfg *first = &sn->nodes[0].cfg;
+    if (node_init(nd, addr, first->redis_user, first->redis_password) < 0) {
+        cfg_free(&nd->cfg);
+        return;
+    }
+    nd->cfg.redis_timeout_ms = first->redis_timeout_ms;
+    nd->cfg.redis_connect_timeout_ms = first->redis_connect_timeout_ms;
+    nd->cfg.redis_reconnect_min_ms = first->redis_reconnect_min_ms;
+    nd->cfg.redis_reconnect_max_ms = first->redis_reconnect_max_ms;
+    sn->order[sn->n] = nd; /* asked last */
+    sn->n++;
+    log_info("sentinel: learned Sentinel %s from %s", addr, from);
+}
+
+static void on_sentinels(const struct store_reply *r, enum store_result res, void *arg)
+{
+    struct sentinel *sn = arg;
+    if (sn->freeing || res != STORE_OK || store_reply_type(r) != STORE_R_ARRAY) {
+        return; /* best effort: the list stays as it is */
+    }
+    const char *from = sn->watch_node != NULL ? sn->watch_node->name : "a Sentinel";
+    for (size_t i = 0; i < store_reply_len(r); i++) {
+        const struct store_reply *e = store_reply_elem(r, i);
+        const char *ip = NULL, *port = NULL;
+        size_t iplen = 0, portlen = 0;
+        for (size_t j = 0; e != NULL && j + 1 < store_reply_len(e); j += 2) {
+            size_t klen;
+            const char *k = store_reply_str(store_reply_elem(e, j), &klen);
+            if (k != NULL && klen == 2 && memcmp(k, "ip", 2) == 0) {
+                ip = store_reply_str(store_reply_elem(e, j + 1), &iplen);
+            } else if (k != NULL && klen == 4 && memcmp(k, "port", 4) == 0) {
+                port = store_reply_str(store_reply_elem(e, j + 1), &portlen);
+            }
+        }
+        if (ip != NULL && port != NULL) {
+            learn(sn, ip, iplen, port, portlen, from);
+        }
+    }
+}
+
+/* Ask the watched Sentinel which other Sentinels watch the master. */
+static void refresh_list(struct sentinel *sn)
+{
+    if (sn->watch == NULL || !store_connected(sn->watch)) {
+        return;
+    }
+    const char *argv[3] = {"SENTINEL", "sentinels", sn->master_name};
+    if (store_command(sn->watch, 3, argv, NULL, sn->connect_timeout_ms, on_sentinels, sn) < 0) {
+        log_debug("sentinel: could not ask for the other Sentinels");
+    }
+}
+
 /* The Sentinel at order[idx] named the master. */
 static void found(struct sentinel *sn, const char *host, uint16_t port)
 {
@@ -229,6 +314,9 @@ static void found(struct sentinel *sn, const char *host, uint16_t port)
             sn->probe = NULL;
             store_on_event(sn->watch, on_watch_event, sn);
         }
+    }
+    if (sn->watch_node == nd) {
+        refresh_list(sn);
     }
     sn->state = SN_IDLE;
     step_in(sn, 0.); /* frees the probe or the retired watch, runs a pending kick */
@@ -457,15 +545,16 @@ struct sentinel *sentinel_new(struct ev_loop *loop, const struct cfg *c, struct 
     }
     sn->loop = loop;
     sn->data = data;
-    sn->n = c->redis_sentinels.n;
-    sn->nodes = calloc(sn->n, sizeof(*sn->nodes));
-    sn->order = calloc(sn->n, sizeof(*sn->order));
+    sn->n = sn->nconfigured = c->redis_sentinels.n;
+    sn->nodes = calloc(SN_MAX_NODES, sizeof(*sn->nodes));
+    sn->order = calloc(SN_MAX_NODES, sizeof(*sn->order));
     sn->master_name = strdup(c->redis_master_name);
     if (sn->nodes == NULL || sn->order == NULL || sn->master_name == NULL) {
         goto err_free;
     }
     for (size_t i = 0; i < sn->n; i++) {
-        if (node_init(&sn->nodes[i], c->redis_sentinels.v[i], c) < 0) {
+        if (node_init(&sn->nodes[i], c->redis_sentinels.v[i], c->redis_sentinel_user,
+                      c->redis_sentinel_password) < 0) {
             goto err_free;
         }
         sn->order[i] = &sn->nodes[i];
@@ -514,10 +603,11 @@ static bool same_str(const char *a, const char *b)
 
 void sentinel_reconfigure(struct sentinel *sn, const struct cfg *c)
 {
-    bool same = c->redis_sentinels.n == sn->n && same_str(c->redis_master_name, sn->master_name) &&
+    bool same = c->redis_sentinels.n == sn->nconfigured &&
+                same_str(c->redis_master_name, sn->master_name) &&
                 same_str(c->redis_sentinel_user, sn->nodes[0].cfg.redis_user) &&
                 same_str(c->redis_sentinel_password, sn->nodes[0].cfg.redis_password);
-    for (size_t i = 0; same && i < sn->n; i++) {
+    for (size_t i = 0; same && i < sn->nconfigured; i++) {
         same = strcmp(c->redis_sentinels.v[i], sn->nodes[i].name) == 0;
     }
     if (!same) {

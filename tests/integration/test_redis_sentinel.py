@@ -118,12 +118,13 @@ def follows(agent, port, since=0):
 class SentinelCluster:
     """Two load balancers whose agents reach Redis through the Sentinels only."""
 
-    def __init__(self, procs, ss, instances=2, sentinel_password=None):
+    def __init__(self, procs, ss, instances=2, sentinel_password=None, sentinel_addrs=None):
         self.procs, self.ss = procs, ss
         self.ws = procs.ws_servers(3)
         self.secret_file = write_secret(procs.workdir / "sentinel-secret.key")
         dead = free_port()  # redis.host/port lead nowhere: only the Sentinels count
-        redis_cfg = dict(AGENT_TIMING["redis"], sentinels=ss.addrs, master_name=MASTER)
+        redis_cfg = dict(AGENT_TIMING["redis"], sentinels=sentinel_addrs or ss.addrs,
+                         master_name=MASTER)
         if sentinel_password:
             redis_cfg["sentinel_password"] = sentinel_password
         self.agent_extra = {"redis": redis_cfg, "haproxy": AGENT_TIMING["haproxy"]}
@@ -495,3 +496,44 @@ def test_reload_keeps_the_sentinel_settings_and_says_a_restart_is_needed(procs):
     line = [ln for ln in agent.log_text()[mark:].splitlines() if "reload failed" in ln][0]
     assert re.search(r"stickyd-lb1\.json:\d+:\d+: redis\.sentinels\[1\]: 'nowhere' is not a "
                      r"numeric IPv4/IPv6 address", line), line
+
+
+def test_agents_learn_the_other_sentinels_and_survive_the_configured_one(procs, sentinels,
+                                                                         ws_pool):
+    """Configured with one Sentinel only, the agents learn the two others from it
+    (SENTINEL sentinels); with that one dead, they still find the new master after
+    the primary dies, and no upgrade fails."""
+    ss = sentinels
+    c = SentinelCluster(procs, ss, sentinel_addrs=ss.addrs[:1])
+    for lb in c.lbs:
+        wait_until(lambda: lb.stickyd.log_text().count("sentinel: learned Sentinel") == 2, 5,
+                   what="%s to learn the two other Sentinels" % lb.name)
+        for a in ss.addrs[1:]:
+            assert "learned Sentinel %s from %s" % (a, ss.addrs[0]) in lb.stickyd.log_text()
+    pinned = []
+    for i in range(8):
+        r = harness.ws_open(c.lbs[i % 2].ws_url)
+        pinned.append((r.jar(), r.server))
+    marks = [len(lb.stickyd.log_text()) for lb in c.lbs]
+    ss.sentinels[0].kill()
+    switch = SwitchWatch(ss.sentinels[1])
+    up = Upgrader(c.lbs, pinned)
+    up.start()
+    time.sleep(0.3)
+    t_kill = time.monotonic()
+    ss.primary.kill()
+    wait_until(lambda: all(follows(lb.stickyd, ss.replica.port, m)
+                           for lb, m in zip(c.lbs, marks)), 20, interval=0.02,
+               what="the agents to follow through the learned Sentinels")
+    t_follow = time.monotonic()
+    up.stop()
+    switch.join(10)
+    assert switch.t is not None, "no +switch-master"
+    print("\nwith the configured Sentinel dead: +switch-master %.2f s after the kill, agents on "
+          "the new master %.2f s after it; %d upgrades, answers %s"
+          % (switch.t - t_kill, t_follow - switch.t, up.n, up.answers))
+    assert t_follow - t_kill <= (switch.t - t_kill) + 1.0
+    assert up.failures == [], up.failures[:10]
+    for jar, srv in pinned:
+        r = harness.ws_open(c.lbs[0].ws_url, cookie=jar)
+        assert r.server == srv, (srv, r, r.headers)
