@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -47,6 +48,7 @@ enum key_type {
     KT_BACKENDS,    /* the static server list, parsed by parse_backends() */
     KT_BOOL,        /* true | false, stored as bool */
     KT_LIMITS,      /* slow start and caps per backend, parsed by parse_limits() */
+    KT_HOSTS,       /* array of KT_HOST:PORT strings, [min, max] entries, char ** + count */
     KT_COUNT
 };
 
@@ -55,6 +57,7 @@ static const char *const kt_doc_names[] = {
     [KT_INET] = "address",   [KT_ADDR] = "address", [KT_HOST] = "address", [KT_U32] = "integer",
     [KT_PORT] = "integer",   [KT_DUR] = "duration", [KT_LEVEL] = "string", [KT_BACKENDS] = "object",
     [KT_BOOL] = "boolean",   [KT_LIMITS] = "object",
+    [KT_HOSTS] = "list of addresses",
 };
 _Static_assert(ARRAY_SIZE(kt_doc_names) == KT_COUNT, "a doc name per key type");
 
@@ -124,6 +127,18 @@ static const struct cfg_key cfg_keys[] = {
      "at least 256", 0, 10000000, F(redis_max_pending),
      "most decisions waiting on Redis at once (and 2 KiB each of command bytes); past "
      "it a decision is answered at once from the cookie or the hash"},
+    {{"redis", "sentinels"}, KT_HOSTS, true, false, NULL, 1, 16, F(redis_sentinels),
+     "Sentinels to ask for the master, e.g. `[\"10.0.0.1:26379\", \"10.0.0.2:26379\"]`; "
+     "replaces `redis.host`/`redis.port` (see \"Redis behind Sentinel\"); a change takes a "
+     "restart"},
+    {{"redis", "master_name"}, KT_TOKEN, true, false, NULL, 1, 255, F(redis_master_name),
+     "the master's name in the Sentinels' configuration; required with `redis.sentinels`"},
+    {{"redis", "sentinel_user"}, KT_STR, true, false, NULL, 1, 1024, F(redis_sentinel_user),
+     "ACL user for the Sentinels (or `STICKYD_REDIS_SENTINEL_USER`); the data nodes use "
+     "`redis.user`"},
+    {{"redis", "sentinel_password"}, KT_STR, true, false, NULL, 1, 1024,
+     F(redis_sentinel_password),
+     "password for the Sentinels (or `STICKYD_REDIS_SENTINEL_PASSWORD`); null: no AUTH"},
 
     {{"session"}, KT_SECTION, false, false, NULL, 0, 0, 0, "session records"},
     {{"session", "ttl"}, KT_DUR, false, false, "24h", MS_SEC, 365 * MS_DAY, F(session_ttl_ms),
@@ -605,6 +620,7 @@ static bool kt_is_string(enum key_type t)
     case KT_BACKENDS:
     case KT_BOOL:
     case KT_LIMITS:
+    case KT_HOSTS:
     case KT_COUNT:
         return false;
     }
@@ -682,6 +698,83 @@ static int set_string(struct loader *ld, const struct cfg_key *k, const char *s)
     }
     free(*dst);
     *dst = copy;
+    return 0;
+}
+
+static void list_free(struct cfg_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i]);
+    }
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* One KT_HOSTS entry: "HOST:PORT" with a numeric (or localhost) host and a
+ * port 1..65535. 0, or -1 with the reason in why. */
+static int check_hostport(const char *s, char *why, size_t whylen)
+{
+    struct sockaddr_storage ss;
+    unsigned sslen;
+    if (util_parse_addr(s, &ss, &sslen, why, whylen) < 0) {
+        return -1;
+    }
+    if (ss.ss_family == AF_UNIX) {
+        snprintf(why, whylen, "'%s' must be ADDR:PORT, not a unix socket", s);
+        return -1;
+    }
+    in_port_t port = ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                             : ((struct sockaddr_in6 *)&ss)->sin6_port;
+    if (port == 0) {
+        snprintf(why, whylen, "'%s': port must be 1..65535", s);
+        return -1;
+    }
+    return 0;
+}
+
+/* KT_HOSTS: null, or an array of min..max distinct "HOST:PORT" strings whose host
+ * is numeric or localhost (no DNS in the event loop) and whose port is not 0. */
+static int apply_hosts(struct loader *ld, const struct cfg_key *k, json_t *v)
+{
+    char name[256], why[256];
+    struct cfg_list *l = field(ld->c, k);
+    dotted(ld, name, sizeof(name));
+    list_free(l);
+    if (json_is_null(v) && k->nullable) {
+        return 0;
+    }
+    if (!json_is_array(v)) {
+        return fail_type(ld, "an array of \"ADDR:PORT\" strings or null", v);
+    }
+    size_t n = json_array_size(v);
+    if (n < (size_t)k->min || n > (size_t)k->max) {
+        return fail(ld, AT_VALUE, "%s: %zu entries; expected %" PRId64 "..%" PRId64, name, n,
+                    k->min, k->max);
+    }
+    if ((l->v = calloc(n, sizeof(*l->v))) == NULL) {
+        return fail(ld, AT_VALUE, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e)) {
+            return fail(ld, AT_VALUE, "%s[%zu]: expected an \"ADDR:PORT\" string, got %s", name,
+                        i, json_type_name(e));
+        }
+        const char *s = json_string_value(e);
+        if (check_hostport(s, why, sizeof(why)) < 0) {
+            return fail(ld, AT_VALUE, "%s[%zu]: %s", name, i, why);
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(l->v[j], s) == 0) {
+                return fail(ld, AT_VALUE, "%s[%zu]: '%s' is listed twice", name, i, s);
+            }
+        }
+        if ((l->v[i] = strdup(s)) == NULL) {
+            return fail(ld, AT_VALUE, "out of memory");
+        }
+        l->n = i + 1;
+    }
     return 0;
 }
 
@@ -767,6 +860,8 @@ static int apply_key(struct loader *ld, const struct cfg_key *k, json_t *v)
         }
         *(bool *)field(ld->c, k) = json_is_true(v);
         return 0;
+    case KT_HOSTS:
+        return apply_hosts(ld, k, v);
     case KT_SECTION:
     case KT_BACKENDS:
     case KT_LIMITS:
@@ -1184,6 +1279,29 @@ uint32_t cfg_max_pending(const struct cfg *c)
     return n < 256 ? 256u : n > 10000000 ? 10000000u : (uint32_t)n;
 }
 
+/* redis.sentinels and redis.master_name go together, and not with redis.unix. */
+static int check_sentinel(struct loader *ld)
+{
+    struct cfg *c = ld->c;
+    const struct cfg_key *ks = key_by_off(offsetof(struct cfg, redis_sentinels));
+    const struct cfg_key *km = key_by_off(offsetof(struct cfg, redis_master_name));
+    if (c->redis_sentinels.n > 0 && c->redis_master_name == NULL) {
+        at_key(ld, ks);
+        return fail(ld, AT_VALUE, "redis.sentinels needs redis.master_name (the name the "
+                                  "Sentinels monitor the master under)");
+    }
+    if (c->redis_sentinels.n == 0 && c->redis_master_name != NULL) {
+        at_key(ld, km);
+        return fail(ld, AT_VALUE, "redis.master_name is set but redis.sentinels is not");
+    }
+    if (c->redis_sentinels.n > 0 && c->redis_unix != NULL) {
+        at_key(ld, ks);
+        return fail(ld, AT_VALUE, "redis.sentinels and redis.unix exclude each other: the "
+                                  "Sentinels give a TCP address");
+    }
+    return 0;
+}
+
 static int cross_check(struct loader *ld)
 {
     struct cfg *c = ld->c;
@@ -1235,6 +1353,9 @@ static int cross_check(struct loader *ld)
                     "(e.g. \"0660\")", c->syslog_unix_mode_text);
     }
     c->syslog_unix_mode = (uint32_t)mode;
+    if (check_sentinel(ld) < 0) {
+        return -1;
+    }
     const struct cfg_key *khost = key_by_off(offsetof(struct cfg, redis_host));
     if (c->redis_unix == NULL &&
         check_string(khost, c->redis_host, c->redis_port, why, sizeof(why)) < 0) {
@@ -1259,6 +1380,8 @@ static int apply_env(struct cfg *c)
     } envs[] = {
         {"STICKYD_REDIS_USER", offsetof(struct cfg, redis_user)},
         {"STICKYD_REDIS_PASSWORD", offsetof(struct cfg, redis_password)},
+        {"STICKYD_REDIS_SENTINEL_USER", offsetof(struct cfg, redis_sentinel_user)},
+        {"STICKYD_REDIS_SENTINEL_PASSWORD", offsetof(struct cfg, redis_sentinel_password)},
     };
     for (size_t i = 0; i < ARRAY_SIZE(envs); i++) {
         const char *v = getenv(envs[i].var);
@@ -1448,7 +1571,51 @@ void cfg_free(struct cfg *c)
         free(c->limits[i].backend);
     }
     free(c->limits);
+    list_free(&c->redis_sentinels);
     memset(c, 0, sizeof(*c));
+}
+
+int cfg_set_sentinels(struct cfg *c, const char *csv, char *err, size_t errlen)
+{
+    struct cfg_list l = {NULL, 0};
+    char why[256];
+    const char *p = csv;
+    while (csv != NULL && *p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        char *one = strndup(p, len);
+        char **v = realloc(l.v, (l.n + 1) * sizeof(*l.v));
+        if (one == NULL || v == NULL) {
+            free(one);
+            if (v != NULL) {
+                l.v = v;
+            }
+            snprintf(err, errlen, "out of memory");
+            goto err_free;
+        }
+        l.v = v;
+        l.v[l.n++] = one;
+        if (check_hostport(one, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s", why);
+            goto err_free;
+        }
+        if (l.n > 16) {
+            snprintf(err, errlen, "more than 16 Sentinels");
+            goto err_free;
+        }
+        p = end != NULL ? end + 1 : p + len;
+    }
+    if (csv != NULL && l.n == 0) {
+        snprintf(err, errlen, "no Sentinel address");
+        goto err_free;
+    }
+    list_free(&c->redis_sentinels);
+    c->redis_sentinels = l;
+    return 0;
+
+err_free:
+    list_free(&l);
+    return -1;
 }
 
 const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name, size_t len)
@@ -1505,6 +1672,10 @@ static void ref_row(const struct cfg_key *k, struct ref_row *r)
         break;
     case KT_BOOL:
         snprintf(r->range, sizeof(r->range), "`true` `false`");
+        break;
+    case KT_HOSTS:
+        snprintf(r->range, sizeof(r->range), "%" PRId64 "..%" PRId64 " of `ADDR:PORT`", k->min,
+                 k->max);
         break;
     case KT_U32:
     case KT_PORT:

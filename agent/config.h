@@ -56,6 +56,12 @@ struct cfg_srv_limits {
     uint32_t slack_pct, new_rate;
 };
 
+/* A list of strings the cfg owns (v[0..n), each strdup'd). */
+struct cfg_list {
+    char **v;
+    size_t n;
+};
+
 struct cfg {
     /* SPOP listener */
     char *listen;            /* "127.0.0.1:12345"; NULL or "" disables TCP */
@@ -81,6 +87,12 @@ struct cfg {
     int64_t redis_reconnect_max_ms;    /* backoff cap, default 5000 */
     int64_t redis_batch_interval_ms;   /* ledger batch period, default 10 */
     uint32_t redis_max_pending;        /* 0: derived from redis_timeout_ms */
+    /* Redis behind Sentinel (agent/sentinel.c): the master's address is asked
+     * from these instead of redis.host/port. */
+    struct cfg_list redis_sentinels;   /* "host:port" each; n == 0 when none */
+    char *redis_master_name;           /* required with redis_sentinels */
+    char *redis_sentinel_user;         /* AUTH to the Sentinels, or STICKYD_REDIS_SENTINEL_USER */
+    char *redis_sentinel_password;     /* or STICKYD_REDIS_SENTINEL_PASSWORD */
 
     /* Sessions */
     int64_t session_ttl_ms;  /* sliding TTL, default 24h */
@@ -138,6 +150,12 @@ void cfg_free(struct cfg *c);
 int64_t cfg_refresh_ms(const struct cfg *c);
 /* The bound on decisions waiting on Redis (redis.max_pending, or derived). */
 uint32_t cfg_max_pending(const struct cfg *c);
+
+/* Replace c's redis.sentinels with the comma-separated "ADDR:PORT" list csv (each
+ * checked as in the file), or empty it when csv is NULL. 0, or -1 with the reason
+ * in err and c unchanged. For stickyctl's --sentinels. */
+int cfg_set_sentinels(struct cfg *c, const char *csv, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Look a backend up in the static list; NULL when absent. */
 const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name, size_t len);

@@ -12,11 +12,13 @@
 #include <string.h>
 
 #include "config.h"
+#include "sentinel.h"
 #include "util.h"
 
 struct ctl_redis {
     struct ev_loop *loop;
     struct store *st;
+    struct sentinel *sn; /* with redis.sentinels: finds the master for st */
     const struct cfg *cfg;
 };
 
@@ -27,10 +29,18 @@ static void on_expired(struct ev_loop *loop, ev_timer *w, int revents)
     *(bool *)w->data = true;
 }
 
-/* Where the CLI talks to, for messages ("127.0.0.1:6379", "unix:/path"). */
-static void target(const struct cfg *c, char *buf, size_t len)
+/* Where the CLI talks to, for messages ("127.0.0.1:6379", "unix:/path",
+ * "master mymaster at 10.0.0.2:6379"). sn may be NULL. */
+static void target(const struct cfg *c, const struct sentinel *sn, char *buf, size_t len)
 {
-    if (c->redis_unix != NULL && c->redis_unix[0] != '\0') {
+    uint16_t port = 0;
+    const char *host = sn != NULL ? sentinel_master(sn, &port) : NULL;
+    if (sn != NULL && host != NULL) {
+        snprintf(buf, len, "master %s at %s:%u", c->redis_master_name, host, (unsigned)port);
+    } else if (sn != NULL) {
+        snprintf(buf, len, "master %s (via %zu Sentinel%s)", c->redis_master_name,
+                 c->redis_sentinels.n, c->redis_sentinels.n == 1 ? "" : "s");
+    } else if (c->redis_unix != NULL && c->redis_unix[0] != '\0') {
         snprintf(buf, len, "unix:%s", c->redis_unix);
     } else {
         snprintf(buf, len, "%s:%u", c->redis_host ? c->redis_host : "127.0.0.1",
@@ -54,6 +64,11 @@ struct ctl_redis *ctl_redis_open(struct ev_loop *loop, const struct cfg *c, int6
         free(r);
         return NULL;
     }
+    if (c->redis_sentinels.n > 0 && (r->sn = sentinel_new(loop, c, r->st)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        ctl_redis_close(r);
+        return NULL;
+    }
     /* The store retries forever with backoff; a CLI gives up at the first
      * failure the store records (refused, handshake error) or at the deadline. */
     bool expired = false;
@@ -61,7 +76,10 @@ struct ctl_redis *ctl_redis_open(struct ev_loop *loop, const struct cfg *c, int6
     ev_timer_init(&deadline, on_expired, (ev_tstamp)timeout_ms / 1000.0, 0.);
     deadline.data = &expired;
     ev_timer_start(loop, &deadline);
-    while (!store_connected(r->st) && store_last_error(r->st)[0] == '\0' && !expired) {
+    /* Behind Sentinel a refused master is not final: during a failover a Sentinel
+     * may still name the old one, and the next discovery names the new one. */
+    while (!store_connected(r->st) && !expired &&
+           (r->sn != NULL ? !sentinel_gave_up(r->sn) : store_last_error(r->st)[0] == '\0')) {
         ev_run(loop, EVRUN_ONCE);
     }
     ev_timer_stop(loop, &deadline);
@@ -69,8 +87,12 @@ struct ctl_redis *ctl_redis_open(struct ev_loop *loop, const struct cfg *c, int6
         return r;
     }
     char where[160];
-    target(c, where, sizeof(where));
-    if (store_last_error(r->st)[0] != '\0') {
+    target(c, r->sn, where, sizeof(where));
+    if (r->sn != NULL && sentinel_master(r->sn, &(uint16_t){0}) == NULL) {
+        const char *why = sentinel_last_error(r->sn);
+        snprintf(err, errlen, "redis %s: %s", where,
+                 why[0] != '\0' ? why : "no Sentinel answered in time");
+    } else if (store_last_error(r->st)[0] != '\0') {
         snprintf(err, errlen, "redis %s: %s", where, store_last_error(r->st));
     } else {
         snprintf(err, errlen, "redis %s: not connected within %lld ms", where,
@@ -85,6 +107,7 @@ void ctl_redis_close(struct ctl_redis *r)
     if (r == NULL) {
         return;
     }
+    sentinel_free(r->sn);
     store_free(r->st);
     free(r);
 }
@@ -192,7 +215,7 @@ int ctl_redis_call(struct ctl_redis *r, struct ctl_reply *out, char *err, size_t
     memset(out, 0, sizeof(*out));
     struct call c = {.out = out};
     char where[160];
-    target(r->cfg, where, sizeof(where));
+    target(r->cfg, r->sn, where, sizeof(where));
     if (store_command(r->st, argc, argv, argvlen, 0, on_reply, &c) < 0) {
         const char *why = store_last_error(r->st);
         snprintf(err, errlen, "redis %s: not connected%s%s", where, why[0] ? ": " : "", why);

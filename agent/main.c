@@ -24,6 +24,7 @@
 #include "notify.h"
 #include "pace.h"
 #include "req.h"
+#include "sentinel.h"
 #include "servers.h"
 #include "sid.h"
 #include "stats.h"
@@ -45,6 +46,7 @@ static ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 static ev_timer drain_w;
 static struct hapi *hapi;      /* NULL: static server list */
 static struct store *store;    /* Redis */
+static struct sentinel *sentinel; /* finds the master when redis.sentinels is set */
 static struct fleet *fleet;    /* live counts, drain/maint */
 static struct ledger *ledger;  /* batched writes, the fleet view */
 static struct slog *slog;      /* close lines from HAProxy's log */
@@ -316,6 +318,11 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
         log_warn("reload: the new static server list was refused; keeping the old one");
     }
 
+    if (sentinel != NULL) {
+        sentinel_reconfigure(sentinel, &next); /* a new Sentinel list needs a restart */
+    } else if (next.redis_sentinels.n > 0) {
+        log_warn("reload: redis.sentinels set; this needs a restart (still on redis.host)");
+    }
     cfg_free(&cfg);
     cfg = next;
     if (store != NULL) {
@@ -535,6 +542,10 @@ int main(int argc, char **argv)
         log_err("cannot set up the Redis store");
         goto out_modules;
     }
+    if (cfg.redis_sentinels.n > 0 && (sentinel = sentinel_new(loop, &cfg, store)) == NULL) {
+        log_err("cannot set up Sentinel discovery");
+        goto out_modules;
+    }
     ledger = ledger_new(loop, &cfg, store);
     if (ledger == NULL) {
         log_err("cannot set up the batched writer");
@@ -597,6 +608,8 @@ out_modules:
     hapi_free(hapi);   /* before fleet, which hooks its refreshes */
     hapi = NULL;
     ledger_stop(ledger); /* nothing new for the store from here */
+    sentinel_free(sentinel); /* before the store it steers */
+    sentinel = NULL;
     if (store != NULL) {
         store_free(store); /* fails what is still pending, once each */
         store = NULL;

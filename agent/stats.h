@@ -45,6 +45,8 @@
     X(redis_errors, "Redis error replies or disconnects")                                          \
     X(redis_reconnects, "Redis connections (re)established")                                       \
     X(redis_shed, "requests refused because too many were waiting on Redis")                       \
+    X(sentinel_discoveries, "rounds of asking the Sentinels for the master")                       \
+    X(sentinel_master_changes, "times the Sentinels named a new master address")                   \
     X(ledger_batches, "batched writes sent (opens, closes, record touches)")                       \
     X(ledger_ops, "operations written in batches")                                                 \
     X(ledger_dropped, "operations dropped: queue bound reached, or stopped")                       \

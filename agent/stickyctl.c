@@ -112,6 +112,11 @@ static const char global_help[] =
     "                        prefix/user/password, events.channel (default: built-in\n"
     "                        defaults; STICKYD_REDIS_USER/PASSWORD are honoured)\n"
     "      --redis ADDR:PORT Redis address (or unix:/path), overrides the config\n"
+    "                        (and its redis.sentinels)\n"
+    "      --sentinels LIST  ask these Sentinels (ADDR:PORT,ADDR:PORT,...) for the\n"
+    "                        master, overrides the config; needs --master-name or\n"
+    "                        redis.master_name\n"
+    "      --master-name N   the master's name at the Sentinels\n"
     "      --prefix P        key prefix, overrides the config (default sticky:)\n"
     "      --timeout DUR     deadline of the connection and of each Redis call\n"
     "                        (default 2s; e.g. 500ms, 5s)\n"
@@ -186,6 +191,8 @@ enum {
     LOPT_DEADLINE,
     LOPT_CLOSE,
     LOPT_KEY,
+    LOPT_SENTINELS,
+    LOPT_MASTER_NAME,
 };
 
 static const struct option long_opts[] = {
@@ -198,6 +205,8 @@ static const struct option long_opts[] = {
     {"deadline", required_argument, NULL, LOPT_DEADLINE},
     {"close-at-deadline", no_argument, NULL, LOPT_CLOSE},
     {"key", required_argument, NULL, LOPT_KEY},
+    {"sentinels", required_argument, NULL, LOPT_SENTINELS},
+    {"master-name", required_argument, NULL, LOPT_MASTER_NAME},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -230,9 +239,21 @@ static int replace_str(char **dst, const char *v)
     return 0;
 }
 
+/* One Redis named on the command line: not the config's Sentinels. */
+static int drop_sentinels(struct cfg *cfg)
+{
+    char err[64];
+    free(cfg->redis_master_name);
+    cfg->redis_master_name = NULL;
+    return cfg_set_sentinels(cfg, NULL, err, sizeof(err));
+}
+
 /* --redis: "HOST:PORT", "[V6]:PORT", "unix:/path" or "/path". */
 static int apply_redis_addr(struct cfg *cfg, const char *s)
 {
+    if (drop_sentinels(cfg) < 0) {
+        return -1;
+    }
     if (strncmp(s, "unix:", 5) == 0 || s[0] == '/') {
         const char *path = s[0] == '/' ? s : s + 5;
         if (path[0] == '\0' || strlen(path) > 107) {
@@ -269,6 +290,38 @@ static int apply_redis_addr(struct cfg *cfg, const char *s)
     free(cfg->redis_unix);
     cfg->redis_unix = NULL;
     return replace_str(&cfg->redis_host, host);
+}
+
+/* --sentinels and --master-name, over the config's; both or neither in the end. */
+static int apply_sentinels(struct cfg *cfg, const char *list, const char *name)
+{
+    char err[300];
+    if (list != NULL && cfg_set_sentinels(cfg, list, err, sizeof(err)) < 0) {
+        ctl_fail("bad --sentinels '%s': %s", list, err);
+        return -1;
+    }
+    if (name != NULL) {
+        if (name[0] == '\0' || strlen(name) > 255 || strpbrk(name, " \t\r\n") != NULL) {
+            ctl_fail("bad --master-name '%s': 1..255 characters, no spaces", name);
+            return -1;
+        }
+        if (replace_str(&cfg->redis_master_name, name) < 0) {
+            return -1;
+        }
+    }
+    if (cfg->redis_sentinels.n > 0 && cfg->redis_master_name == NULL) {
+        ctl_fail("--sentinels needs --master-name (or redis.master_name in the config)");
+        return -1;
+    }
+    if (cfg->redis_sentinels.n == 0 && name != NULL) {
+        ctl_fail("--master-name needs --sentinels (or redis.sentinels in the config)");
+        return -1;
+    }
+    if (cfg->redis_sentinels.n > 0) {
+        free(cfg->redis_unix); /* the Sentinels give a TCP address */
+        cfg->redis_unix = NULL;
+    }
+    return 0;
 }
 
 static int apply_prefix(struct cfg *cfg, const char *prefix)
@@ -347,6 +400,7 @@ int main(int argc, char **argv)
 {
     struct ctl c = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS};
     const char *config = NULL, *redis = NULL, *prefix = NULL;
+    const char *sentinels = NULL, *master_name = NULL;
     const char *timeout_s = NULL, *deadline_s = NULL, *affinity_key = NULL;
     char *kargs[4]; /* the arguments with the derived id in the <sid> slot */
     bool help = false, verbose = false, cfg_loaded = false;
@@ -367,6 +421,12 @@ int main(int argc, char **argv)
             break;
         case LOPT_PREFIX:
             prefix = optarg;
+            break;
+        case LOPT_SENTINELS:
+            sentinels = optarg;
+            break;
+        case LOPT_MASTER_NAME:
+            master_name = optarg;
             break;
         case LOPT_TIMEOUT:
             timeout_s = optarg;
@@ -493,7 +553,12 @@ int main(int argc, char **argv)
         return CTL_USAGE;
     }
     cfg_loaded = true;
+    if ((redis != NULL && (sentinels != NULL || master_name != NULL))) {
+        ctl_fail("--redis and --sentinels/--master-name exclude each other");
+        goto out;
+    }
     if ((redis != NULL && apply_redis_addr(&c.cfg, redis) < 0) ||
+        apply_sentinels(&c.cfg, sentinels, master_name) < 0 ||
         (prefix != NULL && apply_prefix(&c.cfg, prefix) < 0)) {
         goto out;
     }

@@ -64,7 +64,10 @@ struct rconn {
     ev_timer stall_timer;   /* watchdog for a server that stopped answering */
     int64_t backoff_ms;     /* next retry delay (before jitter) */
     unsigned hs_pending;    /* handshake replies still expected */
-    bool fail_logged;       /* failures after the first are logged at debug level */
+    bool fail_logged;       /* failures after the first are logged at debug level... */
+    char fail_what[64];     /* ...unless their reason changes (e.g. refused -> closed) */
+    bool role_denied_logged; /* store_check_role met an ACL without +role */
+    bool reconnect_now;      /* the reap connects at once (reconnect_all) */
     bool started;           /* the pub/sub connection is only started on demand */
     ev_tstamp last_progress; /* last reply, or when the pipeline became non-empty */
     bool timed_out;          /* a request passed its deadline since the last reply */
@@ -123,6 +126,14 @@ struct store {
      * tell a change without keeping the old config (or a password copy). */
     unsigned char conn_digest[32];
     char last_error[160];
+    /* Discovery hooks (store_on_event, store_set_addr, store_check_role). */
+    store_event_cb event_cb;
+    void *event_arg;
+    bool role_check;
+    bool has_addr;        /* addr_* replace redis.host/port */
+    uint16_t addr_port;
+    char addr_host[256];
+    char name_cmd[24], name_sub[40]; /* log prefixes: "redis", "redis pub/sub" */
 };
 
 _Static_assert(RC_STATE_COUNT == 4, "rconn states");
@@ -132,7 +143,7 @@ static void rconn_fail(struct rconn *rc, const char *why);
 
 static const char *rc_name(const struct rconn *rc)
 {
-    return rc->kind == RC_CMD ? "redis" : "redis pub/sub";
+    return rc->kind == RC_CMD ? rc->s->name_cmd : rc->s->name_sub;
 }
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -174,6 +185,32 @@ static bool has_password(const struct cfg *c)
 static bool has_user(const struct cfg *c)
 {
     return c->redis_user != NULL && c->redis_user[0] != '\0';
+}
+
+/* ---- discovery hooks ------------------------------------------------------ */
+
+static void emit(struct rconn *rc, enum store_event ev)
+{
+    if (rc->kind == RC_CMD && rc->s->event_cb != NULL && !rc->s->closing) {
+        rc->s->event_cb(ev, rc->s->event_arg);
+    }
+}
+
+/* Where the connections go: store_set_addr's address, else the config's. */
+static const char *target_host(const struct store *s)
+{
+    return s->has_addr ? s->addr_host
+                       : s->cfg->redis_host != NULL ? s->cfg->redis_host : "127.0.0.1";
+}
+
+static uint16_t target_port(const struct store *s)
+{
+    return s->has_addr ? s->addr_port : s->cfg->redis_port ? s->cfg->redis_port : 6379;
+}
+
+static bool target_unix(const struct store *s)
+{
+    return !s->has_addr && use_unix(s->cfg);
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -223,6 +260,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
         stall_check(rc);
     }
     sreq_finish(q, NULL, STORE_TIMEOUT);
+    emit(rc, STORE_EV_TIMEOUT);
 }
 
 static void note_progress(struct rconn *rc, const redisReply *r)
@@ -269,8 +307,12 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
             return;
         }
     }
+    bool readonly = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "READONLY", 8) == 0;
     sreq_finish(q, r, STORE_OK);
     sreq_free(q);
+    if (readonly && rc->ac == ac) {
+        emit(rc, STORE_EV_READONLY); /* the node was demoted under us */
+    }
 }
 
 /* A new request with room for fmt_room bytes of formatted command. */
@@ -358,6 +400,7 @@ static void stall_check(struct rconn *rc)
                  rc_name(rc), silent * 1000.0);
         set_error(rc->s, "no reply from server (hung?)", NULL);
         rconn_fail(rc, NULL);
+        emit(rc, STORE_EV_DOWN);
         return;
     }
     ev_timer_set(&rc->stall_timer, limit - silent, 0.);
@@ -436,6 +479,11 @@ static void on_reap_timer(struct ev_loop *loop, ev_timer *w, int revents)
     UNUSED(revents);
     struct rconn *rc = container_of(w, struct rconn, reap_timer);
     rconn_close(rc);
+    if (rc->reconnect_now) {
+        rc->reconnect_now = false;
+        rconn_connect(rc); /* new settings or a new master: no backoff to wait */
+        return;
+    }
     rconn_schedule_retry(rc);
 }
 
@@ -446,23 +494,31 @@ static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
     rconn_connect(container_of(w, struct rconn, retry_timer));
 }
 
+static void log_failure(struct rconn *rc, const char *what, const char *detail);
+
 static void on_connect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     UNUSED(loop);
     UNUSED(revents);
     struct rconn *rc = container_of(w, struct rconn, connect_timer);
-    if (!rc->fail_logged) {
-        log_warn("%s: connect/handshake timed out after %lld ms", rc_name(rc),
-                 (long long)rc->s->cfg->redis_connect_timeout_ms);
-        rc->fail_logged = true;
-    }
+    char after[32];
+    snprintf(after, sizeof(after), "after %lld ms",
+             (long long)rc->s->cfg->redis_connect_timeout_ms);
+    log_failure(rc, "connect/handshake timed out", after);
     set_error(rc->s, "connect/handshake timeout", NULL);
     rconn_close(rc); /* a timer callback: outside hiredis, safe to free */
     rconn_schedule_retry(rc);
+    emit(rc, STORE_EV_DOWN);
 }
 
 static void log_failure(struct rconn *rc, const char *what, const char *detail)
 {
+    char now[sizeof(rc->fail_what)];
+    snprintf(now, sizeof(now), "%s: %s", what, detail);
+    if (strcmp(now, rc->fail_what) != 0) {
+        memcpy(rc->fail_what, now, sizeof(now));
+        rc->fail_logged = false; /* a new reason is news */
+    }
     if (rc->fail_logged) {
         log_debug("%s: %s: %s", rc_name(rc), what, detail);
     } else {
@@ -486,9 +542,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
         ev_timer_stop(rc->s->loop, &rc->connect_timer);
         ev_timer_stop(rc->s->loop, &rc->reap_timer);
         rconn_schedule_retry(rc);
+        emit(rc, STORE_EV_DOWN);
         return;
     }
-    if (!use_unix(rc->s->cfg)) {
+    if (!target_unix(rc->s)) {
         (void)redisEnableKeepAlive(&rc->ac->c);
     }
     log_debug("%s: socket connected, handshake in flight", rc_name(rc));
@@ -503,14 +560,15 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     /* hiredis freeing the context after an I/O error or server close. */
     const char *why = status == REDIS_OK ? "closed" : cac->errstr;
     set_error(rc->s, "disconnected", why);
-    log_warn("%s: connection lost: %s", rc_name(rc), why);
-    rc->fail_logged = true;
+    log_failure(rc, "connection lost", why);
+    rc->reconnect_now = false; /* the reap it was meant for will not run */
     rc->ac = NULL;
     rc->state = RC_IDLE;
     ev_timer_stop(rc->s->loop, &rc->connect_timer);
     ev_timer_stop(rc->s->loop, &rc->reap_timer);
     ev_timer_stop(rc->s->loop, &rc->stall_timer);
     rconn_schedule_retry(rc);
+    emit(rc, STORE_EV_DOWN);
 }
 
 static void sub_send_subscribe(struct rconn *rc, struct store_sub *sb);
@@ -527,19 +585,19 @@ static void rconn_ready(struct rconn *rc)
     s->last_error[0] = '\0';
     STATS_INC(redis_reconnects);
     const struct cfg *c = s->cfg;
-    if (use_unix(c)) {
+    if (target_unix(s)) {
         log_info("%s: connected to unix:%s db %u", rc_name(rc), c->redis_unix,
                  (unsigned)c->redis_db);
     } else {
-        log_info("%s: connected to %s:%u db %u", rc_name(rc),
-                 c->redis_host ? c->redis_host : "127.0.0.1", (unsigned)c->redis_port,
-                 (unsigned)c->redis_db);
+        log_info("%s: connected to %s:%u db %u", rc_name(rc), target_host(s),
+                 (unsigned)target_port(s), (unsigned)c->redis_db);
     }
     if (rc->kind == RC_SUB) {
         for (struct store_sub *sb = s->subs; sb != NULL; sb = sb->next) {
             sub_send_subscribe(rc, sb);
         }
     }
+    emit(rc, STORE_EV_READY);
 }
 
 static void on_handshake(redisAsyncContext *ac, void *reply, void *priv)
@@ -554,11 +612,52 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *priv)
         set_error(rc->s, "handshake", r->str);
         log_failure(rc, "handshake refused", r->str);
         rconn_fail(rc, NULL);
+        emit(rc, STORE_EV_DOWN);
         return;
     }
     if (--rc->hs_pending == 0) {
         rconn_ready(rc);
     }
+}
+
+/* store_check_role: ROLE's first element must be "master". */
+static void on_role(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct rconn *rc = priv;
+    redisReply *r = reply;
+    if (rc->ac != ac || rc->state != RC_HANDSHAKE || r == NULL) {
+        return;
+    }
+    bool master = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  strcmp(r->element[0]->str, "master") == 0;
+    if (!master && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOPERM", 6) == 0) {
+        /* An ACL user without +role: trust the discovery; a replica still shows
+         * itself with -READONLY on the first write. */
+        if (!rc->role_denied_logged) {
+            log_warn("%s: ROLE refused (%s); trusting the Sentinels (grant the user +role)",
+                     rc_name(rc), r->str);
+            rc->role_denied_logged = true;
+        }
+        master = true;
+    }
+    if (master) {
+        if (--rc->hs_pending == 0) {
+            rconn_ready(rc);
+        }
+        return;
+    }
+    const char *role = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                               r->element[0]->type == REDIS_REPLY_STRING
+                           ? r->element[0]->str
+                       : r->type == REDIS_REPLY_ERROR ? r->str
+                                                      : "?";
+    char why[160];
+    snprintf(why, sizeof(why), "%.64s:%u is not a master (ROLE: %.60s)", target_host(rc->s),
+             (unsigned)target_port(rc->s), role);
+    log_failure(rc, why, "asking for the master again");
+    rconn_fail(rc, why);
+    emit(rc, STORE_EV_NOT_MASTER);
 }
 
 static int send_handshake(struct rconn *rc)
@@ -597,6 +696,12 @@ static int send_handshake(struct rconn *rc)
             }
         }
     }
+    if (rc->s->role_check) {
+        if (redisAsyncCommand(ac, on_role, rc, "ROLE") != REDIS_OK) {
+            return -1;
+        }
+        rc->hs_pending++;
+    }
     /* The PING answers last: the server took every step above. */
     if (redisAsyncCommand(ac, on_handshake, rc, "PING") != REDIS_OK) {
         return -1;
@@ -612,14 +717,16 @@ static void rconn_connect(struct rconn *rc)
     if (s->closing || rc->ac != NULL) {
         return;
     }
-    redisAsyncContext *ac = use_unix(c) ? redisAsyncConnectUnix(c->redis_unix)
-                                        : redisAsyncConnect(c->redis_host ? c->redis_host
-                                                                          : "127.0.0.1",
-                                                            c->redis_port ? c->redis_port : 6379);
+    if (!s->has_addr && c->redis_sentinels.n > 0) {
+        return; /* store_set_addr connects once the master is known */
+    }
+    redisAsyncContext *ac = target_unix(s) ? redisAsyncConnectUnix(c->redis_unix)
+                                           : redisAsyncConnect(target_host(s), target_port(s));
     if (ac == NULL) {
         set_error(s, "connect", "out of memory");
         log_failure(rc, "connect failed", "out of memory");
         rconn_schedule_retry(rc);
+        emit(rc, STORE_EV_DOWN);
         return;
     }
     if (ac->err) {
@@ -627,6 +734,7 @@ static void rconn_connect(struct rconn *rc)
         log_failure(rc, "connect failed", ac->errstr);
         redisAsyncFree(ac); /* no callbacks registered yet */
         rconn_schedule_retry(rc);
+        emit(rc, STORE_EV_DOWN);
         return;
     }
     ac->data = rc;
@@ -842,6 +950,7 @@ struct store *store_new(struct ev_loop *loop, const struct cfg *c)
         s->rng = 1;
     }
     conn_digest(c, s->conn_digest);
+    store_set_label(s, "redis");
     ev_prepare_init(&s->flush, on_flush);
     rconn_init(s, &s->cmd, RC_CMD);
     rconn_init(s, &s->sub, RC_SUB);
@@ -899,6 +1008,8 @@ const char *store_last_error(const struct store *s)
     return s->last_error;
 }
 
+static void reconnect_all(struct store *s);
+
 void store_reconfigure(struct store *s, const struct cfg *c)
 {
     unsigned char d[32];
@@ -909,6 +1020,11 @@ void store_reconfigure(struct store *s, const struct cfg *c)
     }
     memcpy(s->conn_digest, d, sizeof(d));
     log_info("redis: connection settings changed, reconnecting");
+    reconnect_all(s);
+}
+
+static void reconnect_all(struct store *s)
+{
     struct rconn *rcs[2] = {&s->cmd, &s->sub};
     for (size_t i = 0; i < ARRAY_SIZE(rcs); i++) {
         struct rconn *rc = rcs[i];
@@ -917,8 +1033,50 @@ void store_reconfigure(struct store *s, const struct cfg *c)
         }
         ev_timer_stop(s->loop, &rc->retry_timer);
         rconn_reset_backoff(rc);
-        rconn_fail(rc, NULL); /* reap, then retry at once-ish with the new settings */
+        if (rc->ac == NULL) {
+            rconn_connect(rc); /* nothing to tear down: go now */
+        } else {
+            rconn_fail(rc, NULL); /* reap, then connect at once with the new settings */
+            rc->reconnect_now = true;
+        }
     }
+}
+
+void store_on_event(struct store *s, store_event_cb cb, void *arg)
+{
+    s->event_cb = cb;
+    s->event_arg = arg;
+}
+
+void store_set_label(struct store *s, const char *label)
+{
+    snprintf(s->name_cmd, sizeof(s->name_cmd), "%s", label);
+    snprintf(s->name_sub, sizeof(s->name_sub), "%s pub/sub", s->name_cmd);
+}
+
+void store_check_role(struct store *s, bool on)
+{
+    s->role_check = on;
+}
+
+int store_set_addr(struct store *s, const char *host, uint16_t port)
+{
+    size_t len = strlen(host);
+    if (len == 0 || len >= sizeof(s->addr_host)) {
+        return -1;
+    }
+    bool same = s->has_addr && s->addr_port == port && strcmp(s->addr_host, host) == 0;
+    if (same && (s->cmd.state != RC_IDLE || ev_is_active(&s->cmd.retry_timer))) {
+        return 0; /* connected or reconnecting there already */
+    }
+    memcpy(s->addr_host, host, len + 1);
+    s->addr_port = port;
+    s->has_addr = true;
+    if (!same) {
+        log_info("redis: the master is now %s:%u, reconnecting", host, (unsigned)port);
+    }
+    reconnect_all(s);
+    return 0;
 }
 
 static int cmd_ready(struct store *s)

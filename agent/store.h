@@ -95,6 +95,40 @@ int store_subscribe(struct store *s, const char *channel, store_msg_cb cb, void 
  * when it was not subscribed. */
 int store_unsubscribe(struct store *s, const char *channel);
 
+/* ---- hooks for a discovery module (agent/sentinel.c) ----------------------- */
+
+/* What happened on the command connection, for a module that must rediscover
+ * where Redis is. READY: handshake done (ROLE said master when checked). DOWN: a
+ * connection attempt failed or a live connection dropped. READONLY: a reply was
+ * -READONLY (the node is a replica now). TIMEOUT: a request passed its deadline.
+ * NOT_MASTER: the ROLE check found a replica (the connection is dropped). */
+enum store_event {
+    STORE_EV_READY = 0,
+    STORE_EV_DOWN = 1,
+    STORE_EV_READONLY = 2,
+    STORE_EV_TIMEOUT = 3,
+    STORE_EV_NOT_MASTER = 4,
+    STORE_EVENT_COUNT
+};
+/* Runs inside store (and hiredis) callbacks: it must not free the store, and
+ * should only note the event or start a timer. */
+typedef void (*store_event_cb)(enum store_event ev, void *arg);
+
+/* A store whose config names Sentinels (cfg->redis_sentinels.n > 0) does not
+ * connect until it is given an address with store_set_addr. */
+void store_on_event(struct store *s, store_event_cb cb, void *arg);
+/* Connect both connections to host:port from now on, instead of redis.host and
+ * redis.port (the other settings stay the config's). Reconnects at once when the
+ * address differs from the current one, or when nothing is connected yet;
+ * otherwise does nothing. 0, or -1 when host is too long. */
+int store_set_addr(struct store *s, const char *host, uint16_t port)
+    __attribute__((warn_unused_result));
+/* The prefix of the store's log lines ("redis" unless set; at most 23 bytes). */
+void store_set_label(struct store *s, const char *label);
+/* Check ROLE in every handshake from now on: a node that does not say "master"
+ * is disconnected (STORE_EV_NOT_MASTER) instead of becoming ready. */
+void store_check_role(struct store *s, bool on);
+
 /* Reply accessors (r is borrowed). */
 enum store_rtype store_reply_type(const struct store_reply *r);
 long long store_reply_int(const struct store_reply *r);

@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config clang libclang-rt-14-dev
   libev-dev libhiredis-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev libssl-dev
-  haproxy redis-server redis-tools
+  haproxy redis-server redis-tools redis-sentinel openssl
   python3 python3-pytest python3-websockets python3-redis
   procps iproute2 socat wrk faketime
   libmicrohttpd-dev libsystemd-dev

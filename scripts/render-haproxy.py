@@ -11,6 +11,10 @@ Standard library only; runs under /usr/bin/python3.
         --backend be_ws:ws1=127.0.0.1:9001,ws2=127.0.0.1:9002 \\
         --agent 127.0.0.1:12345 --syslog-udp 127.0.0.1:5514 \\
         --stats-socket /tmp/demo/haproxy.sock --no-cookie-secure --instance lb1
+    # and Redis over TLS for the agent (redis.host 127.0.0.1, redis.port 6380):
+    scripts/render-haproxy.py ... --redis-tls redis.example.net:6379 \
+        --redis-ca /etc/haproxy/redis-ca.pem --redis-sni redis.example.net \
+        [--redis-cert /etc/haproxy/redis-client.pem] [--redis-listen 127.0.0.1:6380]
 
 Command-line options override the spec file. The output is checked with
 `haproxy -c -f` unless --no-check is given; the exit status is 0 only when
@@ -72,7 +76,16 @@ DEFAULTS = {
     # absolute path. (Absolute on purpose: with several backends, 2.6 resolves a
     # relative SPOE path against the working directory, whatever "default-path" says.)
     "spoe_path": None,
+    # Redis over TLS, through this HAProxy (hiredis 0.14 has no TLS): null, or
+    # {"server": "HOST:PORT" (Redis' TLS port), "ca_file": "/path" (verify against it),
+    #  "sni": null | "name" (sent, and the certificate must carry it),
+    #  "crt": null | "/path" (client certificate + key, PEM, for mTLS),
+    #  "listen": "127.0.0.1:6380" (where the agent connects: loopback plaintext)}
+    "redis_tls": None,
 }
+
+REDIS_TLS_DEFAULTS = {"server": None, "ca_file": None, "sni": None, "crt": None,
+                      "listen": "127.0.0.1:6380"}
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,63}$")
 ADDR_RE = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
@@ -157,6 +170,26 @@ def validate(spec):
         check(re.match(r"^[A-Za-z0-9._-]+$", spec[k]), "bad file name %s" % k)
     check(spec["spoe_path"] is None or (isinstance(spec["spoe_path"], str)
           and PATH_RE.match(spec["spoe_path"])), "spoe_path must be an absolute path")
+    rt = spec["redis_tls"]
+    if rt is not None:
+        check(isinstance(rt, dict), "redis_tls: an object or null")
+        for k in rt:
+            check(k in REDIS_TLS_DEFAULTS, "unknown redis_tls key %r" % k)
+        check(isinstance(rt.get("server"), str) and ADDR_RE.match(rt["server"]),
+              "redis_tls.server: Redis' TLS address HOST:PORT")
+        check(isinstance(rt.get("ca_file"), str) and PATH_RE.match(rt["ca_file"]),
+              "redis_tls.ca_file: an absolute path (the CA that signed Redis' certificate)")
+        check(rt.get("sni") is None or (isinstance(rt["sni"], str)
+              and re.match(r"^[A-Za-z0-9.-]{1,253}$", rt["sni"])),
+              "redis_tls.sni: a host name or null")
+        check(rt.get("crt") is None or (isinstance(rt["crt"], str) and PATH_RE.match(rt["crt"])),
+              "redis_tls.crt: an absolute path or null")
+        lst = rt.get("listen", REDIS_TLS_DEFAULTS["listen"])
+        check(isinstance(lst, str) and ADDR_RE.match(lst)
+              and (lst.startswith("127.") or lst.startswith("[::1]:")),
+              "redis_tls.listen: a loopback ADDR:PORT (the agent's hop is plaintext)")
+        binds = spec["bind"] if isinstance(spec["bind"], list) else [spec["bind"]]
+        check(lst not in binds, "redis_tls.listen must differ from bind")
 
 
 def inst_sample(spec):
@@ -362,7 +395,39 @@ def render_cfg(spec):
     for i, a in enumerate(spec["agents"], 1):
         add("    server agent%d %s check inter %s rise 1 fall 2"
             % (i, a, spec["agent_check_inter"]))
+    if spec["redis_tls"] is not None:
+        add("")
+        render_redis_tls(add, dict(REDIS_TLS_DEFAULTS, **spec["redis_tls"]))
     return "\n".join(L) + "\n"
+
+
+def render_redis_tls(add, rt):
+    """The listen section that gives the agent (and stickyctl) Redis over TLS."""
+    add("# Redis over TLS for the agent and stickyctl: hiredis 0.14 speaks plaintext only,")
+    add("# so they connect here (redis.host/redis.port = this bind) and HAProxy carries the")
+    add("# bytes to Redis over TLS, verifying its certificate. The one plaintext hop is")
+    add("# agent -> this bind, on loopback: keep it on 127.0.0.1 (or ::1), never on an")
+    add("# interface other hosts reach. AUTH still goes to Redis itself (redis.password).")
+    add("listen redis_tls")
+    add("    mode tcp")
+    add("    bind %s" % rt["listen"])
+    add("    timeout connect 2s")
+    add("    # No retries here: each waits a 1 s turnaround, while the agent has its own")
+    add("    # backoff and wants a failure (e.g. a refused client certificate) at once.")
+    add("    retries 0")
+    add("    # The agent's connections live for days and its pub/sub one can be quiet: its own")
+    add("    # deadlines and watchdog catch a dead Redis; these only reap abandoned links.")
+    add("    timeout client 24h")
+    add("    timeout server 24h")
+    add("    # A failed check (here: the TLS handshake, e.g. an unknown CA) marks the server")
+    add("    # DOWN and HAProxy says why in its log; the agent then sees closed connections.")
+    opts = ["ssl", "verify required", "ca-file %s" % rt["ca_file"]]
+    if rt["sni"]:
+        # The name is sent and, with verify required, checked against the certificate.
+        opts += ["sni str(%s)" % rt["sni"], "check-sni %s" % rt["sni"]]
+    if rt["crt"]:
+        opts.append("crt %s" % rt["crt"])
+    add("    server redis %s %s check inter 2s rise 1 fall 1" % (rt["server"], " ".join(opts)))
 
 
 def server_tag(secret, backend, server):
@@ -547,6 +612,11 @@ def build_spec(args):
         v = getattr(args, k)
         if v is not None:
             spec[k] = v
+    tls = {"server": args.redis_tls, "ca_file": args.redis_ca, "sni": args.redis_sni,
+           "crt": args.redis_cert, "listen": args.redis_listen}
+    tls = {k: v for k, v in tls.items() if v is not None}
+    if tls:
+        spec["redis_tls"] = dict(spec["redis_tls"] or {}, **tls)
     validate(spec)
     return spec
 
@@ -596,6 +666,17 @@ def main(argv=None):
     ap.add_argument("--cfg-name", help="name of the haproxy config file written")
     ap.add_argument("--spoe-name", help="name of the SPOE file written")
     ap.add_argument("--spoe-path", help="SPOE path written in haproxy.cfg (default: the file)")
+    ap.add_argument("--redis-tls", metavar="HOST:PORT",
+                    help="render a listen section carrying the agent's Redis traffic to "
+                    "HOST:PORT over TLS")
+    ap.add_argument("--redis-ca", metavar="FILE", help="CA file Redis' certificate must "
+                    "chain to (required with --redis-tls)")
+    ap.add_argument("--redis-sni", metavar="NAME", help="SNI sent to Redis and checked "
+                    "against its certificate")
+    ap.add_argument("--redis-cert", metavar="FILE", help="client certificate + key (PEM) "
+                    "for Redis' tls-auth-clients")
+    ap.add_argument("--redis-listen", metavar="ADDR:PORT", help="loopback address the "
+                    "agent connects to (default 127.0.0.1:6380)")
     ap.add_argument("--no-check", action="store_true", help="skip haproxy -c")
     ap.add_argument("--haproxy", default=os.environ.get("HAPROXY", "/usr/sbin/haproxy"))
     args = ap.parse_args(argv)

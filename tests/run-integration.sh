@@ -13,13 +13,15 @@ cd "$(dirname "$0")/.."
 # What talks to HAProxy: the runtime API driver, the SPOP tests behind HAProxy (and
 # `haproxy -c` of every rendered reference file), the fleet tests and the end-to-end
 # scenarios, the overload ones (the agent killed, HAProxy's fallback cookie) and real
-# Socket.IO through the Socket.IO config. test_assign, test_stickyctl, test_demo and
+# Socket.IO through the Socket.IO config, and Redis over TLS through the rendered
+# listen section. test_assign, test_stickyctl, test_demo and
 # the ops suites talk SPOP, Redis or HTTP directly or run the demo, the same on every
 # version: first HAProxy only.
 MATRIX_C="build/itests/test_hapi"
 MATRIX_PYTEST="tests/integration/test_haproxy_spop.py tests/integration/test_fleet.py
     tests/integration/test_e2e_affinity.py tests/integration/test_e2e_ops.py
-    tests/integration/test_e2e_overload.py tests/integration/test_e2e_socketio.py"
+    tests/integration/test_e2e_overload.py tests/integration/test_e2e_socketio.py
+    tests/integration/test_redis_tls.py"
 
 matrix=$(scripts/haproxy-matrix.sh) || { echo "integration: no HAProxy matrix" >&2; exit 1; }
 status=0

@@ -460,6 +460,8 @@ static void test_reference(void)
     CHECK(strstr(doc, "| `max_frame_size` | integer | `16380` | 256..16777216 |") != NULL);
     CHECK(strstr(doc, "| `haproxy.heartbeat_ttl` |") != NULL);
     CHECK(strstr(doc, "| `backends` |") != NULL);
+    CHECK(strstr(doc, "| `redis.sentinels` | list of addresses \\| null | `null` | 1..16 of "
+                      "`ADDR:PORT` |") != NULL);
     free(doc);
 }
 
@@ -508,10 +510,82 @@ static void test_limits(void)
                "t.json:1:39: unknown key \"limits.be.servers.s1.weight\"");
 }
 
+/* redis.sentinels and its companions: the list, every error at its value. */
+static void test_sentinels(void)
+{
+    struct cfg c;
+    if (load_ok("{\"redis\": {\"sentinels\": [\"127.0.0.1:26379\", \"[::1]:26380\", "
+                "\"localhost:26381\"],\n \"master_name\": \"mymaster\", "
+                "\"sentinel_user\": \"sn\", \"sentinel_password\": \"pw\"}}",
+                &c) == 0) {
+        CHECK_EQ_INT(c.redis_sentinels.n, 3);
+        CHECK_STR(c.redis_sentinels.v[0], "127.0.0.1:26379");
+        CHECK_STR(c.redis_sentinels.v[1], "[::1]:26380");
+        CHECK_STR(c.redis_sentinels.v[2], "localhost:26381");
+        CHECK_STR(c.redis_master_name, "mymaster");
+        CHECK_STR(c.redis_sentinel_user, "sn");
+        CHECK_STR(c.redis_sentinel_password, "pw");
+        /* stickyctl's --sentinels replaces the list, or refuses and keeps it */
+        CHECK(cfg_set_sentinels(&c, "127.0.0.1:1,127.0.0.1:2", err, sizeof(err)) == 0);
+        CHECK_EQ_INT(c.redis_sentinels.n, 2);
+        CHECK_STR(c.redis_sentinels.v[1], "127.0.0.1:2");
+        CHECK(cfg_set_sentinels(&c, "127.0.0.1:1,,", err, sizeof(err)) == -1);
+        CHECK(cfg_set_sentinels(&c, "127.0.0.1:1,db.example:26379", err, sizeof(err)) == -1);
+        CHECK_STR(err, "'db.example' is not a numeric IPv4/IPv6 address");
+        CHECK(cfg_set_sentinels(&c, "", err, sizeof(err)) == -1);
+        CHECK_STR(err, "no Sentinel address");
+        CHECK_EQ_INT(c.redis_sentinels.n, 2);
+        CHECK(cfg_set_sentinels(&c, NULL, err, sizeof(err)) == 0);
+        CHECK_EQ_INT(c.redis_sentinels.n, 0);
+        cfg_free(&c);
+    } else {
+        check_failed++;
+    }
+    if (load_ok("{\"redis\": {\"sentinels\": null, \"master_name\": null}}", &c) == 0) {
+        CHECK_EQ_INT(c.redis_sentinels.n, 0);
+        CHECK(c.redis_sentinels.v == NULL);
+        cfg_free(&c);
+    } else {
+        check_failed++;
+    }
+    EXPECT_ERR("{\"redis\": {\"sentinels\": \"127.0.0.1:26379\", \"master_name\": \"m\"}}",
+               "t.json:1:25: redis.sentinels: expected an array of \"ADDR:PORT\" strings or null, "
+               "got a string");
+    EXPECT_ERR("{\"redis\": {\"sentinels\": [], \"master_name\": \"m\"}}",
+               "t.json:1:25: redis.sentinels: 0 entries; expected 1..16");
+    EXPECT_ERR("{\"redis\": {\"sentinels\": [\"127.0.0.1:1\", 7], \"master_name\": \"m\"}}",
+               "t.json:1:25: redis.sentinels[1]: expected an \"ADDR:PORT\" string, got an integer");
+    EXPECT_ERR("{\"redis\": {\"sentinels\": [\"127.0.0.1:0\"], \"master_name\": \"m\"}}",
+               "t.json:1:25: redis.sentinels[0]: '127.0.0.1:0': port must be 1..65535");
+    EXPECT_ERR("{\"redis\": {\"sentinels\": [\"unix:/tmp/s\"], \"master_name\": \"m\"}}",
+               "t.json:1:25: redis.sentinels[0]: 'unix:/tmp/s' must be ADDR:PORT, not a unix "
+               "socket");
+    EXPECT_ERR("{\"redis\": {\"sentinels\": [\"sentinel-1:26379\"], \"master_name\": \"m\"}}",
+               "t.json:1:25: redis.sentinels[0]: 'sentinel-1' is not a numeric IPv4/IPv6 address");
+    EXPECT_ERR("{\"redis\": {\"sentinels\": [\"127.0.0.1:1\", \"127.0.0.1:1\"], "
+               "\"master_name\": \"m\"}}",
+               "t.json:1:25: redis.sentinels[1]: '127.0.0.1:1' is listed twice");
+    EXPECT_ERR("{\"redis\": {\n  \"sentinels\": [\"127.0.0.1:26379\"]}}",
+               "t.json:2:16: redis.sentinels needs redis.master_name (the name the Sentinels "
+               "monitor the master under)");
+    EXPECT_ERR("{\"redis\": {\"master_name\": \"m\"}}",
+               "t.json:1:27: redis.master_name is set but redis.sentinels is not");
+    EXPECT_ERR("{\"redis\": {\"unix\": \"/tmp/r.sock\", \"sentinels\": [\"127.0.0.1:1\"], "
+               "\"master_name\": \"m\"}}",
+               "t.json:1:48: redis.sentinels and redis.unix exclude each other: the Sentinels "
+               "give a TCP address");
+    EXPECT_ERR("{\"redis\": {\"sentinels\": [\"127.0.0.1:1\"], \"master_name\": \"my master\"}}",
+               "t.json:1:57: redis.master_name: \"my master\" must be printable ASCII without "
+               "spaces");
+}
+
 int main(void)
 {
     unsetenv("STICKYD_REDIS_USER");
     unsetenv("STICKYD_REDIS_PASSWORD");
+    unsetenv("STICKYD_REDIS_SENTINEL_USER");
+    unsetenv("STICKYD_REDIS_SENTINEL_PASSWORD");
+    test_sentinels();
     test_defaults();
     test_full();
     test_errors();

@@ -712,6 +712,132 @@ static void test_unix(void)
     redis_kill(slot);
 }
 
+/* ---- discovery hooks (store_on_event, store_set_addr, store_check_role) ----------- */
+
+struct evlog {
+    int n[STORE_EVENT_COUNT];
+    bool seen_last; /* set when `want` arrives */
+    enum store_event want;
+};
+
+static void on_store_event(enum store_event ev, void *arg)
+{
+    struct evlog *e = arg;
+    e->n[ev]++;
+    if (ev == e->want) {
+        e->seen_last = true;
+    }
+}
+
+static bool wait_event(struct evlog *e, enum store_event ev, int ms)
+{
+    e->want = ev;
+    e->seen_last = false;
+    return run_until(&e->seen_last, ms);
+}
+
+/* A primary and its replica (made one with REPLICAOF), a store told where to go:
+ * it waits for an address, refuses the replica on ROLE, reports -READONLY, a
+ * timeout and a drop, and does not reconnect for the address it is already on. */
+static void test_discovery_hooks(void)
+{
+    uint16_t pa = free_port(), pb = free_port();
+    int sa = redis_start(pa, NULL), sb = redis_start(pb, NULL);
+    char pabuf[8];
+    snprintf(pabuf, sizeof(pabuf), "%u", pa);
+    struct cfg cb;
+    fill_cfg(&cb, pb);
+    struct store *rb = store_new(loop, &cb);
+    CHECK(wait_connected(rb, true, 5000));
+    struct outcome o;
+    CHECK_EQ_INT(CMD(rb, &o, "REPLICAOF", "127.0.0.1", pabuf), 0);
+    CHECK(o.type == STORE_R_STATUS);
+    store_free(rb);
+
+    /* A config naming Sentinels: no connection until an address is given. */
+    struct cfg c;
+    fill_cfg(&c, free_port());
+    char *sentinels[1] = {(char *)"127.0.0.1:1"};
+    c.redis_sentinels.v = sentinels;
+    c.redis_sentinels.n = 1;
+    struct evlog e;
+    memset(&e, 0, sizeof(e));
+    struct store *s = store_new(loop, &c);
+    store_on_event(s, on_store_event, &e);
+    store_check_role(s, true);
+    run_for(200);
+    CHECK(!store_connected(s));
+    CHECK(store_last_error(s)[0] == '\0'); /* it never tried */
+    CHECK_EQ_INT(e.n[STORE_EV_DOWN], 0);
+
+    /* ROLE says slave: not ready, NOT_MASTER, a reason naming the node. */
+    CHECK_EQ_INT(store_set_addr(s, "127.0.0.1", pb), 0);
+    CHECK(wait_event(&e, STORE_EV_NOT_MASTER, 3000));
+    CHECK(!store_connected(s));
+    CHECK(strstr(store_last_error(s), "is not a master (ROLE: slave)") != NULL);
+    CHECK_EQ_INT(e.n[STORE_EV_READY], 0);
+
+    /* The master: READY, and commands go there. */
+    CHECK_EQ_INT(store_set_addr(s, "127.0.0.1", pa), 0);
+    CHECK(wait_event(&e, STORE_EV_READY, 3000));
+    CHECK(store_connected(s));
+    CHECK_EQ_INT(CMD(s, &o, "SET", "hook", "1"), 0);
+    CHECK(o.res == STORE_OK && o.type == STORE_R_STATUS);
+    /* The same address again: nothing to do, no reconnect. */
+    int ready = e.n[STORE_EV_READY];
+    CHECK_EQ_INT(store_set_addr(s, "127.0.0.1", pa), 0);
+    run_for(300);
+    CHECK(store_connected(s));
+    CHECK_EQ_INT(e.n[STORE_EV_READY], ready);
+    /* A request past its deadline: TIMEOUT. */
+    memset(&o, 0, sizeof(o));
+    const char *sleep_argv[3] = {"DEBUG", "SLEEP", "0.3"};
+    CHECK_EQ_INT(store_command(s, 3, sleep_argv, NULL, 50, on_outcome, &o), 0);
+    CHECK(wait_event(&e, STORE_EV_TIMEOUT, 2000));
+    CHECK(o.res == STORE_TIMEOUT);
+    run_for(400); /* the late reply */
+    /* The master dies: DOWN. */
+    redis_kill(sa);
+    CHECK(wait_event(&e, STORE_EV_DOWN, 3000));
+    CHECK(!store_connected(s));
+    store_free(s);
+
+    /* Without the ROLE check a write to the replica is -READONLY: READONLY. */
+    struct cfg cr;
+    fill_cfg(&cr, pb);
+    memset(&e, 0, sizeof(e));
+    s = store_new(loop, &cr);
+    store_on_event(s, on_store_event, &e);
+    CHECK(wait_connected(s, true, 5000));
+    CHECK_EQ_INT(CMD(s, &o, "SET", "hook", "2"), 0);
+    CHECK(o.type == STORE_R_ERR && strncmp(o.str, "READONLY", 8) == 0);
+    CHECK_EQ_INT(e.n[STORE_EV_READONLY], 1);
+    /* An ACL user without +role: the check trusts the discovery (and -READONLY
+     * still shows the replica on the first write). */
+    const char *acl[9] = {"ACL", "SETUSER", "norole", "on", ">pw", "~*", "&*", "+@all",
+                          "-role"};
+    memset(&o, 0, sizeof(o));
+    CHECK_EQ_INT(store_command(s, 9, acl, NULL, 1000, on_outcome, &o), 0);
+    run_until(&o.done, 2000);
+    CHECK(o.type == STORE_R_STATUS);
+    store_free(s);
+    struct cfg cn;
+    fill_cfg(&cn, pb);
+    cn.redis_user = (char *)"norole";
+    cn.redis_password = (char *)"pw";
+    memset(&e, 0, sizeof(e));
+    s = store_new(loop, &cn);
+    store_on_event(s, on_store_event, &e);
+    store_check_role(s, true);
+    CHECK(wait_connected(s, true, 5000));
+    CHECK_EQ_INT(e.n[STORE_EV_NOT_MASTER], 0);
+    CHECK_EQ_INT(CMD(s, &o, "SET", "hook", "3"), 0);
+    CHECK(o.type == STORE_R_ERR && strncmp(o.str, "READONLY", 8) == 0);
+    CHECK_EQ_INT(e.n[STORE_EV_READONLY], 1);
+    store_free(s);
+    redis_kill(sb);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -754,6 +880,7 @@ int main(void)
     test_connect_timeout(port, slot);
     test_unix();
     test_auth();
+    test_discovery_hooks();
     printf("stats: requests=%llu timeouts=%llu errors=%llu reconnects=%llu\n",
            (unsigned long long)stats.redis_requests, (unsigned long long)stats.redis_timeouts,
            (unsigned long long)stats.redis_errors, (unsigned long long)stats.redis_reconnects);
