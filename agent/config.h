@@ -50,6 +50,8 @@ struct cfg {
     int64_t redis_reconnect_max_ms;    /* backoff cap, default 5000 */
     int64_t redis_batch_interval_ms;   /* ledger batch period, default 10 */
     uint32_t redis_max_pending;        /* 0: derived from redis_timeout_ms */
+    bool redis_cluster;      /* Redis Cluster: slot map, one connection per master */
+    char *redis_nodes;       /* cluster seeds "host:port ..."; NULL: redis_host:redis_port */
 
     /* Sessions */
     int64_t session_ttl_ms;  /* sliding TTL, default 24h */

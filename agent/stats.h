@@ -41,6 +41,8 @@
     X(redis_timeouts, "Redis commands past their deadline")                                        \
     X(redis_errors, "Redis error replies or disconnects")                                          \
     X(redis_reconnects, "Redis connections (re)established")                                       \
+    X(redis_redirects, "Redis Cluster MOVED/ASK redirects followed")                               \
+    X(redis_slot_maps, "Redis Cluster slot maps read (CLUSTER SLOTS)")                             \
     X(redis_shed, "requests refused because too many were waiting on Redis")                       \
     X(ledger_batches, "batched writes sent (opens, closes, record touches)")                       \
     X(ledger_ops, "operations written in batches")                                                 \
