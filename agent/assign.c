@@ -821,12 +821,15 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
     }
     int best = aff_least_loaded(A.cands, nc);
     char rec[MODEL_KEY_MAX], legacy[MODEL_KEY_MAX], dl[24], ttl[24];
-    const char *prefix = A.cfg->redis_prefix;
-    int kl = model_key_id(rec, prefix, x->backend, "s:", x->id.rid, x->id.rid_len);
-    int ll = x->id.legacy_len > 0 ? model_key_id(legacy, prefix, x->backend, "s:", x->id.legacy,
-                                                 x->id.legacy_len)
-                                  : kl;
-    if (x->id.legacy_len == 0 && kl > 0) {
+    int kl = model_record_key(rec, A.cfg, x->backend, x->id.rid, x->id.rid_len);
+    /* decide.lua touches one slot: a legacy record is carried over only where it
+     * shares the record's (standalone). A cluster's records each have their own
+     * slot, and a cluster starts without "1"-cookie records; a key's record from
+     * before a secret rotation is decided afresh there. */
+    bool carry = x->id.legacy_len > 0 && !A.cfg->redis_cluster;
+    int ll = carry ? model_record_key(legacy, A.cfg, x->backend, x->id.legacy, x->id.legacy_len)
+                   : kl;
+    if (!carry && kl > 0) {
         memcpy(legacy, rec, (size_t)kl + 1);
     }
     if (A.store == NULL || A.script == NULL || kl < 0 || ll < 0 ||

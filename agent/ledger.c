@@ -2,7 +2,9 @@
  * (contract in ledger.h).
  *
  *   ledger_open/close/touch --queue per backend (bounded)--> flush timer (batch_interval)
- *     --> one EVALSHA ledger.lua per backend, at most one in flight
+ *     --> one EVALSHA ledger.lua per backend, at most one in flight (in a Redis
+ *         Cluster: the counts in that one, each record touch in one of its own,
+ *         on the record's slot)
  *     --> reply: conns, states, Redis TIME, moved records --> view, clock, callback
  *
  * Owns the queued operations and the per-backend view; must not decide anything
@@ -62,6 +64,7 @@ struct lback {
 struct lbatch {
     struct lback *b; /* NULL once the ledger is gone: the reply is ignored */
     struct lbatch *next_live;
+    bool touch_only; /* a cluster's record touch: no counts, no view, not inflight */
     size_t ntouch, nclose;
     /* per touch: rid; then per distinct server opened: name and count */
     size_t nsrv;
@@ -373,6 +376,35 @@ static void batch_free(struct lbatch *x)
 
 static void send_batch(struct lback *b);
 
+/* The records an operator moved, from a reply's moved list: to the callback. */
+static void report_moved(struct ledger *l, struct lback *b, const struct lbatch *x,
+                         const struct store_reply *mv)
+{
+    for (size_t i = 0; l->moved != NULL && i < store_reply_len(mv); i++) {
+        const struct store_reply *e = store_reply_elem(mv, i);
+        long long k = store_reply_int(store_reply_elem(e, 0));
+        size_t sl;
+        const char *srv = store_reply_str(store_reply_elem(e, 1), &sl);
+        const char *rid = x->strs;
+        for (long long j = 1; j < k && (size_t)j < x->ntouch; j++) {
+            rid += strlen(rid) + 1;
+        }
+        if (k >= 1 && (size_t)k <= x->ntouch && srv != NULL) {
+            l->moved(b->name, rid, strlen(rid), srv, sl, l->moved_arg);
+        }
+    }
+}
+
+static void log_failure(const struct lback *b, const struct store_reply *r, enum store_result res)
+{
+    STATS_INC(ledger_failed);
+    if (res == STORE_OK && store_reply_type(r) == STORE_R_ERR) {
+        size_t len;
+        const char *e = store_reply_str(r, &len);
+        log_warn("ledger: batch for %s failed: %.*s", b->name, (int)(len > 200 ? 200 : len), e);
+    }
+}
+
 static void batch_reply(const struct store_reply *r, enum store_result res, void *arg)
 {
     struct lbatch *x = arg;
@@ -383,6 +415,15 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
     }
     struct ledger *l = b->l;
     batch_unlink(l, x);
+    if (x->touch_only) {
+        if (res == STORE_OK && store_reply_type(r) == STORE_R_ARRAY && store_reply_len(r) == 6) {
+            report_moved(l, b, x, store_reply_elem(r, 5));
+        } else {
+            log_failure(b, r, res);
+        }
+        batch_free(x);
+        return;
+    }
     b->inflight--;
     /* this batch's opens are in Redis' counts now, or lost: either way not flying */
     const char *p = x->strs;
@@ -409,28 +450,9 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
         int64_t closed = store_reply_int(store_reply_elem(r, 4));
         STATS_ADD(conn_closed_events, (uint64_t)closed);
         STATS_ADD(conn_close_duplicates, (uint64_t)((int64_t)x->nclose - closed));
-        const struct store_reply *mv = store_reply_elem(r, 5);
-        for (size_t i = 0; l->moved != NULL && i < store_reply_len(mv); i++) {
-            const struct store_reply *e = store_reply_elem(mv, i);
-            long long k = store_reply_int(store_reply_elem(e, 0));
-            size_t sl;
-            const char *srv = store_reply_str(store_reply_elem(e, 1), &sl);
-            const char *rid = x->strs;
-            for (long long j = 1; j < k && (size_t)j < x->ntouch; j++) {
-                rid += strlen(rid) + 1;
-            }
-            if (k >= 1 && (size_t)k <= x->ntouch && srv != NULL) {
-                l->moved(b->name, rid, strlen(rid), srv, sl, l->moved_arg);
-            }
-        }
+        report_moved(l, b, x, store_reply_elem(r, 5));
     } else {
-        STATS_INC(ledger_failed);
-        if (res == STORE_OK && store_reply_type(r) == STORE_R_ERR) {
-            size_t len;
-            const char *e = store_reply_str(r, &len);
-            log_warn("ledger: batch for %s failed: %.*s", b->name, (int)(len > 200 ? 200 : len),
-                     e);
-        }
+        log_failure(b, r, res);
     }
     batch_free(x);
     while (b->nops >= LEDGER_BATCH_OPS && b->inflight < LEDGER_PIPELINE && !l->stopped &&
@@ -501,11 +523,55 @@ static void arg(struct ledger *l, size_t *i, const char *p, size_t n)
     (*i)++;
 }
 
+/* Cluster: one record touch as its own ledger.lua run on the record's slot
+ * (no count keys). Dropped and counted when the store cannot take it: the
+ * record is adopted again at the session's next touch. */
+static void send_touch(struct lback *b, const struct lop *o)
+{
+    struct ledger *l = b->l;
+    const struct cfg *c = l->cfg;
+    const char *id = b->arena + o->id_off;
+    char key[MODEL_KEY_MAX], ttl[24];
+    static const char modes[] = "narf";
+    const char *m = strchr(modes, o->mode);
+    int kl = model_record_key(key, c, b->name, id, o->id_len);
+    struct lbatch *x = calloc(1, sizeof(*x));
+    char *strs = malloc((size_t)o->id_len + 1);
+    if (kl < 0 || x == NULL || strs == NULL) {
+        free(x);
+        free(strs);
+        STATS_INC(ledger_dropped);
+        return;
+    }
+    memcpy(strs, id, o->id_len);
+    strs[o->id_len] = '\0';
+    *util_u64_dec(ttl, (uint64_t)c->session_ttl_ms) = '\0';
+    const char *argv[] = {key, c->instance, "0", "0", ttl, "0", "0", "0",
+                          b->arena + o->srv_off, m != NULL ? m : "a"};
+    size_t argvlen[] = {(size_t)kl, strlen(c->instance), 1, 1, strlen(ttl), 1, 1, 1,
+                        o->srv_len, 1};
+    x->b = b;
+    x->touch_only = true;
+    x->ntouch = 1;
+    x->strs = strs;
+    if (store_eval(l->store, l->script, 1, (int)ARRAY_SIZE(argv), argv, argvlen,
+                   LEDGER_TIMEOUT_MS, batch_reply, x) != 0) {
+        batch_free(x);
+        STATS_INC(ledger_dropped);
+        return;
+    }
+    x->next_live = l->live;
+    l->live = x;
+    STATS_INC(ledger_batches);
+}
+
 /* Send the first LEDGER_BATCH_OPS queued ops of b (or just the heartbeat and
- * the view when none are queued) as one script run. */
+ * the view when none are queued) as one script run (in a cluster: the counts in
+ * one, and each record touch in its own, on the record's slot). */
 static void send_batch(struct lback *b)
 {
     struct ledger *l = b->l;
+    bool split = l->cfg->redis_cluster;
     size_t n = b->nops < LEDGER_BATCH_OPS ? b->nops : LEDGER_BATCH_OPS;
     size_t nopen = 0, nclose = 0, ntouch = 0;
     for (size_t i = 0; i < n; i++) {
@@ -516,8 +582,8 @@ static void send_batch(struct lback *b)
     const struct cfg *c = l->cfg;
     const char *prefix = c->redis_prefix;
     const char *inst = c->instance;
-    size_t nkeys = 5 + ntouch;
-    size_t argc = nkeys + 6 + 2 * nopen + nclose + 2 * ntouch;
+    size_t nkeys = 5 + (split ? 0 : ntouch);
+    size_t argc = nkeys + 7 + 2 * nopen + nclose + (split ? 0 : 2 * ntouch);
     struct lbatch *x = calloc(1, sizeof(*x));
     size_t strs_len = 0;
     for (size_t i = 0; i < n; i++) {
@@ -546,11 +612,11 @@ static void send_batch(struct lback *b)
     size_t tk = 5;
     for (size_t i = 0; i < n; i++) {
         const struct lop *o = &b->ops[i];
-        if (o->kind != 't') {
+        if (o->kind != 't' || split) {
             continue;
         }
         const char *id = b->arena + o->id_off;
-        int kl = model_key_id(l->keys[tk], prefix, b->name, "s:", id, o->id_len);
+        int kl = model_record_key(l->keys[tk], c, b->name, id, o->id_len);
         if (kl < 0) {
             goto fail;
         }
@@ -573,6 +639,7 @@ static void send_batch(struct lback *b)
     arg(l, &ai, ttl, strlen(ttl));
     arg(l, &ai, no, strlen(no));
     arg(l, &ai, nc, strlen(nc));
+    arg(l, &ai, "5", 1);
     for (size_t i = 0; i < n; i++) { /* opens, aggregated by server for the view */
         const struct lop *o = &b->ops[i];
         if (o->kind != 'o') {
@@ -611,13 +678,13 @@ static void send_batch(struct lback *b)
     static const char modes[] = "narf";
     for (size_t i = 0; i < n; i++) {
         const struct lop *o = &b->ops[i];
-        if (o->kind == 't') {
+        if (o->kind == 't' && !split) {
             const char *m = strchr(modes, o->mode);
             arg(l, &ai, b->arena + o->srv_off, o->srv_len);
             arg(l, &ai, m != NULL ? m : "a", 1);
         }
     }
-    x->ntouch = ntouch;
+    x->ntouch = split ? 0 : ntouch;
     x->nclose = nclose;
     if (store_eval(l->store, l->script, (int)nkeys, (int)ai, l->argv, l->argvlen,
                    LEDGER_TIMEOUT_MS, batch_reply, x) != 0) {
@@ -638,6 +705,11 @@ static void send_batch(struct lback *b)
     l->live = x;
     STATS_INC(ledger_batches);
     STATS_ADD(ledger_ops, n);
+    for (size_t i = 0; split && i < n; i++) {
+        if (b->ops[i].kind == 't') {
+            send_touch(b, &b->ops[i]);
+        }
+    }
     queue_consume(b, n);
     return;
 fail:

@@ -4,7 +4,8 @@
 -- judged every server (affinity.c); this script only makes the decision atomic
 -- across agents: an existing usable pin wins, else the agent's choice is written.
 -- KEYS[1] the record; KEYS[2] a legacy record to carry over (a "1" cookie's hash, or
---   the previous secret's key record), or KEYS[1] again when there is none.
+--   the previous secret's key record), or KEYS[1] again when there is none. Both are
+--   in one slot: in a Redis Cluster, where each record has its own, always KEYS[1].
 -- ARGV[1] deadline, Redis time in ms (0: none): past it the agent has answered
 --   without us, so nothing is written; ARGV[2] session TTL ms; ARGV[3] instance;
 --   ARGV[4] the agent's choice for a new session or a repin ('' when none);

@@ -3,24 +3,34 @@
 -- Everything here was already answered to HAProxy: a touch never moves a session
 -- against its cookie, it only makes the record follow it (the cookie is the
 -- authority), except for a record an operator moved, which is reported back.
+-- ARGV[7] is the number of count keys: 5, or 0 for a call of record touches only.
 -- KEYS[1] conns, KEYS[2] this instance's share, KEYS[3] its open map, KEYS[4] insts,
---   KEYS[5] state, KEYS[6..] one record per touch, in order.
+--   KEYS[5] state (those five when ARGV[7] is 5), then one record per touch, in order.
+--   Standalone, one call carries both; in a Redis Cluster the agent sends the counts
+--   (the backend's slot) and each record's touches (the record's own slot) apart, so
+--   that every call touches one slot, each key declared here.
 -- ARGV[1] instance, ARGV[2] heartbeat TTL ms, ARGV[3] open-map TTL ms,
---   ARGV[4] session TTL ms, ARGV[5] number of opens, ARGV[6] number of closes, then
+--   ARGV[4] session TTL ms, ARGV[5] number of opens, ARGV[6] number of closes,
+--   ARGV[7] number of count keys, then
 --   opens (uid, server), closes (uid), touches (server, mode) where mode is
 --   'n' new (never overwrites), 'a' adopt (hit), 'r' adopt and refresh the TTL,
 --   'f' force (a correction).
 -- Returns {now ms, conns (flat), state (flat), opened, closed, moved} where moved
---   lists {touch index (1-based), recorded server} of records an operator moved.
+--   lists {touch index (1-based), recorded server} of records an operator moved
+--   (conns and state empty in a touches-only call).
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nows = string.format('%d', now)
+local ncount = tonumber(ARGV[7])
 local conns, share, open, insts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local inst, ttl = ARGV[1], ARGV[4]
 local nopen, nclose = tonumber(ARGV[5]), tonumber(ARGV[6])
 local delta, opened, closed = {}, 0, 0
-local i = 7
+local i = 8
+if ncount == 0 and (nopen > 0 or nclose > 0) then
+  return redis.error_reply('ERR ledger: opens and closes need the count keys')
+end
 for _ = 1, nopen do
   local uid, srv = ARGV[i], ARGV[i + 1]
   i = i + 2
@@ -53,14 +63,16 @@ for srv, d in pairs(delta) do
     end
   end
 end
-redis.call('ZADD', insts, now, inst)
-redis.call('PEXPIRE', share, tonumber(ARGV[2]))
-if redis.call('PTTL', open) == -1 then redis.call('PEXPIRE', open, tonumber(ARGV[3])) end
+if ncount > 0 then
+  redis.call('ZADD', insts, now, inst)
+  redis.call('PEXPIRE', share, tonumber(ARGV[2]))
+  if redis.call('PTTL', open) == -1 then redis.call('PEXPIRE', open, tonumber(ARGV[3])) end
+end
 local function record(srv, created) -- the record format: agent/model.h
   return srv .. ' ' .. created .. ' ' .. nows .. ' - ' .. inst
 end
 local moved = {}
-for k = 6, #KEYS do
+for k = ncount + 1, #KEYS do
   local srv, mode = ARGV[i], ARGV[i + 1]
   i = i + 2
   local rec = KEYS[k]
@@ -74,10 +86,11 @@ for k = 6, #KEYS do
     if not have then
       redis.call('SET', rec, record(srv, nows), 'PX', ttl)
     elseif flag == 'm' and mode ~= 'f' then
-      moved[#moved + 1] = {k - 5, have}
+      moved[#moved + 1] = {k - ncount, have}
     elseif have ~= srv or mode ~= 'a' then
       redis.call('SET', rec, record(srv, created), 'PX', ttl)
     end
   end
 end
+if ncount == 0 then return {now, {}, {}, 0, 0, moved} end
 return {now, redis.call('HGETALL', conns), redis.call('HGETALL', KEYS[5]), opened, closed, moved}

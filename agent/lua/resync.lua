@@ -1,6 +1,9 @@
 -- resync.lua - an instance's heartbeat, its share reset from HAProxy's scur, dead
 -- instances dropped, conns recomputed as the sum of the live shares (agent/fleet.c).
--- KEYS[1] conns, KEYS[2] share, KEYS[3] open map, KEYS[4] insts, KEYS[5] servers.
+-- KEYS[1] conns, KEYS[2] share, KEYS[3] open map, KEYS[4] insts, KEYS[5] servers,
+--   KEYS[6..] the share and open map (i:<inst>, o:<inst>) of each instance the agent
+--   read from insts just before: every key touched is declared, all in the backend's
+--   slot. An instance that joined in between, undeclared, is left to the next resync.
 -- ARGV[1] key prefix of the backend ("<prefix>{<backend>}:"), ARGV[2] instance,
 --   ARGV[3] now ms, ARGV[4] heartbeat TTL ms, ARGV[5] mode ("scur": reset the share
 --   from the pairs, "beat": keep it, "leave": remove this instance), ARGV[6] the pids
@@ -9,10 +12,10 @@
 --   the older processes' tunnels (open-map uids ending in ":<pid>", decimal or
 --   zero-padded hex) are added to the share: only the newest process answers
 --   "show stat", so its scur alone would forget them.
--- The instances' keys it reads and drops (i:<inst>, o:<inst> of others) are in the
--- same slot (one hash tag per backend) but not declared in KEYS.
 -- Returns the list of instances dropped (the leaving one included).
 local conns, share, open, insts, servers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local declared = {}
+for k = 1, #KEYS do declared[KEYS[k]] = true end
 local kp, inst, now, hb, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 if mode == 'scur' then
   redis.call('DEL', share)
@@ -53,14 +56,18 @@ else
   end
 end
 for _, d in ipairs(redis.call('ZRANGEBYSCORE', insts, '-inf', '(' .. (now - hb))) do
-  redis.call('ZREM', insts, d)
-  redis.call('DEL', kp .. 'i:' .. d, kp .. 'o:' .. d)
-  dropped[#dropped + 1] = d
+  if declared[kp .. 'i:' .. d] and declared[kp .. 'o:' .. d] then
+    redis.call('ZREM', insts, d)
+    redis.call('DEL', kp .. 'i:' .. d, kp .. 'o:' .. d)
+    dropped[#dropped + 1] = d
+  end
 end
 local sum = {}
 for _, l in ipairs(redis.call('ZRANGE', insts, 0, -1)) do
-  local h = redis.call('HGETALL', kp .. 'i:' .. l)
-  for i = 1, #h, 2 do sum[h[i]] = (sum[h[i]] or 0) + tonumber(h[i + 1]) end
+  if declared[kp .. 'i:' .. l] then
+    local h = redis.call('HGETALL', kp .. 'i:' .. l)
+    for i = 1, #h, 2 do sum[h[i]] = (sum[h[i]] or 0) + tonumber(h[i + 1]) end
+  end
 end
 redis.call('DEL', conns)
 for k, v in pairs(sum) do

@@ -1,0 +1,314 @@
+"""Redis Cluster (issue 11): real redis-server nodes with --cluster-enabled, joined by
+`redis-cli --cluster create` (3 masters + 3 replicas on loopback), real HAProxy, real
+stickyd agents in cluster mode (redis.cluster, redis.nodes), real WebSocket servers and
+clients.
+
+What holds on a cluster as on one Redis: a client's pin, two load balancers agreeing,
+drain, the live counts, forged cookies; then failing over a master (CLUSTER FAILOVER on
+its replica, and a killed master) keeps pinned clients on their servers; stickyctl
+works against the cluster; and a backend's session records spread over every master
+(each record has its own slot, model.h) while its counts stay in the backend's slot.
+"""
+import json
+import secrets
+import subprocess
+import time
+
+import harness
+from harness import lb_spec, record_id, wait_until, write_secret, ws_open
+from test_assign import mint_sid, mint_v2
+from test_e2e_affinity import DIAG_RULES, action, by_server, flip_one_char, open_batches
+
+BE = "be_ws"
+PREFIX = "sticky:"
+KP = harness.rkey("", BE)  # "sticky:{be_ws}:": the backend's slot
+
+
+def rec_key(sid, backend=BE):
+    """A session record's key in cluster mode: its own slot (agent/model.h)."""
+    return "%s%s:s:{%s}" % (PREFIX, backend, record_id(sid))
+
+
+class Lb(harness.Lb):
+    def __init__(self, name, haproxy, stickyd, spec):
+        super().__init__(name, haproxy, stickyd)
+        self.spec = spec
+
+
+class ClusterStack:
+    """A 3 + 3 Redis Cluster, `servers` WebSocket servers in be_ws, and `instances`
+    load balancers (HAProxy + its stickyd in cluster mode, seeded with every node)."""
+
+    def __init__(self, procs, instances=1, servers=3, spec=None):
+        self.procs = procs
+        self.spec = spec or {}
+        self.rc = procs.redis_cluster()
+        self.r = self.rc.client()
+        self.ws = procs.ws_servers(servers)
+        self.secret_file = write_secret(procs.workdir / "cluster-secret.key")
+        self.lbs = [self._lb("lb%d" % i) for i in range(1, instances + 1)]
+        self.wait_ready()
+
+    def agent_redis(self):
+        return {"cluster": True, "nodes": self.rc.seeds, "timeout": "50ms"}
+
+    def _lb(self, name):
+        h = self.procs.haproxy("haproxy-" + name)
+        s = self.procs.stickyd("stickyd-" + name, start=False, instance=name,
+                               secret_file=self.secret_file, stats_socket=h.stats_socket,
+                               extra={"redis": self.agent_redis(),
+                                      "haproxy": dict(harness.FAST_PERIODS)})
+        spec = lb_spec(name, self.ws, s, {"transport": "udp", "addr": s.syslog_udp_addr}, BE,
+                       **self.spec)
+        lb = Lb(name, h, s, spec)
+        h.render(spec)
+        h.add_after_use_server(DIAG_RULES)
+        s.start()
+        h.start()
+        return lb
+
+    def wait_ready(self, timeout=20.0):
+        names = {w.name for w in self.ws}
+        for lb in self.lbs:
+            lb.wait_up(self.ws, BE, timeout)
+        wait_until(lambda: names <= set(self.r.hkeys(KP + "servers"))
+                   and {lb.name for lb in self.lbs} <= set(self.r.zrange(KP + "insts", 0, -1)),
+                   timeout, what="agents to publish their servers and heartbeat")
+
+    def conns(self):
+        return {k: int(v) for k, v in self.r.hgetall(KP + "conns").items()}
+
+    def record(self, sid):
+        v = self.r.get(rec_key(sid))
+        if v is None:
+            return {}
+        server, created, seen, flag, *inst = v.split(" ", 4)
+        return {"server": server, "moved": flag == "m", "inst": inst[0] if inst else ""}
+
+    def record_is(self, sid, server, timeout=5.0):
+        try:
+            wait_until(lambda: self.record(sid).get("server") == server, timeout,
+                       what="record of %s on %s" % (sid[:12], server))
+            return True
+        except TimeoutError:
+            return False
+
+    def master_of(self, key):
+        """The master node (proc) that serves key's slot now."""
+        slot = int(self.rc.masters()[0].client().execute_command("CLUSTER", "KEYSLOT", key))
+        for x in self.rc.cluster_nodes():
+            if not x["master"] or x["failed"]:
+                continue
+            for rng in x["slots"]:
+                if rng.startswith("["):
+                    continue  # a slot being migrated
+                lo, _, hi = rng.partition("-")
+                if int(lo) <= slot <= int(hi or lo):
+                    return self.rc.node(x["port"])
+        raise AssertionError("no master serves slot %d" % slot)
+
+
+def live_counts(c):
+    return {w.name: n for w, n in ((w, _server_live(w)) for w in c.ws)}
+
+
+def _server_live(ws):
+    import re
+    m = re.findall(r"^wsserver \S+: (?:open|close) .*\((\d+) live\)$", ws.log_text(), re.M)
+    return int(m[-1]) if m else 0
+
+
+def stickyctl(c, *args, check=True):
+    """agent/stickyctl with the agents' own config (cluster mode, the same seeds)."""
+    cfg = c.procs.workdir / "stickyctl.json"
+    cfg.write_text(json.dumps({"redis": c.agent_redis(), "listen": "127.0.0.1:1"}))
+    out = subprocess.run([str(harness.REPO / "agent" / "stickyctl"), "--config", str(cfg)]
+                         + list(args), capture_output=True, text=True, timeout=30)
+    if check:
+        assert out.returncode == 0, (args, out.stdout, out.stderr)
+    return out
+
+
+# ---- pin, two load balancers, counts ----------------------------------------------
+
+def test_pins_hold_across_two_agents_and_records_spread_over_the_masters(procs, ws_pool):
+    c = ClusterStack(procs, instances=2)
+    lb1, lb2 = c.lbs
+    first = ws_open(lb1.ws_url)
+    sid = first.cookie()
+    assert action(first) == "new" and sid, first.headers
+    assert c.record_is(sid, first.server)
+    for i in range(6):
+        lb = (lb2, lb1)[i % 2]
+        again = ws_open(lb.ws_url, cookie=first.jar())
+        assert (action(again), again.server) == ("hit", first.server), (i, again.headers)
+    # Sessions opened through both agents, kept open: each pinned, each counted once.
+    conns = open_batches(ws_pool, lb1.ws_url, 30) + open_batches(ws_pool, lb2.ws_url, 30)
+    assert all(action(x.result) == "new" for x in conns)
+    seen = by_server(conns)
+    wait_until(lambda: c.conns() == seen == live_counts(c), 10,
+               what="conns to equal the live sockets %s" % seen)
+    for x in conns[::7]:
+        assert c.record_is(x.cookie(), x.server)
+    # The 61 records are spread over the masters; the counts are in the backend's slot.
+    masters = {c.master_of(rec_key(x.cookie())).port for x in conns + [first]}
+    assert len(masters) == 3, masters
+    counts_at = c.master_of(KP + "conns")
+    assert c.master_of(KP + "insts") is counts_at and c.master_of(KP + "state") is counts_at
+    # Every script the agents ran touched one slot: no CROSSSLOT error anywhere.
+    for lb in c.lbs:
+        text = lb.stickyd.log_text()
+        assert "CROSSSLOT" not in text and "failed" not in text.replace("fail_", ""), \
+            text[-2000:]
+    # Closing them brings the counts back to zero.
+    ws_pool.close_all()
+    wait_until(lambda: c.conns() == {}, 10, what="conns to empty")
+
+
+def test_exactly_one_pin_when_two_agents_race_for_a_new_key(procs):
+    """Affinity by key arbitrated by decide.lua on the record's node: the same key
+    sent to both agents at once gets one server, whoever wins."""
+    import concurrent.futures
+    c = ClusterStack(procs, instances=2, spec={"affinity_key": "req.hdr(x-sticky-key)"})
+    lb1, lb2 = c.lbs
+    servers = set()
+    for n in range(9):
+        key = "user-%d-%s" % (n, secrets.token_hex(4))
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            got = list(ex.map(lambda lb: ws_open(lb.ws_url, headers={"X-Sticky-Key": key}),
+                              [lb1, lb2, lb1, lb2]))
+        assert len({g.server for g in got}) == 1, [(g.server, action(g)) for g in got]
+        servers.add(got[0].server)
+    assert len(servers) > 1, servers  # the keys were spread, not all on one server
+
+
+# ---- drain and forged cookies ---------------------------------------------------
+
+def test_drain_through_stickyctl_and_forged_cookies(procs):
+    c = ClusterStack(procs)
+    lb = c.lbs[0]
+    real = ws_open(lb.ws_url)
+    sid = real.cookie()
+    target = next(w.name for w in c.ws if w.name != real.server)
+    out = stickyctl(c, "drain", BE, target)
+    assert target in out.stdout, out.stdout
+    wait_until(lambda: c.r.hget(KP + "state", target) is not None, 5, what="drain state")
+    # new sessions avoid the draining server
+    fresh = [ws_open(lb.ws_url) for _ in range(9)]
+    assert all(f.server != target for f in fresh), [f.server for f in fresh]
+    forged = {
+        "tampered": flip_one_char(sid),
+        "made-up": "2" + secrets.token_urlsafe(48)[:55],
+        "other-secret": mint_v2(secrets.token_bytes(32), target),
+        "legacy-other-secret": mint_sid(secrets.token_bytes(32)),
+    }
+    for name, fid in forged.items():
+        c.r.set(rec_key(fid), "%s 1 1 - forger" % target, px=3600000)
+    for name, fid in forged.items():
+        r = ws_open(lb.ws_url, cookie=fid)
+        assert action(r) == "new" and r.server != target, (name, r.headers)
+        new_sid = r.cookie()
+        assert new_sid and new_sid != fid
+        assert c.record_is(new_sid, r.server)
+        rec = c.record(fid)
+        assert rec["server"] == target and rec["inst"] == "forger", (name, rec)
+    stickyctl(c, "ready", BE, target)
+    wait_until(lambda: c.r.hget(KP + "state", target) is None, 5, what="drain cleared")
+
+
+# ---- stickyctl against the cluster -------------------------------------------------
+
+def test_stickyctl_lookup_move_status_and_backends(procs):
+    c = ClusterStack(procs)
+    lb = c.lbs[0]
+    first = ws_open(lb.ws_url)
+    sid = first.cookie()
+    assert c.record_is(sid, first.server)
+    out = stickyctl(c, "lookup", BE, sid)
+    assert "server      %s" % first.server in out.stdout, out.stdout
+    other = next(w.name for w in c.ws if w.name != first.server)
+    out = stickyctl(c, "move", BE, sid, other)
+    assert "moved %s -> %s" % (first.server, other) in out.stdout, out.stdout
+    assert c.record(sid) == {"server": other, "moved": True, "inst": c.record(sid)["inst"]}
+    # the agent follows the operator's move at the session's next connection
+    wait_until(lambda: ws_open(lb.ws_url, cookie=sid).server == other, 5,
+               what="the move followed")
+    # the backend list comes from a SCAN of every master
+    out = stickyctl(c, "status")
+    assert BE in out.stdout and first.server in out.stdout, out.stdout
+    # an unknown backend is told apart from a missing session (SCAN over every master)
+    out = stickyctl(c, "lookup", "be_nope", sid, check=False)
+    assert out.returncode != 0 and "unknown backend 'be_nope'" in out.stderr, out.stderr
+    assert "be_ws" in out.stderr, out.stderr
+
+
+# ---- failover --------------------------------------------------------------------------
+
+def pinned_sessions(c, lb, n=24):
+    """n sessions, closed, with their servers: cookies to come back with."""
+    pins = []
+    for _ in range(n):
+        x = ws_open(lb.ws_url)
+        assert action(x) == "new"
+        pins.append((x.cookie(), x.server))
+    for s, srv in pins:
+        assert c.record_is(s, srv)
+    return pins
+
+
+def check_pins(lb, pins, what):
+    for s, srv in pins:
+        r = ws_open(lb.ws_url, cookie=s)
+        assert r.server == srv, (what, s[:12], srv, r.server, r.headers)
+
+
+def test_manual_failover_of_a_master_keeps_pins_and_counts(procs, ws_pool):
+    c = ClusterStack(procs, instances=2)
+    lb1, lb2 = c.lbs
+    pins = pinned_sessions(c, lb1)
+    live = open_batches(ws_pool, lb2.ws_url, 6)
+    seen = by_server(live)
+    # fail over the master of the backend's counts (the busiest slot), then another
+    for key in (KP + "conns", rec_key(pins[0][0])):
+        old = c.master_of(key)
+        replica = c.rc.replica_of(old)
+        replica.client().execute_command("CLUSTER", "FAILOVER")
+        wait_until(lambda: c.master_of(key) is replica, 15, what="the replica promoted")
+        c.rc.wait_ok()
+        check_pins(lb1, pins, "after CLUSTER FAILOVER")
+        check_pins(lb2, pins, "after CLUSTER FAILOVER (other agent)")
+    # the agents follow the new map: new sessions are arbitrated and recorded again
+    late = [ws_open(lb1.ws_url) for _ in range(6)]
+    for x in late:
+        assert action(x) == "new"
+        assert c.record_is(x.cookie(), x.server)
+    wait_until(lambda: c.conns() == seen, 10, what="conns %s after the failovers" % seen)
+    st = harness.agent_stats(lb1.stickyd)
+    assert st["redis_slot_maps"] >= 2, st
+
+
+def test_killed_master_is_failed_over_and_pins_hold(procs, ws_pool):
+    c = ClusterStack(procs, instances=2)
+    lb1, lb2 = c.lbs
+    pins = pinned_sessions(c, lb1)
+    live = open_batches(ws_pool, lb1.ws_url, 6)
+    seen = by_server(live)
+    victim = c.master_of(KP + "conns")
+    replica = c.rc.replica_of(victim)
+    t0 = time.monotonic()
+    victim.kill()
+    # during the failover the cookies decide alone: every pin holds at once
+    check_pins(lb1, pins[:6], "while the master is down")
+    check_pins(lb2, pins[:6], "while the master is down (other agent)")
+    wait_until(lambda: replica.port in {m.port for m in c.rc.masters()}, 20,
+               what="the replica of the killed master promoted")
+    c.rc.wait_ok()
+    took = time.monotonic() - t0
+    check_pins(lb1, pins, "after the failover")
+    check_pins(lb2, pins, "after the failover (other agent)")
+    # counts come back on the promoted replica within a resync
+    wait_until(lambda: c.conns() == seen, 10, what="conns %s after the failover" % seen)
+    print("\nkilled master failed over, counts back, in %.1f s" % (time.monotonic() - t0))
+    fresh = ws_open(lb2.ws_url)
+    assert action(fresh) == "new" and c.record_is(fresh.cookie(), fresh.server)
+    assert took < 20
