@@ -14,6 +14,9 @@ import secrets
 import subprocess
 import time
 
+import pytest
+import redis
+
 import harness
 from harness import lb_spec, record_id, wait_until, write_secret, ws_open
 from test_assign import mint_sid, mint_v2
@@ -312,3 +315,51 @@ def test_killed_master_is_failed_over_and_pins_hold(procs, ws_pool):
     fresh = ws_open(lb2.ws_url)
     assert action(fresh) == "new" and c.record_is(fresh.cookie(), fresh.server)
     assert took < 20
+
+
+# ---- a slot migrating under the agents: ASK, then MOVED ------------------------------
+
+def test_ask_then_moved_are_followed_while_a_record_slot_migrates(procs):
+    """The slot of one session's record is migrated by hand from its master A to
+    another master B, as `redis-cli --cluster reshard` does: while it is migrating
+    (the key already on B) A answers ASK, and stickyctl's move (through the same
+    store) runs on B after ASKING; once B owns the slot the agent's map is stale, A
+    answers MOVED, and the agent's record write is resent to B."""
+    c = ClusterStack(procs)
+    lb = c.lbs[0]
+    first = ws_open(lb.ws_url)
+    sid = first.cookie()
+    assert c.record_is(sid, first.server)
+    key = rec_key(sid)
+    a = c.master_of(key)
+    b = next(m for m in c.rc.masters() if m is not a)
+    ids = {x["port"]: x["id"] for x in c.rc.cluster_nodes()}
+    slot = int(a.client().execute_command("CLUSTER", "KEYSLOT", key))
+    ra, rb = a.client(), b.client()
+    rb.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[a.port])
+    ra.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[b.port])
+    ra.execute_command("MIGRATE", "127.0.0.1", b.port, key, 0, 5000)
+    with pytest.raises(redis.exceptions.ResponseError, match="^ASK %d " % slot):
+        ra.exists(key)  # gone from A, which now sends its clients to B
+    # ASK: the map still says A (CLUSTER SLOTS during a migration); the key is on B
+    other = next(w.name for w in c.ws if w.name != first.server)
+    out = stickyctl(c, "lookup", BE, sid)
+    assert "server      %s" % first.server in out.stdout, out.stdout
+    out = stickyctl(c, "move", BE, sid, other)
+    assert "moved %s -> %s" % (first.server, other) in out.stdout, (out.stdout, out.stderr)
+    rb.execute_command("ASKING")  # for the next command on this connection
+    v = rb.get(key)
+    assert v.startswith(other + " ") and " m " in v, v
+    before = harness.agent_stats(lb.stickyd)["redis_redirects"]
+    # MOVED: B owns the slot now; the agent learns it from A's answer
+    for n in c.rc.masters():
+        n.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[b.port])
+    wait_until(lambda: ws_open(lb.ws_url, cookie=sid).server == other, 5,
+               what="the operator's move followed")
+    # the agent's write of the record (the move taken, its flag cleared) reached B
+    wait_until(lambda: (rb.get(key) or "").startswith(other + " ")
+               and " - " in rb.get(key), 5, what="the record rewritten on B")
+    with pytest.raises(redis.exceptions.ResponseError, match="^MOVED %d " % slot):
+        ra.exists(key)
+    after = harness.agent_stats(lb.stickyd)["redis_redirects"]
+    assert after > before, (before, after)
