@@ -62,8 +62,10 @@ struct ctl_redis *ctl_redis_open(struct ev_loop *loop, const struct cfg *c, int6
     ev_timer_init(&deadline, on_expired, (ev_tstamp)timeout_ms / 1000.0, 0.);
     deadline.data = &expired;
     ev_timer_start(loop, &deadline);
-    /* a cluster: until the slot map is read and every master answered */
-    while (!store_settled(r->st) && store_last_error(r->st)[0] == '\0' && !expired) {
+    /* a cluster: until the slot map is read and every master answered (one seed
+     * refusing is no reason to stop: another may answer) */
+    while (!store_settled(r->st) && !expired &&
+           (store_is_cluster(r->st) || store_last_error(r->st)[0] == '\0')) {
         ev_run(loop, EVRUN_ONCE);
     }
     ev_timer_stop(loop, &deadline);

@@ -83,6 +83,7 @@ struct rconn {
     char host[SLOTS_HOST_MAX];
     unsigned port;
     bool node, master, wanted;
+    bool loss_noted; /* this outage already asked for a map refresh */
 };
 
 struct store_script {
@@ -147,6 +148,7 @@ struct store {
     uint16_t slot_node[SLOTS_COUNT];
     size_t map_slots;  /* slots the map covers */
     bool map_inflight; /* CLUSTER SLOTS sent, not answered */
+    ev_tstamp map_sent; /* when; an answer overdue by STORE_MAP_DEGRADED_S x 4 is given up */
     bool map_want;     /* a refresh found no node to ask: ask the next one ready */
     ev_timer map_timer;
     size_t next_any; /* round robin for keyless commands */
@@ -483,8 +485,9 @@ static void on_stall_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void rconn_schedule_retry(struct rconn *rc)
 {
     struct store *s = rc->s;
-    if (rc->node) {
-        map_refresh_soon(s); /* a node lost: the map may have changed (a failover) */
+    if (rc->node && !rc->loss_noted) {
+        rc->loss_noted = true; /* once per outage: the degraded period polls after that */
+        map_refresh_soon(s);   /* a node lost: the map may have changed (a failover) */
     }
     if (s->closing || ev_is_active(&rc->retry_timer) || (rc->node && !rc->wanted)) {
         return;
@@ -632,6 +635,7 @@ static void rconn_ready(struct rconn *rc)
     ev_timer_stop(s->loop, &rc->connect_timer);
     rc->state = RC_READY;
     rc->fail_logged = false;
+    rc->loss_noted = false;
     rc->timed_out = false;
     rconn_reset_backoff(rc);
     s->last_error[0] = '\0';
@@ -1009,9 +1013,14 @@ static void on_slots(redisAsyncContext *ac, void *reply, void *priv);
  * node known (seeds, masters, replicas) and ask the first that answers. */
 static void map_refresh(struct store *s)
 {
-    if (s->closing || s->map_inflight) {
+    if (s->closing) {
         return;
     }
+    if (s->map_inflight && ev_now(s->loop) - s->map_sent < 4 * STORE_MAP_DEGRADED_S) {
+        map_schedule(s, STORE_MAP_DEGRADED_S);
+        return;
+    }
+    s->map_inflight = false; /* none, or its node is silent: ask another */
     struct rconn *via = NULL;
     for (size_t pass = 0; pass < 2 && via == NULL; pass++) {
         for (size_t i = 0; i < s->nnodes && via == NULL; i++) {
@@ -1039,6 +1048,7 @@ static void map_refresh(struct store *s)
     }
     if (redisAsyncCommand(via->ac, on_slots, via, "CLUSTER SLOTS") == REDIS_OK) {
         s->map_inflight = true;
+        s->map_sent = ev_now(s->loop);
         if (!ev_is_active(&s->flush)) {
             ev_prepare_start(s->loop, &s->flush);
         }
@@ -1125,10 +1135,8 @@ static void map_apply(struct store *s, struct rconn *via, const redisReply *r)
         bool was = rc->master;
         rc->master = is_master[i];
         rc->wanted = is_master[i];
-        if (rc->master && rc->state == RC_IDLE) {
-            ev_timer_stop(s->loop, &rc->retry_timer);
-            rconn_reset_backoff(rc);
-            rconn_connect(rc);
+        if (rc->master && rc->state == RC_IDLE && !ev_is_active(&rc->retry_timer)) {
+            rconn_connect(rc); /* a new master; one down already retries with backoff */
         } else if (!rc->master && rc->state != RC_IDLE) {
             rconn_fail(rc, NULL); /* reaped outside hiredis; not retried */
         } else if (!rc->master) {
@@ -1150,12 +1158,9 @@ static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
     struct store *s = via->s;
     redisReply *r = reply;
     note_progress(via, r);
-    if (via->ac != ac) {
-        return; /* an old context of this node torn down: not ours to count */
-    }
     s->map_inflight = false;
-    if (r == NULL) {
-        map_refresh_soon(s);
+    if (r == NULL || via->ac != ac) {
+        map_refresh_soon(s); /* its connection went down first: ask another node */
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY) {
