@@ -239,6 +239,12 @@ def test_stickyctl_lookup_move_status_and_backends(procs):
     # the backend list comes from a SCAN of every master
     out = stickyctl(c, "status")
     assert BE in out.stdout and first.server in out.stdout, out.stdout
+    # one seed is enough, even a replica: the map comes from it (--redis: the one seed)
+    replica = next(n for n in c.rc.nodes if n not in c.rc.masters())
+    out = stickyctl(c, "--redis", "127.0.0.1:%d" % replica.port, "lookup", BE, sid)
+    assert "server      %s" % other in out.stdout, out.stdout
+    out = stickyctl(c, "--redis", "unix:/tmp/nope.sock", "status", check=False)
+    assert out.returncode == 2 and "reached over TCP" in out.stderr, out.stderr
     # an unknown backend is told apart from a missing session (SCAN over every master)
     out = stickyctl(c, "lookup", "be_nope", sid, check=False)
     assert out.returncode != 0 and "unknown backend 'be_nope'" in out.stderr, out.stderr
