@@ -369,3 +369,61 @@ def test_ask_then_moved_are_followed_while_a_record_slot_migrates(procs):
         ra.exists(key)
     after = harness.agent_stats(lb.stickyd)["redis_redirects"]
     assert after > before, (before, after)
+
+
+# ---- one master stalled: its requests time out, the others' do not -------------------
+
+def test_stalled_master_times_out_alone_and_recovers(procs):
+    """Affinity by key: every upgrade is arbitrated by decide.lua on its record's
+    master. While one master sleeps (DEBUG SLEEP, shorter than the cluster's node
+    timeout, so no failover), keys on it are answered at the deadline from the
+    fallback, keys on the other masters as hits at once; afterwards every key is a
+    hit on its server again."""
+    import threading
+    c = ClusterStack(procs, spec={"affinity_key": "req.hdr(x-sticky-key)"})
+    lb = c.lbs[0]
+    keys = ["room-%d-%s" % (i, secrets.token_hex(3)) for i in range(12)]
+    pinned = {}
+    for k in keys:
+        r = ws_open(lb.ws_url, headers={"X-Sticky-Key": k})
+        pinned[k] = r.server
+    st0 = harness.agent_stats(lb.stickyd)
+    # which master holds each key's record (key ids are secret-derived): scan each one
+    owner = {}
+    for m in c.rc.masters():
+        for name in m.client().scan_iter(match=PREFIX + BE + ":s:*", count=1000):
+            owner[name] = m
+    assert len(owner) == len(keys), owner
+    sleeper = next(iter(owner.values()))
+    on_sleeper = sum(1 for m in owner.values() if m is sleeper)
+    t = threading.Thread(target=lambda: sleeper.client(socket_timeout=10).execute_command(
+        "DEBUG", "SLEEP", "0.8"))
+    t.start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    during = [ws_open(lb.ws_url, headers={"X-Sticky-Key": k}) for k in keys]
+    took = time.monotonic() - t0
+    t.join()
+    acts = [action(r) for r in during]
+    # every key answered; the ones on the sleeping master from the fallback (their
+    # server then comes from the hash, maybe another one), the others as hits
+    assert all(a in ("hit", "fallback") for a in acts), acts
+    assert 1 <= acts.count("fallback") <= on_sleeper, (acts, on_sleeper)
+    assert acts.count("hit") >= len(keys) - on_sleeper, (acts, on_sleeper)
+    assert took < 0.8 + 0.2 * len(keys), took
+    for r, k in zip(during, keys):
+        if action(r) == "hit":
+            assert r.server == pinned[k], (k, r.server, pinned[k])
+    st1 = harness.agent_stats(lb.stickyd)
+    assert st1["redis_timeouts"] > st0["redis_timeouts"], (st0["redis_timeouts"],
+                                                           st1["redis_timeouts"])
+    # awake again: every key a hit where its answer during the stall sent it (a
+    # fallback from the hash claims the record for its server, as on one Redis:
+    # assign.c), each record written once on its own master
+    want = {k: r.server for k, r in zip(keys, during)}
+    wait_until(lambda: all((lambda r: action(r) == "hit" and r.server == want[k])(
+        ws_open(lb.ws_url, headers={"X-Sticky-Key": k})) for k in keys), 5,
+        what="every key a hit on its server")
+    assert sorted(n for m in c.rc.masters()
+                  for n in m.client().scan_iter(match=PREFIX + BE + ":s:*")) == sorted(owner)
+    assert lb.stickyd.alive
