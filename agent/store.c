@@ -115,6 +115,7 @@ struct sreq {
     bool done;    /* the user callback has run */
     bool retried; /* NOSCRIPT reload already tried */
     unsigned redirects; /* MOVED/ASK followed */
+    bool asking;        /* sent behind ASKING: a NOSCRIPT retry needs it again */
     /* The formatted command, kept for a NOSCRIPT retry or a redirect. It lives in
      * the request's own allocation: one malloc per decision, not two. */
     char fmt[];
@@ -271,11 +272,13 @@ static struct rconn *node_get(struct store *s, const char *host, unsigned port);
 static void map_refresh_soon(struct store *s);
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
 
-/* Hand q's formatted command to rc (READY), behind an ASKING when ask. 0 or -1. */
+/* Hand q's formatted command to rc, behind an ASKING when ask. rc may still be
+ * in its handshake (a node just learnt from MOVED): hiredis queues the command
+ * behind AUTH and PING, and a failed handshake ends it with STORE_DOWN. 0 or -1. */
 static int sreq_resend(struct sreq *q, struct rconn *rc, bool ask)
 {
     struct store *s = q->s;
-    if (rc->state != RC_READY || rc->ac == NULL) {
+    if ((rc->state != RC_READY && rc->state != RC_HANDSHAKE) || rc->ac == NULL) {
         return -1;
     }
     if (rc->ac->replies.head == NULL) {
@@ -288,6 +291,7 @@ static int sreq_resend(struct sreq *q, struct rconn *rc, bool ask)
         return -1;
     }
     q->rc = rc;
+    q->asking = ask;
     if (!ev_is_active(&s->flush)) {
         ev_prepare_start(s->loop, &s->flush);
     }
@@ -371,6 +375,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         q->retried = true;
         if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %b", q->sc->lua, q->sc->len) ==
                 REDIS_OK &&
+            (!q->asking || redisAsyncCommand(ac, NULL, NULL, "ASKING") == REDIS_OK) &&
             redisAsyncFormattedCommand(ac, on_reply, q, q->fmt, q->fmtlen) == REDIS_OK) {
             log_debug("redis: NOSCRIPT for %s, reloaded and retried", q->sc->sha);
             return;
