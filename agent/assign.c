@@ -73,6 +73,10 @@ struct assign_ctx {
     char uid_log[UID_LOG_MAX];
     char uid[UID_MAX];
     size_t uid_len; /* 0: not an upgrade to count */
+    /* A Redis Cluster keeps a legacy record in another slot than the record:
+     * the agent reads it first (carry_reply) and hands it to decide.lua. */
+    bool carry_read;
+    char *carried; /* the legacy record's value (owned), or NULL */
 };
 
 struct tag_slot {
@@ -134,6 +138,8 @@ static struct assign_ctx *ctx_get(void)
 
 static void ctx_put(struct assign_ctx *x)
 {
+    free(x->carried);
+    x->carried = NULL;
     if (A.shutting) {
         free(x);
         return;
@@ -528,6 +534,8 @@ static bool reply_str_is(const struct store_reply *e, const char *s)
 }
 
 /* The store's callback for decide.lua: runs exactly once per EVALSHA. */
+static void carry_forget(const struct assign_ctx *x);
+
 static void on_reply(const struct store_reply *rep, enum store_result res, void *arg)
 {
     struct assign_ctx *x = arg;
@@ -557,6 +565,9 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
         answer_fallback(r, x, cause);
         ctx_put(x);
         return;
+    }
+    if (x->carried != NULL) {
+        carry_forget(x); /* decide.lua wrote the record from it */
     }
     size_t slen = 0;
     const struct store_reply *s = store_reply_elem(rep, 1);
@@ -810,9 +821,71 @@ static bool identify(struct assign_ctx *x, const struct srv_backend *b,
     return true;
 }
 
-/* Ask Redis to arbitrate (decide.lua); falls back at once when it cannot. */
+static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_backend *b);
+
+static void carry_done(const struct store_reply *rep, enum store_result res, void *arg)
+{
+    UNUSED(rep);
+    UNUSED(res);
+    UNUSED(arg);
+}
+
+/* The legacy record, carried over: deleted where it was (best effort). */
+static void carry_forget(const struct assign_ctx *x)
+{
+    char legacy[MODEL_KEY_MAX];
+    int ll = model_record_key(legacy, A.cfg, x->backend, x->id.legacy, x->id.legacy_len);
+    const char *argv[] = {"DEL", legacy};
+    if (ll > 0 && store_command(A.store, 2, argv, NULL, 0, carry_done, NULL) != 0) {
+        log_debug("assign: legacy record %s not deleted (the store refused)", legacy);
+    }
+}
+
+/* The legacy record read (a cluster): on to the arbitration, with its value when
+ * it is a record of the current format (a "1" cookie's hash is never carried
+ * over on a cluster, which has none: it starts empty). */
+static void carry_reply(const struct store_reply *rep, enum store_result res, void *arg)
+{
+    struct assign_ctx *x = arg;
+    struct req *r = x->req;
+    if (A.shutting || req_orphaned(r)) {
+        req_done(r);
+        ctx_put(x);
+        return;
+    }
+    x->carry_read = true;
+    size_t len = 0;
+    const char *v = res == STORE_OK && store_reply_type(rep) == STORE_R_STR
+                        ? store_reply_str(rep, &len)
+                        : NULL;
+    struct model_record mr;
+    if (v != NULL && model_record_parse(v, len, &mr) == 0 && (x->carried = malloc(len + 1))) {
+        memcpy(x->carried, v, len);
+        x->carried[len] = '\0';
+    }
+    const struct srv_backend *b = servers_find(x->backend, strlen(x->backend));
+    if (b == NULL) {
+        answer_none(r, x->backend, "unknown backend");
+        ctx_put(x);
+        return;
+    }
+    arbitrate(r, x, b);
+}
+
+/* Ask Redis to arbitrate (decide.lua); falls back at once when it cannot. On a
+ * Redis Cluster a legacy record (another slot) is read first: one more round
+ * trip, for "1" cookies and for keys while a previous secret is configured. */
 static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_backend *b)
 {
+    if (A.cfg->redis_cluster && x->id.legacy_len > 0 && !x->carry_read && A.store != NULL) {
+        char legacy[MODEL_KEY_MAX];
+        int ll = model_record_key(legacy, A.cfg, x->backend, x->id.legacy, x->id.legacy_len);
+        const char *argv[] = {"GET", legacy};
+        if (ll > 0 && store_command(A.store, 2, argv, NULL, 0, carry_reply, x) == 0) {
+            return;
+        }
+        x->carry_read = true; /* not queued: decide without it (or fall back below) */
+    }
     size_t nc = 0;
     if (build_cands(b, &x->id, &nc) != 0) {
         answer_none(r, x->backend, "out of memory");
@@ -822,10 +895,9 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
     int best = aff_least_loaded(A.cands, nc);
     char rec[MODEL_KEY_MAX], legacy[MODEL_KEY_MAX], dl[24], ttl[24];
     int kl = model_record_key(rec, A.cfg, x->backend, x->id.rid, x->id.rid_len);
-    /* decide.lua touches one slot: a legacy record is carried over only where it
-     * shares the record's (standalone). A cluster's records each have their own
-     * slot, and a cluster starts without "1"-cookie records; a key's record from
-     * before a secret rotation is decided afresh there. */
+    /* decide.lua touches one slot: a legacy record is its KEYS[2] only where it
+     * shares the record's (standalone); a cluster's was read above, its value
+     * goes in ARGV[5]. */
     bool carry = x->id.legacy_len > 0 && !A.cfg->redis_cluster;
     int ll = carry ? model_record_key(legacy, A.cfg, x->backend, x->id.legacy, x->id.legacy_len)
                    : kl;
@@ -833,7 +905,7 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
         memcpy(legacy, rec, (size_t)kl + 1);
     }
     if (A.store == NULL || A.script == NULL || kl < 0 || ll < 0 ||
-        argv_reserve(6 + b->nservers) != 0) {
+        argv_reserve(7 + b->nservers) != 0) {
         answer_fallback(r, x, A.store == NULL || A.script == NULL ? STATS_REF(fallback_no_store)
                                                                   : STATS_REF(fallback_internal));
         ctx_put(x);
@@ -859,6 +931,8 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
     A.argvlen[i++] = strlen(A.cfg->instance);
     A.argv[i] = best >= 0 ? A.cands[best].name : "";
     A.argvlen[i++] = best >= 0 ? A.cands[best].name_len : 0;
+    A.argv[i] = x->carried != NULL ? x->carried : "";
+    A.argvlen[i++] = x->carried != NULL ? strlen(x->carried) : 0;
     int64_t now = view_now();
     for (size_t k = 0; k < b->nservers; k++) {
         if (pin_stays(pin_rule_at(b, &b->servers[k], now))) {

@@ -427,3 +427,41 @@ def test_stalled_master_times_out_alone_and_recovers(procs):
     assert sorted(n for m in c.rc.masters()
                   for n in m.client().scan_iter(match=PREFIX + BE + ":s:*")) == sorted(owner)
     assert lb.stickyd.alive
+
+
+# ---- a secret rotation: a key's record carried over from another slot ---------------
+
+def test_key_record_is_carried_over_a_secret_rotation_across_slots(procs):
+    """A key's record id comes from the secret, so after a rotation its record is
+    under another id, in another slot (on a cluster, maybe another master). The agent
+    reads the old one and decide.lua carries it over: the key keeps its server even
+    though that server now takes no new sessions (drained), and the old record goes."""
+    c = ClusterStack(procs, spec={"affinity_key": "req.hdr(x-sticky-key)"})
+    lb = c.lbs[0]
+    keys = ["team-%d-%s" % (i, secrets.token_hex(3)) for i in range(6)]
+    pinned = {k: ws_open(lb.ws_url, headers={"X-Sticky-Key": k}).server for k in keys}
+    before = {n for m in c.rc.masters() for n in m.client().scan_iter(match=PREFIX + BE + ":s:*")}
+    assert len(before) == len(keys)
+    for srv in set(pinned.values()):  # no pin can be won back by chance: all drained
+        c.r.hset(KP + "state", srv, "drain:0")
+    ready = [w.name for w in c.ws if w.name not in set(pinned.values())]
+    new_secret = write_secret(procs.workdir / "cluster-secret-2.key")
+    lb.stickyd.update_config(session={"secret_file": str(new_secret),
+                                      "previous_secret_file": str(c.secret_file)})
+    mark = len(lb.stickyd.log_text())
+    lb.stickyd.reload()
+    wait_until(lambda: "reload" in lb.stickyd.log_text()[mark:], 5, what="the reload")
+    for k in keys:
+        r = ws_open(lb.ws_url, headers={"X-Sticky-Key": k})
+        assert (action(r), r.server) == ("hit", pinned[k]), (k, r.headers, pinned[k], ready)
+    # each record now under its new id, the old ones deleted
+    def moved_over():
+        now = {n for m in c.rc.masters()
+               for n in m.client().scan_iter(match=PREFIX + BE + ":s:*")}
+        return now if len(now) == len(keys) and not now & before else None
+    wait_until(moved_over, 5, what="the records under their new ids only")
+    if ready:  # a key never seen goes to a ready server
+        fresh = ws_open(lb.ws_url, headers={"X-Sticky-Key": "never-seen"})
+        assert action(fresh) == "new" and fresh.server in ready, fresh.headers
+    st = harness.agent_stats(lb.stickyd)
+    assert st["decision_hit"] >= len(keys), st
