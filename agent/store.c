@@ -1,17 +1,26 @@
 /* store.c - Redis through hiredis 0.14's async API on the agent's libev loop.
  *
- * The only file that includes hiredis. Owns the command connection, the optional
- * pub/sub connection, their reconnect/backoff and handshake, per-request deadlines
- * and the hung-server watchdog. It must not know what the commands mean.
+ * The only file that includes hiredis. Owns the command connection (or, for a
+ * Redis Cluster, one per master and the slot map), the optional pub/sub
+ * connection, their reconnect/backoff and handshake, per-request deadlines and
+ * the hung-server watchdog. It must not know what the commands mean: a cluster
+ * command is routed by the key its caller names (argv[1], KEYS[1]); the slot
+ * arithmetic and the redirect texts are slots.c's.
  *
- *   store_command/store_eval -> struct sreq (listed in s->reqs, deadline timer)
- *        -> hiredis pipeline (privdata = sreq), written once per loop iteration by
- *           on_flush -> on_reply -> user cb, exactly once
+ *   store_command/store_eval -> route (cluster: slot -> master) -> struct sreq
+ *        (listed in s->reqs, deadline timer) -> that connection's hiredis pipeline
+ *        (privdata = sreq), written once per loop iteration by on_flush
+ *        -> on_reply [MOVED/ASK: the same sreq resent on the node named] -> user
+ *           cb, exactly once
+ *   cluster: seeds -> CLUSTER SLOTS (on_slots) -> map_apply: masters connected,
+ *        others let go; read again on redirects, lost nodes, cluster errors, and
+ *        every STORE_MAP_REFRESH_S (STORE_MAP_DEGRADED_S while degraded)
  *
- * Lifetimes: a struct rconn lives as long as the store and always outlives its
- * redisAsyncContext, so it is safe as hiredis privdata / ac->data. A struct sreq
- * lives until hiredis gives it back (reply, or NULL on disconnect/free), even
- * when its user callback already ran on a deadline.
+ * Lifetimes: a struct rconn lives as long as the store (cluster nodes too: never
+ * freed before it) and always outlives its redisAsyncContext, so it is safe as
+ * hiredis privdata / ac->data. A struct sreq lives until hiredis gives it back
+ * (reply, or NULL on disconnect/free), even when its user callback already ran
+ * on a deadline; q->rc is the connection holding it now.
  */
 #include "store.h"
 
