@@ -193,8 +193,12 @@ def test_drain_through_stickyctl_and_forged_cookies(procs):
     real = ws_open(lb.ws_url)
     sid = real.cookie()
     target = next(w.name for w in c.ws if w.name != real.server)
+    ev0 = harness.agent_stats(lb.stickyd)["events_received"]
     out = stickyctl(c, "drain", BE, target)
     assert target in out.stdout, out.stdout
+    # the change event went through the cluster's pub/sub to the agent
+    wait_until(lambda: harness.agent_stats(lb.stickyd)["events_received"] > ev0, 5,
+               what="the agent to receive stickyctl's event")
     wait_until(lambda: c.r.hget(KP + "state", target) is not None, 5, what="drain state")
     # new sessions avoid the draining server
     fresh = [ws_open(lb.ws_url) for _ in range(9)]
@@ -321,6 +325,12 @@ def test_killed_master_is_failed_over_and_pins_hold(procs, ws_pool):
     fresh = ws_open(lb2.ws_url)
     assert action(fresh) == "new" and c.record_is(fresh.cookie(), fresh.server)
     assert took < 20
+    # pub/sub still reaches both agents (a subscriber on the killed node moved)
+    ev0 = [harness.agent_stats(lb.stickyd)["events_received"] for lb in c.lbs]
+    stickyctl(c, "drain", BE, c.ws[0].name)
+    wait_until(lambda: all(harness.agent_stats(lb.stickyd)["events_received"] > e
+                           for lb, e in zip(c.lbs, ev0)), 10,
+               what="both agents to receive an event after the failover")
 
 
 # ---- a slot migrating under the agents: ASK, then MOVED ------------------------------
