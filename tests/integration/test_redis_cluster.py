@@ -10,6 +10,7 @@ works against the cluster; and a backend's session records spread over every mas
 (each record has its own slot, model.h) while its counts stay in the backend's slot.
 """
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -125,7 +126,8 @@ def stickyctl(c, *args, check=True):
     """agent/stickyctl with the agents' own config (cluster mode, the same seeds)."""
     cfg = c.procs.workdir / "stickyctl.json"
     cfg.write_text(json.dumps({"redis": c.agent_redis(), "listen": "127.0.0.1:1"}))
-    out = subprocess.run([str(harness.REPO / "agent" / "stickyctl"), "--config", str(cfg)]
+    ctl = os.environ.get("STICKYCTL", str(harness.REPO / "agent" / "stickyctl"))
+    out = subprocess.run([ctl, "--config", str(cfg)]
                          + list(args), capture_output=True, text=True, timeout=30)
     if check:
         assert out.returncode == 0, (args, out.stdout, out.stderr)
