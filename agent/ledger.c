@@ -20,6 +20,7 @@
 #include "config.h"
 #include "log.h"
 #include "servers.h"
+#include "slots.h"
 #include "stats.h"
 #include "store.h"
 #include "util.h"
@@ -523,46 +524,133 @@ static void arg(struct ledger *l, size_t *i, const char *p, size_t n)
     (*i)++;
 }
 
-/* Cluster: one record touch as its own ledger.lua run on the record's slot
- * (no count keys). Dropped and counted when the store cannot take it: the
- * record is adopted again at the session's next touch. */
-static void send_touch(struct lback *b, const struct lop *o)
+/* Cluster: the record touches of ops[idx[0..k)] (one slot: the same record, as
+ * when a Socket.IO session polls, or records that share a slot) as one ledger.lua
+ * run without count keys, on that slot. Dropped and counted when the store cannot
+ * take it: a record is adopted again at the session's next touch. */
+static void send_touches(struct lback *b, const uint32_t *idx, size_t k)
 {
     struct ledger *l = b->l;
     const struct cfg *c = l->cfg;
-    const char *id = b->arena + o->id_off;
-    char key[MODEL_KEY_MAX], ttl[24];
     static const char modes[] = "narf";
-    const char *m = strchr(modes, o->mode);
-    int kl = model_record_key(key, c, b->name, id, o->id_len);
-    struct lbatch *x = calloc(1, sizeof(*x));
-    char *strs = malloc((size_t)o->id_len + 1);
-    if (kl < 0 || x == NULL || strs == NULL) {
-        free(x);
-        free(strs);
-        STATS_INC(ledger_dropped);
-        return;
+    char ttl[24];
+    size_t argc = k + 7 + 2 * k, strs_len = 0;
+    for (size_t j = 0; j < k; j++) {
+        strs_len += b->ops[idx[j]].id_len + 1u;
     }
-    memcpy(strs, id, o->id_len);
-    strs[o->id_len] = '\0';
-    *util_u64_dec(ttl, (uint64_t)c->session_ttl_ms) = '\0';
-    const char *argv[] = {key, c->instance, "0", "0", ttl, "0", "0", "0",
-                          b->arena + o->srv_off, m != NULL ? m : "a"};
-    size_t argvlen[] = {(size_t)kl, strlen(c->instance), 1, 1, strlen(ttl), 1, 1, 1,
-                        o->srv_len, 1};
+    struct lbatch *x = calloc(1, sizeof(*x));
+    char *strs = malloc(strs_len);
+    if (x == NULL || strs == NULL || scratch_reserve(l, argc, k) != 0) {
+        goto drop;
+    }
     x->b = b;
     x->touch_only = true;
-    x->ntouch = 1;
+    x->ntouch = k;
     x->strs = strs;
-    if (store_eval(l->store, l->script, 1, (int)ARRAY_SIZE(argv), argv, argvlen,
-                   LEDGER_TIMEOUT_MS, batch_reply, x) != 0) {
-        batch_free(x);
-        STATS_INC(ledger_dropped);
-        return;
+    *util_u64_dec(ttl, (uint64_t)c->session_ttl_ms) = '\0';
+    size_t ai = 0;
+    char *sp = strs;
+    for (size_t j = 0; j < k; j++) {
+        const struct lop *o = &b->ops[idx[j]];
+        const char *id = b->arena + o->id_off;
+        int kl = model_record_key(l->keys[j], c, b->name, id, o->id_len);
+        if (kl < 0) {
+            goto drop;
+        }
+        arg(l, &ai, l->keys[j], (size_t)kl);
+        memcpy(sp, id, o->id_len);
+        sp += o->id_len;
+        *sp++ = '\0';
+    }
+    arg(l, &ai, c->instance, strlen(c->instance));
+    arg(l, &ai, "0", 1); /* heartbeat and open-map TTLs: no count keys */
+    arg(l, &ai, "0", 1);
+    arg(l, &ai, ttl, strlen(ttl));
+    arg(l, &ai, "0", 1); /* opens, closes */
+    arg(l, &ai, "0", 1);
+    arg(l, &ai, "0", 1); /* count keys */
+    for (size_t j = 0; j < k; j++) {
+        const struct lop *o = &b->ops[idx[j]];
+        const char *m = strchr(modes, o->mode);
+        arg(l, &ai, b->arena + o->srv_off, o->srv_len);
+        arg(l, &ai, m != NULL ? m : "a", 1);
+    }
+    if (store_eval(l->store, l->script, (int)k, (int)ai, l->argv, l->argvlen, LEDGER_TIMEOUT_MS,
+                   batch_reply, x) != 0) {
+        goto drop;
     }
     x->next_live = l->live;
     l->live = x;
     STATS_INC(ledger_batches);
+    return;
+drop:
+    if (x != NULL) {
+        x->strs = strs;
+        batch_free(x);
+    } else {
+        free(strs);
+    }
+    STATS_ADD(ledger_dropped, k);
+}
+
+struct touch_slot {
+    uint16_t slot;
+    uint32_t idx; /* the op's index: ties keep the queue's order */
+};
+
+static int touch_slot_cmp(const void *a, const void *b)
+{
+    const struct touch_slot *x = a, *y = b;
+    if (x->slot != y->slot) {
+        return x->slot < y->slot ? -1 : 1;
+    }
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Cluster: the touches among the first n ops, one script run per slot. */
+static void send_cluster_touches(struct lback *b, size_t n)
+{
+    struct ledger *l = b->l;
+    size_t nt = 0;
+    for (size_t i = 0; i < n; i++) {
+        nt += b->ops[i].kind == 't';
+    }
+    if (nt == 0) {
+        return;
+    }
+    struct touch_slot *ts = malloc(nt * sizeof(*ts));
+    uint32_t *idx = malloc(nt * sizeof(*idx));
+    if (ts == NULL || idx == NULL) {
+        free(ts);
+        free(idx);
+        STATS_ADD(ledger_dropped, nt);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct lop *o = &b->ops[i];
+        char key[MODEL_KEY_MAX];
+        int kl;
+        if (o->kind != 't') {
+            continue;
+        }
+        kl = model_record_key(key, l->cfg, b->name, b->arena + o->id_off, o->id_len);
+        ts[k++] = (struct touch_slot){.slot = kl > 0 ? (uint16_t)slots_key_slot(key, (size_t)kl)
+                                                     : 0,
+                                      .idx = (uint32_t)i};
+    }
+    qsort(ts, k, sizeof(*ts), touch_slot_cmp);
+    for (size_t i = 0; i < k;) {
+        size_t j = i;
+        while (j < k && ts[j].slot == ts[i].slot) {
+            idx[j - i] = ts[j].idx;
+            j++;
+        }
+        send_touches(b, idx, j - i);
+        i = j;
+    }
+    free(ts);
+    free(idx);
 }
 
 /* Send the first LEDGER_BATCH_OPS queued ops of b (or just the heartbeat and
@@ -705,10 +793,8 @@ static void send_batch(struct lback *b)
     l->live = x;
     STATS_INC(ledger_batches);
     STATS_ADD(ledger_ops, n);
-    for (size_t i = 0; split && i < n; i++) {
-        if (b->ops[i].kind == 't') {
-            send_touch(b, &b->ops[i]);
-        }
+    if (split) {
+        send_cluster_touches(b, n); /* before the queue lets go of their names */
     }
     queue_consume(b, n);
     return;

@@ -477,3 +477,51 @@ def test_key_record_is_carried_over_a_secret_rotation_across_slots(procs):
         assert action(fresh) == "new" and fresh.server in ready, fresh.headers
     st = harness.agent_stats(lb.stickyd)
     assert st["decision_hit"] >= len(keys), st
+
+
+# ---- a cluster's record touches: one script run per slot, not per touch --------------
+
+def test_touches_of_one_record_share_a_script_run(procs):
+    """Straight over SPOP (no HAProxy): 60 hits of one session sent in one write land
+    in one batch; on a cluster its touches are one ledger.lua run on the record's slot
+    (a Socket.IO session polling), while 60 sessions need 60 runs, on three masters."""
+    import ipaddress
+    from spop_client import SpopClient, frame_encode, notify_payload, NOTIFY
+    from test_assign import mint_v2 as mint
+
+    rc = procs.redis_cluster()
+    secret_file = write_secret(procs.workdir / "spop-secret.key")
+    secret = secret_file.read_bytes().rstrip(b"\n")
+    agent = procs.stickyd("stickyd-spop", instance="lbS", secret_file=secret_file,
+                          backends={BE: ["ws1", "ws2", "ws3"]},
+                          extra={"redis": {"cluster": True, "nodes": rc.seeds,
+                                           "timeout": "50ms", "batch_interval": "50ms"}})
+    r = rc.client()
+    wait_until(lambda: "lbS" in r.zrange(KP + "insts", 0, -1), 10, what="the agent's heartbeat")
+
+    def burst(sids):
+        with SpopClient("127.0.0.1", agent.port) as cl:
+            cl.hello()
+            data = b"".join(frame_encode(NOTIFY, notify_payload([("sticky-assign", {
+                "backend": BE, "sid": s, "inst": "lbS", "uid": "u-%s-%d" % (s[:6], i),
+                "src": ipaddress.ip_address("192.0.2.9")})]), 0, i + 1)
+                for i, s in enumerate(sids))
+            cl.send_raw(data)
+            acks = [cl.recv_ack(i + 1) for i in range(len(sids))]
+        assert all(a.get("action") == "hit" for a in acks), acks[:2]
+
+    def batches_for(sids):
+        b0 = harness.agent_stats(agent)["ledger_batches"]
+        burst(sids)
+        wait_until(lambda: all((r.get("%s%s:s:{%s}" % (PREFIX, BE, record_id(s))) or "")
+                               .startswith("ws1 ") for s in set(sids)), 5,
+                   what="the records written")
+        time.sleep(0.3)  # the batch's other runs (counts) have landed too
+        return harness.agent_stats(agent)["ledger_batches"] - b0
+
+    one = mint(secret, "ws1")
+    same = batches_for([one] * 60)
+    many = batches_for([mint(secret, "ws1") for _ in range(60)])
+    print("\nscript runs for 60 touches: one session %d, 60 sessions %d" % (same, many))
+    assert same <= 10, same      # the touches' one run, plus the counts' batches
+    assert many >= 60, many
