@@ -525,3 +525,31 @@ def test_touches_of_one_record_share_a_script_run(procs):
     print("\nscript runs for 60 touches: one session %d, 60 sessions %d" % (same, many))
     assert same <= 10, same      # the touches' one run, plus the counts' batches
     assert many >= 60, many
+
+
+# ---- a reload with other seeds ----------------------------------------------------------
+
+def test_reload_with_other_seeds_reconnects_and_keeps_working(procs):
+    """SIGHUP with redis.nodes changed (one seed left, a replica): the agent reconnects
+    every master with the new settings, reads the map again, and goes on deciding and
+    recording; its pins hold."""
+    c = ClusterStack(procs)
+    lb = c.lbs[0]
+    first = ws_open(lb.ws_url)
+    sid = first.cookie()
+    assert c.record_is(sid, first.server)
+    replica = next(n for n in c.rc.nodes if n not in c.rc.masters())
+    maps0 = harness.agent_stats(lb.stickyd)["redis_slot_maps"]
+    mark = len(lb.stickyd.log_text())
+    lb.stickyd.update_config(redis=dict(c.agent_redis(), nodes="127.0.0.1:%d" % replica.port))
+    lb.stickyd.reload()
+    wait_until(lambda: "connection settings changed" in lb.stickyd.log_text()[mark:], 5,
+               what="the reload to reconnect")
+    wait_until(lambda: harness.agent_stats(lb.stickyd)["redis_slot_maps"] > maps0, 5,
+               what="the map read again")
+    again = ws_open(lb.ws_url, cookie=first.jar())
+    assert (action(again), again.server) == ("hit", first.server), again.headers
+    fresh = [ws_open(lb.ws_url) for _ in range(6)]
+    for x in fresh:
+        assert action(x) == "new" and c.record_is(x.cookie(), x.server)
+    assert "CROSSSLOT" not in lb.stickyd.log_text()
