@@ -1244,7 +1244,7 @@ static void conn_digest(const struct cfg *c, unsigned char out[32])
     digest_str(ctx, c->redis_user);
     digest_str(ctx, c->redis_password);
     digest_str(ctx, c->redis_nodes);
-    uint32_t nums[2] = {c->redis_port, c->redis_db};
+    uint32_t nums[3] = {c->redis_port, c->redis_db, c->redis_cluster};
     EVP_DigestUpdate(ctx, nums, sizeof(nums));
     unsigned len = 0;
     EVP_DigestFinal_ex(ctx, out, &len);
