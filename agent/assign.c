@@ -79,6 +79,10 @@ struct assign_ctx {
     bool full;      /* every usable server is at its cap (arbitrated with none to choose) */
     char resv[SRV_NAME_MAX]; /* the server this arbitration chose, reserved ("" none) */
     bool queued;    /* ...and when_full is queue: answered anyway, txn.sticky.full set */
+    /* A Redis Cluster keeps a legacy record in another slot than the record:
+     * the agent reads it first (carry_reply) and hands it to decide.lua. */
+    bool carry_read;
+    char *carried; /* the legacy record's value (owned), or NULL */
 };
 
 struct tag_slot {
@@ -166,6 +170,8 @@ static void ctx_put(struct assign_ctx *x)
         resv_add(x->backend, x->resv, -1);
         x->resv[0] = '\0';
     }
+    free(x->carried);
+    x->carried = NULL;
     if (A.shutting) {
         free(x);
         return;
@@ -786,6 +792,8 @@ static bool reply_str_is(const struct store_reply *e, const char *s)
 }
 
 /* The store's callback for decide.lua: runs exactly once per EVALSHA. */
+static void carry_forget(const struct assign_ctx *x);
+
 static void on_reply(const struct store_reply *rep, enum store_result res, void *arg)
 {
     struct assign_ctx *x = arg;
@@ -815,6 +823,9 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
         answer_fallback(r, x, cause);
         ctx_put(x);
         return;
+    }
+    if (x->carried != NULL) {
+        carry_forget(x); /* decide.lua wrote the record from it */
     }
     size_t slen = 0;
     const struct store_reply *s = store_reply_elem(rep, 1);
@@ -1076,9 +1087,71 @@ static bool identify(struct assign_ctx *x, const struct srv_backend *b,
     return true;
 }
 
-/* Ask Redis to arbitrate (decide.lua); falls back at once when it cannot. */
+static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_backend *b);
+
+static void carry_done(const struct store_reply *rep, enum store_result res, void *arg)
+{
+    UNUSED(rep);
+    UNUSED(res);
+    UNUSED(arg);
+}
+
+/* The legacy record, carried over: deleted where it was (best effort). */
+static void carry_forget(const struct assign_ctx *x)
+{
+    char legacy[MODEL_KEY_MAX];
+    int ll = model_record_key(legacy, A.cfg, x->backend, x->id.legacy, x->id.legacy_len);
+    const char *argv[] = {"DEL", legacy};
+    if (ll > 0 && store_command(A.store, 2, argv, NULL, 0, carry_done, NULL) != 0) {
+        log_debug("assign: legacy record %s not deleted (the store refused)", legacy);
+    }
+}
+
+/* The legacy record read (a cluster): on to the arbitration, with its value when
+ * it is a record of the current format (a "1" cookie's hash is never carried
+ * over on a cluster, which has none: it starts empty). */
+static void carry_reply(const struct store_reply *rep, enum store_result res, void *arg)
+{
+    struct assign_ctx *x = arg;
+    struct req *r = x->req;
+    if (A.shutting || req_orphaned(r)) {
+        req_done(r);
+        ctx_put(x);
+        return;
+    }
+    x->carry_read = true;
+    size_t len = 0;
+    const char *v = res == STORE_OK && store_reply_type(rep) == STORE_R_STR
+                        ? store_reply_str(rep, &len)
+                        : NULL;
+    struct model_record mr;
+    if (v != NULL && model_record_parse(v, len, &mr) == 0 && (x->carried = malloc(len + 1))) {
+        memcpy(x->carried, v, len);
+        x->carried[len] = '\0';
+    }
+    const struct srv_backend *b = servers_find(x->backend, strlen(x->backend));
+    if (b == NULL) {
+        answer_none(r, x->backend, "unknown backend");
+        ctx_put(x);
+        return;
+    }
+    arbitrate(r, x, b);
+}
+
+/* Ask Redis to arbitrate (decide.lua); falls back at once when it cannot. On a
+ * Redis Cluster a legacy record (another slot) is read first: one more round
+ * trip, for "1" cookies and for keys while a previous secret is configured. */
 static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_backend *b)
 {
+    if (A.cfg->redis_cluster && x->id.legacy_len > 0 && !x->carry_read && A.store != NULL) {
+        char legacy[MODEL_KEY_MAX];
+        int ll = model_record_key(legacy, A.cfg, x->backend, x->id.legacy, x->id.legacy_len);
+        const char *argv[] = {"GET", legacy};
+        if (ll > 0 && store_command(A.store, 2, argv, NULL, 0, carry_reply, x) == 0) {
+            return;
+        }
+        x->carry_read = true; /* not queued: decide without it (or fall back below) */
+    }
     size_t nc = 0;
     if (build_cands(b, &x->id, &nc) != 0) {
         answer_none(r, x->backend, "out of memory");
@@ -1095,16 +1168,18 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
         best = x->queued ? least_ignoring_caps(nc) : -1;
     }
     char rec[MODEL_KEY_MAX], legacy[MODEL_KEY_MAX], dl[24], ttl[24];
-    const char *prefix = A.cfg->redis_prefix;
-    int kl = model_key_id(rec, prefix, x->backend, "s:", x->id.rid, x->id.rid_len);
-    int ll = x->id.legacy_len > 0 ? model_key_id(legacy, prefix, x->backend, "s:", x->id.legacy,
-                                                 x->id.legacy_len)
-                                  : kl;
-    if (x->id.legacy_len == 0 && kl > 0) {
+    int kl = model_record_key(rec, A.cfg, x->backend, x->id.rid, x->id.rid_len);
+    /* decide.lua touches one slot: a legacy record is its KEYS[2] only where it
+     * shares the record's (standalone); a cluster's was read above, its value
+     * goes in ARGV[5]. */
+    bool carry = x->id.legacy_len > 0 && !A.cfg->redis_cluster;
+    int ll = carry ? model_record_key(legacy, A.cfg, x->backend, x->id.legacy, x->id.legacy_len)
+                   : kl;
+    if (!carry && kl > 0) {
         memcpy(legacy, rec, (size_t)kl + 1);
     }
     if (A.store == NULL || A.script == NULL || kl < 0 || ll < 0 ||
-        argv_reserve(6 + b->nservers) != 0) {
+        argv_reserve(7 + b->nservers) != 0) {
         answer_fallback(r, x, A.store == NULL || A.script == NULL ? STATS_REF(fallback_no_store)
                                                                   : STATS_REF(fallback_internal));
         ctx_put(x);
@@ -1130,6 +1205,8 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
     A.argvlen[i++] = strlen(A.cfg->instance);
     A.argv[i] = best >= 0 ? A.cands[best].name : "";
     A.argvlen[i++] = best >= 0 ? A.cands[best].name_len : 0;
+    A.argv[i] = x->carried != NULL ? x->carried : "";
+    A.argvlen[i++] = x->carried != NULL ? strlen(x->carried) : 0;
     int64_t now = view_now();
     for (size_t k = 0; k < b->nservers; k++) {
         if (pin_stays(pin_rule_at(b, &b->servers[k], now)) &&

@@ -22,6 +22,7 @@
 
 #include "servers.h"
 #include "slog.h"
+#include "slots.h"
 #include "util.h"
 
 #define MS_SEC INT64_C(1000)
@@ -139,6 +140,12 @@ static const struct cfg_key cfg_keys[] = {
     {{"redis", "sentinel_password"}, KT_STR, true, false, NULL, 1, 1024,
      F(redis_sentinel_password),
      "password for the Sentinels (or `STICKYD_REDIS_SENTINEL_PASSWORD`); null: no AUTH"},
+    {{"redis", "cluster"}, KT_BOOL, false, false, "false", 0, 0, F(redis_cluster),
+     "Redis Cluster: follow its slot map, one connection per master, MOVED/ASK; takes "
+     "a restart to change; needs `redis.db` 0 and no `redis.unix`"},
+    {{"redis", "nodes"}, KT_STR, true, false, NULL, 1, 4096, F(redis_nodes),
+     "Cluster seed nodes, `\"ADDR:PORT ADDR:PORT ...\"` (numeric, space or comma "
+     "separated); null: `redis.host`:`redis.port` is the one seed"},
 
     {{"session"}, KT_SECTION, false, false, NULL, 0, 0, 0, "session records"},
     {{"session", "ttl"}, KT_DUR, false, false, "24h", MS_SEC, 365 * MS_DAY, F(session_ttl_ms),
@@ -1299,6 +1306,11 @@ static int check_sentinel(struct loader *ld)
         return fail(ld, AT_VALUE, "redis.sentinels and redis.unix exclude each other: the "
                                   "Sentinels give a TCP address");
     }
+    if (c->redis_sentinels.n > 0 && c->redis_cluster) {
+        at_key(ld, ks);
+        return fail(ld, AT_VALUE, "redis.sentinels and redis.cluster exclude each other: a "
+                                  "Redis Cluster fails over by itself");
+    }
     return 0;
 }
 
@@ -1361,6 +1373,40 @@ static int cross_check(struct loader *ld)
         check_string(khost, c->redis_host, c->redis_port, why, sizeof(why)) < 0) {
         at_key(ld, khost);
         return fail(ld, AT_VALUE, "redis.host: %s", why);
+    }
+    if (c->redis_cluster && (c->redis_db != 0 || c->redis_unix != NULL)) {
+        at_key(ld, key_by_off(offsetof(struct cfg, redis_cluster)));
+        return fail(ld, AT_VALUE, "redis.cluster: a Redis Cluster has only db 0 and no unix "
+                                  "socket: unset redis.db and redis.unix");
+    }
+    if (c->redis_nodes != NULL) {
+        const struct cfg_key *kn = key_by_off(offsetof(struct cfg, redis_nodes));
+        const char *p = c->redis_nodes;
+        size_t nseeds = 0;
+        while (*p != '\0') {
+            size_t n = strcspn(p, " ,");
+            char host[SLOTS_HOST_MAX], addr[SLOTS_HOST_MAX + 16];
+            unsigned port;
+            struct sockaddr_storage ss;
+            unsigned sslen;
+            if (n > 0) {
+                if (slots_parse_hostport(p, n, host, &port) < 0 ||
+                    snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
+                             port) >= (int)sizeof(addr) ||
+                    util_parse_addr(addr, &ss, &sslen, why, sizeof(why)) < 0) {
+                    at_key(ld, kn);
+                    return fail(ld, AT_VALUE,
+                                "redis.nodes: '%.*s' is not a numeric ADDR:PORT", (int)n, p);
+                }
+                nseeds++;
+            }
+            p += n;
+            p += strspn(p, " ,");
+        }
+        if (nseeds == 0) {
+            at_key(ld, kn);
+            return fail(ld, AT_VALUE, "redis.nodes: no ADDR:PORT given");
+        }
     }
     const struct cfg_key *klisten = key_by_off(offsetof(struct cfg, listen));
     if (c->listen == NULL && c->unix_socket == NULL) {

@@ -93,6 +93,8 @@ struct cfg {
     char *redis_master_name;           /* required with redis_sentinels */
     char *redis_sentinel_user;         /* AUTH to the Sentinels, or STICKYD_REDIS_SENTINEL_USER */
     char *redis_sentinel_password;     /* or STICKYD_REDIS_SENTINEL_PASSWORD */
+    bool redis_cluster;      /* Redis Cluster: slot map, one connection per master */
+    char *redis_nodes;       /* cluster seeds "host:port ..."; NULL: redis_host:redis_port */
 
     /* Sessions */
     int64_t session_ttl_ms;  /* sliding TTL, default 24h */

@@ -48,6 +48,16 @@ int ctl_key(const struct ctl *c, char *buf, const char *backend, const char *suf
     return 0;
 }
 
+int ctl_record_key(const struct ctl *c, char *buf, const char *backend, const char *id)
+{
+    _Static_assert(CTL_KEY_MAX >= MODEL_KEY_MAX, "a record key fits");
+    if (model_record_key(buf, &c->cfg, backend, id, strlen(id)) < 0) {
+        ctl_fail("key name too long (or not a record id) for backend '%s'", backend);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- name lists --------------------------------------------------------------- */
 
 bool ctl_names_has(const struct ctl_names *ns, const char *s)
@@ -148,33 +158,40 @@ int ctl_scan_backends(struct ctl *c, struct ctl_names *out)
         return CTL_USAGE;
     }
     snprintf(pat, sizeof(pat), "%s{*}:s[et][ra][vt]e*", esc);
-    do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
-        struct ctl_reply r;
-        if (ctl_call(c, &r, 6, argv, NULL) < 0) {
-            return CTL_REDIS;
-        }
-        if (r.type != STORE_R_ARRAY || r.n != 2 || r.elem[0].str == NULL ||
-            r.elem[1].type != STORE_R_ARRAY) {
-            ctl_reply_free(&r);
-            ctl_fail("unexpected reply to SCAN");
-            return CTL_REDIS;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r.elem[0].str);
-        for (size_t i = 0; i < r.elem[1].n; i++) {
-            const struct ctl_reply *k = &r.elem[1].elem[i];
-            if (k->str == NULL) {
-                continue;
-            }
-            if (add_backend_of(out, c->cfg.redis_prefix, k->str, k->len, "}:servers") < 0 ||
-                add_backend_of(out, c->cfg.redis_prefix, k->str, k->len, "}:state") < 0) {
-                ctl_reply_free(&r);
-                ctl_fail("out of memory");
+    /* a cluster's keys are spread over its masters: SCAN each one */
+    size_t nodes = ctl_redis_nodes(c->redis);
+    for (size_t node = 0; node < nodes; node++) {
+        snprintf(cursor, sizeof(cursor), "0");
+        do {
+            const char *argv[] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
+            struct ctl_reply r;
+            char err[512];
+            if (ctl_redis_call_node(c->redis, node, &r, err, sizeof(err), 6, argv, NULL) < 0) {
+                ctl_fail("%s", err);
                 return CTL_REDIS;
             }
-        }
-        ctl_reply_free(&r);
-    } while (strcmp(cursor, "0") != 0);
+            if (r.type != STORE_R_ARRAY || r.n != 2 || r.elem[0].str == NULL ||
+                r.elem[1].type != STORE_R_ARRAY) {
+                ctl_reply_free(&r);
+                ctl_fail("unexpected reply to SCAN");
+                return CTL_REDIS;
+            }
+            snprintf(cursor, sizeof(cursor), "%s", r.elem[0].str);
+            for (size_t i = 0; i < r.elem[1].n; i++) {
+                const struct ctl_reply *k = &r.elem[1].elem[i];
+                if (k->str == NULL) {
+                    continue;
+                }
+                if (add_backend_of(out, c->cfg.redis_prefix, k->str, k->len, "}:servers") < 0 ||
+                    add_backend_of(out, c->cfg.redis_prefix, k->str, k->len, "}:state") < 0) {
+                    ctl_reply_free(&r);
+                    ctl_fail("out of memory");
+                    return CTL_REDIS;
+                }
+            }
+            ctl_reply_free(&r);
+        } while (strcmp(cursor, "0") != 0);
+    }
     ctl_names_sort(out);
     return CTL_OK;
 }

@@ -53,6 +53,10 @@ int ctl_call(struct ctl *c, struct ctl_reply *out, int argc, const char **argv,
  * reported). */
 int ctl_key(const struct ctl *c, char *buf, const char *backend, const char *suffix)
     __attribute__((warn_unused_result));
+/* The session record key of id in backend (model_record_key: its own slot with
+ * redis.cluster) into buf (CTL_KEY_MAX). 0 or -1 (too long, reported). */
+int ctl_record_key(const struct ctl *c, char *buf, const char *backend, const char *id)
+    __attribute__((warn_unused_result));
 
 /* A sorted, de-duplicated list of names (owned copies). */
 struct ctl_names {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 #include "sentinel.h"
@@ -77,13 +78,16 @@ struct ctl_redis *ctl_redis_open(struct ev_loop *loop, const struct cfg *c, int6
     deadline.data = &expired;
     ev_timer_start(loop, &deadline);
     /* Behind Sentinel a refused master is not final: during a failover a Sentinel
-     * may still name the old one, and the next discovery names the new one. */
-    while (!store_connected(r->st) && !expired &&
-           (r->sn != NULL ? !sentinel_gave_up(r->sn) : store_last_error(r->st)[0] == '\0')) {
+     * may still name the old one, and the next discovery names the new one. A
+     * cluster: until the slot map is read and every master answered (one seed
+     * refusing is no reason to stop: another may answer). */
+    while (!store_settled(r->st) && !expired &&
+           (r->sn != NULL ? !sentinel_gave_up(r->sn)
+                          : store_is_cluster(r->st) || store_last_error(r->st)[0] == '\0')) {
         ev_run(loop, EVRUN_ONCE);
     }
     ev_timer_stop(loop, &deadline);
-    if (store_connected(r->st)) {
+    if (store_settled(r->st)) {
         return r;
     }
     char where[160];
@@ -209,14 +213,29 @@ static void on_reply(const struct store_reply *r, enum store_result res, void *a
     }
 }
 
-int ctl_redis_call(struct ctl_redis *r, struct ctl_reply *out, char *err, size_t errlen, int argc,
-                   const char **argv, const size_t *argvlen)
+/* Send through the store (node: SIZE_MAX routes by key) and wait for the reply. */
+static int call(struct ctl_redis *r, size_t node, struct ctl_reply *out, char *err, size_t errlen,
+                int argc, const char **argv, const size_t *argvlen)
 {
     memset(out, 0, sizeof(*out));
     struct call c = {.out = out};
     char where[160];
-    target(r->cfg, r->sn, where, sizeof(where));
-    if (store_command(r->st, argc, argv, argvlen, 0, on_reply, &c) < 0) {
+    int sent;
+    if (node != SIZE_MAX) {
+        store_node_name(r->st, node, where, sizeof(where));
+        sent = store_command_node(r->st, node, argc, argv, argvlen, 0, on_reply, &c);
+    } else if (argc >= 4 &&
+               (strcasecmp(argv[0], "EVAL") == 0 || strcasecmp(argv[0], "EVALSHA") == 0) &&
+               strcmp(argv[2], "0") != 0) {
+        /* a script runs where its first key lives (a cluster) */
+        target(r->cfg, r->sn, where, sizeof(where));
+        sent = store_command_key(r->st, argv[3], argvlen != NULL ? argvlen[3] : strlen(argv[3]),
+                                 argc, argv, argvlen, 0, on_reply, &c);
+    } else {
+        target(r->cfg, r->sn, where, sizeof(where));
+        sent = store_command(r->st, argc, argv, argvlen, 0, on_reply, &c);
+    }
+    if (sent < 0) {
         const char *why = store_last_error(r->st);
         snprintf(err, errlen, "redis %s: not connected%s%s", where, why[0] ? ": " : "", why);
         return -1;
@@ -249,4 +268,21 @@ int ctl_redis_call(struct ctl_redis *r, struct ctl_reply *out, char *err, size_t
         return -1;
     }
     return 0;
+}
+
+int ctl_redis_call(struct ctl_redis *r, struct ctl_reply *out, char *err, size_t errlen, int argc,
+                   const char **argv, const size_t *argvlen)
+{
+    return call(r, SIZE_MAX, out, err, errlen, argc, argv, argvlen);
+}
+
+size_t ctl_redis_nodes(struct ctl_redis *r)
+{
+    return store_nodes(r->st);
+}
+
+int ctl_redis_call_node(struct ctl_redis *r, size_t node, struct ctl_reply *out, char *err,
+                        size_t errlen, int argc, const char **argv, const size_t *argvlen)
+{
+    return call(r, node, out, err, errlen, argc, argv, argvlen);
 }

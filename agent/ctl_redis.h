@@ -46,6 +46,14 @@ struct store *ctl_redis_store(struct ctl_redis *r);
 int ctl_redis_call(struct ctl_redis *r, struct ctl_reply *out, char *err, size_t errlen, int argc,
                    const char **argv, const size_t *argvlen) __attribute__((warn_unused_result));
 
+/* In a Redis Cluster a command goes where argv[1] lives (EVAL/EVALSHA: the
+ * first key), redirects followed by the store. Commands of one node (SCAN,
+ * DBSIZE) go to each master in turn: node in [0, ctl_redis_nodes()), 1 standalone. */
+size_t ctl_redis_nodes(struct ctl_redis *r);
+int ctl_redis_call_node(struct ctl_redis *r, size_t node, struct ctl_reply *out, char *err,
+                        size_t errlen, int argc, const char **argv, const size_t *argvlen)
+    __attribute__((warn_unused_result));
+
 void ctl_reply_free(struct ctl_reply *r);
 
 /* In a flat HGETALL-style array (field, value, ...): the value of field, or

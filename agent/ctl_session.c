@@ -1,5 +1,6 @@
 /* ctl_session.c - `stickyctl lookup` and `stickyctl move`: one session record
- * (<prefix>{<backend>}:s:<record id>, model.h) read, or its pin rewritten
+ * (<prefix>{<backend>}:s:<record id>, or <prefix><backend>:s:{<record id>} in a
+ * Redis Cluster: model.h) read, or its pin rewritten
  * atomically (move.lua) with a session-moved event. The operator names a session
  * by its cookie (either format) or its record id; with --key the id was derived
  * by the CLI (c->sid, c->sid_prev) before the call.
@@ -101,9 +102,8 @@ int ctl_cmd_lookup(struct ctl *c, char **args, int nargs)
     ids_of(c, sid, &ids);
     for (size_t i = 0; i < ARRAY_SIZE(ids.v) && ids.v[i] != NULL && found == 0; i++) {
         found_id = ids.v[i];
-        char key[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
-        snprintf(suffix, sizeof(suffix), "s:%s", ids.v[i]);
-        if (ctl_key(c, key, backend, suffix) < 0) {
+        char key[CTL_KEY_MAX];
+        if (ctl_record_key(c, key, backend, ids.v[i]) < 0) {
             return CTL_USAGE;
         }
         if ((found = read_record(c, key, &o, &ttl_ms)) < 0) {
@@ -228,13 +228,13 @@ int ctl_cmd_move(struct ctl *c, char **args, int nargs)
     struct ids ids;
     ids_of(c, sid, &ids);
     struct ctl_reply r = {0};
-    char key[CTL_KEY_MAX], legacy[CTL_KEY_MAX], suffix[CTL_SID_MAX + 4];
-    snprintf(suffix, sizeof(suffix), "s:%s", ids.v[0]);
-    if (ctl_key(c, key, backend, suffix) < 0) {
+    char key[CTL_KEY_MAX], legacy[CTL_KEY_MAX];
+    if (ctl_record_key(c, key, backend, ids.v[0]) < 0) {
         return CTL_USAGE;
     }
-    snprintf(suffix, sizeof(suffix), "s:%s", ids.v[1] != NULL ? ids.v[1] : ids.v[0]);
-    if (ctl_key(c, legacy, backend, suffix) < 0) {
+    /* move.lua touches one slot: in a cluster the legacy record has another */
+    const char *lid = ids.v[1] != NULL && !c->cfg.redis_cluster ? ids.v[1] : ids.v[0];
+    if (ctl_record_key(c, legacy, backend, lid) < 0) {
         return CTL_USAGE;
     }
     const char *argv[] = {"EVAL", model_lua_move, "2", key, legacy, server};

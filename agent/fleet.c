@@ -204,7 +204,26 @@ struct resync_ctx {
     struct fleet *fleet;      /* NULL for a goodbye (fleet_free may come first): only log */
     struct leave_wait *leave; /* a goodbye: step it on completion */
     char backend[SRV_NAME_MAX];
+    /* Between the two steps (the instances read, then the script run): the store
+     * (it outlives a goodbye), the script and its arguments, owned. resync.lua
+     * declares every instance's keys, so it needs their names first. */
+    struct store *store;
+    struct store_script *sc;
+    int argc;
+    char **argv;
 };
+
+static void ctx_free(struct resync_ctx *ctx)
+{
+    if (ctx == NULL) {
+        return;
+    }
+    for (int i = 0; i < ctx->argc; i++) {
+        free(ctx->argv[i]);
+    }
+    free(ctx->argv);
+    free(ctx);
+}
 
 static void resync_reply(const struct store_reply *r, enum store_result res, void *arg)
 {
@@ -218,7 +237,7 @@ static void resync_reply(const struct store_reply *r, enum store_result res, voi
                      msg ? msg : "?");
         }
         leave_step(ctx->leave);
-        free(ctx);
+        ctx_free(ctx);
         return;
     }
     STATS_INC(resyncs);
@@ -251,7 +270,66 @@ static void resync_reply(const struct store_reply *r, enum store_result res, voi
         fleet_publish(f, &e);
     }
     leave_step(ctx->leave);
-    free(ctx);
+    ctx_free(ctx);
+}
+
+/* Step two: the instances of the backend are known (ZRANGE insts); run
+ * resync.lua with their shares and open maps declared as KEYS[6..]. */
+/* resync.lua's own keys: conns, share, open map, insts, servers, pids, old. */
+#define RESYNC_OWN_KEYS 7
+
+static void resync_insts_reply(const struct store_reply *r, enum store_result res, void *arg)
+{
+    struct resync_ctx *ctx = arg;
+    if (res != STORE_OK || store_reply_type(r) != STORE_R_ARRAY) {
+        log_warn("fleet: resync of %s: instances not read (%s)", ctx->backend,
+                 res == STORE_OK ? "error reply" : res == STORE_TIMEOUT ? "timeout" : "down");
+        leave_step(ctx->leave);
+        ctx_free(ctx);
+        return;
+    }
+    size_t ninst = store_reply_len(r);
+    /* ctx->argv: resync.lua's own 7 keys, then ARGV[1] "<prefix>{<backend>}:" ... */
+    const char *kp = ctx->argv[RESYNC_OWN_KEYS];
+    size_t kpl = strlen(kp);
+    static const char *const inst_keys[] = {"i:", "o:", "p:", "o2:"};
+    const size_t nik = ARRAY_SIZE(inst_keys);
+    const char **argv = calloc((size_t)ctx->argc + nik * ninst, sizeof(*argv));
+    char *names = calloc(ninst ? ninst : 1, nik * (kpl + 3 + SRV_NAME_MAX + 1));
+    int nk = RESYNC_OWN_KEYS;
+    if (argv == NULL || names == NULL) {
+        goto fail;
+    }
+    for (int i = 0; i < RESYNC_OWN_KEYS; i++) {
+        argv[i] = ctx->argv[i];
+    }
+    char *p = names;
+    for (size_t i = 0; i < ninst; i++) {
+        size_t len;
+        const char *inst = store_reply_str(store_reply_elem(r, i), &len);
+        if (inst == NULL || len >= SRV_NAME_MAX) {
+            continue;
+        }
+        for (size_t k = 0; k < nik; k++) {
+            argv[nk++] = p;
+            p += sprintf(p, "%s%s%.*s", kp, inst_keys[k], (int)len, inst) + 1;
+        }
+    }
+    int argc = nk;
+    for (int i = RESYNC_OWN_KEYS; i < ctx->argc; i++) {
+        argv[argc++] = ctx->argv[i];
+    }
+    if (store_eval(ctx->store, ctx->sc, nk, argc, argv, NULL, FLEET_OP_TIMEOUT_MS, resync_reply,
+                   ctx) == 0) {
+        free(argv);
+        free(names);
+        return;
+    }
+fail:
+    free(argv);
+    free(names);
+    leave_step(ctx->leave);
+    ctx_free(ctx);
 }
 
 /* mode: "scur", "beat" or "leave" (then lw counts the goodbye: stepped once,
@@ -311,17 +389,28 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     /* a goodbye's reply may arrive after fleet_free: it must not reach f */
     ctx->fleet = strcmp(mode, "leave") == 0 ? NULL : f;
     ctx->leave = lw;
+    ctx->store = f->store;
+    ctx->sc = f->resync_sc;
     if (copy_name(ctx->backend, b->name, strlen(b->name)) < 0) {
         goto out;
     }
-    if (store_eval(f->store, f->resync_sc, 7, argc, argv, NULL, FLEET_OP_TIMEOUT_MS,
-                   resync_reply, ctx) == 0) {
+    if ((ctx->argv = calloc((size_t)argc, sizeof(*ctx->argv))) == NULL) {
+        goto out;
+    }
+    for (; ctx->argc < argc; ctx->argc++) {
+        if ((ctx->argv[ctx->argc] = strdup(argv[ctx->argc])) == NULL) {
+            goto out;
+        }
+    }
+    const char *zargv[] = {"ZRANGE", k.insts, "0", "-1"};
+    if (store_command(f->store, 4, zargv, NULL, FLEET_OP_TIMEOUT_MS, resync_insts_reply, ctx) ==
+        0) {
         ctx = NULL;
         lw = NULL; /* the reply steps it */
     }
 out:
     leave_step(lw);
-    free(ctx);
+    ctx_free(ctx);
     free(nums);
     free(argv);
 }

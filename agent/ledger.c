@@ -2,7 +2,9 @@
  * (contract in ledger.h).
  *
  *   ledger_open/close/touch --queue per backend (bounded)--> flush timer (batch_interval)
- *     --> one EVALSHA ledger.lua per backend, at most one in flight
+ *     --> one EVALSHA ledger.lua per backend, at most one in flight (in a Redis
+ *         Cluster: the counts in that one, each record touch in one of its own,
+ *         on the record's slot)
  *     --> reply: conns, states, Redis TIME, moved records --> view, clock, callback
  *
  * Owns the queued operations and the per-backend view; must not decide anything
@@ -18,6 +20,7 @@
 #include "config.h"
 #include "log.h"
 #include "servers.h"
+#include "slots.h"
 #include "stats.h"
 #include "store.h"
 #include "util.h"
@@ -29,6 +32,11 @@
 #define LEDGER_PIPELINE 4 /* full batches in flight at once per backend, in a storm */
 
 /* One queued operation; its strings live in the backend's arena. */
+/* ledger.lua's count keys (ARGV[7]): conns, share, open map, insts, state,
+ * per-process counts, the open map's previous generation. */
+#define LEDGER_COUNT_KEYS 7
+#define LEDGER_COUNT_KEYS_STR "7"
+
 struct lop {
     uint32_t id_off, srv_off;
     uint16_t id_len, srv_len;
@@ -65,6 +73,7 @@ struct lback {
 struct lbatch {
     struct lback *b; /* NULL once the ledger is gone: the reply is ignored */
     struct lbatch *next_live;
+    bool touch_only; /* a cluster's record touch: no counts, no view, not inflight */
     size_t ntouch, nclose;
     /* per touch: rid; then per distinct server opened: name and count */
     size_t nsrv;
@@ -385,6 +394,35 @@ static void batch_free(struct lbatch *x)
 
 static void send_batch(struct lback *b);
 
+/* The records an operator moved, from a reply's moved list: to the callback. */
+static void report_moved(struct ledger *l, struct lback *b, const struct lbatch *x,
+                         const struct store_reply *mv)
+{
+    for (size_t i = 0; l->moved != NULL && i < store_reply_len(mv); i++) {
+        const struct store_reply *e = store_reply_elem(mv, i);
+        long long k = store_reply_int(store_reply_elem(e, 0));
+        size_t sl;
+        const char *srv = store_reply_str(store_reply_elem(e, 1), &sl);
+        const char *rid = x->strs;
+        for (long long j = 1; j < k && (size_t)j < x->ntouch; j++) {
+            rid += strlen(rid) + 1;
+        }
+        if (k >= 1 && (size_t)k <= x->ntouch && srv != NULL) {
+            l->moved(b->name, rid, strlen(rid), srv, sl, l->moved_arg);
+        }
+    }
+}
+
+static void log_failure(const struct lback *b, const struct store_reply *r, enum store_result res)
+{
+    STATS_INC(ledger_failed);
+    if (res == STORE_OK && store_reply_type(r) == STORE_R_ERR) {
+        size_t len;
+        const char *e = store_reply_str(r, &len);
+        log_warn("ledger: batch for %s failed: %.*s", b->name, (int)(len > 200 ? 200 : len), e);
+    }
+}
+
 static void batch_reply(const struct store_reply *r, enum store_result res, void *arg)
 {
     struct lbatch *x = arg;
@@ -395,6 +433,15 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
     }
     struct ledger *l = b->l;
     batch_unlink(l, x);
+    if (x->touch_only) {
+        if (res == STORE_OK && store_reply_type(r) == STORE_R_ARRAY && store_reply_len(r) == 6) {
+            report_moved(l, b, x, store_reply_elem(r, 5));
+        } else {
+            log_failure(b, r, res);
+        }
+        batch_free(x);
+        return;
+    }
     b->inflight--;
     /* this batch's opens are in Redis' counts now, or lost: either way not flying */
     const char *p = x->strs;
@@ -427,28 +474,9 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
         int64_t closed = store_reply_int(store_reply_elem(r, 4));
         STATS_ADD(conn_closed_events, (uint64_t)closed);
         STATS_ADD(conn_close_duplicates, (uint64_t)((int64_t)x->nclose - closed));
-        const struct store_reply *mv = store_reply_elem(r, 5);
-        for (size_t i = 0; l->moved != NULL && i < store_reply_len(mv); i++) {
-            const struct store_reply *e = store_reply_elem(mv, i);
-            long long k = store_reply_int(store_reply_elem(e, 0));
-            size_t sl;
-            const char *srv = store_reply_str(store_reply_elem(e, 1), &sl);
-            const char *rid = x->strs;
-            for (long long j = 1; j < k && (size_t)j < x->ntouch; j++) {
-                rid += strlen(rid) + 1;
-            }
-            if (k >= 1 && (size_t)k <= x->ntouch && srv != NULL) {
-                l->moved(b->name, rid, strlen(rid), srv, sl, l->moved_arg);
-            }
-        }
+        report_moved(l, b, x, store_reply_elem(r, 5));
     } else {
-        STATS_INC(ledger_failed);
-        if (res == STORE_OK && store_reply_type(r) == STORE_R_ERR) {
-            size_t len;
-            const char *e = store_reply_str(r, &len);
-            log_warn("ledger: batch for %s failed: %.*s", b->name, (int)(len > 200 ? 200 : len),
-                     e);
-        }
+        log_failure(b, r, res);
     }
     batch_free(x);
     while (b->nops >= LEDGER_BATCH_OPS && b->inflight < LEDGER_PIPELINE && !l->stopped &&
@@ -519,11 +547,142 @@ static void arg(struct ledger *l, size_t *i, const char *p, size_t n)
     (*i)++;
 }
 
+/* Cluster: the record touches of ops[idx[0..k)] (one slot: the same record, as
+ * when a Socket.IO session polls, or records that share a slot) as one ledger.lua
+ * run without count keys, on that slot. Dropped and counted when the store cannot
+ * take it: a record is adopted again at the session's next touch. */
+static void send_touches(struct lback *b, const uint32_t *idx, size_t k)
+{
+    struct ledger *l = b->l;
+    const struct cfg *c = l->cfg;
+    static const char modes[] = "narf";
+    char ttl[24];
+    size_t argc = k + 7 + 2 * k, strs_len = 0;
+    for (size_t j = 0; j < k; j++) {
+        strs_len += b->ops[idx[j]].id_len + 1u;
+    }
+    struct lbatch *x = calloc(1, sizeof(*x));
+    char *strs = malloc(strs_len);
+    if (x == NULL || strs == NULL || scratch_reserve(l, argc, k) != 0) {
+        goto drop;
+    }
+    x->b = b;
+    x->touch_only = true;
+    x->ntouch = k;
+    x->strs = strs;
+    *util_u64_dec(ttl, (uint64_t)c->session_ttl_ms) = '\0';
+    size_t ai = 0;
+    char *sp = strs;
+    for (size_t j = 0; j < k; j++) {
+        const struct lop *o = &b->ops[idx[j]];
+        const char *id = b->arena + o->id_off;
+        int kl = model_record_key(l->keys[j], c, b->name, id, o->id_len);
+        if (kl < 0) {
+            goto drop;
+        }
+        arg(l, &ai, l->keys[j], (size_t)kl);
+        memcpy(sp, id, o->id_len);
+        sp += o->id_len;
+        *sp++ = '\0';
+    }
+    arg(l, &ai, c->instance, strlen(c->instance));
+    arg(l, &ai, "0", 1); /* heartbeat and open-map TTLs: no count keys */
+    arg(l, &ai, "0", 1);
+    arg(l, &ai, ttl, strlen(ttl));
+    arg(l, &ai, "0", 1); /* opens, closes */
+    arg(l, &ai, "0", 1);
+    arg(l, &ai, "0", 1); /* count keys */
+    for (size_t j = 0; j < k; j++) {
+        const struct lop *o = &b->ops[idx[j]];
+        const char *m = strchr(modes, o->mode);
+        arg(l, &ai, b->arena + o->srv_off, o->srv_len);
+        arg(l, &ai, m != NULL ? m : "a", 1);
+    }
+    if (store_eval(l->store, l->script, (int)k, (int)ai, l->argv, l->argvlen, LEDGER_TIMEOUT_MS,
+                   batch_reply, x) != 0) {
+        goto drop;
+    }
+    x->next_live = l->live;
+    l->live = x;
+    STATS_INC(ledger_batches);
+    return;
+drop:
+    if (x != NULL) {
+        x->strs = strs;
+        batch_free(x);
+    } else {
+        free(strs);
+    }
+    STATS_ADD(ledger_dropped, k);
+}
+
+struct touch_slot {
+    uint16_t slot;
+    uint32_t idx; /* the op's index: ties keep the queue's order */
+};
+
+static int touch_slot_cmp(const void *a, const void *b)
+{
+    const struct touch_slot *x = a, *y = b;
+    if (x->slot != y->slot) {
+        return x->slot < y->slot ? -1 : 1;
+    }
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Cluster: the touches among the first n ops, one script run per slot. */
+static void send_cluster_touches(struct lback *b, size_t n)
+{
+    struct ledger *l = b->l;
+    size_t nt = 0;
+    for (size_t i = 0; i < n; i++) {
+        nt += b->ops[i].kind == 't';
+    }
+    if (nt == 0) {
+        return;
+    }
+    struct touch_slot *ts = malloc(nt * sizeof(*ts));
+    uint32_t *idx = malloc(nt * sizeof(*idx));
+    if (ts == NULL || idx == NULL) {
+        free(ts);
+        free(idx);
+        STATS_ADD(ledger_dropped, nt);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct lop *o = &b->ops[i];
+        char key[MODEL_KEY_MAX];
+        int kl;
+        if (o->kind != 't') {
+            continue;
+        }
+        kl = model_record_key(key, l->cfg, b->name, b->arena + o->id_off, o->id_len);
+        ts[k++] = (struct touch_slot){.slot = kl > 0 ? (uint16_t)slots_key_slot(key, (size_t)kl)
+                                                     : 0,
+                                      .idx = (uint32_t)i};
+    }
+    qsort(ts, k, sizeof(*ts), touch_slot_cmp);
+    for (size_t i = 0; i < k;) {
+        size_t j = i;
+        while (j < k && ts[j].slot == ts[i].slot) {
+            idx[j - i] = ts[j].idx;
+            j++;
+        }
+        send_touches(b, idx, j - i);
+        i = j;
+    }
+    free(ts);
+    free(idx);
+}
+
 /* Send the first LEDGER_BATCH_OPS queued ops of b (or just the heartbeat and
- * the view when none are queued) as one script run. */
+ * the view when none are queued) as one script run (in a cluster: the counts in
+ * one, and each record touch in its own, on the record's slot). */
 static void send_batch(struct lback *b)
 {
     struct ledger *l = b->l;
+    bool split = l->cfg->redis_cluster;
     size_t n = b->nops < LEDGER_BATCH_OPS ? b->nops : LEDGER_BATCH_OPS;
     size_t nopen = 0, nclose = 0, ntouch = 0;
     for (size_t i = 0; i < n; i++) {
@@ -534,8 +693,9 @@ static void send_batch(struct lback *b)
     const struct cfg *c = l->cfg;
     const char *prefix = c->redis_prefix;
     const char *inst = c->instance;
-    size_t nkeys = 7 + ntouch; /* conns, share, open, insts, state, records, pids, old */
-    size_t argc = nkeys + 6 + 2 * nopen + nclose + 2 * ntouch;
+    /* the count keys: conns, share, open, insts, state, pids, old; then records */
+    size_t nkeys = LEDGER_COUNT_KEYS + (split ? 0 : ntouch);
+    size_t argc = nkeys + 7 + 2 * nopen + nclose + (split ? 0 : 2 * ntouch);
     struct lbatch *x = calloc(1, sizeof(*x));
     size_t strs_len = 0;
     for (size_t i = 0; i < n; i++) {
@@ -550,27 +710,27 @@ static void send_batch(struct lback *b)
         model_key_id(l->keys[2], prefix, b->name, "o:", inst, strlen(inst)) < 0 ||
         model_key(l->keys[3], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "insts") < 0 ||
         model_key(l->keys[4], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "state") < 0 ||
-        model_key_id(l->keys[nkeys - 2], prefix, b->name, "p:", inst, strlen(inst)) < 0 ||
-        model_key_id(l->keys[nkeys - 1], prefix, b->name, "o2:", inst, strlen(inst)) < 0) {
+        model_key_id(l->keys[5], prefix, b->name, "p:", inst, strlen(inst)) < 0 ||
+        model_key_id(l->keys[6], prefix, b->name, "o2:", inst, strlen(inst)) < 0) {
         goto fail;
     }
     x->strs = strs;
     x->counts = counts;
     x->b = b;
     size_t ai = 0;
-    for (size_t k = 0; k < 5; k++) {
+    for (size_t k = 0; k < LEDGER_COUNT_KEYS; k++) {
         arg(l, &ai, l->keys[k], strlen(l->keys[k]));
     }
     /* touches' record keys, and their rids kept for the reply */
     char *sp = strs;
-    size_t tk = 5;
+    size_t tk = LEDGER_COUNT_KEYS;
     for (size_t i = 0; i < n; i++) {
         const struct lop *o = &b->ops[i];
-        if (o->kind != 't') {
+        if (o->kind != 't' || split) {
             continue;
         }
         const char *id = b->arena + o->id_off;
-        int kl = model_key_id(l->keys[tk], prefix, b->name, "s:", id, o->id_len);
+        int kl = model_record_key(l->keys[tk], c, b->name, id, o->id_len);
         if (kl < 0) {
             goto fail;
         }
@@ -580,8 +740,6 @@ static void send_batch(struct lback *b)
         sp += o->id_len;
         *sp++ = '\0';
     }
-    arg(l, &ai, l->keys[nkeys - 2], strlen(l->keys[nkeys - 2])); /* p:<inst> */
-    arg(l, &ai, l->keys[nkeys - 1], strlen(l->keys[nkeys - 1])); /* o2:<inst>, the last */
     char *srv_names = sp; /* the opened servers' names follow the rids */
     char hb[24], ottl[24], ttl[24], no[24], nc[24];
     *util_u64_dec(hb, (uint64_t)c->heartbeat_ttl_ms) = '\0';
@@ -595,6 +753,7 @@ static void send_batch(struct lback *b)
     arg(l, &ai, ttl, strlen(ttl));
     arg(l, &ai, no, strlen(no));
     arg(l, &ai, nc, strlen(nc));
+    arg(l, &ai, LEDGER_COUNT_KEYS_STR, 1);
     for (size_t i = 0; i < n; i++) { /* opens, aggregated by server for the view */
         const struct lop *o = &b->ops[i];
         if (o->kind != 'o') {
@@ -633,13 +792,13 @@ static void send_batch(struct lback *b)
     static const char modes[] = "narf";
     for (size_t i = 0; i < n; i++) {
         const struct lop *o = &b->ops[i];
-        if (o->kind == 't') {
+        if (o->kind == 't' && !split) {
             const char *m = strchr(modes, o->mode);
             arg(l, &ai, b->arena + o->srv_off, o->srv_len);
             arg(l, &ai, m != NULL ? m : "a", 1);
         }
     }
-    x->ntouch = ntouch;
+    x->ntouch = split ? 0 : ntouch;
     x->nclose = nclose;
     if (store_eval(l->store, l->script, (int)nkeys, (int)ai, l->argv, l->argvlen,
                    LEDGER_TIMEOUT_MS, batch_reply, x) != 0) {
@@ -660,6 +819,9 @@ static void send_batch(struct lback *b)
     l->live = x;
     STATS_INC(ledger_batches);
     STATS_ADD(ledger_ops, n);
+    if (split) {
+        send_cluster_touches(b, n); /* before the queue lets go of their names */
+    }
     queue_consume(b, n);
     return;
 fail:

@@ -5,7 +5,9 @@
  * the close lines change in Redis - tunnel opens and closes (counted once per
  * unique-id), session-record touches (adopt, refresh, correct) - is queued here
  * per backend and written at most every redis.batch_interval as one script run
- * per backend (agent/lua/ledger.lua), at most one batch in flight per backend.
+ * per backend (agent/lua/ledger.lua), at most one batch in flight per backend;
+ * on a Redis Cluster the record touches go apart, one run each on the record's
+ * own slot (not counted in flight; dropped and counted when the store refuses).
  * Each reply carries back the fleet view the decisions read: cluster-wide
  * connection counts, the admin states (drain/maint) and Redis' clock.
  *

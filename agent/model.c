@@ -39,6 +39,31 @@ int model_key_id(char *buf, const char *prefix, const char *backend, const char 
     return (int)n;
 }
 
+int model_record_key(char *buf, const struct cfg *c, const char *backend, const char *id,
+                     size_t id_len)
+{
+    if (!c->redis_cluster) {
+        return model_key_id(buf, c->redis_prefix, backend, "s:", id, id_len);
+    }
+    size_t pl = strlen(c->redis_prefix), bl = strlen(backend);
+    size_t n = pl + bl + 4 + id_len + 1;
+    if (n >= MODEL_KEY_MAX || memchr(id, '}', id_len) != NULL) {
+        return -1;
+    }
+    char *p = buf;
+    memcpy(p, c->redis_prefix, pl);
+    p += pl;
+    memcpy(p, backend, bl);
+    p += bl;
+    memcpy(p, ":s:{", 4);
+    p += 4;
+    memcpy(p, id, id_len);
+    p += id_len;
+    *p++ = '}';
+    *p = '\0';
+    return (int)n;
+}
+
 /* A decimal number at v[*i..len), up to a space or the end; -1 if none. */
 static int parse_dec(const char *v, size_t len, size_t *i, int64_t *out)
 {

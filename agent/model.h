@@ -5,8 +5,12 @@
  * nowhere else; the agent and stickyctl both build and parse them through this
  * module. Pure: no I/O, no hiredis.
  *
- * Keys, per backend <b> (every key carries the hash tag {<b>}):
- *   <prefix>{<b>}:s:<rid>     string, TTL = session.ttl: the session record (below)
+ * Keys, per backend <b> (every key but the record carries the hash tag {<b>}, so a
+ * backend's counts and states are one Redis Cluster slot):
+ *   <prefix>{<b>}:s:<rid>     string, TTL = session.ttl: the session record (below);
+ *                             with redis.cluster: <prefix><b>:s:{<rid>}, the record's
+ *                             own slot, so that a backend's records spread over every
+ *                             master (standalone keeps the name it always had)
  *   <prefix>{<b>}:conns       hash server -> live connections, all live instances
  *   <prefix>{<b>}:i:<inst>    hash server -> that instance's share (TTL = heartbeat)
  *   <prefix>{<b>}:o:<inst>    hash unique-id -> server: that instance's open tunnels
@@ -56,6 +60,12 @@ int model_key(char *buf, size_t len, const char *prefix, const char *backend, si
  * buf[MODEL_KEY_MAX]: no printf, it is on the decision path. Length or -1. */
 int model_key_id(char *buf, const char *prefix, const char *backend, const char *suffix,
                  const char *id, size_t id_len) __attribute__((warn_unused_result));
+
+/* The session record key of id[0..id_len) in backend (model.h's layout for
+ * c->redis_cluster) into buf[MODEL_KEY_MAX]: no printf, it is on the decision
+ * path. Length or -1. */
+int model_record_key(char *buf, const struct cfg *c, const char *backend, const char *id,
+                     size_t id_len) __attribute__((warn_unused_result));
 
 /* Parse a :state value: 0 and the out-params, or -1 when v is not one of
  * "maint", "drain:<ms>", "drain:<ms>:close", "ready:<ms>" (MODEL_READY). */

@@ -44,6 +44,8 @@
     X(redis_timeouts, "Redis commands past their deadline")                                        \
     X(redis_errors, "Redis error replies or disconnects")                                          \
     X(redis_reconnects, "Redis connections (re)established")                                       \
+    X(redis_redirects, "Redis Cluster MOVED/ASK redirects followed")                               \
+    X(redis_slot_maps, "Redis Cluster slot maps read (CLUSTER SLOTS)")                             \
     X(redis_shed, "requests refused because too many were waiting on Redis")                       \
     X(sentinel_discoveries, "rounds of asking the Sentinels for the master")                       \
     X(sentinel_master_changes, "times the Sentinels named a new master address")                   \

@@ -109,10 +109,12 @@ static const char global_help[] =
     "\n"
     "Options:\n"
     "  -c, --config FILE     stickyd's JSON configuration: redis.host/port/unix/db/\n"
-    "                        prefix/user/password, events.channel (default: built-in\n"
-    "                        defaults; STICKYD_REDIS_USER/PASSWORD are honoured)\n"
+    "                        prefix/user/password/cluster/nodes, events.channel\n"
+    "                        (default: built-in defaults; STICKYD_REDIS_USER/PASSWORD\n"
+    "                        are honoured)\n"
     "      --redis ADDR:PORT Redis address (or unix:/path), overrides the config\n"
-    "                        (and its redis.sentinels)\n"
+    "                        (and its redis.sentinels; with redis.cluster: the one\n"
+    "                        seed node)\n"
     "      --sentinels LIST  ask these Sentinels (ADDR:PORT,ADDR:PORT,...) for the\n"
     "                        master, overrides the config; needs --master-name or\n"
     "                        redis.master_name\n"
@@ -260,6 +262,10 @@ static int apply_redis_addr(struct cfg *cfg, const char *s)
             ctl_fail("bad --redis '%s': unix socket path empty or too long", s);
             return -1;
         }
+        if (cfg->redis_cluster) {
+            ctl_fail("bad --redis '%s': a Redis Cluster (redis.cluster) is reached over TCP", s);
+            return -1;
+        }
         return replace_str(&cfg->redis_unix, path);
     }
     const char *colon = strrchr(s, ':');
@@ -289,6 +295,8 @@ static int apply_redis_addr(struct cfg *cfg, const char *s)
     cfg->redis_port = (uint16_t)port;
     free(cfg->redis_unix);
     cfg->redis_unix = NULL;
+    free(cfg->redis_nodes); /* a cluster: this address is the one seed */
+    cfg->redis_nodes = NULL;
     return replace_str(&cfg->redis_host, host);
 }
 

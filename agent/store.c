@@ -1,17 +1,26 @@
 /* store.c - Redis through hiredis 0.14's async API on the agent's libev loop.
  *
- * The only file that includes hiredis. Owns the command connection, the optional
- * pub/sub connection, their reconnect/backoff and handshake, per-request deadlines
- * and the hung-server watchdog. It must not know what the commands mean.
+ * The only file that includes hiredis. Owns the command connection (or, for a
+ * Redis Cluster, one per master and the slot map), the optional pub/sub
+ * connection, their reconnect/backoff and handshake, per-request deadlines and
+ * the hung-server watchdog. It must not know what the commands mean: a cluster
+ * command is routed by the key its caller names (argv[1], KEYS[1]); the slot
+ * arithmetic and the redirect texts are slots.c's.
  *
- *   store_command/store_eval -> struct sreq (listed in s->reqs, deadline timer)
- *        -> hiredis pipeline (privdata = sreq), written once per loop iteration by
- *           on_flush -> on_reply -> user cb, exactly once
+ *   store_command/store_eval -> route (cluster: slot -> master) -> struct sreq
+ *        (listed in s->reqs, deadline timer) -> that connection's hiredis pipeline
+ *        (privdata = sreq), written once per loop iteration by on_flush
+ *        -> on_reply [MOVED/ASK: the same sreq resent on the node named] -> user
+ *           cb, exactly once
+ *   cluster: seeds -> CLUSTER SLOTS (on_slots) -> map_apply: masters connected,
+ *        others let go; read again on redirects, lost nodes, cluster errors, and
+ *        every STORE_MAP_REFRESH_S (STORE_MAP_DEGRADED_S while degraded)
  *
- * Lifetimes: a struct rconn lives as long as the store and always outlives its
- * redisAsyncContext, so it is safe as hiredis privdata / ac->data. A struct sreq
- * lives until hiredis gives it back (reply, or NULL on disconnect/free), even
- * when its user callback already ran on a deadline.
+ * Lifetimes: a struct rconn lives as long as the store (cluster nodes too: never
+ * freed before it) and always outlives its redisAsyncContext, so it is safe as
+ * hiredis privdata / ac->data. A struct sreq lives until hiredis gives it back
+ * (reply, or NULL on disconnect/free), even when its user callback already ran
+ * on a deadline; q->rc is the connection holding it now.
  */
 #include "store.h"
 
@@ -29,12 +38,21 @@
 
 #include "config.h"
 #include "log.h"
+#include "slots.h"
 #include "stats.h"
 #include "util.h"
 
 /* The watchdog never fires before this much silence, whatever the deadlines. */
 #define STORE_STALL_MIN_MS 1000
 #define STORE_STALL_FACTOR 10
+/* Cluster: nodes known at most (masters, replicas, seeds), redirects per request,
+ * and how often the slot map is read again: healthy, and while a master is
+ * unreachable or slots are unserved (a failover in progress). */
+#define STORE_NODES_MAX 64
+#define STORE_REDIRECTS_MAX 5
+#define STORE_MAP_REFRESH_S 10.0
+#define STORE_MAP_DEGRADED_S 0.5
+#define STORE_MAP_SOON_S 0.05
 
 enum rconn_state {
     RC_IDLE = 0,   /* no context; maybe a retry timer pending */
@@ -71,6 +89,13 @@ struct rconn {
     bool started;           /* the pub/sub connection is only started on demand */
     ev_tstamp last_progress; /* last reply, or when the pipeline became non-empty */
     bool timed_out;          /* a request passed its deadline since the last reply */
+    /* Cluster nodes only: the node's address, whether it serves slots in the
+     * current map, and whether it is kept connected (masters; seeds and known
+     * replicas only while no master answers). */
+    char host[SLOTS_HOST_MAX];
+    unsigned port;
+    bool node, master, wanted;
+    bool loss_noted; /* this outage already asked for a map refresh */
 };
 
 struct store_script {
@@ -91,6 +116,7 @@ struct store_sub {
 struct sreq {
     struct sreq *prev, *next; /* in s->reqs */
     struct store *s;
+    struct rconn *rc; /* the connection hiredis holds it on */
     store_cb cb;
     void *arg;
     ev_timer deadline;
@@ -100,7 +126,9 @@ struct sreq {
     uint64_t sent_ns; /* when it entered hiredis (round-trip histogram) */
     bool done;    /* the user callback has run */
     bool retried; /* NOSCRIPT reload already tried */
-    /* eval only: the formatted EVALSHA, kept for a NOSCRIPT retry. It lives in
+    unsigned redirects; /* MOVED/ASK followed */
+    bool asking;        /* sent behind ASKING: a NOSCRIPT retry needs it again */
+    /* The formatted command, kept for a NOSCRIPT retry or a redirect. It lives in
      * the request's own allocation: one malloc per decision, not two. */
     char fmt[];
 };
@@ -134,6 +162,18 @@ struct store {
     uint16_t addr_port;
     char addr_host[256];
     char name_cmd[24], name_sub[40]; /* log prefixes: "redis", "redis pub/sub" */
+    /* Cluster mode: every node known (never freed before the store), the slot
+     * map (index into nodes, or SLOTS_NONE) and its refresh. */
+    bool cluster;
+    struct rconn *nodes[STORE_NODES_MAX];
+    size_t nnodes;
+    uint16_t slot_node[SLOTS_COUNT];
+    size_t map_slots;  /* slots the map covers */
+    bool map_inflight; /* CLUSTER SLOTS sent, not answered */
+    ev_tstamp map_sent; /* when; an answer overdue by STORE_MAP_DEGRADED_S x 4 is given up */
+    bool map_want;     /* a refresh found no node to ask: ask the next one ready */
+    ev_timer map_timer;
+    size_t next_any; /* round robin for keyless commands */
 };
 
 _Static_assert(RC_STATE_COUNT == 4, "rconn states");
@@ -143,6 +183,11 @@ static void rconn_fail(struct rconn *rc, const char *why);
 
 static const char *rc_name(const struct rconn *rc)
 {
+    if (rc->node) {
+        static char buf[SLOTS_HOST_MAX + 32];
+        snprintf(buf, sizeof(buf), "redis %s:%u", rc->host, rc->port);
+        return buf;
+    }
     return rc->kind == RC_CMD ? rc->s->name_cmd : rc->s->name_sub;
 }
 
@@ -252,7 +297,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     UNUSED(loop);
     UNUSED(revents);
     struct sreq *q = container_of(w, struct sreq, deadline);
-    struct rconn *rc = &q->s->cmd;
+    struct rconn *rc = q->rc;
     /* hiredis still holds q: the late reply (or the disconnect) frees it.
      * Arm the watchdog before the callback, which may issue new requests. */
     rc->timed_out = true;
@@ -271,10 +316,83 @@ static void note_progress(struct rconn *rc, const redisReply *r)
     }
 }
 
+static struct rconn *node_get(struct store *s, const char *host, unsigned port);
+static void map_refresh_soon(struct store *s);
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
+
+/* Hand q's formatted command to rc, behind an ASKING when ask. rc may still be
+ * in its handshake (a node just learnt from MOVED): hiredis queues the command
+ * behind AUTH and PING, and a failed handshake ends it with STORE_DOWN. 0 or -1. */
+static int sreq_resend(struct sreq *q, struct rconn *rc, bool ask)
+{
+    struct store *s = q->s;
+    if ((rc->state != RC_READY && rc->state != RC_HANDSHAKE) || rc->ac == NULL) {
+        return -1;
+    }
+    if (rc->ac->replies.head == NULL) {
+        rc->last_progress = ev_now(s->loop);
+    }
+    if (ask && redisAsyncCommand(rc->ac, NULL, NULL, "ASKING") != REDIS_OK) {
+        return -1;
+    }
+    if (redisAsyncFormattedCommand(rc->ac, on_reply, q, q->fmt, q->fmtlen) != REDIS_OK) {
+        return -1;
+    }
+    q->rc = rc;
+    q->asking = ask;
+    if (!ev_is_active(&s->flush)) {
+        ev_prepare_start(s->loop, &s->flush);
+    }
+    return 0;
+}
+
+/* Cluster: an error reply that says the map moved. MOVED updates the slot and
+ * schedules a full refresh; ASK is one-off. Resends q when the node that owns
+ * the slot is connected (true: q is in flight again); otherwise the caller gets
+ * the error, and the refresh connects that node for the next request. */
+static bool cluster_redirect(struct sreq *q, const redisReply *r)
+{
+    struct store *s = q->s;
+    struct slots_redirect rd;
+    if (slots_parse_redirect(r->str, r->len, &rd) < 0) {
+        if (strncmp(r->str, "CLUSTERDOWN", 11) == 0 || strncmp(r->str, "TRYAGAIN", 8) == 0 ||
+            strncmp(r->str, "READONLY", 8) == 0) {
+            map_refresh_soon(s);
+        }
+        return false;
+    }
+    STATS_INC(redis_redirects);
+    struct rconn *to = node_get(s, rd.host, rd.port);
+    if (to == NULL) {
+        return false;
+    }
+    if (!rd.ask) {
+        for (size_t i = 0; i < s->nnodes; i++) {
+            if (s->nodes[i] == to) {
+                s->slot_node[rd.slot] = (uint16_t)i;
+            }
+        }
+        if (!to->wanted) {
+            to->wanted = true;
+            to->master = true;
+        }
+        if (to->state == RC_IDLE && !ev_is_active(&to->retry_timer)) {
+            rconn_connect(to);
+        }
+        map_refresh_soon(s);
+    }
+    if (q->redirects >= STORE_REDIRECTS_MAX) {
+        return false;
+    }
+    q->redirects++;
+    log_debug("redis: %s slot %u -> %s:%u", rd.ask ? "ASK" : "MOVED", rd.slot, rd.host, rd.port);
+    return sreq_resend(q, to, rd.ask) == 0;
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct sreq *q = priv;
-    struct rconn *rc = &q->s->cmd;
+    struct rconn *rc = q->rc;
     redisReply *r = reply;
 
     if (r == NULL && rc->ac == ac && rc->state == RC_READY) {
@@ -295,6 +413,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         sreq_free(q);
         return;
     }
+    if (r->type == REDIS_REPLY_ERROR && q->s->cluster && cluster_redirect(q, r)) {
+        return; /* in flight again, on the node that owns the slot */
+    }
     if (r->type == REDIS_REPLY_ERROR && q->sc != NULL && !q->retried &&
         strncmp(r->str, "NOSCRIPT", 8) == 0 && rc->ac == ac && rc->state == RC_READY) {
         /* The server lost the script (restart, SCRIPT FLUSH): load it and retry
@@ -302,6 +423,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         q->retried = true;
         if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %b", q->sc->lua, q->sc->len) ==
                 REDIS_OK &&
+            (!q->asking || redisAsyncCommand(ac, NULL, NULL, "ASKING") == REDIS_OK) &&
             redisAsyncFormattedCommand(ac, on_reply, q, q->fmt, q->fmtlen) == REDIS_OK) {
             log_debug("redis: NOSCRIPT for %s, reloaded and retried", q->sc->sha);
             return;
@@ -345,12 +467,14 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     UNUSED(revents);
     struct store *s = container_of(w, struct store, flush);
-    struct rconn *rc = &s->cmd;
     ev_prepare_stop(loop, w);
-    if (rc->state == RC_READY && rc->ac != NULL && sdslen(rc->ac->c.obuf) > 0) {
-        /* On a write error hiredis tears the context down through the same
-         * callbacks (on_reply with NULL, on_disconnect) as from its watcher. */
-        redisAsyncHandleWrite(rc->ac);
+    for (size_t i = 0; i <= s->nnodes; i++) {
+        struct rconn *rc = i == 0 ? &s->cmd : s->nodes[i - 1];
+        if (rc->state == RC_READY && rc->ac != NULL && sdslen(rc->ac->c.obuf) > 0) {
+            /* On a write error hiredis tears the context down through the same
+             * callbacks (on_reply with NULL, on_disconnect) as from its watcher. */
+            redisAsyncHandleWrite(rc->ac);
+        }
     }
 }
 
@@ -358,7 +482,7 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 static void sreq_sent(struct sreq *q, bool pipeline_was_empty)
 {
     struct store *s = q->s;
-    struct rconn *rc = &s->cmd;
+    struct rconn *rc = q->rc;
     if (!ev_is_active(&s->flush)) {
         ev_prepare_start(s->loop, &s->flush);
     }
@@ -419,7 +543,11 @@ static void on_stall_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void rconn_schedule_retry(struct rconn *rc)
 {
     struct store *s = rc->s;
-    if (s->closing || ev_is_active(&rc->retry_timer)) {
+    if (rc->node && !rc->loss_noted) {
+        rc->loss_noted = true; /* once per outage: the degraded period polls after that */
+        map_refresh_soon(s);   /* a node lost: the map may have changed (a failover) */
+    }
+    if (s->closing || ev_is_active(&rc->retry_timer) || (rc->node && !rc->wanted)) {
         return;
     }
     int64_t base = rc->backoff_ms;
@@ -545,7 +673,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
         emit(rc, STORE_EV_DOWN);
         return;
     }
-    if (!target_unix(rc->s)) {
+    if (!target_unix(rc->s) || rc->s->cluster) {
         (void)redisEnableKeepAlive(&rc->ac->c);
     }
     log_debug("%s: socket connected, handshake in flight", rc_name(rc));
@@ -580,12 +708,15 @@ static void rconn_ready(struct rconn *rc)
     ev_timer_stop(s->loop, &rc->connect_timer);
     rc->state = RC_READY;
     rc->fail_logged = false;
+    rc->loss_noted = false;
     rc->timed_out = false;
     rconn_reset_backoff(rc);
     s->last_error[0] = '\0';
     STATS_INC(redis_reconnects);
     const struct cfg *c = s->cfg;
-    if (target_unix(s)) {
+    if (rc->node || (s->cluster && rc->kind == RC_SUB)) {
+        log_info("%s: connected to %s:%u (cluster)", rc_name(rc), rc->host, rc->port);
+    } else if (target_unix(s)) {
         log_info("%s: connected to unix:%s db %u", rc_name(rc), c->redis_unix,
                  (unsigned)c->redis_db);
     } else {
@@ -598,6 +729,10 @@ static void rconn_ready(struct rconn *rc)
         }
     }
     emit(rc, STORE_EV_READY);
+    if (rc->node && (s->map_want || s->map_slots == 0)) {
+        s->map_want = false;
+        map_refresh_soon(s);
+    }
 }
 
 static void on_handshake(redisAsyncContext *ac, void *reply, void *priv)
@@ -717,11 +852,29 @@ static void rconn_connect(struct rconn *rc)
     if (s->closing || rc->ac != NULL) {
         return;
     }
-    if (!s->has_addr && c->redis_sentinels.n > 0) {
+    if (!s->cluster && !s->has_addr && c->redis_sentinels.n > 0) {
         return; /* store_set_addr connects once the master is known */
     }
-    redisAsyncContext *ac = target_unix(s) ? redisAsyncConnectUnix(c->redis_unix)
-                                           : redisAsyncConnect(target_host(s), target_port(s));
+    if (s->cluster && rc->kind == RC_SUB) {
+        /* classic pub/sub is cluster-wide: any node will do, a master preferably */
+        struct rconn *via = NULL;
+        for (size_t i = 0; i < s->nnodes && via == NULL; i++) {
+            if (s->nodes[i]->master && s->nodes[i]->state == RC_READY) {
+                via = s->nodes[i];
+            }
+        }
+        for (size_t i = 0; i < s->nnodes && via == NULL; i++) {
+            via = s->nodes[(i + s->next_any++) % s->nnodes];
+        }
+        if (via != NULL) {
+            memcpy(rc->host, via->host, sizeof(rc->host));
+            rc->port = via->port;
+        }
+    }
+    bool by_addr = rc->node || (s->cluster && rc->kind == RC_SUB);
+    redisAsyncContext *ac = by_addr         ? redisAsyncConnect(rc->host, (int)rc->port)
+                            : target_unix(s) ? redisAsyncConnectUnix(c->redis_unix)
+                                             : redisAsyncConnect(target_host(s), target_port(s));
     if (ac == NULL) {
         set_error(s, "connect", "out of memory");
         log_failure(rc, "connect failed", "out of memory");
@@ -809,13 +962,16 @@ struct store_script *store_script_new(struct store *s, const char *lua)
     }
     sc->next = s->scripts;
     s->scripts = sc;
-    if (s->cmd.state == RC_READY) {
-        /* Best effort: a failure here is healed by the NOSCRIPT retry. */
-        if (s->cmd.ac->replies.head == NULL) {
-            s->cmd.last_progress = ev_now(s->loop); /* as in sreq_sent */
+    for (size_t i = 0; i <= s->nnodes; i++) { /* every node of a cluster loads it */
+        struct rconn *rc = i == 0 ? &s->cmd : s->nodes[i - 1];
+        if (rc->state != RC_READY || rc->ac == NULL) {
+            continue;
         }
-        (void)redisAsyncCommand(s->cmd.ac, on_script_loaded, sc, "SCRIPT LOAD %b", sc->lua,
-                                sc->len);
+        /* Best effort: a failure here is healed by the NOSCRIPT retry. */
+        if (rc->ac->replies.head == NULL) {
+            rc->last_progress = ev_now(s->loop); /* as in sreq_sent */
+        }
+        (void)redisAsyncCommand(rc->ac, on_script_loaded, sc, "SCRIPT LOAD %b", sc->lua, sc->len);
     }
     return sc;
 }
@@ -906,6 +1062,295 @@ int store_unsubscribe(struct store *s, const char *channel)
     return -1;
 }
 
+/* ---- cluster: nodes and the slot map --------------------------------------------- */
+
+/* The node at host:port, added (idle, not wanted) when new; NULL when the table
+ * is full or out of memory. */
+static struct rconn *node_get(struct store *s, const char *host, unsigned port)
+{
+    for (size_t i = 0; i < s->nnodes; i++) {
+        if (s->nodes[i]->port == port && strcmp(s->nodes[i]->host, host) == 0) {
+            return s->nodes[i];
+        }
+    }
+    if (s->nnodes == STORE_NODES_MAX || strlen(host) >= SLOTS_HOST_MAX) {
+        return NULL;
+    }
+    struct rconn *rc = calloc(1, sizeof(*rc));
+    if (rc == NULL) {
+        return NULL;
+    }
+    rconn_init(s, rc, RC_CMD);
+    rc->node = true;
+    snprintf(rc->host, sizeof(rc->host), "%s", host);
+    rc->port = port;
+    s->nodes[s->nnodes++] = rc;
+    return rc;
+}
+
+/* The seeds: redis.nodes, or redis.host:redis.port. Wanted until a map says
+ * which nodes are masters. */
+static void add_seeds(struct store *s)
+{
+    const struct cfg *c = s->cfg;
+    const char *p = c->redis_nodes;
+    if (p == NULL) {
+        struct rconn *rc = node_get(s, c->redis_host ? c->redis_host : "127.0.0.1",
+                                    c->redis_port ? c->redis_port : 6379);
+        if (rc != NULL) {
+            rc->wanted = true;
+        }
+        return;
+    }
+    while (*p != '\0') {
+        size_t n = strcspn(p, " ,");
+        char host[SLOTS_HOST_MAX];
+        unsigned port;
+        if (n > 0 && slots_parse_hostport(p, n, host, &port) == 0) {
+            struct rconn *rc = node_get(s, host, port);
+            if (rc != NULL) {
+                rc->wanted = true;
+            }
+        }
+        p += n;
+        p += strspn(p, " ,");
+    }
+}
+
+static bool all_masters_ready(const struct store *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nnodes; i++) {
+        if (s->nodes[i]->master) {
+            if (s->nodes[i]->state != RC_READY) {
+                return false;
+            }
+            n++;
+        }
+    }
+    return n > 0;
+}
+
+static void map_schedule(struct store *s, ev_tstamp after)
+{
+    if (s->closing) {
+        return;
+    }
+    if (ev_is_active(&s->map_timer) && ev_timer_remaining(s->loop, &s->map_timer) <= after) {
+        return;
+    }
+    ev_timer_stop(s->loop, &s->map_timer);
+    ev_timer_set(&s->map_timer, after, 0.);
+    ev_timer_start(s->loop, &s->map_timer);
+}
+
+/* A redirect, a lost node or a cluster error: read the map again shortly (once
+ * for a burst of them). */
+static void map_refresh_soon(struct store *s)
+{
+    if (s->cluster) {
+        map_schedule(s, STORE_MAP_SOON_S);
+    }
+}
+
+static void on_slots(redisAsyncContext *ac, void *reply, void *priv);
+
+/* Ask a connected node for CLUSTER SLOTS; with none connected, connect every
+ * node known (seeds, masters, replicas) and ask the first that answers. */
+static void map_refresh(struct store *s)
+{
+    if (s->closing) {
+        return;
+    }
+    if (s->map_inflight && ev_now(s->loop) - s->map_sent < 4 * STORE_MAP_DEGRADED_S) {
+        map_schedule(s, STORE_MAP_DEGRADED_S);
+        return;
+    }
+    s->map_inflight = false; /* none, or its node is silent: ask another */
+    struct rconn *via = NULL;
+    for (size_t pass = 0; pass < 2 && via == NULL; pass++) {
+        for (size_t i = 0; i < s->nnodes && via == NULL; i++) {
+            struct rconn *rc = s->nodes[(i + s->next_any) % s->nnodes];
+            if (rc->state == RC_READY && rc->ac != NULL && (pass == 1 || rc->master)) {
+                via = rc;
+            }
+        }
+    }
+    s->next_any++;
+    if (via == NULL) {
+        s->map_want = true;
+        for (size_t i = 0; i < s->nnodes; i++) {
+            struct rconn *rc = s->nodes[i];
+            rc->wanted = true;
+            if (rc->state == RC_IDLE && !ev_is_active(&rc->retry_timer)) {
+                rconn_connect(rc);
+            }
+        }
+        map_schedule(s, STORE_MAP_DEGRADED_S);
+        return;
+    }
+    if (via->ac->replies.head == NULL) {
+        via->last_progress = ev_now(s->loop);
+    }
+    if (redisAsyncCommand(via->ac, on_slots, via, "CLUSTER SLOTS") == REDIS_OK) {
+        s->map_inflight = true;
+        s->map_sent = ev_now(s->loop);
+        if (!ev_is_active(&s->flush)) {
+            ev_prepare_start(s->loop, &s->flush);
+        }
+    }
+    map_schedule(s, STORE_MAP_DEGRADED_S); /* the answer sets the next period */
+}
+
+static void on_map_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    UNUSED(loop);
+    UNUSED(revents);
+    map_refresh(container_of(w, struct store, map_timer));
+}
+
+/* Install a CLUSTER SLOTS reply as the map: masters wanted and connected, other
+ * nodes remembered (a replica may be promoted) but let go. */
+static void map_apply(struct store *s, struct rconn *via, const redisReply *r)
+{
+    struct slots_range ranges[512] = {{0}};
+    size_t n = 0;
+    char err[128];
+    for (size_t i = 0; i < r->elements && n < ARRAY_SIZE(ranges); i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER ||
+            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+            e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[2]->element[1]->type != REDIS_REPLY_INTEGER) {
+            log_warn("redis: CLUSTER SLOTS from %s:%u: unexpected reply shape", via->host,
+                     via->port);
+            return;
+        }
+        const redisReply *m = e->element[2];
+        /* an empty or "?" endpoint means "the address you reached me at" */
+        bool same = m->element[0]->len == 0 || strcmp(m->element[0]->str, "?") == 0;
+        ranges[n++] = (struct slots_range){
+            .lo = e->element[0]->integer < 0 ? SLOTS_COUNT : (unsigned)e->element[0]->integer,
+            .hi = e->element[1]->integer < 0 ? SLOTS_COUNT : (unsigned)e->element[1]->integer,
+            .host = same ? via->host : m->element[0]->str,
+            .host_len = same ? strlen(via->host) : m->element[0]->len,
+            .port = m->element[1]->integer < 0 ? 0 : (unsigned)m->element[1]->integer};
+    }
+    int covered = slots_check(ranges, n, err, sizeof(err));
+    if (covered < 0) {
+        log_warn("redis: CLUSTER SLOTS from %s:%u refused: %s", via->host, via->port, err);
+        return;
+    }
+    bool is_master[STORE_NODES_MAX] = {false};
+    for (size_t i = 0; i < SLOTS_COUNT; i++) {
+        s->slot_node[i] = SLOTS_NONE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char host[SLOTS_HOST_MAX];
+        snprintf(host, sizeof(host), "%.*s", (int)ranges[i].host_len, ranges[i].host);
+        struct rconn *m = node_get(s, host, ranges[i].port);
+        size_t idx = 0;
+        while (m != NULL && s->nodes[idx] != m) {
+            idx++;
+        }
+        if (m == NULL) {
+            log_warn("redis: more than %d cluster nodes; slots %u-%u left unrouted",
+                     STORE_NODES_MAX, ranges[i].lo, ranges[i].hi);
+            continue;
+        }
+        is_master[idx] = true;
+        for (unsigned sl = ranges[i].lo; sl <= ranges[i].hi; sl++) {
+            s->slot_node[sl] = (uint16_t)idx;
+        }
+        /* the replicas: known, for the day their master is gone */
+        const redisReply *e = r->element[i];
+        for (size_t k = 3; k < e->elements; k++) {
+            const redisReply *rp = e->element[k];
+            if (rp->type == REDIS_REPLY_ARRAY && rp->elements >= 2 &&
+                rp->element[0]->type == REDIS_REPLY_STRING && rp->element[0]->len > 0 &&
+                rp->element[1]->type == REDIS_REPLY_INTEGER && rp->element[1]->integer > 0) {
+                (void)node_get(s, rp->element[0]->str, (unsigned)rp->element[1]->integer);
+            }
+        }
+    }
+    s->map_slots = (size_t)covered;
+    for (size_t i = 0; i < s->nnodes; i++) {
+        struct rconn *rc = s->nodes[i];
+        bool was = rc->master;
+        rc->master = is_master[i];
+        rc->wanted = is_master[i];
+        if (rc->master && rc->state == RC_IDLE && !ev_is_active(&rc->retry_timer)) {
+            rconn_connect(rc); /* a new master; one down already retries with backoff */
+        } else if (!rc->master && rc->state != RC_IDLE) {
+            rconn_fail(rc, NULL); /* reaped outside hiredis; not retried */
+        } else if (!rc->master) {
+            ev_timer_stop(s->loop, &rc->retry_timer);
+        }
+        if (was != rc->master) {
+            log_info("redis: %s:%u %s", rc->host, rc->port,
+                     rc->master ? "serves slots (master)" : "no longer serves slots");
+        }
+    }
+    if (covered != (int)SLOTS_COUNT) {
+        log_warn("redis: the cluster serves %d of %u slots", covered, SLOTS_COUNT);
+    }
+}
+
+static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct rconn *via = priv;
+    struct store *s = via->s;
+    redisReply *r = reply;
+    note_progress(via, r);
+    s->map_inflight = false;
+    if (r == NULL || via->ac != ac) {
+        map_refresh_soon(s); /* its connection went down first: ask another node */
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        set_error(s, "CLUSTER SLOTS", r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
+        log_warn("redis: CLUSTER SLOTS from %s:%u: %s", via->host, via->port,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
+        map_schedule(s, STORE_MAP_DEGRADED_S);
+        return;
+    }
+    STATS_INC(redis_slot_maps);
+    map_apply(s, via, r);
+    map_schedule(s, s->map_slots == SLOTS_COUNT && all_masters_ready(s) ? STORE_MAP_REFRESH_S
+                                                                          : STORE_MAP_DEGRADED_S);
+}
+
+/* The connection for a request on key[0..keylen) (key NULL: any master), READY,
+ * or NULL. */
+static struct rconn *route(struct store *s, const char *key, size_t keylen)
+{
+    if (s->closing) {
+        return NULL;
+    }
+    if (!s->cluster) {
+        return s->cmd.state == RC_READY && s->cmd.ac != NULL ? &s->cmd : NULL;
+    }
+    struct rconn *rc = NULL;
+    if (key != NULL) {
+        uint16_t n = s->slot_node[slots_key_slot(key, keylen)];
+        rc = n == SLOTS_NONE ? NULL : s->nodes[n];
+        if (rc == NULL) {
+            map_refresh_soon(s); /* an unserved slot: the map may be stale */
+        }
+    } else {
+        for (size_t i = 0; i < s->nnodes && rc == NULL; i++) {
+            struct rconn *c = s->nodes[(i + s->next_any) % s->nnodes];
+            if (c->master && c->state == RC_READY) {
+                rc = c;
+            }
+        }
+        s->next_any++;
+    }
+    return rc != NULL && rc->state == RC_READY && rc->ac != NULL ? rc : NULL;
+}
+
 /* ---- public API ------------------------------------------------------------------ */
 
 static void digest_str(EVP_MD_CTX *ctx, const char *str)
@@ -930,7 +1375,8 @@ static void conn_digest(const struct cfg *c, unsigned char out[32])
     digest_str(ctx, c->redis_unix);
     digest_str(ctx, c->redis_user);
     digest_str(ctx, c->redis_password);
-    uint32_t nums[2] = {c->redis_port, c->redis_db};
+    digest_str(ctx, c->redis_nodes);
+    uint32_t nums[3] = {c->redis_port, c->redis_db, c->redis_cluster};
     EVP_DigestUpdate(ctx, nums, sizeof(nums));
     unsigned len = 0;
     EVP_DigestFinal_ex(ctx, out, &len);
@@ -954,7 +1400,21 @@ struct store *store_new(struct ev_loop *loop, const struct cfg *c)
     ev_prepare_init(&s->flush, on_flush);
     rconn_init(s, &s->cmd, RC_CMD);
     rconn_init(s, &s->sub, RC_SUB);
-    rconn_connect(&s->cmd);
+    s->cluster = c->redis_cluster;
+    ev_timer_init(&s->map_timer, on_map_timer, 0., 0.);
+    for (size_t i = 0; i < SLOTS_COUNT; i++) {
+        s->slot_node[i] = SLOTS_NONE;
+    }
+    if (s->cluster) {
+        /* the seeds connect; the first one ready reads the map (rconn_ready) */
+        add_seeds(s);
+        for (size_t i = 0; i < s->nnodes; i++) {
+            rconn_connect(s->nodes[i]);
+        }
+        map_schedule(s, STORE_MAP_DEGRADED_S);
+    } else {
+        rconn_connect(&s->cmd);
+    }
     return s;
 }
 
@@ -967,8 +1427,12 @@ void store_free(struct store *s)
     ev_prepare_stop(s->loop, &s->flush);
     /* Freeing the contexts runs every pending hiredis callback with NULL: each
      * unanswered request gets STORE_DOWN, each answered one is just freed. */
+    ev_timer_stop(s->loop, &s->map_timer);
     rconn_stop(&s->cmd);
     rconn_stop(&s->sub);
+    for (size_t i = 0; i < s->nnodes; i++) {
+        rconn_stop(s->nodes[i]);
+    }
     while (s->reqs != NULL) {
         /* Defensive: nothing should remain once hiredis let go of everything. */
         struct sreq *q = s->reqs;
@@ -995,12 +1459,39 @@ void store_free(struct store *s)
         free(sb->channel);
         free(sb);
     }
+    for (size_t i = 0; i < s->nnodes; i++) {
+        free(s->nodes[i]);
+    }
     free(s);
 }
 
 bool store_connected(const struct store *s)
 {
-    return !s->closing && s->cmd.state == RC_READY;
+    if (s->closing) {
+        return false;
+    }
+    if (!s->cluster) {
+        return s->cmd.state == RC_READY;
+    }
+    for (size_t i = 0; i < s->nnodes && s->map_slots > 0; i++) {
+        if (s->nodes[i]->master && s->nodes[i]->state == RC_READY) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool store_settled(const struct store *s)
+{
+    if (!s->cluster) {
+        return store_connected(s);
+    }
+    return !s->closing && s->map_slots == SLOTS_COUNT && all_masters_ready(s);
+}
+
+bool store_is_cluster(const struct store *s)
+{
+    return s->cluster;
 }
 
 const char *store_last_error(const struct store *s)
@@ -1020,6 +1511,24 @@ void store_reconfigure(struct store *s, const struct cfg *c)
     }
     memcpy(s->conn_digest, d, sizeof(d));
     log_info("redis: connection settings changed, reconnecting");
+    if (c->redis_cluster != s->cluster) {
+        log_warn("redis: redis.cluster changes take a restart; still %s",
+                 s->cluster ? "in cluster mode" : "standalone");
+    }
+    if (s->cluster) {
+        /* new seeds join the nodes known; every node reconnects with the new
+         * credentials and the map is read again */
+        add_seeds(s);
+        for (size_t i = 0; i < s->nnodes; i++) {
+            struct rconn *rc = s->nodes[i];
+            ev_timer_stop(s->loop, &rc->retry_timer);
+            rconn_reset_backoff(rc);
+            if (rc->wanted || rc->master) {
+                rconn_fail(rc, NULL);
+            }
+        }
+        map_refresh_soon(s);
+    }
     reconnect_all(s);
 }
 
@@ -1028,7 +1537,7 @@ static void reconnect_all(struct store *s)
     struct rconn *rcs[2] = {&s->cmd, &s->sub};
     for (size_t i = 0; i < ARRAY_SIZE(rcs); i++) {
         struct rconn *rc = rcs[i];
-        if (rc->kind == RC_SUB && !rc->started) {
+        if ((rc->kind == RC_SUB && !rc->started) || (rc->kind == RC_CMD && s->cluster)) {
             continue;
         }
         ev_timer_stop(s->loop, &rc->retry_timer);
@@ -1079,11 +1588,6 @@ int store_set_addr(struct store *s, const char *host, uint16_t port)
     return 0;
 }
 
-static int cmd_ready(struct store *s)
-{
-    return !s->closing && s->cmd.state == RC_READY && s->cmd.ac != NULL ? 0 : -1;
-}
-
 /* Room for one more request of `bytes`? Counted as shed when not. */
 static bool has_room(struct store *s, size_t bytes)
 {
@@ -1100,10 +1604,12 @@ size_t store_pending(const struct store *s)
     return s->npending;
 }
 
-int store_command(struct store *s, int argc, const char **argv, const size_t *argvlen,
-                  int64_t timeout_ms, store_cb cb, void *arg)
+/* Queue a command on rc (READY): formatted into the request, so that a redirect
+ * or a retry can send the same bytes again. */
+static int command_on(struct store *s, struct rconn *rc, int argc, const char **argv,
+                      const size_t *argvlen, int64_t timeout_ms, store_cb cb, void *arg)
 {
-    if (cmd_ready(s) != 0 || argc <= 0) {
+    if (rc == NULL || argc <= 0) {
         return -1;
     }
     if (timeout_ms <= 0) {
@@ -1116,18 +1622,98 @@ int store_command(struct store *s, int argc, const char **argv, const size_t *ar
     if (!has_room(s, bytes)) {
         return -1;
     }
-    struct sreq *q = sreq_new(s, timeout_ms, cb, arg, 0);
-    if (q == NULL) {
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0) {
         return -1;
     }
+    struct sreq *q = sreq_new(s, timeout_ms, cb, arg, (size_t)len);
+    if (q == NULL) {
+        free(cmd);
+        return -1;
+    }
+    memcpy(q->fmt, cmd, (size_t)len);
+    free(cmd);
+    q->fmtlen = (size_t)len;
     q->bytes = bytes;
-    bool empty = s->cmd.ac->replies.head == NULL;
-    if (redisAsyncCommandArgv(s->cmd.ac, on_reply, q, argc, argv, argvlen) != REDIS_OK) {
+    q->rc = rc;
+    bool empty = rc->ac->replies.head == NULL;
+    if (redisAsyncFormattedCommand(rc->ac, on_reply, q, q->fmt, q->fmtlen) != REDIS_OK) {
         free(q);
         return -1;
     }
     sreq_sent(q, empty);
     return 0;
+}
+
+int store_command(struct store *s, int argc, const char **argv, const size_t *argvlen,
+                  int64_t timeout_ms, store_cb cb, void *arg)
+{
+    if (argc <= 0) {
+        return -1;
+    }
+    const char *key = argc >= 2 ? argv[1] : NULL;
+    size_t keylen = key == NULL ? 0 : argvlen != NULL ? argvlen[1] : strlen(key);
+    return command_on(s, route(s, key, keylen), argc, argv, argvlen, timeout_ms, cb, arg);
+}
+
+int store_command_key(struct store *s, const char *key, size_t keylen, int argc,
+                      const char **argv, const size_t *argvlen, int64_t timeout_ms, store_cb cb,
+                      void *arg)
+{
+    return command_on(s, route(s, key, keylen), argc, argv, argvlen, timeout_ms, cb, arg);
+}
+
+size_t store_nodes(const struct store *s)
+{
+    if (!s->cluster) {
+        return 1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < s->nnodes; i++) {
+        n += s->nodes[i]->master;
+    }
+    return n;
+}
+
+/* The i-th master (in the order nodes were learnt), or the one connection. */
+static struct rconn *nth_master(struct store *s, size_t i)
+{
+    if (!s->cluster) {
+        return i == 0 ? &s->cmd : NULL;
+    }
+    for (size_t k = 0; k < s->nnodes; k++) {
+        if (s->nodes[k]->master && i-- == 0) {
+            return s->nodes[k];
+        }
+    }
+    return NULL;
+}
+
+const char *store_node_name(struct store *s, size_t i, char *buf, size_t len)
+{
+    struct rconn *rc = nth_master(s, i);
+    if (rc == NULL) {
+        snprintf(buf, len, "?");
+    } else if (rc->node) {
+        snprintf(buf, len, strchr(rc->host, ':') ? "[%s]:%u" : "%s:%u", rc->host, rc->port);
+    } else if (use_unix(s->cfg)) {
+        snprintf(buf, len, "unix:%s", s->cfg->redis_unix);
+    } else {
+        snprintf(buf, len, "%s:%u", s->cfg->redis_host ? s->cfg->redis_host : "127.0.0.1",
+                 (unsigned)s->cfg->redis_port);
+    }
+    return buf;
+}
+
+int store_command_node(struct store *s, size_t node, int argc, const char **argv,
+                       const size_t *argvlen, int64_t timeout_ms, store_cb cb, void *arg)
+{
+    struct rconn *rc = s->closing ? NULL : nth_master(s, node);
+    if (rc == NULL || rc->state != RC_READY || rc->ac == NULL) {
+        return -1;
+    }
+    return command_on(s, rc, argc, argv, argvlen, timeout_ms, cb, arg);
 }
 
 /* Decimal digits of v. */
@@ -1163,7 +1749,13 @@ static size_t bulk_size(size_t len)
 int store_eval(struct store *s, struct store_script *sc, int nkeys, int argc, const char **argv,
                const size_t *argvlen, int64_t timeout_ms, store_cb cb, void *arg)
 {
-    if (cmd_ready(s) != 0 || argc < 0 || nkeys < 0 || nkeys > argc) {
+    if (argc < 0 || nkeys < 0 || nkeys > argc) {
+        return -1;
+    }
+    /* a cluster runs a script where KEYS[1] lives (the scripts touch one slot) */
+    struct rconn *rc = route(s, nkeys > 0 ? argv[0] : NULL,
+                             nkeys > 0 ? (argvlen != NULL ? argvlen[0] : strlen(argv[0])) : 0);
+    if (rc == NULL) {
         return -1;
     }
     if (timeout_ms <= 0) {
@@ -1200,8 +1792,9 @@ int store_eval(struct store *s, struct store_script *sc, int nkeys, int argc, co
         p = put_bulk(p, argv[i], argvlen != NULL ? argvlen[i] : strlen(argv[i]));
     }
     q->fmtlen = (size_t)(p - q->fmt);
-    bool empty = s->cmd.ac->replies.head == NULL;
-    if (redisAsyncFormattedCommand(s->cmd.ac, on_reply, q, q->fmt, q->fmtlen) != REDIS_OK) {
+    q->rc = rc;
+    bool empty = rc->ac->replies.head == NULL;
+    if (redisAsyncFormattedCommand(rc->ac, on_reply, q, q->fmt, q->fmtlen) != REDIS_OK) {
         free(q);
         return -1;
     }

@@ -69,14 +69,41 @@ const char *store_last_error(const struct store *s);
 int store_command(struct store *s, int argc, const char **argv, const size_t *argvlen,
                   int64_t timeout_ms, store_cb cb, void *arg) __attribute__((warn_unused_result));
 
+/* The same, routed by key[0..keylen) instead of argv[1]. In cluster mode
+ * (redis.cluster) store_command routes by argv[1] - the key of nearly every
+ * command; PUBLISH's channel, which any node takes - and store_command_key by
+ * the key given (NULL: any master). Standalone, both use the one connection.
+ * A redirect (MOVED, ASK) is followed on the node named when it is connected,
+ * under the same deadline; else the callback gets the error reply. */
+int store_command_key(struct store *s, const char *key, size_t keylen, int argc,
+                      const char **argv, const size_t *argvlen, int64_t timeout_ms, store_cb cb,
+                      void *arg) __attribute__((warn_unused_result));
+
+/* Per-node commands (SCAN, DBSIZE, INFO): the masters of the current slot map
+ * (1 standalone), the i-th one's address into buf (returns buf), and a command
+ * sent to it (-1 when i is out of range or that master is not connected). */
+size_t store_nodes(const struct store *s);
+const char *store_node_name(struct store *s, size_t i, char *buf, size_t len);
+int store_command_node(struct store *s, size_t node, int argc, const char **argv,
+                       const size_t *argvlen, int64_t timeout_ms, store_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Cluster mode: true when the slot map covers every slot and each master's
+ * connection is ready (store_connected: some master is). Standalone: as
+ * store_connected. */
+bool store_settled(const struct store *s);
+bool store_is_cluster(const struct store *s);
+
 /* Requests sent and not yet let go by hiredis (a timed-out one stays until its
  * late reply or the disconnect). store_command and store_eval refuse a request
  * (returning -1, counted as redis_shed) once cfg_max_pending(cfg) are pending or
  * their bytes pass 2 KiB each. */
 size_t store_pending(const struct store *s);
 
-/* A Lua script known by SHA1; loaded on each (re)connect, run with EVALSHA,
- * reloaded and retried once on NOSCRIPT. Owned by the store. */
+/* A Lua script known by SHA1; loaded on each (re)connect (on every node of a
+ * cluster), run with EVALSHA, reloaded and retried once on NOSCRIPT. Owned by
+ * the store. store_eval runs it where KEYS[1] (argv[0]) lives: in a cluster
+ * every key the script touches must be declared and in that one slot. */
 struct store_script *store_script_new(struct store *s, const char *lua);
 int store_eval(struct store *s, struct store_script *sc, int nkeys, int argc, const char **argv,
                const size_t *argvlen, int64_t timeout_ms, store_cb cb, void *arg)

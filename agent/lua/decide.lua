@@ -4,11 +4,14 @@
 -- judged every server (affinity.c); this script only makes the decision atomic
 -- across agents: an existing usable pin wins, else the agent's choice is written.
 -- KEYS[1] the record; KEYS[2] a legacy record to carry over (a "1" cookie's hash, or
---   the previous secret's key record), or KEYS[1] again when there is none.
+--   the previous secret's key record), or KEYS[1] again when there is none. Both are
+--   in one slot: in a Redis Cluster, where each record has its own, always KEYS[1].
 -- ARGV[1] deadline, Redis time in ms (0: none): past it the agent has answered
 --   without us, so nothing is written; ARGV[2] session TTL ms; ARGV[3] instance;
 --   ARGV[4] the agent's choice for a new session or a repin ('' when none);
---   ARGV[5..] the servers a pin may stay on.
+--   ARGV[5] a legacy record's value the agent read from its own slot (a Redis
+--   Cluster), carried over when there is no record ('' when none);
+--   ARGV[6..] the servers a pin may stay on.
 -- Returns {'late'} | {'hit', server, moved 0/1} | {'repin', server, from} |
 --   {'new', server} | {'none', reason}.
 if redis.replicate_commands then redis.replicate_commands() end
@@ -35,10 +38,14 @@ if not v and KEYS[2] ~= rec then
     redis.call('SET', rec, v, 'PX', ttl)
   end
 end
+if not v and ARGV[5] ~= '' then
+  v = ARGV[5]
+  redis.call('SET', rec, v, 'PX', ttl)
+end
 local srv, created, flag
 if v then srv, created, flag = string.match(v, '^(%S+) (%d+) %d+ ([-m])') end
 if srv then
-  for i = 5, #ARGV do
+  for i = 6, #ARGV do
     if ARGV[i] == srv then
       redis.call('SET', rec, record(srv, created), 'PX', ttl)
       if flag == 'm' then return {'hit', srv, 1} end

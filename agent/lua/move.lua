@@ -2,7 +2,8 @@
 -- between the operator's lookup and the move must not come back as a bare pin).
 -- The record is flagged 'm' (moved by an operator): it then wins over the tag in
 -- the session's cookie until an agent has reissued the cookie (agent/assign.c).
--- KEYS[1] the record; KEYS[2] a legacy record (a "1" cookie's hash) or KEYS[1].
+-- KEYS[1] the record; KEYS[2] a legacy record (a "1" cookie's hash) or KEYS[1]
+--   (always KEYS[1] in a Redis Cluster: one slot per script, and a record's is its own).
 -- ARGV[1] the server. Returns the previous server, or false when there is none.
 local v = redis.call('GET', KEYS[1])
 if not v and KEYS[2] ~= KEYS[1] and redis.call('TYPE', KEYS[2])['ok'] == 'hash' then

@@ -2,7 +2,10 @@
 -- instances dropped, conns recomputed as the sum of the live shares (agent/fleet.c).
 -- KEYS[1] conns, KEYS[2] share, KEYS[3] open map, KEYS[4] insts, KEYS[5] servers,
 -- KEYS[6] per-process counts (p:<inst>, kept by ledger.lua), KEYS[7] the open map's
--- previous generation (o2:<inst>).
+-- previous generation (o2:<inst>), KEYS[8..] the keys (i:, o:, p:, o2:) of each
+-- instance the agent read from insts just before: every key touched is declared, all
+-- in the backend's slot. An instance that joined in between, undeclared, is left to
+-- the next resync.
 -- ARGV[1] key prefix of the backend ("<prefix>{<backend>}:"), ARGV[2] instance,
 --   ARGV[3] the open map's lifetime T ms (heartbeats and liveness are judged on
 --   Redis' TIME, read here, so a skewed agent clock neither drops an instance nor
@@ -22,11 +25,11 @@
 -- per run, taken off the share when no scur resets it ("beat" mode: the static server
 -- list), and the current generation becomes the previous one. So every tunnel stays
 -- counted for at least T/2, and a lost close leaves drift for at most about T.
--- The instances' keys it reads and drops (i:<inst>, o:<inst> of others) are in the
--- same slot (one hash tag per backend) but not declared in KEYS.
 -- Returns the list of instances dropped (the leaving one included).
 local conns, share, open, insts, servers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local pids, old = KEYS[6], KEYS[7]
+local declared = {}
+for k = 1, #KEYS do declared[KEYS[k]] = true end
 local EXPIRE_CHUNK = 1000
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -97,14 +100,18 @@ else
   end
 end
 for _, d in ipairs(redis.call('ZRANGEBYSCORE', insts, '-inf', '(' .. (now - hb))) do
-  redis.call('ZREM', insts, d)
-  redis.call('DEL', kp .. 'i:' .. d, kp .. 'o:' .. d, kp .. 'p:' .. d, kp .. 'o2:' .. d)
-  dropped[#dropped + 1] = d
+  if declared[kp .. 'i:' .. d] and declared[kp .. 'o:' .. d] then
+    redis.call('ZREM', insts, d)
+    redis.call('DEL', kp .. 'i:' .. d, kp .. 'o:' .. d, kp .. 'p:' .. d, kp .. 'o2:' .. d)
+    dropped[#dropped + 1] = d
+  end
 end
 local sum = {}
 for _, l in ipairs(redis.call('ZRANGE', insts, 0, -1)) do
-  local h = redis.call('HGETALL', kp .. 'i:' .. l)
-  for i = 1, #h, 2 do sum[h[i]] = (sum[h[i]] or 0) + tonumber(h[i + 1]) end
+  if declared[kp .. 'i:' .. l] then
+    local h = redis.call('HGETALL', kp .. 'i:' .. l)
+    for i = 1, #h, 2 do sum[h[i]] = (sum[h[i]] or 0) + tonumber(h[i + 1]) end
+  end
 end
 redis.call('DEL', conns)
 for k, v in pairs(sum) do

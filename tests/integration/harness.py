@@ -11,7 +11,7 @@ Public API (see conftest.py for the fixtures):
     free_port(), wait_until(), http_get(), ws_open(), h2_ws_open(), WsPool,
     parse_cookie(), agent_stats(), rkey(), hash_ints(), session_record(),
     set_server_state()
-    Proc, Redis, Stickyd, Haproxy, WsServer, ProcGroup, Lb, Stack,
+    Proc, Redis, RedisCluster, Stickyd, Haproxy, WsServer, ProcGroup, Lb, Stack,
     lb_spec(), FAST_PERIODS
 """
 import asyncio
@@ -637,6 +637,155 @@ class Redis(Proc):
         return redis.Redis(host=LOOPBACK, port=self.port, **kw)
 
 
+def free_cluster_port(bus_offset=10000):
+    """A free loopback port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        with socket.socket() as a:
+            a.bind((LOOPBACK, 0))
+            port = a.getsockname()[1]
+            if port + bus_offset > 65535:
+                continue
+            try:
+                with socket.socket() as b:
+                    b.bind((LOOPBACK, port + bus_offset))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """A real Redis Cluster on loopback: `masters` redis-server nodes started with
+    --cluster-enabled and joined by `redis-cli --cluster create`, each with
+    `replicas` replicas (3 + 3 by default). cluster-node-timeout is short so that
+    a killed master is failed over within a few seconds. nodes: the Redis procs
+    (their .port); seeds: "127.0.0.1:p ..." for the agent's redis.nodes."""
+
+    def __init__(self, procs, masters=3, replicas=1, node_timeout_ms=1000, name="rc"):
+        self.procs = procs
+        self.nodes = []
+        for i in range(masters * (1 + replicas)):
+            n = procs.add(Redis(procs.workdir, "%s-%d" % (name, i), free_cluster_port()))
+            n.argv += ["--cluster-enabled", "yes",
+                       "--cluster-config-file", n.data_dir / ("nodes-%d.conf" % i),
+                       "--cluster-node-timeout", str(node_timeout_ms),
+                       # a failover in the tests must not wait for data-age checks
+                       "--cluster-replica-validity-factor", "0"]
+            self.nodes.append(n.start())
+        out = subprocess.run(
+            ["redis-cli", "--cluster", "create"]
+            + ["%s:%d" % (LOOPBACK, n.port) for n in self.nodes]
+            + ["--cluster-replicas", str(replicas), "--cluster-yes"],
+            capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError("redis-cli --cluster create failed:\n%s%s"
+                               % (out.stdout, out.stderr))
+        self.wait_ok()
+
+    @property
+    def seeds(self):
+        return " ".join("%s:%d" % (LOOPBACK, n.port) for n in self.nodes)
+
+    def node(self, port):
+        return next(n for n in self.nodes if n.port == port)
+
+    def cluster_nodes(self, via=None):
+        """CLUSTER NODES as dicts: port, id, master (bool), failed, master_id, slots."""
+        out = []
+        for n in ([via] if via else [x for x in self.nodes if x.alive]):
+            try:
+                text = n.client().execute_command("CLUSTER", "NODES")
+            except Exception:  # noqa: BLE001 - a node going down: ask another
+                continue
+            if isinstance(text, bytes):
+                text = text.decode()
+            for line in text.strip().splitlines():
+                f = line.split()
+                out.append({"id": f[0], "port": int(f[1].split("@")[0].rsplit(":", 1)[1]),
+                            "master": "master" in f[2], "failed": "fail" in f[2],
+                            "master_id": f[3], "slots": f[8:]})
+            return out
+        return out
+
+    def masters(self):
+        """The master nodes (procs) now serving slots, as the cluster says."""
+        ports = {x["port"] for x in self.cluster_nodes()
+                 if x["master"] and not x["failed"] and x["slots"]}
+        return [n for n in self.nodes if n.port in ports and n.alive]
+
+    def replica_of(self, master):
+        info = self.cluster_nodes()
+        mid = next(x["id"] for x in info if x["port"] == master.port)
+        ports = [x["port"] for x in info if x["master_id"] == mid and not x["failed"]]
+        return self.node(ports[0])
+
+    def wait_ok(self, timeout=30.0):
+        """Every live node says cluster_state:ok and sees every slot served."""
+        def ok():
+            for n in self.nodes:
+                if not n.alive:
+                    continue
+                info = n.client().execute_command("CLUSTER", "INFO")
+                if isinstance(info, bytes):
+                    info = info.decode()
+                if "cluster_state:ok" not in info or "cluster_slots_ok:16384" not in info:
+                    return False
+            return True
+        wait_until(ok, timeout=timeout, what="the Redis Cluster to be ok")
+
+    def client(self):
+        """A client that follows MOVED/ASK (Debian's python3-redis 4.3 RedisCluster
+        cannot re-read the map once a node is gone, so the tests use this one)."""
+        return ClusterClient(self)
+
+    def used_cpu(self):
+        """used_cpu_sys + used_cpu_user of every live master, summed (seconds)."""
+        total = 0.0
+        for n in self.masters():
+            info = n.client().info("cpu")
+            total += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+        return total
+
+
+class ClusterClient:
+    """Any redis.Redis method, sent to a live master and re-sent where MOVED/ASK
+    say (key commands only: a keyless one answers from whichever master)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.port = None
+
+    def __getattr__(self, name):
+        import redis
+
+        def call(*args, **kw):
+            port = self.port
+            ask = False
+            for _ in range(10):
+                if port is None:
+                    port = self.cluster.masters()[0].port
+                cl = redis.Redis(host=LOOPBACK, port=port, decode_responses=True,
+                                 socket_timeout=5)
+                try:
+                    if ask:
+                        cl.execute_command("ASKING")
+                    out = getattr(cl, name)(*args, **kw)
+                    self.port = port
+                    return out
+                except redis.exceptions.ResponseError as e:
+                    word, _, rest = str(e).partition(" ")
+                    if word not in ("MOVED", "ASK"):
+                        raise
+                    port, ask = int(rest.rsplit(":", 1)[1]), word == "ASK"
+                except redis.exceptions.ConnectionError:
+                    port = None  # that node is gone: ask the cluster again
+                    time.sleep(0.1)
+                finally:
+                    cl.close()
+            raise RuntimeError("%s: too many redirects" % name)
+        return call
+
+
 class Stickyd(Proc):
     """agent/stickyd with a generated JSON config (see agent/config.c for the keys).
 
@@ -1000,6 +1149,10 @@ class ProcGroup:
     def redis(self, name="redis", port=None, start=True):
         r = self.add(Redis(self.workdir, name, port))
         return r.start() if start else r
+
+    def redis_cluster(self, **kw):
+        """A started RedisCluster (3 masters + 3 replicas by default)."""
+        return RedisCluster(self, **kw)
 
     def stickyd(self, name="stickyd", start=True, **kw):
         s = self.add(Stickyd(self.workdir, name, **kw))

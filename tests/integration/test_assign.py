@@ -889,12 +889,22 @@ def test_the_arbitration_script_refuses_to_run_past_its_deadline(cluster):
                           stdout=subprocess.PIPE, timeout=10).stdout.decode()
     rec = cluster.rkey(mint_sid(cluster.secret))
     now_ms = int(cluster.r.time()[0]) * 1000
-    late = cluster.r.eval(text, 2, rec, rec, now_ms - 1, 3600000, "lbX", "ws1", "ws1")
+    # ARGV: deadline, TTL, instance, choice, carried legacy value ('' none), servers
+    late = cluster.r.eval(text, 2, rec, rec, now_ms - 1, 3600000, "lbX", "ws1", "", "ws1")
     assert late == ["late"] and not cluster.r.exists(rec)
-    ok = cluster.r.eval(text, 2, rec, rec, now_ms + 60000, 3600000, "lbX", "ws1", "ws1")
+    ok = cluster.r.eval(text, 2, rec, rec, now_ms + 60000, 3600000, "lbX", "ws1", "", "ws1")
     assert ok == ["new", "ws1"] and cluster.r.get(rec).startswith("ws1 ")
     # no deadline (0: the agent knows no Redis clock yet) runs as well
-    assert cluster.r.eval(text, 2, rec, rec, 0, 3600000, "lbX", "ws2", "ws1") == ["hit", "ws1", 0]
+    assert cluster.r.eval(text, 2, rec, rec, 0, 3600000, "lbX", "ws2", "", "ws1") == [
+        "hit", "ws1", 0]
+    # a legacy record read by the agent from its own slot (a Redis Cluster) is
+    # carried over when there is no record, and a record there wins over it
+    other = cluster.rkey(mint_sid(cluster.secret))
+    got = cluster.r.eval(text, 2, other, other, 0, 3600000, "lbX", "ws1",
+                         "ws2 1700000000000 1700000000000 - lbOld", "ws1", "ws2")
+    assert got == ["hit", "ws2", 0] and cluster.r.get(other).startswith("ws2 1700000000000 ")
+    assert cluster.r.eval(text, 2, other, other, 0, 3600000, "lbX", "ws1",
+                          "ws3 1 1 - lbOld", "ws1", "ws2", "ws3") == ["hit", "ws2", 0]
 
 
 def test_dump_assign_script_is_the_script_the_agent_runs(cluster):

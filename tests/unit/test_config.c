@@ -445,6 +445,36 @@ static void test_file(void)
     }
 }
 
+/* redis.cluster and redis.nodes: seeds parsed and checked, impossible pairs refused */
+static void test_cluster(void)
+{
+    struct cfg c;
+    CHECK_EQ_INT(load_ok("{\"redis\": {\"cluster\": true, "
+                         "\"nodes\": \"127.0.0.1:7000, [::1]:7001 10.0.0.3:7002\"}}",
+                         &c),
+                 0);
+    CHECK(c.redis_cluster);
+    CHECK(c.redis_nodes != NULL &&
+          strcmp(c.redis_nodes, "127.0.0.1:7000, [::1]:7001 10.0.0.3:7002") == 0);
+    cfg_free(&c);
+    CHECK_EQ_INT(load_ok("{\"redis\": {\"cluster\": true}}", &c), 0);
+    CHECK(c.redis_cluster && c.redis_nodes == NULL); /* host:port is the seed */
+    cfg_free(&c);
+    EXPECT_ERR("{\"redis\": {\"cluster\": true,\n \"db\": 2}}",
+               "t.json:1:23: redis.cluster: a Redis Cluster has only db 0 and no unix socket: "
+               "unset redis.db and redis.unix");
+    EXPECT_ERR("{\"redis\": {\"cluster\": true, \"unix\": \"/tmp/r.sock\"}}",
+               "t.json:1:23: redis.cluster: a Redis Cluster has only db 0 and no unix socket: "
+               "unset redis.db and redis.unix");
+    EXPECT_ERR("{\"redis\": {\"nodes\": \"127.0.0.1:7000 redis1:7001\"}}",
+               "t.json:1:21: redis.nodes: 'redis1:7001' is not a numeric ADDR:PORT");
+    EXPECT_ERR("{\"redis\": {\"nodes\": \"127.0.0.1\"}}",
+               "t.json:1:21: redis.nodes: '127.0.0.1' is not a numeric ADDR:PORT");
+    EXPECT_ERR("{\"redis\": {\"nodes\": \"127.0.0.1:0\"}}",
+               "t.json:1:21: redis.nodes: '127.0.0.1:0' is not a numeric ADDR:PORT");
+    EXPECT_ERR("{\"redis\": {\"nodes\": \" , \"}}", "t.json:1:21: redis.nodes: no ADDR:PORT given");
+}
+
 static void test_reference(void)
 {
     char *doc = NULL;
@@ -574,6 +604,10 @@ static void test_sentinels(void)
                "\"master_name\": \"m\"}}",
                "t.json:1:48: redis.sentinels and redis.unix exclude each other: the Sentinels "
                "give a TCP address");
+    EXPECT_ERR("{\"redis\": {\"cluster\": true, \"sentinels\": [\"127.0.0.1:1\"], "
+               "\"master_name\": \"m\"}}",
+               "t.json:1:42: redis.sentinels and redis.cluster exclude each other: a Redis "
+               "Cluster fails over by itself");
     EXPECT_ERR("{\"redis\": {\"sentinels\": [\"127.0.0.1:1\"], \"master_name\": \"my master\"}}",
                "t.json:1:57: redis.master_name: \"my master\" must be printable ASCII without "
                "spaces");
@@ -590,6 +624,7 @@ int main(void)
     test_full();
     test_errors();
     test_env();
+    test_cluster();
     test_file();
     test_reference();
     test_limits();

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "config.h"
 #include "model.h"
 
 static int st(const char *v, enum model_admin *a, int64_t *dl, bool *close)
@@ -77,6 +78,21 @@ int main(void)
     }
     CHECK_EQ_INT(model_key_id(k, "sticky:", "be", "s:", "2abc", 4), (int)strlen("sticky:{be}:s:2abc"));
     CHECK(strcmp(k, "sticky:{be}:s:2abc") == 0);
+
+    /* record keys: standalone keeps the backend's tag, a cluster gives the record its own */
+    struct cfg cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.redis_prefix = (char *)"sticky:";
+    CHECK_EQ_INT(model_record_key(k, &cc, "be", "2abc", 4), (int)strlen("sticky:{be}:s:2abc"));
+    CHECK(strcmp(k, "sticky:{be}:s:2abc") == 0);
+    cc.redis_cluster = true;
+    CHECK_EQ_INT(model_record_key(k, &cc, "be", "2abc", 4), (int)strlen("sticky:be:s:{2abc}"));
+    CHECK(strcmp(k, "sticky:be:s:{2abc}") == 0);
+    CHECK_EQ_INT(model_record_key(k, &cc, "be", "2a}c", 4), -1); /* would end the tag early */
+    char longid[MODEL_KEY_MAX];
+    memset(longid, 'x', sizeof(longid));
+    CHECK_EQ_INT(model_record_key(k, &cc, "be", longid, MODEL_KEY_MAX - 14), -1);
+    CHECK(model_record_key(k, &cc, "be", longid, MODEL_KEY_MAX - 16) > 0);
 
     return check_summary("test_model");
 }
