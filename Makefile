@@ -3,8 +3,11 @@
 #   make              build agent/stickyd and agent/stickyctl (warnings are errors)
 #   make SANITIZE=1   the same with ASan + UBSan
 #   make WERROR=0     keep warnings as warnings
-#   make test         every test tier: unit, fuzz (bounded), integration, end-to-end
+#   make test         every test tier: unit, sanitizers (unit tests and C drivers under
+#                     ASan + UBSan), fuzz (bounded), integration, end-to-end
 #                     (integration on HAProxy 2.6 and each 3.x of ../shared/haproxy)
+#   make sanitize     the sanitizer tier alone; make fuzz FUZZ_SECONDS=N: every fuzz target
+#   make soak         30 minutes (SOAK_SECONDS) of churn against an ASan agent
 #   make bench        the benchmarks, printing figures
 #   make run          the local demonstration (Redis, 3 WebSocket servers, HAProxy, stickyd)
 #   make man          the man pages, into build/man (stickyd.json(5) from the key table)
@@ -68,7 +71,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,build/bench/%,$(BENCH_SRC))
 # them after each build and rebuild everything that depends on them next time.
 .SECONDARY:
 
-.PHONY: all deps test unit fuzz integration bench run clean check-config man install deb
+.PHONY: all deps test unit fuzz sanitize soak integration bench run clean check-config man install deb
 .DEFAULT_GOAL := all
 
 all: agent/stickyd agent/stickyctl
@@ -160,6 +163,45 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_LIB_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(LIBS)
 
+# The sanitizer tier: the library, the agent, stickyctl, the unit tests and the C
+# integration drivers built again with ASan + UBSan into build/san/ (beside the plain
+# build, which stays as shipped), run by tests/run-sanitizers.sh.
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_OBJ   := $(patsubst agent/%.c,build/san/obj/agent/%.o,$(AGENT_SRC)) \
+	$(patsubst build/gen/%.c,build/san/obj/gen/%.o,$(PROTO_C) $(LUA_C))
+SAN_LIB   := build/san/libstickyd.a
+SAN_UNIT  := $(patsubst tests/unit/%.c,build/san/tests/%,$(UNIT_SRC))
+SAN_ITEST := $(patsubst tests/integration/c/%.c,build/san/itests/%,$(ITEST_SRC))
+SAN_BIN   := build/san/stickyd build/san/stickyctl $(SAN_UNIT) $(SAN_ITEST)
+build/san/obj/agent/%.o: agent/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+build/san/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Wno-missing-prototypes -c -o $@ $<
+build/san/obj/tests/%.o: tests/unit/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Itests/unit -c -o $@ $<
+build/san/obj/itests/%.o: tests/integration/c/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Itests/unit -c -o $@ $<
+$(SAN_LIB): $(SAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/san/stickyd: build/san/obj/agent/main.o $(SAN_LIB)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+build/san/stickyctl: build/san/obj/agent/stickyctl.o $(SAN_LIB)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+build/san/tests/%: build/san/obj/tests/%.o $(SAN_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+build/san/itests/%: build/san/obj/itests/%.o $(SAN_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+
+sanitize: $(SAN_BIN)
+	@tests/run-sanitizers.sh $(SAN_UNIT) $(SAN_ITEST)
+
 unit: $(UNIT_BIN)
 	@tests/run-unit.sh $(UNIT_BIN)
 
@@ -184,10 +226,18 @@ integration: all $(ITEST_BIN) build/bench/spop_bench $(SIO_DIR)/node_modules/.in
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(ITEST_BIN) $(FUZZ_BIN) $(BENCH_BIN) \
-		$(SIO_DIR)/node_modules/.installed
+		$(SAN_BIN) $(SIO_DIR)/node_modules/.installed
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory integration
+
+# Not part of `make test`: SOAK_SECONDS (1800) of connection churn, Redis restarts and
+# HAProxy reloads against the ASan + UBSan agent (tests/soak/soak.py), asserting flat
+# RSS, no descriptor growth and no sanitizer report; figures in build/soak/figures.json.
+SOAK_SECONDS ?= 1800
+soak: all build/san/stickyd
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) tests/soak/soak.py
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
