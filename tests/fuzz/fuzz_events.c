@@ -1,6 +1,7 @@
 /* fuzz_events.c - libFuzzer target for the change events (events.c): the input
  * as a protobuf message from the events channel, as stickyd's subscriber and
- * `stickyctl watch` decode it, then formatted for humans and re-encoded.
+ * `stickyctl watch` decode it, then formatted for humans as `stickyctl watch` prints it (ctl_fmt_event)
+ * and re-encoded.
  * Invariants: no crash, over-read or leak (ASan), a decoded event formats to one
  * line of printable text (names from the wire are escaped, never raw control
  * bytes), and re-encoding it decodes to the same event.
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl_fmt.h"
 #include "events.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -31,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct event e;
     if (events_decode(p, size, &e) == 0) {
         char line[512];
-        events_format(&e, line, sizeof(line));
+        ctl_fmt_event(&e, line, sizeof(line));
         for (const char *c = line; *c != '\0'; c++) {
             if ((unsigned char)*c < 0x20 || *c == 0x7f) {
                 abort(); /* a control byte would reach the operator's terminal */

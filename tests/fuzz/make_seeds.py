@@ -314,6 +314,7 @@ def main():
     write("slog", slog_seeds())
     write("hapi", hapi_seeds())
     write("config", config_seeds())
+    write("events", events_seeds())
     write("cookie", cookie_seeds(), clean=False)
 
 
