@@ -221,7 +221,8 @@ $(SIO_DIR)/node_modules/.installed: tests/integration/sio/package.json \
 	cd $(SIO_DIR) && npm ci --no-audit --no-fund --silent
 	@touch $@
 
-integration: all $(ITEST_BIN) build/bench/spop_bench $(SIO_DIR)/node_modules/.installed
+integration: all $(ITEST_BIN) build/bench/spop_bench build/san/stickyctl \
+		$(SIO_DIR)/node_modules/.installed
 	@tests/run-integration.sh $(ITEST_BIN)
 
 test: deps
