@@ -352,6 +352,44 @@ static void view_apply(struct lback *b, const struct store_reply *conns,
     }
 }
 
+int ledger_reply_parse(const struct store_reply *r, struct ledger_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (r == NULL || store_reply_type(r) != STORE_R_ARRAY || store_reply_len(r) != 6) {
+        return -1;
+    }
+    static const enum store_rtype want[6] = {STORE_R_INT, STORE_R_ARRAY, STORE_R_ARRAY,
+                                             STORE_R_INT, STORE_R_INT, STORE_R_ARRAY};
+    for (size_t i = 0; i < 6; i++) {
+        if (store_reply_type(store_reply_elem(r, i)) != want[i]) {
+            return -1;
+        }
+    }
+    out->redis_ms = store_reply_int(store_reply_elem(r, 0));
+    out->conns = store_reply_elem(r, 1);
+    out->state = store_reply_elem(r, 2);
+    out->opened = store_reply_int(store_reply_elem(r, 3));
+    out->closed = store_reply_int(store_reply_elem(r, 4));
+    out->moved = store_reply_elem(r, 5);
+    /* a time or count below 0 is no reply of ledger.lua; it would also overflow the
+     * clock offset and the duplicate count */
+    return out->redis_ms < 0 || out->opened < 0 || out->closed < 0 ? -1 : 0;
+}
+
+int ledger_reply_moved(const struct ledger_reply *x, size_t i, long long *k, const char **srv,
+                       size_t *len)
+{
+    const struct store_reply *e = store_reply_elem(x->moved, i);
+    if (e == NULL || store_reply_type(e) != STORE_R_ARRAY || store_reply_len(e) != 2 ||
+        store_reply_type(store_reply_elem(e, 0)) != STORE_R_INT ||
+        store_reply_type(store_reply_elem(e, 1)) != STORE_R_STR) {
+        return -1;
+    }
+    *k = store_reply_int(store_reply_elem(e, 0));
+    *srv = store_reply_str(store_reply_elem(e, 1), len);
+    return 0;
+}
+
 /* ---- batches ------------------------------------------------------------- */
 
 static void batch_unlink(struct ledger *l, struct lbatch *x)
@@ -396,30 +434,31 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
         }
         p += strlen(p) + 1;
     }
-    if (res == STORE_OK && store_reply_type(r) == STORE_R_ARRAY && store_reply_len(r) == 6) {
+    struct ledger_reply lr;
+    if (res == STORE_OK && ledger_reply_parse(r, &lr) == 0) {
         int64_t now = util_now_ms();
-        int64_t redis_ms = store_reply_int(store_reply_elem(r, 0));
-        l->clock_lo[l->clock_next] = redis_ms - now;
+        l->clock_lo[l->clock_next] = lr.redis_ms - now;
         l->clock_next = (l->clock_next + 1) % CLOCK_SAMPLES;
         if (l->nclock < CLOCK_SAMPLES) {
             l->nclock++;
         }
-        view_apply(b, store_reply_elem(r, 1), store_reply_elem(r, 2));
-        STATS_ADD(conn_opened_events, (uint64_t)store_reply_int(store_reply_elem(r, 3)));
-        int64_t closed = store_reply_int(store_reply_elem(r, 4));
-        STATS_ADD(conn_closed_events, (uint64_t)closed);
-        STATS_ADD(conn_close_duplicates, (uint64_t)((int64_t)x->nclose - closed));
-        const struct store_reply *mv = store_reply_elem(r, 5);
-        for (size_t i = 0; l->moved != NULL && i < store_reply_len(mv); i++) {
-            const struct store_reply *e = store_reply_elem(mv, i);
-            long long k = store_reply_int(store_reply_elem(e, 0));
+        view_apply(b, lr.conns, lr.state);
+        STATS_ADD(conn_opened_events, (uint64_t)lr.opened);
+        STATS_ADD(conn_closed_events, (uint64_t)lr.closed);
+        STATS_ADD(conn_close_duplicates,
+                  (uint64_t)lr.closed < x->nclose ? x->nclose - (uint64_t)lr.closed : 0);
+        for (size_t i = 0; l->moved != NULL && i < store_reply_len(lr.moved); i++) {
+            long long k;
             size_t sl;
-            const char *srv = store_reply_str(store_reply_elem(e, 1), &sl);
+            const char *srv;
+            if (ledger_reply_moved(&lr, i, &k, &srv, &sl) < 0) {
+                continue;
+            }
             const char *rid = x->strs;
             for (long long j = 1; j < k && (size_t)j < x->ntouch; j++) {
                 rid += strlen(rid) + 1;
             }
-            if (k >= 1 && (size_t)k <= x->ntouch && srv != NULL) {
+            if (k >= 1 && (size_t)k <= x->ntouch) {
                 l->moved(b->name, rid, strlen(rid), srv, sl, l->moved_arg);
             }
         }

@@ -90,7 +90,9 @@ const char *store_script_sha(const struct store_script *sc);
 int store_subscribe(struct store *s, const char *channel, store_msg_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
-/* Reply accessors (r is borrowed). */
+/* Reply accessors (r is borrowed). Each takes NULL (what store_reply_elem gives past
+ * the end or for a non-array) as a nil reply, so a reply of an unexpected shape can
+ * be walked without checking every step. */
 enum store_rtype store_reply_type(const struct store_reply *r);
 long long store_reply_int(const struct store_reply *r);
 const char *store_reply_str(const struct store_reply *r, size_t *len); /* STR, ERR, STATUS */

@@ -272,12 +272,15 @@ def resp(v):
 
 
 def reply_seeds():
-    # first byte: which parser (fuzz_reply.c), then one RESP reply
-    which = {"decide": 0, "ledger": 1, "states": 2, "resync": 3}
+    # RESP replies of the scripts (fuzz_reply.c gives each to every parser)
     vec = {
-        "decide_assigned": ("decide", [b"assigned", b"s1", 0]),
-        "decide_kept": ("decide", [b"kept", b"s2", 1]),
-        "decide_repinned": ("decide", [b"repinned", b"s1", b"s3"]),
+        "decide_new": ("decide", [b"new", b"s1"]),
+        "decide_hit": ("decide", [b"hit", b"s2", 0]),
+        "decide_hit_moved": ("decide", [b"hit", b"s2", 1]),
+        "decide_repin": ("decide", [b"repin", b"s1", b"s3"]),
+        "decide_late": ("decide", [b"late"]),
+        "decide_none": ("decide", [b"none", b"no usable server"]),
+        "decide_long_name": ("decide", [b"new", b"s" * 80]),
         "decide_err": ("decide", ("err", "ERR stickyd: bad argument")),
         "decide_noscript": ("decide", ("err", "NOSCRIPT No matching script")),
         "ledger_batch": ("ledger", [1763700000123, [b"s1", b"3", b"s2", b"1"],
@@ -293,7 +296,10 @@ def reply_seeds():
         "huge_int": ("ledger", [9223372036854775807, [b"s1", b"-9223372036854775808"], [], -1,
                                 -9223372036854775807, [[-1, b""]]]),
     }
-    return {k: bytes([which[w]]) + resp(v) for k, (w, v) in vec.items()}
+    seeds = {k: resp(v) for k, (_, v) in vec.items()}
+    seeds["pipeline"] = b"".join(resp(v) for _, v in vec.values())
+    seeds["ledger_moved_not_pairs"] = resp([1, [], [], 0, 0, [5, b"s1", [b"x"]]])
+    return seeds
 
 
 def write(name, seeds, clean=True):
@@ -315,6 +321,7 @@ def main():
     write("hapi", hapi_seeds())
     write("config", config_seeds())
     write("events", events_seeds())
+    write("reply", reply_seeds())
     write("cookie", cookie_seeds(), clean=False)
 
 
