@@ -3,8 +3,11 @@
 #   make              build agent/stickyd and agent/stickyctl (warnings are errors)
 #   make SANITIZE=1   the same with ASan + UBSan
 #   make WERROR=0     keep warnings as warnings
-#   make test         every test tier: unit, fuzz (bounded), integration, end-to-end
+#   make test         every test tier: unit, sanitizers (unit tests and C drivers under
+#                     ASan + UBSan), fuzz (bounded), integration, end-to-end
 #                     (integration on HAProxy 2.6 and each 3.x of ../shared/haproxy)
+#   make sanitize     the sanitizer tier alone; make fuzz FUZZ_SECONDS=N: every fuzz target
+#   make soak         30 minutes (SOAK_SECONDS) of churn against an ASan agent
 #   make bench        the benchmarks, printing figures
 #   make run          the local demonstration (Redis, 3 WebSocket servers, HAProxy, stickyd)
 #   make man          the man pages, into build/man (stickyd.json(5) from the key table)
@@ -68,7 +71,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,build/bench/%,$(BENCH_SRC))
 # them after each build and rebuild everything that depends on them next time.
 .SECONDARY:
 
-.PHONY: all deps test unit fuzz integration bench run clean check-config man install deb
+.PHONY: all deps test unit fuzz sanitize soak integration bench run clean check-config man install deb
 .DEFAULT_GOAL := all
 
 all: agent/stickyd agent/stickyctl
@@ -126,10 +129,19 @@ build/bench/%: build/obj/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-# libFuzzer needs clang; each fuzz target links only the parsers it drives.
+# libFuzzer needs clang. fuzz_spop and fuzz_cookie link only the sources they drive; the
+# other targets link a copy of the agent's library built by clang with the fuzzer's
+# coverage and ASan + UBSan (build/fuzz/libstickyd.a), so that any parser can be driven.
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iagent -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
-FUZZ_BIN := build/fuzz/fuzz_spop build/fuzz/fuzz_cookie
+FUZZ_LIB_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Iagent -Ibuild/gen $(PKG_CFLAGS) \
+	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -MMD -MP
+FUZZ_LIB   := build/fuzz/libstickyd.a
+FUZZ_OBJ   := $(patsubst agent/%.c,build/fuzz/obj/agent/%.o,$(AGENT_SRC)) \
+	$(patsubst build/gen/%.c,build/fuzz/obj/gen/%.o,$(PROTO_C) $(LUA_C))
+# Each target and its seed corpus (tests/fuzz/seeds_<name>, from make_seeds.py).
+FUZZ_NAMES := spop cookie slog hapi config events reply
+FUZZ_BIN   := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 build/fuzz/fuzz_spop: tests/fuzz/fuzz_spop.c agent/spop.c agent/spop.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_spop.c agent/spop.c
@@ -138,14 +150,66 @@ build/fuzz/fuzz_cookie: tests/fuzz/fuzz_cookie.c agent/sid.c agent/sid.h agent/m
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) $(shell pkg-config --cflags libcrypto jansson 2>/dev/null) -o $@ \
 		tests/fuzz/fuzz_cookie.c agent/sid.c agent/model.c -lcrypto
+build/fuzz/obj/agent/%.o: agent/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_LIB_FLAGS) -c -o $@ $<
+build/fuzz/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_LIB_FLAGS) -c -o $@ $<
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_LIB_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(LIBS)
+
+# The sanitizer tier: the library, the agent, stickyctl, the unit tests and the C
+# integration drivers built again with ASan + UBSan into build/san/ (beside the plain
+# build, which stays as shipped), run by tests/run-sanitizers.sh.
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_OBJ   := $(patsubst agent/%.c,build/san/obj/agent/%.o,$(AGENT_SRC)) \
+	$(patsubst build/gen/%.c,build/san/obj/gen/%.o,$(PROTO_C) $(LUA_C))
+SAN_LIB   := build/san/libstickyd.a
+SAN_UNIT  := $(patsubst tests/unit/%.c,build/san/tests/%,$(UNIT_SRC))
+SAN_ITEST := $(patsubst tests/integration/c/%.c,build/san/itests/%,$(ITEST_SRC))
+SAN_BIN   := build/san/stickyd build/san/stickyctl $(SAN_UNIT) $(SAN_ITEST)
+build/san/obj/agent/%.o: agent/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+build/san/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Wno-missing-prototypes -c -o $@ $<
+build/san/obj/tests/%.o: tests/unit/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Itests/unit -c -o $@ $<
+build/san/obj/itests/%.o: tests/integration/c/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Itests/unit -c -o $@ $<
+$(SAN_LIB): $(SAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/san/stickyd: build/san/obj/agent/main.o $(SAN_LIB)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+build/san/stickyctl: build/san/obj/agent/stickyctl.o $(SAN_LIB)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+build/san/tests/%: build/san/obj/tests/%.o $(SAN_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+build/san/itests/%: build/san/obj/itests/%.o $(SAN_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+
+sanitize: $(SAN_BIN)
+	@tests/run-sanitizers.sh $(SAN_UNIT) $(SAN_ITEST)
 
 unit: $(UNIT_BIN)
 	@tests/run-unit.sh $(UNIT_BIN)
 
-# FUZZ_SECONDS in all: three quarters to the SPOP codec, a quarter to the cookies.
+# FUZZ_SECONDS in all (60 in make test; `make fuzz FUZZ_SECONDS=1800` for longer): a
+# quarter to the SPOP codec, the rest shared equally by the other targets; every
+# target runs, and the tier fails if any one does.
 fuzz: $(FUZZ_BIN)
-	@tests/fuzz/run.sh build/fuzz/fuzz_spop $$(( $(FUZZ_SECONDS) * 3 / 4 ))
-	@tests/fuzz/run.sh build/fuzz/fuzz_cookie $$(( $(FUZZ_SECONDS) / 4 )) tests/fuzz/seeds_cookie
+	@tests/fuzz/run-all.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
 # Real Socket.IO servers and clients for the end-to-end tests, from the npm registry,
 # pinned by tests/integration/sio/package-lock.json (outside the tree's sources).
@@ -157,15 +221,24 @@ $(SIO_DIR)/node_modules/.installed: tests/integration/sio/package.json \
 	cd $(SIO_DIR) && npm ci --no-audit --no-fund --silent
 	@touch $@
 
-integration: all $(ITEST_BIN) build/bench/spop_bench $(SIO_DIR)/node_modules/.installed
+integration: all $(ITEST_BIN) build/bench/spop_bench build/san/stickyctl \
+		$(SIO_DIR)/node_modules/.installed
 	@tests/run-integration.sh $(ITEST_BIN)
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(ITEST_BIN) $(FUZZ_BIN) $(BENCH_BIN) \
-		$(SIO_DIR)/node_modules/.installed
+		$(SAN_BIN) $(SIO_DIR)/node_modules/.installed
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory integration
+
+# Not part of `make test`: SOAK_SECONDS (1800) of connection churn, Redis restarts and
+# HAProxy reloads against the ASan + UBSan agent (tests/soak/soak.py), asserting flat
+# RSS, no descriptor growth and no sanitizer report; figures in build/soak/figures.json.
+SOAK_SECONDS ?= 1800
+soak: all build/san/stickyd
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) tests/soak/soak.py
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)

@@ -791,6 +791,50 @@ static bool reply_str_is(const struct store_reply *e, const char *s)
     return len == strlen(s) && memcmp(p, s, len) == 0;
 }
 
+/* The string at rep[i] when it is one of 1..SRV_NAME_MAX-1 bytes, else NULL. */
+static const char *reply_name(const struct store_reply *rep, size_t i, size_t *len)
+{
+    const struct store_reply *e = store_reply_elem(rep, i);
+    const char *p = store_reply_type(e) == STORE_R_STR ? store_reply_str(e, len) : NULL;
+    return p != NULL && *len > 0 && *len < SRV_NAME_MAX ? p : NULL;
+}
+
+void assign_reply_parse(const struct store_reply *rep, struct assign_reply *out)
+{
+    static const char *const verdicts[] = {"", "late", "none", "hit", "repin", "new"};
+    _Static_assert(ARRAY_SIZE(verdicts) == ASSIGN_V_COUNT, "one word per verdict");
+    memset(out, 0, sizeof(*out));
+    out->from = "";
+    const struct store_reply *a = store_reply_type(rep) == STORE_R_ARRAY && store_reply_len(rep) >= 1
+                                      ? store_reply_elem(rep, 0)
+                                      : NULL;
+    for (int v = ASSIGN_V_LATE; v < ASSIGN_V_COUNT; v++) {
+        if (reply_str_is(a, verdicts[v])) {
+            out->verdict = (enum assign_verdict)v;
+        }
+    }
+    if (out->verdict == ASSIGN_V_BAD || out->verdict == ASSIGN_V_LATE) {
+        return;
+    }
+    out->server = reply_name(rep, 1, &out->server_len);
+    if (out->server == NULL && out->verdict == ASSIGN_V_NONE) {
+        out->server = "no usable server"; /* decide.lua's reason, should it give none */
+        out->server_len = strlen(out->server);
+    } else if (out->server == NULL) {
+        out->verdict = ASSIGN_V_BAD;
+        out->server_len = 0;
+        return;
+    }
+    const struct store_reply *third = store_reply_elem(rep, 2);
+    if (out->verdict == ASSIGN_V_HIT) {
+        out->moved = store_reply_type(third) == STORE_R_INT && store_reply_int(third) != 0;
+    } else if (out->verdict == ASSIGN_V_REPIN) {
+        const char *f = reply_name(rep, 2, &out->from_len);
+        out->from = f != NULL ? f : "";
+        out->from_len = f != NULL ? out->from_len : 0;
+    }
+}
+
 /* The store's callback for decide.lua: runs exactly once per EVALSHA. */
 static void carry_forget(const struct assign_ctx *x);
 
@@ -803,11 +847,9 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
         ctx_put(x);
         return;
     }
-    const struct store_reply *a = rep != NULL && store_reply_type(rep) == STORE_R_ARRAY &&
-                                          store_reply_len(rep) >= 1
-                                      ? store_reply_elem(rep, 0)
-                                      : NULL;
-    if (res != STORE_OK || a == NULL || reply_str_is(a, "late")) {
+    struct assign_reply ar;
+    assign_reply_parse(res == STORE_OK ? rep : NULL, &ar);
+    if (ar.verdict == ASSIGN_V_BAD || ar.verdict == ASSIGN_V_LATE) {
         uint64_t *cause = res == STORE_TIMEOUT ? STATS_REF(fallback_redis_timeout)
                           : res == STORE_DOWN  ? STATS_REF(fallback_redis_disconnect)
                                                : STATS_REF(fallback_bad_reply);
@@ -816,9 +858,11 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
             const char *e = store_reply_str(rep, &len);
             log_warn("assign: script error, falling back: %.*s", (int)(len > 200 ? 200 : len), e);
             cause = STATS_REF(fallback_script_error);
-        } else if (a != NULL) {
+        } else if (ar.verdict == ASSIGN_V_LATE) {
             STATS_INC(decision_late);
             cause = STATS_REF(fallback_late);
+        } else if (res == STORE_OK) {
+            log_warn("assign: unexpected script reply, falling back");
         }
         answer_fallback(r, x, cause);
         ctx_put(x);
@@ -827,26 +871,21 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
     if (x->carried != NULL) {
         carry_forget(x); /* decide.lua wrote the record from it */
     }
-    size_t slen = 0;
-    const struct store_reply *s = store_reply_elem(rep, 1);
-    const char *sp =
-        s != NULL && store_reply_type(s) == STORE_R_STR ? store_reply_str(s, &slen) : NULL;
     char srv[SRV_NAME_MAX];
-    snprintf(srv, sizeof(srv), "%.*s", sp != NULL && slen < SRV_NAME_MAX ? (int)slen : 0,
-             sp != NULL ? sp : "");
-    if (reply_str_is(a, "none")) {
+    snprintf(srv, sizeof(srv), "%.*s", (int)ar.server_len, ar.server);
+    if (ar.verdict == ASSIGN_V_NONE) {
         if (x->full) {
             answer_full(r, x->backend);
         } else {
-            answer_none(r, x->backend, srv[0] ? srv : "no usable server");
+            answer_none(r, x->backend, srv);
         }
         ctx_put(x);
         return;
     }
     const struct srv_backend *b = servers_find(x->backend, strlen(x->backend));
-    const struct srv *t = b != NULL && srv[0] ? servers_find_server(b, srv, strlen(srv)) : NULL;
-    bool hit = reply_str_is(a, "hit"), repin = reply_str_is(a, "repin");
-    if (t == NULL || (!hit && !repin && !reply_str_is(a, "new"))) {
+    const struct srv *t = b != NULL ? servers_find_server(b, srv, strlen(srv)) : NULL;
+    bool hit = ar.verdict == ASSIGN_V_HIT, repin = ar.verdict == ASSIGN_V_REPIN;
+    if (t == NULL) {
         log_warn("assign: unexpected script reply, falling back");
         answer_fallback(r, x, STATS_REF(fallback_bad_reply));
         ctx_put(x);
@@ -855,17 +894,10 @@ static void on_reply(const struct store_reply *rep, enum store_result res, void 
     bool draining = hit && pin_rule(b, t) == AFF_PIN_DRAINING;
     char touch = 0;
     if (hit) {
-        const struct store_reply *m = store_reply_elem(rep, 2);
-        bool moved = m != NULL && store_reply_type(m) == STORE_R_INT && store_reply_int(m) != 0;
-        touch = moved ? LEDGER_FORCE : 0; /* an operator's move, now in the cookie */
+        touch = ar.moved ? LEDGER_FORCE : 0; /* an operator's move, now in the cookie */
         STATS_INC(decision_hit);
     } else if (repin) {
-        const struct store_reply *f = store_reply_elem(rep, 2);
-        size_t fl = 0;
-        const char *fp = f != NULL && store_reply_type(f) == STORE_R_STR ? store_reply_str(f, &fl)
-                                                                         : NULL;
-        snprintf(x->from, sizeof(x->from), "%.*s", fp != NULL && fl < SRV_NAME_MAX ? (int)fl : 0,
-                 fp != NULL ? fp : "");
+        snprintf(x->from, sizeof(x->from), "%.*s", (int)ar.from_len, ar.from);
         STATS_INC(decision_repin);
     } else {
         STATS_INC(decision_new);

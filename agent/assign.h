@@ -35,6 +35,9 @@
 #ifndef STICKYD_ASSIGN_H
 #define STICKYD_ASSIGN_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <stddef.h>
 
 #include "sid.h"
@@ -82,5 +85,30 @@ void assign_shutdown(void);
 
 /* The Lua text of the arbitration script (static storage). */
 const char *assign_script(void);
+
+/* ---- decide.lua's reply, parsed without I/O (exposed for fuzz_reply) ---- */
+
+enum assign_verdict {
+    ASSIGN_V_BAD = 0, /* not a reply decide.lua gives: fall back */
+    ASSIGN_V_LATE,    /* {'late'}: past its deadline in Redis time, wrote nothing */
+    ASSIGN_V_NONE,    /* {'none', reason} */
+    ASSIGN_V_HIT,     /* {'hit', server, moved 0|1} */
+    ASSIGN_V_REPIN,   /* {'repin', server, from} */
+    ASSIGN_V_NEW,     /* {'new', server} */
+    ASSIGN_V_COUNT
+};
+struct store_reply;
+struct assign_reply {
+    enum assign_verdict verdict;
+    const char *server; /* the chosen server (none: the reason); views into the reply */
+    size_t server_len;
+    const char *from; /* repin: the server left ("" when absent) */
+    size_t from_len;
+    bool moved; /* hit: an operator's move, now in the cookie */
+};
+/* Parse rep (borrowed; NULL is BAD) into *out: HIT, REPIN and NEW have a server of
+ * 1..SRV_NAME_MAX-1 bytes, else they are BAD; NONE has a reason (of that length, or
+ * "no usable server"). Pure. */
+void assign_reply_parse(const struct store_reply *rep, struct assign_reply *out);
 
 #endif

@@ -2,6 +2,7 @@
  * name lists, backend discovery, known-name checks and event publishing. */
 #include "ctl.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,20 +13,42 @@
 #include "model.h"
 #include "util.h"
 
+const char *ctl_esc(const char *s, char buf[CTL_ESC_MAX])
+{
+    (void)ctl_fmt_escape(s, strlen(s), buf, CTL_ESC_MAX);
+    return buf;
+}
+
+json_t *ctl_json_str(const char *s, size_t n)
+{
+    char small[256];
+    char *buf = n < sizeof(small) / 2 ? small : malloc(2 * n + 1);
+    if (buf == NULL) {
+        return NULL;
+    }
+    int len = ctl_fmt_utf8_bytes(s, n, buf, 2 * n + 1);
+    json_t *j = len >= 0 ? json_stringn(buf, (size_t)len) : NULL;
+    if (buf != small) {
+        free(buf);
+    }
+    return j;
+}
+
+json_t *ctl_json_cstr(const char *s)
+{
+    return s != NULL ? ctl_json_str(s, strlen(s)) : NULL;
+}
+
 void ctl_fail(const char *fmt, ...)
 {
-    char line[1024];
+    char line[1024], esc[CTL_ESC_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    /* one line whatever the message carries (a Redis error, a name) */
-    for (char *p = line; *p != '\0'; p++) {
-        if (*p == '\n' || *p == '\r') {
-            *p = ' ';
-        }
-    }
-    fprintf(stderr, "stickyctl: %s\n", line);
+    /* one line whatever the message carries (a Redis error, a name): a newline or an
+     * escape sequence in it is shown as \xNN, never acted on by the terminal */
+    fprintf(stderr, "stickyctl: %s\n", ctl_esc(line, esc));
 }
 
 int ctl_call(struct ctl *c, struct ctl_reply *out, int argc, const char **argv,

@@ -41,7 +41,19 @@ struct ctl {
     char sid_prev[72];   /* --key: under the previous secret, or "" */
 };
 
-/* "stickyctl: <message>" on stderr, one line. */
+/* Names from Redis and from events are bytes someone else wrote. Text output passes
+ * them through ctl_esc (ctl_fmt_escape: control bytes and invalid UTF-8 as \xNN), JSON
+ * output through ctl_json_str (invalid bytes as U+00NN, never a dropped field). */
+#define CTL_ESC_MAX 1024
+/* s (a C string) escaped into buf (CTL_ESC_MAX); returns buf, for printf. */
+const char *ctl_esc(const char *s, char buf[CTL_ESC_MAX]);
+/* A new JSON string of s[0..n) (ctl_fmt_utf8_bytes), or NULL on out of memory. */
+struct json_t;
+struct json_t *ctl_json_str(const char *s, size_t n);
+/* The same of a C string; NULL gives NULL. */
+struct json_t *ctl_json_cstr(const char *s);
+
+/* "stickyctl: <message>" on stderr, one line, escaped as ctl_esc does. */
 void ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* One command, waited for; on failure prints the reason (ctl_fail) and

@@ -131,20 +131,20 @@ int ctl_cmd_lookup(struct ctl *c, char **args, int nargs)
     if (c->json) {
         int rc = CTL_OK;
         json_t *j = json_object();
-        json_object_set_new(j, "backend", json_string(backend));
-        json_object_set_new(j, "sid", json_string(c->key != NULL ? found_id : sid));
-        json_object_set_new(j, "record", json_string(found_id));
-        json_object_set_new(j, "key", c->key ? json_string(c->key) : json_null());
-        json_object_set_new(j, "server", o.server[0] ? json_string(o.server) : json_null());
+        json_object_set_new(j, "backend", ctl_json_cstr(backend));
+        json_object_set_new(j, "sid", ctl_json_cstr(c->key != NULL ? found_id : sid));
+        json_object_set_new(j, "record", ctl_json_cstr(found_id));
+        json_object_set_new(j, "key", c->key ? ctl_json_cstr(c->key) : json_null());
+        json_object_set_new(j, "server", o.server[0] ? ctl_json_cstr(o.server) : json_null());
         json_object_set_new(j, "created_ms", o.has_times ? json_integer(o.created) : json_null());
         json_object_set_new(j, "created", o.has_times ? json_string(tc) : json_null());
         json_object_set_new(j, "seen_ms", o.has_times ? json_integer(o.seen) : json_null());
         json_object_set_new(j, "seen", o.has_times ? json_string(ts) : json_null());
         json_object_set_new(j, "reconnects", json_null()); /* no longer counted */
         json_object_set_new(j, "moved", json_boolean(o.moved));
-        json_object_set_new(j, "inst", o.inst[0] ? json_string(o.inst) : json_null());
+        json_object_set_new(j, "inst", o.inst[0] ? ctl_json_cstr(o.inst) : json_null());
         json_object_set_new(j, "ttl_ms", json_integer(ttl_ms < -1 ? 0 : ttl_ms));
-        if (j == NULL || json_dumpf(j, stdout, JSON_INDENT(2)) < 0) {
+        if (j == NULL || json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII) < 0) {
             rc = CTL_REDIS;
         }
         putchar('\n');
@@ -158,17 +158,18 @@ int ctl_cmd_lookup(struct ctl *c, char **args, int nargs)
     } else {
         ctl_fmt_dur(ttl_ms, tt, sizeof(tt));
     }
-    printf("backend     %s\n", backend);
+    char esc[CTL_ESC_MAX];
+    printf("backend     %s\n", ctl_esc(backend, esc));
     if (c->key != NULL) {
-        printf("key         %s\n", c->key);
+        printf("key         %s\n", ctl_esc(c->key, esc));
     }
-    printf("session     %s\n", c->key != NULL ? found_id : sid);
-    printf("record      %s\n", found_id);
-    printf("server      %s%s\n", o.server[0] ? o.server : "-",
+    printf("session     %s\n", ctl_esc(c->key != NULL ? found_id : sid, esc));
+    printf("record      %s\n", ctl_esc(found_id, esc));
+    printf("server      %s%s\n", o.server[0] ? ctl_esc(o.server, esc) : "-",
            o.moved ? " (moved by an operator)" : "");
     printf("created     %s\n", tc);
     printf("seen        %s\n", ts);
-    printf("instance    %s\n", o.inst[0] ? o.inst : "-");
+    printf("instance    %s\n", o.inst[0] ? ctl_esc(o.inst, esc) : "-");
     printf("ttl         %s\n", tt);
     return CTL_OK;
 }
@@ -208,9 +209,10 @@ static int warn_unusable(struct ctl *c, const char *backend, const char *server)
         why = "is down in HAProxy";
     }
     if (why != NULL) {
+        char esc[CTL_ESC_MAX];
         printf("note: %s %s: the agents will re-pin this session elsewhere at its next "
                "connection\n",
-               server, why);
+               ctl_esc(server, esc), why);
     }
     ctl_reply_free(&st);
     ctl_reply_free(&view);
@@ -253,8 +255,10 @@ int ctl_cmd_move(struct ctl *c, char **args, int nargs)
     char from[CTL_NAME_MAX * 2];
     snprintf(from, sizeof(from), "%s", r.str);
     ctl_reply_free(&r);
+    char eb[CTL_ESC_MAX], es[CTL_ESC_MAX], ef[CTL_ESC_MAX], et[CTL_ESC_MAX];
     if (strcmp(from, server) == 0) {
-        printf("%s: session %s is already pinned to %s\n", backend, sid, server);
+        printf("%s: session %s is already pinned to %s\n", ctl_esc(backend, eb),
+               ctl_esc(sid, es), ctl_esc(server, et));
         return CTL_OK;
     }
     struct event e = {.kind = EVENT_SESSION_MOVED,
@@ -266,8 +270,9 @@ int ctl_cmd_move(struct ctl *c, char **args, int nargs)
                       .server = server};
     long long receivers;
     rc = ctl_publish(c, &e, &receivers);
-    printf("%s: session %s moved %s -> %s (its next connection goes there)%s\n", backend, sid,
-           from[0] ? from : "-", server,
+    printf("%s: session %s moved %s -> %s (its next connection goes there)%s\n",
+           ctl_esc(backend, eb), ctl_esc(sid, es), from[0] ? ctl_esc(from, ef) : "-",
+           ctl_esc(server, et),
            rc == CTL_OK ? "" : "; the session-moved event was NOT published");
     if (rc == CTL_OK) {
         rc = warn_unusable(c, backend, server);

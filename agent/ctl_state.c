@@ -53,7 +53,7 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
         return CTL_REDIS;
     }
     int64_t now = util_now_ms();
-    char was[160] = "ready";
+    char was[404] = "ready";
     enum model_admin pst;
     int64_t pdl;
     bool pclose;
@@ -61,7 +61,13 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
         if (model_parse_state(prev.str, prev.len, &pst, &pdl, &pclose) == 0) {
             fmt_state(pst, pdl, pclose, now, was, sizeof(was));
         } else {
-            snprintf(was, sizeof(was), "'%.100s'", prev.str);
+            /* at most 100 bytes of it, escaped: 4 x 100 + quotes fit was */
+            _Static_assert(sizeof(was) >= 3, "room for the quotes");
+            size_t n = ctl_fmt_escape(prev.str, prev.len < 100 ? prev.len : 100, was + 1,
+                                      sizeof(was) - 2);
+            was[0] = '\'';
+            was[n + 1] = '\'';
+            was[n + 2] = '\0';
         }
     }
     ctl_reply_free(&prev);
@@ -76,12 +82,13 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
     char now_txt[160];
     fmt_state((enum model_admin)e->state, e->deadline_ms, e->close_at_deadline, now, now_txt,
               sizeof(now_txt));
+    char eb[CTL_ESC_MAX], es[CTL_ESC_MAX];
     if (rc == CTL_OK) {
-        printf("%s/%s: %s (was %s); event sent to %lld subscriber%s\n", backend, server, now_txt,
-               was, receivers, receivers == 1 ? "" : "s");
+        printf("%s/%s: %s (was %s); event sent to %lld subscriber%s\n", ctl_esc(backend, eb),
+               ctl_esc(server, es), now_txt, was, receivers, receivers == 1 ? "" : "s");
     } else {
         printf("%s/%s: %s (was %s); event NOT published, agents apply it at their next poll\n",
-               backend, server, now_txt, was);
+               ctl_esc(backend, eb), ctl_esc(server, es), now_txt, was);
     }
     return rc;
 }

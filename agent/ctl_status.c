@@ -6,7 +6,8 @@
  * JSON shape (stable; fields are only ever added):
  *   {"version": 1, "now_ms": N, "prefix": "sticky:", "backends": [
  *     {"name": "be_ws", "total_conns": N,
- *      "instances": [{"name": "web1", "heartbeat_ms": N, "live": true}],
+ *      "instances": [{"name": "web1", "heartbeat_ms": N (0: the score is not a time),
+ *                     "live": true}],
  *      "servers": [{"name": "ws1", "state": "ready|drain|maint|down|unknown",
  *                   "admin": "ready|drain|maint|unknown", "admin_raw": "drain:..."|null,
  *                   "deadline_ms": N (0: none), "deadline_passed": bool,
@@ -32,7 +33,8 @@
 
 struct inst_view {
     const char *name; /* borrowed from the insts reply */
-    int64_t hb_ms;
+    int64_t hb_ms; /* 0 when hb_bad */
+    bool hb_bad;   /* the score is not a unix-ms time (1e300, nan, -inf, ...) */
     bool live;
     struct ctl_reply share; /* HGETALL i:<inst>, live instances only */
 };
@@ -139,11 +141,13 @@ static int load_backend(struct ctl *c, const char *name, int64_t now, struct bvi
     for (size_t i = 0; i + 1 < b->insts.n; i += 2) {
         struct inst_view *iv = &b->inst[b->ninst++];
         iv->name = b->insts.elem[i].str ? b->insts.elem[i].str : "?";
-        /* scores print as integers for unix ms, but strtod takes any form */
-        iv->hb_ms = b->insts.elem[i + 1].str ? (int64_t)strtod(b->insts.elem[i + 1].str, NULL) : 0;
+        /* scores print as integers for unix ms, but any double can be stored: one
+         * that is not a time never reaches an integer cast or a subtraction */
+        const struct ctl_reply *sc = &b->insts.elem[i + 1];
+        iv->hb_bad = sc->str == NULL || ctl_parse_score_ms(sc->str, sc->len, &iv->hb_ms) < 0;
         /* the agents drop an instance once its heartbeat is older than the
          * TTL; until the next resync it is listed but its share is gone */
-        iv->live = now - iv->hb_ms <= c->cfg.heartbeat_ttl_ms;
+        iv->live = !iv->hb_bad && now - iv->hb_ms <= c->cfg.heartbeat_ttl_ms;
         if (!iv->live) {
             continue;
         }
@@ -234,9 +238,9 @@ static const char *effective_state(const struct srv_view *s)
 
 static void state_text(const struct srv_view *s, int64_t now, char *buf, size_t len)
 {
-    char t[32], d[32];
+    char t[32], d[32], esc[CTL_ESC_MAX];
     if (s->admin_bad) {
-        snprintf(buf, len, "unknown (%s)", s->admin_raw->str);
+        snprintf(buf, len, "unknown (%s)", ctl_esc(s->admin_raw->str, esc));
         return;
     }
     switch (s->admin) {
@@ -258,7 +262,7 @@ static void state_text(const struct srv_view *s, int64_t now, char *buf, size_t 
     }
     if (s->hastate[0] != '\0' && strcmp(s->hastate, "ready") != 0) {
         /* down from health checks, or drain/maint set on one HAProxy by hand */
-        snprintf(buf, len, "%s (HAProxy)", s->hastate);
+        snprintf(buf, len, "%s (HAProxy)", ctl_esc(s->hastate, esc));
     } else if (s->slowstart_ms > 0 && s->since_ms == 0) {
         snprintf(buf, len, "ready, slow start pending"); /* an agent saw it unusable */
     } else if (s->ramp_pct < 100) {
@@ -288,13 +292,13 @@ static void print_table(struct ctl *c, const struct bview *b, int64_t now)
     snprintf(AT(0, 2), CELL, "CONNS");
     for (size_t i = 0, k = 0; i < b->ninst; i++) {
         if (b->inst[i].live) {
-            snprintf(AT(0, 3 + k++), CELL, "%s", b->inst[i].name);
+            (void)ctl_fmt_escape(b->inst[i].name, strlen(b->inst[i].name), AT(0, 3 + k++), CELL);
         }
     }
     snprintf(AT(0, ncol - 1), CELL, "WEIGHT");
     for (size_t r = 0; r < b->nsrv; r++) {
         const struct srv_view *s = &b->srv[r];
-        snprintf(AT(r + 1, 0), CELL, "%s", s->name);
+        (void)ctl_fmt_escape(s->name, strlen(s->name), AT(r + 1, 0), CELL);
         state_text(s, now, AT(r + 1, 1), CELL);
         if (s->maxconn > 0) { /* CONNS/MAX: the fleet-wide cap */
             snprintf(AT(r + 1, 2), CELL, "%lld/%lld", s->conns, s->maxconn);
@@ -319,7 +323,9 @@ static void print_table(struct ctl *c, const struct bview *b, int64_t now)
             width[col] = l > width[col] ? l : width[col];
         }
     }
-    printf("backend %s: %zu server%s, %lld live connection%s, %zu live instance%s\n", b->name,
+    char esc[CTL_ESC_MAX];
+    printf("backend %s: %zu server%s, %lld live connection%s, %zu live instance%s\n",
+           ctl_esc(b->name, esc),
            b->nsrv, b->nsrv == 1 ? "" : "s", b->total, b->total == 1 ? "" : "s", b->nlive,
            b->nlive == 1 ? "" : "s");
     for (size_t r = 0; r < nrow; r++) {
@@ -335,10 +341,14 @@ static void print_table(struct ctl *c, const struct bview *b, int64_t now)
         }
     }
     for (size_t i = 0; i < b->ninst; i++) {
-        if (!b->inst[i].live) {
+        if (b->inst[i].hb_bad) {
+            printf("(instance %s: heartbeat score is not a time, not counted)\n",
+                   ctl_esc(b->inst[i].name, esc));
+        } else if (!b->inst[i].live) {
             char d[32];
             ctl_fmt_dur(now - b->inst[i].hb_ms, d, sizeof(d));
-            printf("(instance %s: last heartbeat %s ago, not counted)\n", b->inst[i].name, d);
+            printf("(instance %s: last heartbeat %s ago, not counted)\n",
+                   ctl_esc(b->inst[i].name, esc), d);
         }
     }
 #undef AT
@@ -358,12 +368,13 @@ static json_t *backend_json(const struct bview *b, int64_t now)
         json_decref(srvs);
         return NULL;
     }
-    json_object_set_new(jb, "name", json_string(b->name));
+    json_object_set_new(jb, "name", ctl_json_cstr(b->name));
     json_object_set_new(jb, "total_conns", json_integer(b->total));
     for (size_t i = 0; i < b->ninst; i++) {
         json_array_append_new(insts,
-                              json_pack("{s:s, s:I, s:b}", "name", b->inst[i].name, "heartbeat_ms",
-                                        (json_int_t)b->inst[i].hb_ms, "live", b->inst[i].live));
+                              json_pack("{s:o, s:I, s:b}", "name", ctl_json_cstr(b->inst[i].name),
+                                        "heartbeat_ms", (json_int_t)b->inst[i].hb_ms, "live",
+                                        b->inst[i].live));
     }
     json_object_set_new(jb, "instances", insts);
     for (size_t r = 0; r < b->nsrv; r++) {
@@ -374,12 +385,12 @@ static json_t *backend_json(const struct bview *b, int64_t now)
             json_decref(per);
             continue;
         }
-        json_object_set_new(js, "name", json_string(s->name));
+        json_object_set_new(js, "name", ctl_json_cstr(s->name));
         json_object_set_new(js, "state", json_string(effective_state(s)));
         json_object_set_new(js, "admin", json_string(admin_name(s)));
         json_object_set_new(js, "admin_raw",
                             s->admin_raw && s->admin_raw->str
-                                ? json_stringn(s->admin_raw->str, s->admin_raw->len)
+                                ? ctl_json_str(s->admin_raw->str, s->admin_raw->len)
                                 : json_null());
         json_object_set_new(js, "deadline_ms", json_integer(s->deadline_ms));
         json_object_set_new(
@@ -387,7 +398,7 @@ static json_t *backend_json(const struct bview *b, int64_t now)
             json_boolean(s->admin == MODEL_DRAIN && s->deadline_ms > 0 && s->deadline_ms <= now));
         json_object_set_new(js, "close_at_deadline", json_boolean(s->close_at_deadline));
         json_object_set_new(js, "haproxy_state",
-                            s->hastate[0] ? json_string(s->hastate) : json_null());
+                            s->hastate[0] ? ctl_json_cstr(s->hastate) : json_null());
         json_object_set_new(js, "weight", s->weight >= 0 ? json_integer(s->weight) : json_null());
         json_object_set_new(js, "conns", json_integer(s->conns));
         json_object_set_new(js, "maxconn", s->maxconn > 0 ? json_integer(s->maxconn) : json_null());
@@ -398,8 +409,15 @@ static json_t *backend_json(const struct bview *b, int64_t now)
         json_object_set_new(js, "ramp_pct", json_integer(s->ramp_pct));
         for (size_t i = 0; i < b->ninst; i++) {
             if (b->inst[i].live) {
+                /* a key must be UTF-8 too, or jansson drops the entry */
+                char key[2 * CTL_ESC_MAX];
+                const char *n = b->inst[i].name;
+                size_t nl = strlen(n);
+                if (nl >= CTL_ESC_MAX || ctl_fmt_utf8_bytes(n, nl, key, sizeof(key)) < 0) {
+                    continue;
+                }
                 json_object_set_new(
-                    per, b->inst[i].name,
+                    per, key,
                     json_integer(reply_ll(ctl_reply_hget(&b->inst[i].share, s->name))));
             }
         }
@@ -441,7 +459,7 @@ int ctl_status(struct ctl *c, const char *backend)
         }
         json_object_set_new(root, "version", json_integer(CTL_STATUS_VERSION));
         json_object_set_new(root, "now_ms", json_integer(now));
-        json_object_set_new(root, "prefix", json_string(c->cfg.redis_prefix));
+        json_object_set_new(root, "prefix", ctl_json_cstr(c->cfg.redis_prefix));
         json_object_set_new(root, "backends", jbes);
     } else if (bes.n == 0) {
         printf("no backends under prefix %s (no agent has reported yet?)\n", c->cfg.redis_prefix);
@@ -466,7 +484,7 @@ int ctl_status(struct ctl *c, const char *backend)
         }
     }
     if (c->json) {
-        if (json_dumpf(root, stdout, JSON_INDENT(2)) < 0) {
+        if (json_dumpf(root, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII) < 0) {
             rc = CTL_REDIS;
             goto out;
         }

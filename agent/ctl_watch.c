@@ -26,7 +26,7 @@ struct watch {
 static void set_str(json_t *o, const char *k, const char *v)
 {
     if (v != NULL) {
-        json_object_set_new(o, k, json_string(v));
+        json_object_set_new(o, k, ctl_json_cstr(v)); /* invalid UTF-8 kept as U+00NN */
     }
 }
 
@@ -88,7 +88,7 @@ static void on_message(const char *channel, const uint8_t *msg, size_t len, void
     }
     if (w->c->json) {
         json_t *o = event_json(&e);
-        char *line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        char *line = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
         if (line != NULL) {
             printf("%s\n", line);
         }
@@ -96,7 +96,7 @@ static void on_message(const char *channel, const uint8_t *msg, size_t len, void
         json_decref(o);
     } else {
         char line[1024];
-        events_format(&e, line, sizeof(line));
+        ctl_fmt_event(&e, line, sizeof(line)); /* names escaped: one line, no terminal codes */
         printf("%s\n", line);
     }
     events_release(&e);

@@ -280,10 +280,20 @@ static bool field_u32(const struct field *f, uint32_t *out)
     return true;
 }
 
-/* Names go into fixed SRV_NAME_MAX arrays and later into commands. */
+/* Names go into fixed SRV_NAME_MAX arrays (C strings) and later into commands: a NUL or
+ * another control byte, which HAProxy never puts in a name, would truncate or forge one. */
 static bool name_fits(const struct field *f)
 {
-    return f->len > 0 && f->len < SRV_NAME_MAX;
+    if (f->len == 0 || f->len >= SRV_NAME_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < f->len; i++) {
+        unsigned char c = (unsigned char)f->ptr[i];
+        if (c < 0x20 || c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static int table_push(struct hapi_table *t, const struct hapi_row *r)

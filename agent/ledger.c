@@ -373,6 +373,56 @@ static void view_apply(struct lback *b, const struct store_reply *conns,
     }
 }
 
+int ledger_reply_parse(const struct store_reply *r, struct ledger_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    size_t n = r != NULL && store_reply_type(r) == STORE_R_ARRAY ? store_reply_len(r) : 0;
+    if (n != 6 && n != 8) {
+        return -1;
+    }
+    static const enum store_rtype want[6] = {STORE_R_INT, STORE_R_ARRAY, STORE_R_ARRAY,
+                                             STORE_R_INT, STORE_R_INT, STORE_R_ARRAY};
+    for (size_t i = 0; i < 6; i++) {
+        if (store_reply_type(store_reply_elem(r, i)) != want[i]) {
+            return -1;
+        }
+    }
+    out->redis_ms = store_reply_int(store_reply_elem(r, 0));
+    out->conns = store_reply_elem(r, 1);
+    out->state = store_reply_elem(r, 2);
+    out->opened = store_reply_int(store_reply_elem(r, 3));
+    out->closed = store_reply_int(store_reply_elem(r, 4));
+    out->moved = store_reply_elem(r, 5);
+    if (n == 8) {
+        const struct store_reply *ni = store_reply_elem(r, 6), *rk = store_reply_elem(r, 7);
+        long long nv = store_reply_int(ni), rv = store_reply_int(rk);
+        if (store_reply_type(ni) != STORE_R_INT || store_reply_type(rk) != STORE_R_INT ||
+            nv <= 0 || nv > 1000000 || rv < 0 || rv >= nv) {
+            return -1;
+        }
+        out->has_rank = true;
+        out->ninst = (uint32_t)nv;
+        out->rank = (uint32_t)rv;
+    }
+    /* a time or count below 0 is no reply of ledger.lua; it would also overflow the
+     * clock offset and the duplicate count */
+    return out->redis_ms < 0 || out->opened < 0 || out->closed < 0 ? -1 : 0;
+}
+
+int ledger_reply_moved(const struct ledger_reply *x, size_t i, long long *k, const char **srv,
+                       size_t *len)
+{
+    const struct store_reply *e = store_reply_elem(x->moved, i);
+    if (e == NULL || store_reply_type(e) != STORE_R_ARRAY || store_reply_len(e) != 2 ||
+        store_reply_type(store_reply_elem(e, 0)) != STORE_R_INT ||
+        store_reply_type(store_reply_elem(e, 1)) != STORE_R_STR) {
+        return -1;
+    }
+    *k = store_reply_int(store_reply_elem(e, 0));
+    *srv = store_reply_str(store_reply_elem(e, 1), len);
+    return 0;
+}
+
 /* ---- batches ------------------------------------------------------------- */
 
 static void batch_unlink(struct ledger *l, struct lbatch *x)
@@ -396,18 +446,20 @@ static void send_batch(struct lback *b);
 
 /* The records an operator moved, from a reply's moved list: to the callback. */
 static void report_moved(struct ledger *l, struct lback *b, const struct lbatch *x,
-                         const struct store_reply *mv)
+                         const struct ledger_reply *lr)
 {
-    for (size_t i = 0; l->moved != NULL && i < store_reply_len(mv); i++) {
-        const struct store_reply *e = store_reply_elem(mv, i);
-        long long k = store_reply_int(store_reply_elem(e, 0));
+    for (size_t i = 0; l->moved != NULL && i < store_reply_len(lr->moved); i++) {
+        long long k;
         size_t sl;
-        const char *srv = store_reply_str(store_reply_elem(e, 1), &sl);
+        const char *srv;
+        if (ledger_reply_moved(lr, i, &k, &srv, &sl) < 0) {
+            continue;
+        }
         const char *rid = x->strs;
         for (long long j = 1; j < k && (size_t)j < x->ntouch; j++) {
             rid += strlen(rid) + 1;
         }
-        if (k >= 1 && (size_t)k <= x->ntouch && srv != NULL) {
+        if (k >= 1 && (size_t)k <= x->ntouch) {
             l->moved(b->name, rid, strlen(rid), srv, sl, l->moved_arg);
         }
     }
@@ -434,8 +486,9 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
     struct ledger *l = b->l;
     batch_unlink(l, x);
     if (x->touch_only) {
-        if (res == STORE_OK && store_reply_type(r) == STORE_R_ARRAY && store_reply_len(r) == 6) {
-            report_moved(l, b, x, store_reply_elem(r, 5));
+        struct ledger_reply lr;
+        if (res == STORE_OK && ledger_reply_parse(r, &lr) == 0) {
+            report_moved(l, b, x, &lr);
         } else {
             log_failure(b, r, res);
         }
@@ -455,26 +508,24 @@ static void batch_reply(const struct store_reply *r, enum store_result res, void
         }
         p += strlen(p) + 1;
     }
-    if (res == STORE_OK && store_reply_type(r) == STORE_R_ARRAY && store_reply_len(r) >= 6) {
-        if (store_reply_len(r) >= 8) { /* live instances and this one's rank (caps' room) */
-            long long ni = store_reply_int(store_reply_elem(r, 6));
-            long long rk = store_reply_int(store_reply_elem(r, 7));
-            b->ninst = ni > 0 && ni < 1000000 ? (unsigned)ni : 0;
-            b->rank = rk >= 0 && rk < ni ? (unsigned)rk : 0;
+    struct ledger_reply lr;
+    if (res == STORE_OK && ledger_reply_parse(r, &lr) == 0) {
+        if (lr.has_rank) { /* live instances and this one's rank (caps' room) */
+            b->ninst = lr.ninst;
+            b->rank = lr.rank;
         }
         int64_t now = util_now_ms();
-        int64_t redis_ms = store_reply_int(store_reply_elem(r, 0));
-        l->clock_lo[l->clock_next] = redis_ms - now;
+        l->clock_lo[l->clock_next] = lr.redis_ms - now;
         l->clock_next = (l->clock_next + 1) % CLOCK_SAMPLES;
         if (l->nclock < CLOCK_SAMPLES) {
             l->nclock++;
         }
-        view_apply(b, store_reply_elem(r, 1), store_reply_elem(r, 2));
-        STATS_ADD(conn_opened_events, (uint64_t)store_reply_int(store_reply_elem(r, 3)));
-        int64_t closed = store_reply_int(store_reply_elem(r, 4));
-        STATS_ADD(conn_closed_events, (uint64_t)closed);
-        STATS_ADD(conn_close_duplicates, (uint64_t)((int64_t)x->nclose - closed));
-        report_moved(l, b, x, store_reply_elem(r, 5));
+        view_apply(b, lr.conns, lr.state);
+        STATS_ADD(conn_opened_events, (uint64_t)lr.opened);
+        STATS_ADD(conn_closed_events, (uint64_t)lr.closed);
+        STATS_ADD(conn_close_duplicates,
+                  (uint64_t)lr.closed < x->nclose ? x->nclose - (uint64_t)lr.closed : 0);
+        report_moved(l, b, x, &lr);
     } else {
         log_failure(b, r, res);
     }

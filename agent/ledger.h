@@ -92,4 +92,28 @@ void ledger_server(const struct ledger *l, const char *backend, const char *serv
  * batch has been answered yet. */
 int64_t ledger_redis_now_ms(const struct ledger *l);
 
+/* ---- the batch reply, parsed without I/O (exposed for fuzz_reply) ---- */
+
+/* ledger.lua's reply {now_ms, HGETALL conns, HGETALL state, opened, closed, moved}
+ * with each part's type checked. The hashes and moved are views into the reply
+ * (borrowed, as the reply). */
+struct store_reply;
+struct ledger_reply {
+    int64_t redis_ms; /* >= 0 */
+    const struct store_reply *conns, *state, *moved; /* arrays */
+    int64_t opened, closed;                          /* >= 0 */
+    /* the live instances and this one's rank among them (caps' room), when the
+     * reply carries them (8 elements; a touches-only reply has 6) */
+    bool has_rank;
+    uint32_t ninst, rank; /* ninst > rank */
+};
+/* 0 with *out filled, or -1 when r is not such a reply (not 6 or 8 elements, a part of
+ * another type, a negative count or time). Pure. */
+int ledger_reply_parse(const struct store_reply *r, struct ledger_reply *out)
+    __attribute__((warn_unused_result));
+/* The i-th entry of moved, {k, server}: 0 with *k (1-based index of the batch's
+ * touches) and the server name view, or -1 when that entry is malformed (to skip). */
+int ledger_reply_moved(const struct ledger_reply *x, size_t i, long long *k, const char **srv,
+                       size_t *len) __attribute__((warn_unused_result));
+
 #endif

@@ -436,42 +436,53 @@ static void client_free(struct slog_client *c)
     free(c);
 }
 
+int slog_frame(const char *p, size_t len, const char **msg, size_t *mlen)
+{
+    if (len == 0) {
+        return 0;
+    }
+    if (p[0] >= '0' && p[0] <= '9') {
+        /* octet counting: MSG-LEN SP SYSLOG-MSG */
+        size_t i = 0, n = 0;
+        while (i < len && i < 6 && p[i] >= '0' && p[i] <= '9') {
+            n = n * 10 + (size_t)(p[i] - '0');
+            i++;
+        }
+        if (i == len) {
+            return 0;
+        }
+        if (p[i] != ' ' || n == 0 || n > SLOG_MAX_LINE) {
+            return -1;
+        }
+        if (len < i + 1 + n) {
+            return 0;
+        }
+        *msg = p + i + 1;
+        *mlen = n;
+        return (int)(i + 1 + n);
+    }
+    /* non-transparent framing: one message per line */
+    const char *nl = memchr(p, '\n', len);
+    if (nl == NULL) {
+        return len >= SLOG_MAX_LINE ? -1 : 0;
+    }
+    *msg = p;
+    *mlen = (size_t)(nl - p);
+    return (int)(nl - p) + 1;
+}
+
 /* Consume every complete message in the client's buffer. -1: bad framing. */
 static int client_parse(struct slog_client *c)
 {
     for (;;) {
-        const char *p = (const char *)buf_rptr(&c->in);
-        size_t len = buf_len(&c->in);
-        if (len == 0) {
-            return 0;
+        const char *msg = NULL;
+        size_t mlen = 0;
+        int n = slog_frame((const char *)buf_rptr(&c->in), buf_len(&c->in), &msg, &mlen);
+        if (n <= 0) {
+            return n;
         }
-        if (p[0] >= '0' && p[0] <= '9') {
-            /* octet counting: MSG-LEN SP SYSLOG-MSG */
-            size_t i = 0, mlen = 0;
-            while (i < len && i < 6 && p[i] >= '0' && p[i] <= '9') {
-                mlen = mlen * 10 + (size_t)(p[i] - '0');
-                i++;
-            }
-            if (i == len) {
-                return 0;
-            }
-            if (p[i] != ' ' || mlen == 0 || mlen > SLOG_MAX_LINE) {
-                return -1;
-            }
-            if (len < i + 1 + mlen) {
-                return 0;
-            }
-            deliver(c->owner, p + i + 1, mlen);
-            buf_consume(&c->in, i + 1 + mlen);
-        } else {
-            /* non-transparent framing: one message per line */
-            const char *nl = memchr(p, '\n', len);
-            if (nl == NULL) {
-                return len >= SLOG_MAX_LINE ? -1 : 0;
-            }
-            deliver(c->owner, p, (size_t)(nl - p));
-            buf_consume(&c->in, (size_t)(nl - p) + 1);
-        }
+        deliver(c->owner, msg, mlen);
+        buf_consume(&c->in, (size_t)n);
     }
 }
 

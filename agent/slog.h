@@ -76,6 +76,14 @@ struct slog_opts {
 int slog_parse_line(const char *line, size_t len, struct slog_close *out)
     __attribute__((warn_unused_result));
 
+/* Cut the first message off a TCP stream p[0..len): octet-counted ("LEN SP MSG",
+ * RFC 6587 3.4.1) when it starts with a digit, else newline-terminated. Returns
+ * the bytes consumed (> 0) with *msg, *mlen a view of the message; 0 when more
+ * bytes are needed; -1 on bad framing (a length that is 0, above SLOG_MAX_LINE or
+ * not followed by a space, or a line longer than SLOG_MAX_LINE). Pure. */
+int slog_frame(const char *p, size_t len, const char **msg, size_t *mlen)
+    __attribute__((warn_unused_result));
+
 /* Listen on udp and/or tcp ("ADDR:PORT"; NULL to skip each) with the default
  * options. NULL on failure with a message in err. */
 struct slog *slog_new(struct ev_loop *loop, const char *udp, const char *tcp, slog_close_fn fn,

@@ -531,6 +531,18 @@ int main(int argc, char **argv)
         ctl_fail("--close-at-deadline needs a --deadline greater than 0");
         return CTL_USAGE;
     }
+    /* names, ids and keys end up in Redis keys and in what other operators read: a
+     * control character (an escape sequence, a newline) is refused, never stored */
+    for (int i = 0; i < nargs; i++) {
+        if (args[i] != c.sid && ctl_has_control(args[i], strlen(args[i]))) {
+            ctl_fail("bad argument '%s': control characters are not allowed", args[i]);
+            return CTL_USAGE;
+        }
+    }
+    if (affinity_key != NULL && ctl_has_control(affinity_key, strlen(affinity_key))) {
+        ctl_fail("bad --key '%s': control characters are not allowed", affinity_key);
+        return CTL_USAGE;
+    }
     for (int i = 0; i < nargs; i++) {
         static const struct {
             char role;

@@ -1807,7 +1807,7 @@ int store_eval(struct store *s, struct store_script *sc, int nkeys, int argc, co
 enum store_rtype store_reply_type(const struct store_reply *r)
 {
     const redisReply *x = (const redisReply *)r;
-    switch (x->type) {
+    switch (x != NULL ? x->type : REDIS_REPLY_NIL) {
     case REDIS_REPLY_INTEGER:
         return STORE_R_INT;
     case REDIS_REPLY_STRING:
@@ -1826,14 +1826,14 @@ enum store_rtype store_reply_type(const struct store_reply *r)
 long long store_reply_int(const struct store_reply *r)
 {
     const redisReply *x = (const redisReply *)r;
-    return x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
+    return x != NULL && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
 }
 
 const char *store_reply_str(const struct store_reply *r, size_t *len)
 {
     const redisReply *x = (const redisReply *)r;
-    if (x->type != REDIS_REPLY_STRING && x->type != REDIS_REPLY_ERROR &&
-        x->type != REDIS_REPLY_STATUS) {
+    if (x == NULL || (x->type != REDIS_REPLY_STRING && x->type != REDIS_REPLY_ERROR &&
+                      x->type != REDIS_REPLY_STATUS)) {
         if (len != NULL) {
             *len = 0;
         }
@@ -1848,13 +1848,13 @@ const char *store_reply_str(const struct store_reply *r, size_t *len)
 size_t store_reply_len(const struct store_reply *r)
 {
     const redisReply *x = (const redisReply *)r;
-    return x->type == REDIS_REPLY_ARRAY ? x->elements : 0;
+    return x != NULL && x->type == REDIS_REPLY_ARRAY ? x->elements : 0;
 }
 
 const struct store_reply *store_reply_elem(const struct store_reply *r, size_t i)
 {
     const redisReply *x = (const redisReply *)r;
-    if (x->type != REDIS_REPLY_ARRAY || i >= x->elements) {
+    if (x == NULL || x->type != REDIS_REPLY_ARRAY || i >= x->elements) {
         return NULL;
     }
     return (const struct store_reply *)x->element[i];

@@ -156,7 +156,9 @@ void store_set_label(struct store *s, const char *label);
  * is disconnected (STORE_EV_NOT_MASTER) instead of becoming ready. */
 void store_check_role(struct store *s, bool on);
 
-/* Reply accessors (r is borrowed). */
+/* Reply accessors (r is borrowed). Each takes NULL (what store_reply_elem gives past
+ * the end or for a non-array) as a nil reply, so a reply of an unexpected shape can
+ * be walked without checking every step. */
 enum store_rtype store_reply_type(const struct store_reply *r);
 long long store_reply_int(const struct store_reply *r);
 const char *store_reply_str(const struct store_reply *r, size_t *len); /* STR, ERR, STATUS */

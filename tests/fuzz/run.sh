@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh <fuzz binary> <seconds> [seeds dir] - run a libFuzzer target for a bounded time.
 #
-# Copies the committed seed corpus (tests/fuzz/seeds/, derived from the unit
+# Copies the committed seed corpus (tests/fuzz/seeds_<name>/, derived from the unit
 # vectors by make_seeds.py) into a temporary working corpus, fuzzes for
 # <seconds> on one core, and prints "fuzz: 1 passed, 0 failed" or, on a crash
 # or invariant failure, keeps the crashing input under build/fuzz/ and prints
@@ -10,7 +10,7 @@ set -u
 bin=${1:?usage: run.sh <fuzz binary> <seconds>}
 secs=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
-seeds=${3:-$here/seeds}
+seeds=${3:-$here/seeds_spop}
 name=$(basename "$bin")
 [ -x "$bin" ] || { echo "run.sh: $bin is not executable"; echo "fuzz: 0 passed, 1 failed"; exit 1; }
 
@@ -20,7 +20,7 @@ mkdir -p "$work/corpus" "$work/artifacts"
 cp "$seeds"/* "$work/corpus/" 2>/dev/null || true
 nseeds=$(ls "$work/corpus" | wc -l)
 
-"$bin" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=1024 \
+"$bin" -max_total_time="$secs" -max_len="${FUZZ_MAX_LEN:-4096}" -timeout=10 -rss_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/log" 2>&1
 rc=$?
 

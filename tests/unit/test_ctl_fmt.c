@@ -3,6 +3,7 @@
 
 #include "check.h"
 #include "ctl_fmt.h"
+#include "events.h"
 
 static void dur(int64_t ms, const char *want)
 {
@@ -83,6 +84,114 @@ static void test_parse_i64(void)
     CHECK(ctl_parse_i64("1234567890123456789", 19, &v) < 0); /* refuses, never overflows */
 }
 
+static void esc_is(int line, const char *in, size_t n, const char *want)
+{
+    char buf[256];
+    size_t len = ctl_fmt_escape(in, n, buf, sizeof(buf));
+    if (strcmp(buf, want) != 0 || len != strlen(want)) {
+        check_failed++;
+        fprintf(stderr, "%s:%d: ctl_fmt_escape = \"%s\", want \"%s\"\n", __FILE__, line, buf,
+                want);
+    } else {
+        check_passed++;
+    }
+}
+#define ESC(lit, want) esc_is(__LINE__, lit, sizeof(lit) - 1, want)
+
+static void test_escape(void)
+{
+    ESC("ws1", "ws1");
+    ESC("a b-c_d.e:f", "a b-c_d.e:f");
+    /* the names: an escape sequence that clears the screen, a forged line */
+    ESC("s\x1b[2J\x1b[H", "s\\x1b[2J\\x1b[H");
+    ESC("s1\n2026 web1 server-state ws/s2 maint", "s1\\x0a2026 web1 server-state ws/s2 maint");
+    ESC("\r\t\x7f", "\\x0d\\x09\\x7f");
+    ESC("a\\x1b", "a\\\\x1b"); /* a literal backslash cannot pass for an escape */
+    ESC("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    ESC("\xc2\x9b" "2J", "\\xc2\\x9b2J");  /* U+009B is CSI, a C1 control */
+    ESC("\xc2\xa0", "\xc2\xa0");            /* U+00A0 is printable */
+    ESC("\xff\xfe", "\\xff\\xfe");         /* not UTF-8 at all */
+    ESC("\xc0\xaf", "\\xc0\\xaf");         /* overlong "/" */
+    ESC("\xed\xa0\x80", "\\xed\\xa0\\x80"); /* a surrogate */
+    ESC("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"); /* above U+10FFFF */
+    ESC("\xe2\x82", "\\xe2\\x82");         /* cut short */
+    ESC("a\0b", "a\\x00b");                  /* length-bounded, NUL shown */
+    /* cut before an escape that does not fit, always terminated */
+    char tiny[6];
+    CHECK_EQ_INT(ctl_fmt_escape("ab\x1b", 3, tiny, sizeof(tiny)), 2);
+    CHECK(strcmp(tiny, "ab") == 0);
+    CHECK_EQ_INT(ctl_fmt_escape("\xc3\xa9\xc3\xa9\xc3\xa9", 6, tiny, sizeof(tiny)), 4);
+    CHECK(strcmp(tiny, "\xc3\xa9\xc3\xa9") == 0);
+    CHECK_EQ_INT(ctl_fmt_escape("x", 1, tiny, 1), 0);
+    CHECK(tiny[0] == '\0');
+    /* every single byte comes out printable ASCII or as part of kept UTF-8 */
+    for (int c = 0; c < 256; c++) {
+        char in = (char)c, out[8];
+        ctl_fmt_escape(&in, 1, out, sizeof(out));
+        for (const char *p = out; *p; p++) {
+            CHECK((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
+        }
+    }
+}
+
+static void test_utf8_bytes(void)
+{
+    char buf[64];
+    /* valid UTF-8 unchanged, NUL kept (JSON writes \u0000) */
+    CHECK_EQ_INT(ctl_fmt_utf8_bytes("caf\xc3\xa9", 5, buf, sizeof(buf)), 5);
+    CHECK(strcmp(buf, "caf\xc3\xa9") == 0);
+    CHECK_EQ_INT(ctl_fmt_utf8_bytes("a\0b", 3, buf, sizeof(buf)), 3);
+    CHECK(memcmp(buf, "a\0b", 4) == 0);
+    /* each invalid byte becomes U+00NN: 0xff -> U+00FF (c3 bf), 0x80 -> U+0080 (c2 80) */
+    CHECK_EQ_INT(ctl_fmt_utf8_bytes("s\xff\x80" "1", 4, buf, sizeof(buf)), 6);
+    CHECK(strcmp(buf, "s\xc3\xbf\xc2\x80" "1") == 0);
+    CHECK_EQ_INT(ctl_fmt_utf8_bytes("\xe2\x82", 2, buf, sizeof(buf)), 4);
+    CHECK(strcmp(buf, "\xc3\xa2\xc2\x82") == 0);
+    /* 2n + 1 always fits; less may not */
+    CHECK_EQ_INT(ctl_fmt_utf8_bytes("\xff\xff", 2, buf, 5), 4);
+    CHECK_EQ_INT(ctl_fmt_utf8_bytes("\xff\xff", 2, buf, 4), -1);
+    CHECK_EQ_INT(ctl_fmt_utf8_bytes("", 0, buf, 1), 0);
+    CHECK(ctl_has_control("a\x1b", 2));
+    CHECK(ctl_has_control("a\n", 2));
+    CHECK(ctl_has_control("\x7f", 1));
+    CHECK(!ctl_has_control("ws-1.\xc3\xa9", 7));
+}
+
+static void test_score(void)
+{
+    int64_t ms = 7;
+    CHECK(ctl_parse_score_ms("1795290155826", 13, &ms) == 0 && ms == 1795290155826LL);
+    CHECK(ctl_parse_score_ms("0", 1, &ms) == 0 && ms == 0);
+    CHECK(ctl_parse_score_ms("1.7952901558260000e+12", 22, &ms) == 0 && ms == 1795290155826LL);
+    /* the scores: none reaches a cast or a subtraction */
+    static const char *const bad[] = {"1e300", "-1e300", "nan", "NaN", "inf", "-inf", "+inf",
+                                      "-1", "1.5", "", "12x", "9223372036854775807",
+                                      "253402300800000", "0x10", " 1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ms = 7;
+        CHECK(ctl_parse_score_ms(bad[i], strlen(bad[i]), &ms) == -1 && ms == 0);
+    }
+    CHECK(ctl_parse_score_ms("253402300799999", 15, &ms) == 0 && ms == CTL_MS_MAX);
+    CHECK(ctl_parse_score_ms("12", 1, &ms) == 0 && ms == 1); /* length-bounded */
+    char longs[80];
+    memset(longs, '1', sizeof(longs));
+    CHECK(ctl_parse_score_ms(longs, sizeof(longs), &ms) == -1);
+}
+
+static void test_event_line(void)
+{
+    struct event e = {.kind = EVENT_SERVER_STATE, .ts_ms = 1763700000123, .origin = "lb1",
+                      .backend = "ws\x1b[2J", .server = "s1\nforged line",
+                      .state = EVENT_SRV_MAINT};
+    char line[512];
+    ctl_fmt_event(&e, line, sizeof(line));
+    CHECK(strstr(line, "ws\\x1b[2J/s1\\x0aforged line maint") != NULL);
+    CHECK(strchr(line, '\n') == NULL && strchr(line, '\x1b') == NULL);
+    struct event n = {.kind = EVENT_INSTANCE_LEFT, .ts_ms = 5}; /* NULL strings */
+    ctl_fmt_event(&n, line, sizeof(line));
+    CHECK(strstr(line, "instance-left") != NULL);
+}
+
 int main(void)
 {
     test_dur();
@@ -90,5 +199,9 @@ int main(void)
     test_natcmp();
     test_glob_escape();
     test_parse_i64();
+    test_escape();
+    test_utf8_bytes();
+    test_score();
+    test_event_line();
     return check_summary("test_ctl_fmt");
 }

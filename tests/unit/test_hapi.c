@@ -286,6 +286,19 @@ static void test_state_malformed(void)
     CHECK(parse_state(buf, &t) == 0);
     CHECK(t.n == 2 && strcmp(t.rows[1].srv.name, longname) == 0);
     hapi_table_free(&t);
+
+    /* a NUL or control byte in a name (found by fuzz_hapi: "\0ws" was kept as backend
+     * "") is skipped like a name that does not fit, never cut or kept raw */
+    static const char ctl[] = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state "
+                              "srv_admin_state srv_uweight\n2 \0ws 1 s1 127.0.0.1 2 0 1\n"
+                              "2 ws 2 s\x1b[2J 127.0.0.1 2 0 1\n2 ws 3 s\x7f 127.0.0.1 2 0 1\n"
+                              "2 ws 4 ok 127.0.0.1 2 0 1\n";
+    char err[256];
+    CHECK(hapi_parse_servers_state(ctl, sizeof(ctl) - 1, &t, err, sizeof(err)) == 0);
+    CHECK(t.n == 1 && strcmp(t.rows[0].backend, "ws") == 0 &&
+          strcmp(t.rows[0].srv.name, "ok") == 0);
+    CHECK_EQ_INT(t.skipped, 3);
+    hapi_table_free(&t);
 }
 
 static int parse_stat(const char *text, struct hapi_table *t)
