@@ -140,7 +140,7 @@ FUZZ_LIB   := build/fuzz/libstickyd.a
 FUZZ_OBJ   := $(patsubst agent/%.c,build/fuzz/obj/agent/%.o,$(AGENT_SRC)) \
 	$(patsubst build/gen/%.c,build/fuzz/obj/gen/%.o,$(PROTO_C) $(LUA_C))
 # Each target and its seed corpus (tests/fuzz/seeds_<name>, from make_seeds.py).
-FUZZ_NAMES := spop cookie slog hapi config events reply
+FUZZ_NAMES := spop cookie slog hapi config events reply slots
 FUZZ_BIN   := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 build/fuzz/fuzz_spop: tests/fuzz/fuzz_spop.c agent/spop.c agent/spop.h
 	@mkdir -p $(dir $@)

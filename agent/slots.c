@@ -96,9 +96,14 @@ int slots_parse_hostport(const char *s, size_t len, char host[SLOTS_HOST_MAX], u
         hl -= 2;
     }
     size_t i = (size_t)(colon - s) + 1;
-    if (hl == 0 || hl >= SLOTS_HOST_MAX || memchr(h, ' ', hl) != NULL ||
-        parse_uint(s, len, &i, 65535, port) < 0 || i != len || *port == 0) {
+    if (hl == 0 || hl >= SLOTS_HOST_MAX || parse_uint(s, len, &i, 65535, port) < 0 ||
+        i != len || *port == 0) {
         return -1;
+    }
+    for (size_t k = 0; k < hl; k++) {
+        if (h[k] <= ' ' || h[k] > '~') {
+            return -1; /* a NUL would cut the name, a space or control byte is no host */
+        }
     }
     memcpy(host, h, hl);
     host[hl] = '\0';

@@ -302,6 +302,15 @@ def reply_seeds():
     return seeds
 
 
+def slots_seeds():
+    strs = c_strings(os.path.join(UNIT, "test_slots.c"))
+    seeds = named("str", [v for v in strs if len(v) > 1])
+    seeds["map3"] = b"0 5460 127.0.0.1:7000\n5461 10922 127.0.0.1:7001\n10923 16383 [::1]:7002\n"
+    seeds["overlap"] = b"0 100 127.0.0.1:7000\n100 200 127.0.0.1:7001\n"
+    seeds["tagged"] = b"sticky:be_ws:s:{2AbCdEfGhIjKlMnOpQrStUv}"
+    return seeds
+
+
 def write(name, seeds, clean=True):
     """clean=False keeps the hand-made seeds already there (seeds_cookie's)."""
     out = os.path.join(HERE, "seeds_" + name)
@@ -322,6 +331,7 @@ def main():
     write("config", config_seeds())
     write("events", events_seeds())
     write("reply", reply_seeds())
+    write("slots", slots_seeds())
     write("cookie", cookie_seeds(), clean=False)
 
 

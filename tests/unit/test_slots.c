@@ -87,5 +87,10 @@ int main(void)
     CHECK(strcmp(host, "::1") == 0 && port == 7000);
     CHECK_EQ_INT(slots_parse_hostport("nohost", 6, host, &port), -1);
     CHECK_EQ_INT(slots_parse_hostport(":7000", 5, host, &port), -1);
+    /* found by fuzz_slots: a NUL or control byte in a redirect's host was kept,
+     * and the C string cut at it */
+    CHECK_EQ_INT(slots_parse_hostport("\0\0::7:701", 10, host, &port), -1);
+    CHECK_EQ_INT(slots_parse_hostport("10.0.0.1\n:7000", 14, host, &port), -1);
+    CHECK_EQ_INT(slots_parse_hostport("h\x7f:1", 4, host, &port), -1);
     return check_summary("test_slots");
 }
