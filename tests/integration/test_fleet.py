@@ -481,7 +481,12 @@ def test_drain_without_deadline(procs, ws_pool):
     for each in fleet.lbs:
         each.haproxy.wait_server_status(BE, "ws2", "UP", timeout=3)
     assert admin_state(lb.haproxy, "ws2") & 0x18 == 0
-    back = ws_pool.open(lb.ws_url, cookie=sid2)
+    # the agent's own view of the state refreshes on its ledger's period, apart from
+    # the poll that just set HAProxy UP: the next reconnect within that period says so
+    back = harness.wait_until(
+        lambda: (lambda c: c if draining(c) == "0" else None)(
+            ws_pool.open(lb.ws_url, cookie=sid2)),
+        timeout=2, interval=0.1, what="a reconnect no longer draining")
     assert (back.server, action(back), draining(back)) == ("ws2", "hit", "0")
 
 
