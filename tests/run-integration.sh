@@ -21,7 +21,7 @@ MATRIX_C="build/itests/test_hapi"
 MATRIX_PYTEST="tests/integration/test_haproxy_spop.py tests/integration/test_fleet.py
     tests/integration/test_e2e_affinity.py tests/integration/test_e2e_ops.py
     tests/integration/test_e2e_overload.py tests/integration/test_e2e_socketio.py
-    tests/integration/test_redis_tls.py tests/integration/test_e2e_limits.py"
+    tests/integration/test_redis_tls.py"
 
 matrix=$(scripts/haproxy-matrix.sh) || { echo "integration: no HAProxy matrix" >&2; exit 1; }
 status=0
