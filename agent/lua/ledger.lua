@@ -48,6 +48,13 @@ local function pid_add(uid, srv, d)
     redis.call('HDEL', pids, p .. ' ' .. srv)
   end
 end
+-- a counted tunnel now on another server: its count, and its process's, follow it
+local function move(uid, from, to)
+  delta[from] = (delta[from] or 0) - 1
+  delta[to] = (delta[to] or 0) + 1
+  pid_add(uid, from, -1)
+  pid_add(uid, to, 1)
+end
 local i = 8
 if ncount == 0 and (nopen > 0 or nclose > 0) then
   return redis.error_reply('ERR ledger: opens and closes need the count keys')
@@ -59,12 +66,7 @@ for _ = 1, nopen do
     local was = redis.call('HGET', old, uid)
     if was then -- counted before the rotation: it moves to this generation
       redis.call('HDEL', old, uid)
-      if was ~= srv then
-        delta[was] = (delta[was] or 0) - 1
-        delta[srv] = (delta[srv] or 0) + 1
-        pid_add(uid, was, -1)
-        pid_add(uid, srv, 1)
-      end
+      if was ~= srv then move(uid, was, srv) end
     else
       delta[srv] = (delta[srv] or 0) + 1
       opened = opened + 1
@@ -74,10 +76,7 @@ for _ = 1, nopen do
     local prev = redis.call('HGET', open, uid)
     if prev ~= srv then -- counted elsewhere (a redispatch): move it
       redis.call('HSET', open, uid, srv)
-      delta[prev] = (delta[prev] or 0) - 1
-      delta[srv] = (delta[srv] or 0) + 1
-      pid_add(uid, prev, -1)
-      pid_add(uid, srv, 1)
+      move(uid, prev, srv)
     end
   end
 end
