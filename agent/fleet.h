@@ -1,4 +1,4 @@
-/* fleet.h - cluster-wide live connection counts and server states.
+/* fleet.h - cluster-wide live connection counts.
  *
  * Owns the counting side of the keys model.h names (i:, o:, insts, conns, servers,
  * a:): opens (decided by assign.c) and closes (HAProxy's log, slog.c) are counted
@@ -8,7 +8,8 @@
  * leaves drift. Without HAProxy's runtime API (no scur), the open map rotates
  * (resync.lua) and the tunnels a retired generation still lists (lost closes) are
  * taken off the share: drift lasts at most about the open map's lifetime.
- * Cluster state changes (drain/maint) are applied to the local HAProxy.
+ * Joins and leaves are announced on the events channel (channel.h). The drain/
+ * maint state applied to HAProxy is admin.h's.
  */
 #ifndef STICKYD_FLEET_H
 #define STICKYD_FLEET_H
@@ -22,23 +23,18 @@ struct cfg;
 struct store;
 struct hapi;
 struct slog_close;
-struct event;
 struct ledger;
+struct channel;
 
 struct fleet;
 
-/* Start counting for this agent's instance (cfg->instance): registers the
- * `sticky-established` handler, starts the resync and state-poll timers and
- * subscribes to the events channel. h may be NULL (static server list: no scur
- * resync, no state applied to HAProxy). NULL on failure. */
+/* Start counting for this agent's instance (cfg->instance): starts the resync
+ * timer and, with h, resets the shares from HAProxy's scur after its refreshes.
+ * h may be NULL (static server list: heartbeats and the open map only); ch may
+ * be NULL (joins and leaves not announced). c is read live; st, l, h and ch must
+ * outlive the fleet. NULL on failure. */
 struct fleet *fleet_new(struct ev_loop *loop, const struct cfg *c, struct store *st,
-                        struct ledger *l, struct hapi *h);
-
-/* An operator moved a session (a session-moved event): backend, record id and
- * server, borrowed for the call. */
-typedef void (*fleet_moved_fn)(const char *backend, const char *rid, const char *server,
-                               void *arg);
-void fleet_on_moved(struct fleet *f, fleet_moved_fn fn, void *arg);
+                        struct ledger *l, struct hapi *h, struct channel *ch);
 
 /* Leave the cluster: drop this instance's share from every backend (sent
  * best-effort; the heartbeat TTL covers a lost one) and count nothing more.
@@ -55,16 +51,7 @@ void fleet_leave(struct fleet *f, fleet_left_fn done, void *arg);
  * best-effort; the heartbeat TTL covers the case where it is lost. */
 void fleet_free(struct fleet *f);
 
-/* On reload, before the running configuration is replaced by next: a changed
- * events.channel is subscribed and the old one unsubscribed (f keeps reading
- * the live cfg for everything else). 0, or -1 when the new subscription failed
- * (the old one is kept then). */
-int fleet_reload(struct fleet *f, const struct cfg *next) __attribute__((warn_unused_result));
-
 /* slog callback: a tunnel closed (arg is the struct fleet). */
 void fleet_on_close(const struct slog_close *c, void *arg);
-
-/* Publish a change event on the configured channel (best effort). */
-void fleet_publish(struct fleet *f, const struct event *e);
 
 #endif

@@ -11,10 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "assign.h"
 #include "builtin.h"
+#include "channel.h"
 #include "config.h"
 #include "conn.h"
+#include "events.h"
 #include "fleet.h"
 #include "hapi.h"
 #include "ledger.h"
@@ -47,7 +50,9 @@ static ev_timer drain_w;
 static struct hapi *hapi;      /* NULL: static server list */
 static struct store *store;    /* Redis */
 static struct sentinel *sentinel; /* finds the master when redis.sentinels is set */
-static struct fleet *fleet;    /* live counts, drain/maint */
+static struct channel *channel; /* the events channel */
+static struct admin *admin;    /* drain/maint applied to HAProxy; NULL: static list */
+static struct fleet *fleet;    /* live counts */
 static struct ledger *ledger;  /* batched writes, the fleet view */
 static struct slog *slog;      /* close lines from HAProxy's log */
 static struct metrics *metrics; /* NULL: metrics.listen is null */
@@ -116,17 +121,26 @@ static bool str_same(const char *a, const char *b)
     return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
 }
 
-/* An operator's move, from the fleet's channel, for the decisions. */
-static void on_moved(const char *backend, const char *rid, const char *server, void *arg)
+/* What the events channel brings: a state changed (apply it to HAProxy and to the
+ * decisions' view now rather than at the next poll), or an operator moved a
+ * session (the decisions forget their cached pin). */
+static void on_event(const struct event *e, void *arg)
 {
     UNUSED(arg);
-    assign_session_moved(backend, strlen(backend), rid, strlen(rid), server, strlen(server));
+    if (e->kind == EVENT_SERVER_STATE) {
+        admin_poll(admin);
+        ledger_refresh(ledger);
+    } else if (e->kind == EVENT_SESSION_MOVED && e->backend != NULL && e->sid != NULL &&
+               e->server != NULL) {
+        assign_session_moved(e->backend, strlen(e->backend), e->sid, strlen(e->sid), e->server,
+                             strlen(e->server));
+    }
 }
 
-/* assign announces its decisions through the fleet's channel. */
+/* assign announces its decisions on the events channel. */
 static void publish_event(const struct event *e, void *arg)
 {
-    fleet_publish(arg, e);
+    channel_publish(arg, e);
 }
 
 /* ---- metrics hooks ------------------------------------------------------ */
@@ -300,9 +314,8 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     conn_configure(&next);
     lsn_set_max_connections(&next);
 
-    /* ---- module reload: each module takes what it needs from `next` here,
-     * before the old configuration is freed (nothing may keep pointers into it).
-     * e.g. store_reload(&next); aff_reload(&next); haproxy_api_reload(&next); */
+    /* Each module takes what it needs from `next` here, before the old
+     * configuration is freed (nothing may keep pointers into it). */
     if (assign_reload(&next) != 0) {
         log_warn("reload: session secrets not reloaded, keeping the previous ones");
     }
@@ -310,7 +323,7 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
         log_warn("reload: keeping haproxy_socket %s (switching to the static list needs a "
                  "restart)", cfg.haproxy_socket);
     }
-    if (fleet_reload(fleet, &next) != 0) {
+    if (channel_reload(channel, &next) != 0) {
         log_warn("reload: could not subscribe to %s; state changes are seen by polling only",
                  next.events_channel);
     }
@@ -415,7 +428,15 @@ static int print_server_cookie(const struct cfg *c, const char *arg)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for besides serving. */
+struct opts {
+    bool check_only;           /* --check-config */
+    const char *server_cookie; /* --server-cookie BACKEND/SERVER */
+};
+
+/* Read the command line into o, cfg_path and the overrides. -1 to go on, or the
+ * exit status of an option that is done at once (--version, --help, a mistake). */
+static int parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -429,8 +450,6 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    bool check_only = false;
-    const char *server_cookie = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
         switch (opt) {
@@ -441,7 +460,7 @@ int main(int argc, char **argv)
             cli_listen = optarg;
             break;
         case 'C':
-            check_only = true;
+            o->check_only = true;
             break;
         case 'L': {
             enum log_level lvl;
@@ -469,7 +488,7 @@ int main(int argc, char **argv)
             fputs(assign_script(), stdout);
             return 0;
         case 'S':
-            server_cookie = optarg;
+            o->server_cookie = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -484,128 +503,73 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    return -1;
+}
 
+/* The modules behind the decisions, bottom up: the servers view, Redis (and
+ * Sentinel), the batched writer, the decisions, the events channel, the admin
+ * state, the counts, the close lines. 0, or -1 logged (modules_stop undoes what
+ * was started). */
+static int modules_start(void)
+{
     char err[512];
-    if (load_config(&cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    if (check_only) {
-        printf("configuration OK\n");
-        cfg_free(&cfg);
-        return 0;
-    }
-    if (server_cookie != NULL) {
-        int rc = print_server_cookie(&cfg, server_cookie);
-        cfg_free(&cfg);
-        return rc;
-    }
-    log_detect_journal();
-    log_set_level(cfg.log_level);
-
-    int status = 1;
-    loop = ev_default_loop(EVFLAG_AUTO);
-    if (loop == NULL) {
-        log_err("cannot initialise libev");
-        goto out_cfg;
-    }
-    signals_start();
-    conn_configure(&cfg);
-    pace_start(loop);
-    lsn_set_max_connections(&cfg);
-    if (builtin_register() != 0) {
-        log_err("cannot register the built-in handlers");
-        goto out_signals;
-    }
-
-    /* ---- module init: each module gets (loop, &cfg) and registers its own
-     * handlers/watchers; on failure log and `goto out_modules`.
-     * e.g. if (store_init(loop, &cfg) != 0) goto out_modules;
-     *      if (aff_init(loop, &cfg) != 0) goto out_modules;   (sticky-assign)
-     *      if (haproxy_api_init(loop, &cfg) != 0) goto out_modules; */
-
     /* The servers view: the local HAProxy's runtime API when configured (hapi
      * refreshes it), else the config's static list. */
     if (cfg.haproxy_socket != NULL && cfg.haproxy_socket[0] != '\0') {
         hapi = hapi_new(loop, &cfg);
         if (hapi == NULL) {
             log_err("cannot start the HAProxy runtime API client for %s", cfg.haproxy_socket);
-            goto out_modules;
+            return -1;
         }
     } else if (servers_load_static(&cfg) != 0) {
         log_err("cannot load the static server list");
-        goto out_modules;
+        return -1;
     }
-
-    store = store_new(loop, &cfg);
-    if (store == NULL) {
+    if ((store = store_new(loop, &cfg)) == NULL) {
         log_err("cannot set up the Redis store");
-        goto out_modules;
+        return -1;
     }
     if (cfg.redis_sentinels.n > 0 && (sentinel = sentinel_new(loop, &cfg, store)) == NULL) {
         log_err("cannot set up Sentinel discovery");
-        goto out_modules;
+        return -1;
     }
-    ledger = ledger_new(loop, &cfg, store);
-    if (ledger == NULL) {
+    if ((ledger = ledger_new(loop, &cfg, store)) == NULL) {
         log_err("cannot set up the batched writer");
-        goto out_modules;
+        return -1;
     }
     if (assign_init(loop, &cfg, store, ledger) != 0) {
-        goto out_modules;
+        return -1;
     }
-    fleet = fleet_new(loop, &cfg, store, ledger, hapi);
-    if (fleet == NULL) {
+    if ((channel = channel_new(&cfg, store, on_event, NULL)) == NULL) {
+        log_err("cannot set up the events channel");
+        return -1;
+    }
+    assign_set_publisher(publish_event, channel);
+    if (hapi != NULL && (admin = admin_new(&cfg, store, ledger, hapi)) == NULL) {
+        log_err("cannot set up the drain/maint state");
+        return -1;
+    }
+    if ((fleet = fleet_new(loop, &cfg, store, ledger, hapi, channel)) == NULL) {
         log_err("cannot start connection counting");
-        goto out_modules;
+        return -1;
     }
-    assign_set_publisher(publish_event, fleet);
-    fleet_on_moved(fleet, on_moved, NULL);
     if (slog_start(&cfg, &slog, err, sizeof(err)) != 0) {
         log_err("syslog listener: %s", err);
-        goto out_modules;
+        return -1;
     }
+    return 0;
+}
 
-    if (lsn_start(loop, &cfg, err, sizeof(err)) != 0) {
-        log_err("%s", err);
-        goto out_modules;
-    }
-    if (cfg.metrics_listen != NULL) {
-        struct metrics_hooks mh = {.refresh = gauges_refresh, .ledger = ledger, .cfg = &cfg,
-                                   .redis_up = redis_up, .version = STICKYD_VERSION};
-        metrics = metrics_new(loop, cfg.metrics_listen, &mh, err, sizeof(err));
-        if (metrics == NULL) {
-            log_err("%s", err);
-            goto out_listeners;
-        }
-        metrics_set_ready(metrics, true);
-    }
-    if (notify_init(loop) != 0) {
-        log_warn("running without watchdog pings");
-    }
-    log_info("stickyd %s started (max-frame-size %u, max %u connections)", STICKYD_VERSION,
-             cfg.max_frame_size, lsn_max_connections());
-    notify_ready("serving");
-    ev_run(loop, 0);
-    status = 0;
-
-out_listeners:
-    lsn_stop();
-    metrics_free(metrics);
-    metrics = NULL;
-    notify_stop();
-
-out_modules:
+/* Teardown in reverse order of modules_start. Each module completes (or fails)
+ * its outstanding requests, so that orphaned ones are freed. */
+static void modules_stop(void)
+{
     conn_free_all(); /* orphans requests still in flight before modules go */
-
-    /* ---- module teardown, in reverse order of init. Each must complete (or
-     * fail) its outstanding requests so that orphaned ones are freed.
-     * e.g. haproxy_api_stop(); aff_stop(); store_stop(); */
     slog_free(slog);
     slog = NULL;
-    assign_set_publisher(NULL, NULL); /* the fleet goes below */
+    assign_set_publisher(NULL, NULL); /* the channel goes below */
     assign_shutdown(); /* its in-flight decisions finish in store_free's callbacks */
-    hapi_free(hapi);   /* before fleet, which hooks its refreshes */
+    hapi_free(hapi);   /* before admin and fleet, which hook its refreshes */
     hapi = NULL;
     ledger_stop(ledger); /* nothing new for the store from here */
     sentinel_free(sentinel); /* before the store it steers */
@@ -618,14 +582,97 @@ out_modules:
     ledger = NULL;
     fleet_free(fleet);
     fleet = NULL;
+    admin_free(admin);
+    admin = NULL;
+    channel_free(channel);
+    channel = NULL;
+}
 
-out_signals:
+/* Listen, serve until SIGTERM's drain ends the loop, stop listening. 0, or 1
+ * when a listener cannot be opened. */
+static int serve(void)
+{
+    char err[512];
+    if (lsn_start(loop, &cfg, err, sizeof(err)) != 0) {
+        log_err("%s", err);
+        return 1;
+    }
+    int status = 1;
+    if (cfg.metrics_listen != NULL) {
+        struct metrics_hooks mh = {.refresh = gauges_refresh, .ledger = ledger, .cfg = &cfg,
+                                   .redis_up = redis_up, .version = STICKYD_VERSION};
+        metrics = metrics_new(loop, cfg.metrics_listen, &mh, err, sizeof(err));
+        if (metrics == NULL) {
+            log_err("%s", err);
+            goto out;
+        }
+        metrics_set_ready(metrics, true);
+    }
+    if (notify_init(loop) != 0) {
+        log_warn("running without watchdog pings");
+    }
+    log_info("stickyd %s started (max-frame-size %u, max %u connections)", STICKYD_VERSION,
+             cfg.max_frame_size, lsn_max_connections());
+    notify_ready("serving");
+    ev_run(loop, 0);
+    status = 0;
+out:
+    lsn_stop();
+    metrics_free(metrics);
+    metrics = NULL;
+    notify_stop();
+    return status;
+}
+
+/* The event loop, its signals and the engine's handlers around modules and serve. */
+static int run(void)
+{
+    log_detect_journal();
+    log_set_level(cfg.log_level);
+    loop = ev_default_loop(EVFLAG_AUTO);
+    if (loop == NULL) {
+        log_err("cannot initialise libev");
+        return 1;
+    }
+    signals_start();
+    conn_configure(&cfg);
+    pace_start(loop);
+    lsn_set_max_connections(&cfg);
+    int status = 1;
+    if (builtin_register() != 0) {
+        log_err("cannot register the built-in handlers");
+    } else if (modules_start() == 0) {
+        status = serve();
+    }
+    modules_stop();
     pace_stop();
     req_registry_clear();
     signals_stop();
     ev_loop_destroy(loop);
-out_cfg:
-    cfg_free(&cfg);
-    log_info("stickyd exiting (status %d)", status);
     return status;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) {
+        return rc;
+    }
+    char err[512];
+    if (load_config(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (o.check_only) {
+        printf("configuration OK\n");
+        rc = 0;
+    } else if (o.server_cookie != NULL) {
+        rc = print_server_cookie(&cfg, o.server_cookie);
+    } else {
+        rc = run();
+        log_info("stickyd exiting (status %d)", rc);
+    }
+    cfg_free(&cfg);
+    return rc;
 }
