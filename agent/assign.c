@@ -944,9 +944,9 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
     struct spop_reader rd = m->args;
     struct spop_str k;
     struct spop_data v;
-    int rc;
+    enum spop_next rc;
     memset(a, 0, sizeof(*a));
-    while ((rc = spop_kv_next(&rd, &k, &v)) == 1) {
+    while ((rc = spop_next_kv(&rd, &k, &v)) == SPOP_NEXT_ITEM) {
         if (spop_str_eq(k, "backend")) {
             if (v.type != SPOP_T_STRING) {
                 return "bad backend";
@@ -1027,7 +1027,7 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
             }
         }
     }
-    if (rc < 0) {
+    if (rc == SPOP_NEXT_MALFORMED) {
         return "malformed args";
     }
     if (!a->has_backend || a->backend.len == 0) {
@@ -1432,7 +1432,7 @@ static void established_handler(struct req *r, const struct spop_msg *m, void *a
     struct spop_str key, backend = {0}, server = {0}, sid = {0}, uid = {0};
     struct spop_data v;
     int64_t status = 101; /* absent: trust the rule that sent it on 101 */
-    while (spop_kv_next(&it, &key, &v) == 1) {
+    while (spop_next_kv(&it, &key, &v) == SPOP_NEXT_ITEM) {
         if (spop_str_eq(key, "backend")) {
             (void)arg_text(&v, &backend);
         } else if (spop_str_eq(key, "server")) {

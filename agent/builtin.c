@@ -17,7 +17,7 @@ static void echo_handler(struct req *r, const struct spop_msg *m, void *arg)
     struct spop_reader rd = m->args;
     struct spop_str key;
     struct spop_data val;
-    while (spop_kv_next(&rd, &key, &val) == 1) {
+    while (spop_next_kv(&rd, &key, &val) == SPOP_NEXT_ITEM) {
         char name[BUILTIN_NAME_MAX];
         if (key.len == 0 || key.len >= sizeof(name)) {
             continue;

@@ -345,10 +345,10 @@ static void on_notify(struct conn *c, const struct spop_frame *f)
      * half-execute. */
     struct spop_reader rd = {f->payload, f->payload + f->payload_len};
     struct spop_msg m;
-    int rc;
-    while ((rc = spop_msg_next(&rd, &m)) > 0) {
+    enum spop_next rc;
+    while ((rc = spop_next_msg(&rd, &m)) == SPOP_NEXT_ITEM) {
     }
-    if (rc < 0) {
+    if (rc == SPOP_NEXT_MALFORMED) {
         log_hexdump(LOG_LVL_DEBUG, c->ident, f->payload,
                     f->payload_len < 64 ? f->payload_len : 64);
         conn_close_with(c, SPOP_ST_INVALID, "malformed NOTIFY message list");

@@ -346,8 +346,7 @@ void req_dispatch(struct req *r, const uint8_t *payload, size_t len)
     struct spop_msg m;
     r->pending = 1; /* guard: handlers completing inline must not finish the frame early */
     for (;;) {
-        int rc = spop_msg_next(&rd, &m);
-        if (rc <= 0) {
+        if (spop_next_msg(&rd, &m) != SPOP_NEXT_ITEM) {
             break; /* the engine validated the payload: -1 cannot happen here */
         }
         const struct req_handler *h = handler_find(m.name);

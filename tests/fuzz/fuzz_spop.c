@@ -50,17 +50,17 @@ static size_t reencode_msgs(const uint8_t *p, size_t len, uint8_t *out, size_t c
     spop_w_init(&w, out, cap, 0);
     struct spop_reader r = {p, p + len};
     struct spop_msg m;
-    int rc;
-    while ((rc = spop_msg_next(&r, &m)) == 1) {
+    enum spop_next rc;
+    while ((rc = spop_next_msg(&r, &m)) == SPOP_NEXT_ITEM) {
         spop_w_msg(&w, m.name.ptr, m.name.len, (uint8_t)m.nargs);
         struct spop_str k;
         struct spop_data d;
-        while (spop_kv_next(&m.args, &k, &d) == 1) {
+        while (spop_next_kv(&m.args, &k, &d) == SPOP_NEXT_ITEM) {
             spop_w_str(&w, k.ptr, k.len);
             spop_w_data(&w, &d);
         }
     }
-    REQUIRE(rc == 0);
+    REQUIRE(rc == SPOP_NEXT_END);
     return w.failed ? 0 : w.len;
 }
 
@@ -69,28 +69,28 @@ static void same_msgs(const uint8_t *a, size_t alen, const uint8_t *b, size_t bl
 {
     struct spop_reader ra = {a, a + alen}, rb = {b, b + blen};
     struct spop_msg ma, mb;
-    int rca, rcb;
+    enum spop_next rca, rcb;
     for (;;) {
-        rca = spop_msg_next(&ra, &ma);
-        rcb = spop_msg_next(&rb, &mb);
+        rca = spop_next_msg(&ra, &ma);
+        rcb = spop_next_msg(&rb, &mb);
         REQUIRE(rca == rcb);
-        if (rca != 1) {
+        if (rca != SPOP_NEXT_ITEM) {
             break;
         }
         REQUIRE(str_same(ma.name, mb.name) && ma.nargs == mb.nargs);
         struct spop_str ka, kb;
         struct spop_data da, db;
         for (;;) {
-            int ka_rc = spop_kv_next(&ma.args, &ka, &da);
-            int kb_rc = spop_kv_next(&mb.args, &kb, &db);
-            REQUIRE(ka_rc == kb_rc && ka_rc != -1);
-            if (ka_rc == 0) {
+            enum spop_next ka_rc = spop_next_kv(&ma.args, &ka, &da);
+            enum spop_next kb_rc = spop_next_kv(&mb.args, &kb, &db);
+            REQUIRE(ka_rc == kb_rc && ka_rc != SPOP_NEXT_MALFORMED);
+            if (ka_rc == SPOP_NEXT_END) {
                 break;
             }
             REQUIRE(str_same(ka, kb) && spop_data_eq(&da, &db));
         }
     }
-    REQUIRE(rca == 0);
+    REQUIRE(rca == SPOP_NEXT_END);
 }
 
 static uint8_t enc1[1 << 17], enc2[1 << 17];
@@ -100,27 +100,27 @@ static void fuzz_msgs(const uint8_t *p, size_t len)
     const uint8_t *end = p + len;
     struct spop_reader r = {p, end};
     struct spop_msg m;
-    int rc;
+    enum spop_next rc;
     unsigned nmsgs = 0;
-    while ((rc = spop_msg_next(&r, &m)) == 1) {
+    while ((rc = spop_next_msg(&r, &m)) == SPOP_NEXT_ITEM) {
         nmsgs++;
         REQUIRE(in(m.name.ptr, m.name.len, p, end));
         REQUIRE(m.args.p >= p && m.args.p <= m.args.end && m.args.end <= r.p);
         struct spop_str k;
         struct spop_data d;
         unsigned n = 0;
-        int krc;
-        while ((krc = spop_kv_next(&m.args, &k, &d)) == 1) {
+        enum spop_next krc;
+        while ((krc = spop_next_kv(&m.args, &k, &d)) == SPOP_NEXT_ITEM) {
             n++;
             REQUIRE(in(k.ptr, k.len, p, end));
             check_data(&d, p, end);
         }
-        /* spop_msg_next validated them all */
-        REQUIRE(krc == 0 && n == m.nargs);
+        /* spop_next_msg validated them all */
+        REQUIRE(krc == SPOP_NEXT_END && n == m.nargs);
     }
-    REQUIRE(rc == 0 || rc == -1);
+    REQUIRE(rc == SPOP_NEXT_END || rc == SPOP_NEXT_MALFORMED);
     REQUIRE(r.p >= p && r.p <= end);
-    if (rc == 0 && len <= sizeof(enc1) / 2) {
+    if (rc == SPOP_NEXT_END && len <= sizeof(enc1) / 2) {
         size_t n1 = reencode_msgs(p, len, enc1, sizeof(enc1));
         REQUIRE(n1 != 0 || len == 0);
         same_msgs(p, len, enc1, n1);
@@ -134,8 +134,8 @@ static void fuzz_kvs(const uint8_t *p, size_t len)
     struct spop_reader r = {p, p + len};
     struct spop_str k;
     struct spop_data d;
-    int rc;
-    while ((rc = spop_kv_next(&r, &k, &d)) == 1) {
+    enum spop_next rc;
+    while ((rc = spop_next_kv(&r, &k, &d)) == SPOP_NEXT_ITEM) {
         REQUIRE(in(k.ptr, k.len, p, p + len));
         check_data(&d, p, p + len);
         /* one KV round trip */
@@ -148,11 +148,11 @@ static void fuzz_kvs(const uint8_t *p, size_t len)
             struct spop_reader r2 = {buf, buf + w.len};
             struct spop_str k2;
             struct spop_data d2;
-            REQUIRE(spop_kv_next(&r2, &k2, &d2) == 1 && r2.p == buf + w.len);
+            REQUIRE(spop_next_kv(&r2, &k2, &d2) == SPOP_NEXT_ITEM && r2.p == buf + w.len);
             REQUIRE(str_same(k, k2) && spop_data_eq(&d, &d2));
         }
     }
-    REQUIRE(rc == 0 || rc == -1);
+    REQUIRE(rc == SPOP_NEXT_END || rc == SPOP_NEXT_MALFORMED);
 
     struct spop_hello h;
     if (spop_hello_parse(p, len, &h) == 0) {
@@ -177,8 +177,8 @@ static void fuzz_actions(const uint8_t *p, size_t len)
     struct spop_data val;
     struct spop_writer w;
     spop_w_init(&w, enc1, sizeof(enc1), 0);
-    int rc;
-    while ((rc = spop_action_next(&r, &type, &scope, &name, &val)) == 1) {
+    enum spop_next rc;
+    while ((rc = spop_next_action(&r, &type, &scope, &name, &val)) == SPOP_NEXT_ITEM) {
         REQUIRE(in(name.ptr, name.len, p, p + len));
         REQUIRE(scope < SPOP_SCOPE_COUNT);
         check_data(&val, p, p + len);
@@ -189,23 +189,23 @@ static void fuzz_actions(const uint8_t *p, size_t len)
             spop_w_unset_var(&w, (enum spop_scope)scope, name.ptr, name.len);
         }
     }
-    REQUIRE(rc == 0 || rc == -1);
-    if (rc == 0 && !w.failed) {
+    REQUIRE(rc == SPOP_NEXT_END || rc == SPOP_NEXT_MALFORMED);
+    if (rc == SPOP_NEXT_END && !w.failed) {
         /* the re-encoded list decodes to the same actions */
         struct spop_reader a = {p, p + len}, b = {enc1, enc1 + w.len};
         uint8_t t2, s2;
         struct spop_str n2;
         struct spop_data v2;
-        int ra, rb;
+        enum spop_next ra, rb;
         do {
-            ra = spop_action_next(&a, &type, &scope, &name, &val);
-            rb = spop_action_next(&b, &t2, &s2, &n2, &v2);
+            ra = spop_next_action(&a, &type, &scope, &name, &val);
+            rb = spop_next_action(&b, &t2, &s2, &n2, &v2);
             REQUIRE(ra == rb);
-            if (ra == 1) {
+            if (ra == SPOP_NEXT_ITEM) {
                 REQUIRE(type == t2 && scope == s2 && str_same(name, n2) && spop_data_eq(&val, &v2));
             }
-        } while (ra == 1);
-        REQUIRE(ra == 0);
+        } while (ra == SPOP_NEXT_ITEM);
+        REQUIRE(ra == SPOP_NEXT_END);
     }
 }
 

@@ -141,7 +141,7 @@ static void expect_action(struct spop_reader *rd, uint8_t type, uint8_t scope, c
     uint8_t t, sc;
     struct spop_str n;
     struct spop_data v;
-    CHECK_EQ_INT(spop_action_next(rd, &t, &sc, &n, &v), 1);
+    CHECK_EQ_INT(spop_next_action(rd, &t, &sc, &n, &v), SPOP_NEXT_ITEM);
     CHECK_EQ_INT(t, type);
     CHECK_EQ_INT(sc, scope);
     CHECK(spop_str_eq(n, name));
@@ -242,7 +242,7 @@ int main(void)
     uint8_t t, sc;
     struct spop_str nm;
     struct spop_data v;
-    while (spop_action_next(&rd, &t, &sc, &nm, &v) == 1) {
+    while (spop_next_action(&rd, &t, &sc, &nm, &v) == SPOP_NEXT_ITEM) {
         n++;
     }
     CHECK_EQ_INT(n, 27);

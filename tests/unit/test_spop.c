@@ -340,7 +340,7 @@ static void test_data_types(void)
         const uint8_t *g = guard_put(c->bytes, c->len);
         struct spop_reader r = {g, g + c->len};
         struct spop_data d;
-        CHECK_EQ_INT(spop_data_next(&r, &d), 1);
+        CHECK(spop_read_data(&r, &d));
         CHECK(r.p == g + c->len);
         CHECK(spop_data_eq(&d, &c->d));
         /* each truncation is malformed and leaves the cursor alone */
@@ -348,7 +348,7 @@ static void test_data_types(void)
             g = guard_put(c->bytes, k);
             r.p = g;
             r.end = g + k;
-            CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+            CHECK(!spop_read_data(&r, &d));
             CHECK(r.p == g);
         }
     }
@@ -365,25 +365,25 @@ static void test_data_malformed(void)
         uint8_t b[4] = {(uint8_t)t, 0, 0, 0};
         const uint8_t *g = guard_put(b, sizeof(b));
         struct spop_reader r = {g, g + sizeof(b)};
-        CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+        CHECK(!spop_read_data(&r, &d));
         b[0] = (uint8_t)(0x30 | t);
         g = guard_put(b, sizeof(b));
         r.p = g;
         r.end = g + sizeof(b);
-        CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+        CHECK(!spop_read_data(&r, &d));
     }
     /* string length past the end (by one) */
     static const uint8_t longstr[] = {0x08, 0x04, 'a', 'b', 'c'};
     const uint8_t *g = guard_put(longstr, sizeof(longstr));
     struct spop_reader r = {g, g + sizeof(longstr)};
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
     /* string length a huge varint */
     static const uint8_t hugestr[] = {0x09, 0xff, 0xf0, 0xfe, 0xfe, 0xfe,
                                       0xfe, 0xfe, 0xfe, 0xfe, 0x0e, 'x'};
     g = guard_put(hugestr, sizeof(hugestr));
     r.p = g;
     r.end = g + sizeof(hugestr);
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
     /* INT32 / UINT32 out of range */
     static const uint8_t i32big[] = {0x02, 0xf0, 0xf1, 0xfe, 0xfe, 0x3e}; /* 2^31 */
     uint64_t v;
@@ -392,24 +392,24 @@ static void test_data_malformed(void)
     g = guard_put(i32big, sizeof(i32big));
     r.p = g;
     r.end = g + sizeof(i32big);
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
     static const uint8_t u32big[] = {0x03, 0xf0, 0xf1, 0xfe, 0xfe, 0x7e}; /* 2^32 */
     CHECK_EQ_INT(spop_varint_decode(u32big + 1, u32big + sizeof(u32big), &v), 5);
     CHECK(v == 0x100000000ull);
     g = guard_put(u32big, sizeof(u32big));
     r.p = g;
     r.end = g + sizeof(u32big);
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
     /* flags on other types are ignored; true without BOOL is not a bool */
     static const uint8_t flagged[] = {0x23, 0x07};
     g = guard_put(flagged, sizeof(flagged));
     r.p = g;
     r.end = g + sizeof(flagged);
-    CHECK_EQ_INT(spop_data_next(&r, &d), 1);
+    CHECK(spop_read_data(&r, &d));
     CHECK(d.type == SPOP_T_UINT32 && d.u.u32 == 7);
     /* empty input */
     r.p = r.end;
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
 }
 
 /* ---- frames ------------------------------------------------------------------ */
@@ -605,7 +605,7 @@ static void test_kv_truncation(const uint8_t *frame, size_t flen,
     struct spop_str k;
     struct spop_data d;
     boundary[0] = true;
-    while (spop_kv_next(&r, &k, &d) == 1) {
+    while (spop_next_kv(&r, &k, &d) == SPOP_NEXT_ITEM) {
         boundary[r.p - f.payload] = true;
     }
     CHECK(r.p == f.payload + f.payload_len);
@@ -680,7 +680,7 @@ static void test_notify(void)
     const uint8_t *g = guard_put(f.payload, f.payload_len);
     struct spop_reader r = {g, g + f.payload_len};
     struct spop_msg m;
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 1);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_ITEM);
     CHECK(spop_str_eq(m.name, "m"));
     CHECK_EQ_INT(m.nargs, 8);
     struct expect_arg exp[] = {
@@ -695,12 +695,12 @@ static void test_notify(void)
     struct spop_str k;
     struct spop_data d;
     for (size_t i = 0; i < ARRAY_LEN(exp); i++) {
-        CHECK_EQ_INT(spop_kv_next(&a, &k, &d), 1);
+        CHECK_EQ_INT(spop_next_kv(&a, &k, &d), SPOP_NEXT_ITEM);
         CHECK(spop_str_eq(k, exp[i].key));
         CHECK(spop_data_eq(&d, &exp[i].d));
     }
-    CHECK_EQ_INT(spop_kv_next(&a, &k, &d), 0);
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 0);
+    CHECK_EQ_INT(spop_next_kv(&a, &k, &d), SPOP_NEXT_END);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_END);
     CHECK(r.p == g + f.payload_len);
 
     /* every truncation of the message list is malformed, except empty */
@@ -708,7 +708,7 @@ static void test_notify(void)
         g = guard_put(f.payload, n);
         r.p = g;
         r.end = g + n;
-        CHECK_EQ_INT(spop_msg_next(&r, &m), n == 0 ? 0 : -1);
+        CHECK_EQ_INT(spop_next_msg(&r, &m), n == 0 ? SPOP_NEXT_END : SPOP_NEXT_MALFORMED);
         CHECK(r.p == g);
     }
 }
@@ -721,40 +721,40 @@ static void test_notify_malformed(void)
     static const uint8_t more_args[] = {0x01, 'm', 0x02, 0x01, 'a', 0x00};
     const uint8_t *g = guard_put(more_args, sizeof(more_args));
     r = (struct spop_reader){g, g + sizeof(more_args)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), -1);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_MALFORMED);
     /* name length past end */
     static const uint8_t long_name[] = {0x05, 'm', 'x'};
     g = guard_put(long_name, sizeof(long_name));
     r = (struct spop_reader){g, g + sizeof(long_name)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), -1);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_MALFORMED);
     /* no nargs byte */
     static const uint8_t no_nargs[] = {0x01, 'm'};
     g = guard_put(no_nargs, sizeof(no_nargs));
     r = (struct spop_reader){g, g + sizeof(no_nargs)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), -1);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_MALFORMED);
     /* an arg of reserved type */
     static const uint8_t bad_type[] = {0x01, 'm', 0x01, 0x01, 'a', 0x0c};
     g = guard_put(bad_type, sizeof(bad_type));
     r = (struct spop_reader){g, g + sizeof(bad_type)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), -1);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_MALFORMED);
     /* two messages, zero args and an empty name: both fine */
     static const uint8_t two[] = {0x01, 'a', 0x00, 0x00, 0x01, 0x00, 0x11};
     g = guard_put(two, sizeof(two));
     r = (struct spop_reader){g, g + sizeof(two)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 1);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_ITEM);
     CHECK(spop_str_eq(m.name, "a") && m.nargs == 0 && m.args.p == m.args.end);
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 1);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_ITEM);
     CHECK(m.name.len == 0 && m.nargs == 1);
     struct spop_str k;
     struct spop_data d;
-    CHECK_EQ_INT(spop_kv_next(&m.args, &k, &d), 1);
+    CHECK_EQ_INT(spop_next_kv(&m.args, &k, &d), SPOP_NEXT_ITEM);
     CHECK(k.len == 0 && d.type == SPOP_T_BOOL && d.u.b);
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 0);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_END);
     /* a KV key running past the end */
     static const uint8_t bad_key[] = {0x09, 'a'};
     g = guard_put(bad_key, sizeof(bad_key));
     r = (struct spop_reader){g, g + sizeof(bad_key)};
-    CHECK_EQ_INT(spop_kv_next(&r, &k, &d), -1);
+    CHECK_EQ_INT(spop_next_kv(&r, &k, &d), SPOP_NEXT_MALFORMED);
     CHECK(r.p == g);
 }
 
@@ -784,24 +784,24 @@ static void test_ack(void)
     uint8_t type, scope;
     struct spop_str name;
     struct spop_data val;
-    CHECK_EQ_INT(spop_action_next(&r, &type, &scope, &name, &val), 1);
+    CHECK_EQ_INT(spop_next_action(&r, &type, &scope, &name, &val), SPOP_NEXT_ITEM);
     CHECK(type == SPOP_ACT_SET_VAR && scope == SPOP_SCOPE_TXN && spop_str_eq(name, "server"));
     CHECK(val.type == SPOP_T_STRING && spop_str_eq(val.u.str, "s1"));
-    CHECK_EQ_INT(spop_action_next(&r, &type, &scope, &name, &val), 1);
+    CHECK_EQ_INT(spop_next_action(&r, &type, &scope, &name, &val), SPOP_NEXT_ITEM);
     CHECK(type == SPOP_ACT_UNSET_VAR && scope == SPOP_SCOPE_TXN && spop_str_eq(name, "noop"));
     CHECK(val.type == SPOP_T_NULL);
-    CHECK_EQ_INT(spop_action_next(&r, &type, &scope, &name, &val), 0);
+    CHECK_EQ_INT(spop_next_action(&r, &type, &scope, &name, &val), SPOP_NEXT_END);
 
     /* truncations: only the action boundary (14) and 0 parse cleanly */
     for (size_t n = 0; n < f.payload_len; n++) {
         g = guard_put(f.payload, n);
         r = (struct spop_reader){g, g + n};
-        int rc;
+        enum spop_next rc;
         int count = 0;
-        while ((rc = spop_action_next(&r, &type, &scope, &name, &val)) == 1) {
+        while ((rc = spop_next_action(&r, &type, &scope, &name, &val)) == SPOP_NEXT_ITEM) {
             count++;
         }
-        CHECK_EQ_INT(rc, (n == 0 || n == 14) ? 0 : -1);
+        CHECK_EQ_INT(rc, (n == 0 || n == 14) ? SPOP_NEXT_END : SPOP_NEXT_MALFORMED);
         CHECK_EQ_INT(count, n >= 14 ? 1 : 0);
     }
 
@@ -822,7 +822,7 @@ static void test_ack(void)
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         g = guard_put(bad[i].p, bad[i].n);
         r = (struct spop_reader){g, g + bad[i].n};
-        CHECK_EQ_INT(spop_action_next(&r, &type, &scope, &name, &val), -1);
+        CHECK_EQ_INT(spop_next_action(&r, &type, &scope, &name, &val), SPOP_NEXT_MALFORMED);
         CHECK(r.p == g);
     }
     /* every scope encodes as its byte; a scope outside the enum fails the writer */
@@ -895,10 +895,10 @@ static void test_writer(void)
     CHECK(f.frame_id == 1);
     struct spop_reader r = {f.payload, f.payload + f.payload_len};
     struct spop_msg m;
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 1);
+    CHECK_EQ_INT(spop_next_msg(&r, &m), SPOP_NEXT_ITEM);
     CHECK(spop_str_eq(m.name, "check") && m.nargs == 1);
     struct spop_str k;
-    CHECK_EQ_INT(spop_kv_next(&m.args, &k, &d), 1);
+    CHECK_EQ_INT(spop_next_kv(&m.args, &k, &d), SPOP_NEXT_ITEM);
     CHECK(spop_str_eq(k, "sid") && spop_str_eq(d.u.str, "0123456789"));
     CHECK_EQ_INT(spop_frame_decode(buf + first, w.len - first, 32, &f, &st), w.len - first);
     CHECK(f.frame_id == 2);
