@@ -941,12 +941,10 @@ static bool is_text(const struct spop_data *v)
 /* Parse the message's args; NULL on success, else the reason for `none`. */
 static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
 {
-    struct spop_reader rd = m->args;
-    struct spop_str k;
-    struct spop_data v;
-    enum spop_next rc;
     memset(a, 0, sizeof(*a));
-    while ((rc = spop_next_kv(&rd, &k, &v)) == SPOP_NEXT_ITEM) {
+    for (unsigned i = 0; i < m->nargs; i++) {
+        struct spop_str k = m->args[i].key;
+        struct spop_data v = m->args[i].val;
         if (spop_str_eq(k, "backend")) {
             if (v.type != SPOP_T_STRING) {
                 return "bad backend";
@@ -1026,9 +1024,6 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
                 memcpy(a->src, v.u.ipv6, 16);
             }
         }
-    }
-    if (rc == SPOP_NEXT_MALFORMED) {
-        return "malformed args";
     }
     if (!a->has_backend || a->backend.len == 0) {
         return "missing backend";
@@ -1428,11 +1423,11 @@ static bool arg_text(const struct spop_data *v, struct spop_str *out)
 static void established_handler(struct req *r, const struct spop_msg *m, void *arg)
 {
     UNUSED(arg);
-    struct spop_reader it = m->args;
-    struct spop_str key, backend = {0}, server = {0}, sid = {0}, uid = {0};
-    struct spop_data v;
+    struct spop_str backend = {0}, server = {0}, sid = {0}, uid = {0};
     int64_t status = 101; /* absent: trust the rule that sent it on 101 */
-    while (spop_next_kv(&it, &key, &v) == SPOP_NEXT_ITEM) {
+    for (unsigned i = 0; i < m->nargs; i++) {
+        struct spop_str key = m->args[i].key;
+        const struct spop_data v = m->args[i].val;
         if (spop_str_eq(key, "backend")) {
             (void)arg_text(&v, &backend);
         } else if (spop_str_eq(key, "server")) {

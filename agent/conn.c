@@ -6,7 +6,8 @@
  *
  *   socket --read 64K--> in buf --spop_frame_decode--> frames
  *     HELLO ------------> AGENT-HELLO ---------------------------.
- *     NOTIFY -> validate -> req_new -> req_dispatch -> handlers   |
+ *     NOTIFY -> spop_notify_parse (decoded and validated once)    |
+ *            -> req_new -> req_dispatch(decoded) -> handlers      |
  *                                 (sync now, or async later)      |
  *                         req_done... -> conn_req_complete -> ACK +--> out buf
  *     HAPROXY-DISCONNECT -> AGENT-DISCONNECT(0) -> CLOSING        |
@@ -272,6 +273,68 @@ void conn_req_complete(struct conn *c, struct req *r)
 
 /* ---- frames ------------------------------------------------------------ */
 
+/* The decoded NOTIFY, shared by every connection: dispatch is synchronous and
+ * handlers copy what they keep, so one set of arrays serves every frame. It
+ * starts in static storage and grows on the heap for a frame with more
+ * messages or args than ever before; it never shrinks (conn_free_all frees it). */
+#define CONN_NOTIFY_MSGS 16u
+#define CONN_NOTIFY_KVS 128u
+static struct spop_msg notify_msgs0[CONN_NOTIFY_MSGS];
+static struct spop_kv notify_kvs0[CONN_NOTIFY_KVS];
+static struct spop_notify notify = {notify_msgs0, CONN_NOTIFY_MSGS, notify_kvs0, CONN_NOTIFY_KVS,
+                                    0, 0};
+
+/* Grow `notify` to hold nmsgs messages and nkvs args. 0 or -1 (ENOMEM; the
+ * arrays it had stay). */
+static int notify_grow(size_t nmsgs, size_t nkvs)
+{
+    if (nmsgs > notify.msgs_cap) {
+        struct spop_msg *m = notify.msgs == notify_msgs0 ? NULL : notify.msgs;
+        m = realloc(m, nmsgs * sizeof(*m));
+        if (m == NULL) {
+            return -1;
+        }
+        notify.msgs = m;
+        notify.msgs_cap = nmsgs;
+    }
+    if (nkvs > notify.kvs_cap) {
+        struct spop_kv *k = notify.kvs == notify_kvs0 ? NULL : notify.kvs;
+        k = realloc(k, nkvs * sizeof(*k));
+        if (k == NULL) {
+            return -1;
+        }
+        notify.kvs = k;
+        notify.kvs_cap = nkvs;
+    }
+    return 0;
+}
+
+static void notify_release(void)
+{
+    if (notify.msgs != notify_msgs0) {
+        free(notify.msgs);
+    }
+    if (notify.kvs != notify_kvs0) {
+        free(notify.kvs);
+    }
+    notify = (struct spop_notify){notify_msgs0, CONN_NOTIFY_MSGS, notify_kvs0, CONN_NOTIFY_KVS,
+                                  0, 0};
+}
+
+/* Decode f's message list into `notify`, growing it once if the frame needs
+ * more room: OK, MALFORMED, or NO_ROOM when memory ran out. */
+static enum spop_notify_result notify_decode(const struct spop_frame *f)
+{
+    enum spop_notify_result rc = spop_notify_parse(f->payload, f->payload_len, &notify);
+    if (rc == SPOP_NOTIFY_NO_ROOM) {
+        if (notify_grow(notify.nmsgs, notify.nkvs) != 0) {
+            return SPOP_NOTIFY_NO_ROOM;
+        }
+        rc = spop_notify_parse(f->payload, f->payload_len, &notify);
+    }
+    return rc;
+}
+
 static void on_hello(struct conn *c, const struct spop_frame *f)
 {
     if (f->type != SPOP_FRAME_HAPROXY_HELLO) {
@@ -341,17 +404,17 @@ static void on_notify(struct conn *c, const struct spop_frame *f)
         conn_close_with(c, SPOP_ST_FRAG_NOT_SUPPORTED, "fragmented NOTIFY not supported");
         return;
     }
-    /* Validate every message before any handler runs: a bad frame must not
-     * half-execute. */
-    struct spop_reader rd = {f->payload, f->payload + f->payload_len};
-    struct spop_msg m;
-    enum spop_next rc;
-    while ((rc = spop_next_msg(&rd, &m)) == SPOP_NEXT_ITEM) {
-    }
-    if (rc == SPOP_NEXT_MALFORMED) {
+    /* Decode and validate every message before any handler runs: a bad frame
+     * must not half-execute. */
+    enum spop_notify_result rc = notify_decode(f);
+    if (rc == SPOP_NOTIFY_MALFORMED) {
         log_hexdump(LOG_LVL_DEBUG, c->ident, f->payload,
                     f->payload_len < 64 ? f->payload_len : 64);
         conn_close_with(c, SPOP_ST_INVALID, "malformed NOTIFY message list");
+        return;
+    }
+    if (rc != SPOP_NOTIFY_OK) {
+        conn_close_with(c, SPOP_ST_RES, "out of memory");
         return;
     }
     STATS_INC(notify);
@@ -361,7 +424,7 @@ static void on_notify(struct conn *c, const struct spop_frame *f)
         return;
     }
     req_link(&c->reqs, r);
-    req_dispatch(r, f->payload, f->payload_len);
+    req_dispatch(r, &notify);
 }
 
 static void on_frame(struct conn *c, const struct spop_frame *f)
@@ -646,4 +709,5 @@ void conn_free_all(void)
         }
         conn_free(c);
     }
+    notify_release();
 }

@@ -340,24 +340,20 @@ static void req_complete(struct req *r)
     conn_req_complete(r->conn, r);
 }
 
-void req_dispatch(struct req *r, const uint8_t *payload, size_t len)
+void req_dispatch(struct req *r, const struct spop_notify *n)
 {
-    struct spop_reader rd = {payload, payload + len};
-    struct spop_msg m;
     r->pending = 1; /* guard: handlers completing inline must not finish the frame early */
-    for (;;) {
-        if (spop_next_msg(&rd, &m) != SPOP_NEXT_ITEM) {
-            break; /* the engine validated the payload: -1 cannot happen here */
-        }
-        const struct req_handler *h = handler_find(m.name);
+    for (size_t i = 0; i < n->nmsgs; i++) {
+        const struct spop_msg *m = &n->msgs[i];
+        const struct req_handler *h = handler_find(m->name);
         if (h == NULL) {
             STATS_INC(msg_unknown);
-            log_debug("%s: no handler for message '%.*s'", req_ident(r), (int)m.name.len,
-                      m.name.ptr);
+            log_debug("%s: no handler for message '%.*s'", req_ident(r), (int)m->name.len,
+                      m->name.ptr);
             continue;
         }
         r->pending++;
-        h->fn(r, &m, h->arg);
+        h->fn(r, m, h->arg);
     }
     req_done(r);
 }

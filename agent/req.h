@@ -54,10 +54,11 @@ const char *req_ident(const struct req *r);
 /* New request for a NOTIFY (stream_id, frame_id) of connection c, whose ACK
  * frames may not exceed max_frame bytes. NULL when out of memory. */
 struct req *req_new(struct conn *c, uint64_t stream_id, uint64_t frame_id, uint32_t max_frame);
-/* Dispatch every message of a validated NOTIFY payload to its handler; unknown
- * messages are acknowledged harmlessly. May complete (and call
+/* Dispatch every message of a NOTIFY decoded and validated by
+ * spop_notify_parse to its handler, in order; unknown messages are acknowledged
+ * harmlessly. n is borrowed for the call only. May complete (and call
  * conn_req_complete) before returning. */
-void req_dispatch(struct req *r, const uint8_t *payload, size_t len);
+void req_dispatch(struct req *r, const struct spop_notify *n);
 /* The connection is going away: detach the request from it. */
 void req_orphan(struct req *r);
 /* Encoded ACK actions, at least one; borrowed until req_free. */

@@ -192,31 +192,37 @@ enum spop_next spop_next_kv(struct spop_reader *r, struct spop_str *key, struct 
     return SPOP_NEXT_ITEM;
 }
 
-enum spop_next spop_next_msg(struct spop_reader *r, struct spop_msg *m)
+enum spop_notify_result spop_notify_parse(const uint8_t *p, size_t len, struct spop_notify *n)
 {
-    if (r->p >= r->end) {
-        return SPOP_NEXT_END;
-    }
-    struct spop_reader c = *r;
-    struct spop_str name;
-    if (rd_str(&c, &name) != 0 || c.p >= c.end) {
-        return SPOP_NEXT_MALFORMED;
-    }
-    unsigned nargs = *c.p++;
-    const uint8_t *args = c.p;
-    for (unsigned i = 0; i < nargs; i++) {
-        struct spop_str k;
-        struct spop_data d;
-        if (rd_str(&c, &k) != 0 || !spop_read_data(&c, &d)) {
-            return SPOP_NEXT_MALFORMED;
+    struct spop_reader c = {p, len != 0 ? p + len : p}; /* no NULL + 0 */
+    size_t nmsgs = 0, nkvs = 0;
+    while (c.p < c.end) {
+        struct spop_str name;
+        if (rd_str(&c, &name) != 0 || c.p >= c.end) {
+            return SPOP_NOTIFY_MALFORMED;
         }
+        unsigned nargs = *c.p++;
+        /* past the arrays' room: keep validating and counting, store nothing */
+        bool store = nmsgs < n->msgs_cap && nkvs + nargs <= n->kvs_cap;
+        struct spop_kv scratch;
+        for (unsigned i = 0; i < nargs; i++) {
+            struct spop_kv *kv = store ? &n->kvs[nkvs + i] : &scratch;
+            if (rd_str(&c, &kv->key) != 0 || !spop_read_data(&c, &kv->val)) {
+                return SPOP_NOTIFY_MALFORMED;
+            }
+        }
+        if (store) {
+            /* no NULL + 0 when the caller gave no kvs */
+            const struct spop_kv *args = n->kvs != NULL ? n->kvs + nkvs : NULL;
+            n->msgs[nmsgs] = (struct spop_msg){name, nargs, args};
+        }
+        nmsgs++;
+        nkvs += nargs;
     }
-    m->name = name;
-    m->nargs = nargs;
-    m->args.p = args;
-    m->args.end = c.p;
-    r->p = c.p;
-    return SPOP_NEXT_ITEM;
+    bool fits = nmsgs <= n->msgs_cap && nkvs <= n->kvs_cap;
+    n->nmsgs = nmsgs;
+    n->nkvs = nkvs;
+    return fits ? SPOP_NOTIFY_OK : SPOP_NOTIFY_NO_ROOM;
 }
 
 /* An integer of any of the four integer types that fits a uint32. */

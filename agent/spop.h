@@ -126,12 +126,31 @@ struct spop_reader {
     const uint8_t *end;
 };
 
-/* One message of a NOTIFY frame. args/args_end delimit its KV-list of nargs
- * entries (already validated by spop_next_msg); iterate with spop_next_kv. */
+/* One argument of a NOTIFY message: name (may be empty) and typed value, both
+ * views into the frame. */
+struct spop_kv {
+    struct spop_str key;
+    struct spop_data val;
+};
+
+/* One message of a NOTIFY frame, decoded: its nargs arguments in wire order.
+ * Everything points into the frame or into the spop_notify that holds it. */
 struct spop_msg {
     struct spop_str name;
     unsigned nargs;
-    struct spop_reader args;
+    const struct spop_kv *args;
+};
+
+/* A NOTIFY payload decoded once, for the engine's check and every handler.
+ * The caller provides the arrays (no allocation here) and their capacities;
+ * spop_notify_parse fills nmsgs messages whose args are slices of kvs. */
+struct spop_notify {
+    struct spop_msg *msgs;
+    size_t msgs_cap;
+    struct spop_kv *kvs;
+    size_t kvs_cap;
+    size_t nmsgs; /* messages decoded (on NO_ROOM: how many the payload holds) */
+    size_t nkvs;  /* arguments decoded, all messages together (same) */
 };
 
 /* The parts of a HAPROXY-HELLO the agent cares about. */
@@ -158,7 +177,9 @@ struct spop_disconnect {
  *  - spop_read_* (one item at a cursor over complete bytes): true when read and
  *    the cursor advanced, false when malformed (cursor left alone).
  *  - spop_next_* (iterate a list): an enum spop_next, END / ITEM / MALFORMED.
- *  - spop_*_parse (a whole payload): 0 when parsed, -1 when malformed.
+ *  - spop_*_parse (a whole payload): 0 when parsed, -1 when malformed; only
+ *    spop_notify_parse, which decodes into the caller's arrays, also says when
+ *    they are too small, with an enum spop_notify_result.
  * None of them reads past the end it is given. */
 
 /* The result of a spop_next_* iterator. */
@@ -200,9 +221,20 @@ bool spop_read_data(struct spop_reader *r, struct spop_data *out)
 enum spop_next spop_next_kv(struct spop_reader *r, struct spop_str *key, struct spop_data *val)
     __attribute__((warn_unused_result));
 
-/* Next message of a NOTIFY payload; validates all its args. Arg names may be
- * empty. */
-enum spop_next spop_next_msg(struct spop_reader *r, struct spop_msg *m)
+/* The result of spop_notify_parse. */
+enum spop_notify_result {
+    SPOP_NOTIFY_OK = 0,    /* every message decoded into n */
+    SPOP_NOTIFY_MALFORMED, /* the message list is not valid SPOP: nothing may run */
+    SPOP_NOTIFY_NO_ROOM,   /* valid, but n's arrays are too small: n->nmsgs and
+                            * n->nkvs say how much it needs; grow and parse again */
+};
+
+/* Decode and validate a whole NOTIFY payload [p, p + len) in one walk, into the
+ * caller's arrays of n (msgs_cap, kvs_cap; either may be 0). Names and string
+ * values are views into [p, p + len), args views into n->kvs: valid while both
+ * are. Messages and arg names may be empty; an empty payload is OK with no
+ * message. On MALFORMED the contents of n are unspecified. */
+enum spop_notify_result spop_notify_parse(const uint8_t *p, size_t len, struct spop_notify *n)
     __attribute__((warn_unused_result));
 
 /* Parse a HAPROXY-HELLO payload; unknown keys are skipped. 0 or -1. Missing
