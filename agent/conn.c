@@ -9,7 +9,7 @@
  *     NOTIFY -> spop_notify_parse (decoded and validated once)    |
  *            -> req_new -> req_dispatch(decoded) -> handlers      |
  *                                 (sync now, or async later)      |
- *                         req_done... -> conn_req_complete -> ACK +--> out buf
+ *              req_done... -> (callback) conn_req_complete -> ACK +--> out buf
  *     HAPROXY-DISCONNECT -> AGENT-DISCONNECT(0) -> CLOSING        |
  *     protocol error ----> AGENT-DISCONNECT(st) -> CLOSING -------'
  *   out buf --one write per loop iteration (end of read, or ev_prepare)--> socket
@@ -28,7 +28,7 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
-#include "req.h"
+#include "req_engine.h"
 #include "spop.h"
 #include "stats.h"
 #include "util.h"
@@ -105,11 +105,6 @@ void conn_configure(const struct cfg *cf)
 unsigned conn_count(void)
 {
     return nconns;
-}
-
-const char *conn_ident(const struct conn *c)
-{
-    return c->ident;
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -240,22 +235,23 @@ static void conn_close_with(struct conn *c, uint32_t status, const char *msg)
     ev_timer_start(c->loop, &c->close_w);
 }
 
-void conn_req_complete(struct conn *c, struct req *r)
+/* req_complete_fn: every message of r is done; queue its ACK. req.c frees r
+ * when this returns. */
+static void conn_req_complete(struct req *r, const struct req_ack *ack, void *arg)
 {
-    size_t alen;
-    const uint8_t *act = req_actions(r, &alen);
+    struct conn *c = arg;
     size_t cap;
     uint8_t *p = NULL;
     if (c->state == CONN_CLOSING) {
         /* the DISCONNECT is queued: nothing may follow it */
         STATS_INC(ack_dropped);
     } else {
-        p = out_reserve(c, alen, &cap);
+        p = out_reserve(c, ack->actions_len, &cap);
     }
     if (p != NULL) {
         struct spop_writer w;
         spop_w_init(&w, p, cap, c->max_frame);
-        if (spop_w_ack(&w, req_stream_id(r), req_frame_id(r), act, alen) == 0) {
+        if (spop_w_ack(&w, ack->stream_id, ack->frame_id, ack->actions, ack->actions_len) == 0) {
             buf_commit(&c->out, w.len);
             STATS_INC(ack);
             STATS_INC(spop_frames_out);
@@ -265,7 +261,6 @@ void conn_req_complete(struct conn *c, struct req *r)
         }
     }
     req_unlink(&c->reqs, r);
-    req_free(r);
     if (!c->in_read && !ev_is_active(&c->flush_w)) {
         ev_prepare_start(c->loop, &c->flush_w);
     }
@@ -418,7 +413,8 @@ static void on_notify(struct conn *c, const struct spop_frame *f)
         return;
     }
     STATS_INC(notify);
-    struct req *r = req_new(c, f->stream_id, f->frame_id, c->max_frame);
+    struct req *r = req_new(conn_req_complete, c, c->ident, f->stream_id, f->frame_id,
+                            c->max_frame);
     if (r == NULL) {
         conn_close_with(c, SPOP_ST_RES, "out of memory");
         return;
