@@ -274,58 +274,58 @@ static void conn_req_complete(struct req *r, const struct req_ack *ack, void *ar
  * messages or args than ever before; it never shrinks (conn_free_all frees it). */
 #define CONN_NOTIFY_MSGS 16u
 #define CONN_NOTIFY_KVS 128u
-static struct spop_msg notify_msgs0[CONN_NOTIFY_MSGS];
-static struct spop_kv notify_kvs0[CONN_NOTIFY_KVS];
-static struct spop_notify notify = {notify_msgs0, CONN_NOTIFY_MSGS, notify_kvs0, CONN_NOTIFY_KVS,
-                                    0, 0};
+static struct spop_msg decoded_msgs0[CONN_NOTIFY_MSGS];
+static struct spop_kv decoded_kvs0[CONN_NOTIFY_KVS];
+static struct spop_notify decoded = {decoded_msgs0, CONN_NOTIFY_MSGS, decoded_kvs0,
+                                     CONN_NOTIFY_KVS, 0, 0};
 
-/* Grow `notify` to hold nmsgs messages and nkvs args. 0 or -1 (ENOMEM; the
+/* Grow `decoded` to hold nmsgs messages and nkvs args. 0 or -1 (ENOMEM; the
  * arrays it had stay). */
-static int notify_grow(size_t nmsgs, size_t nkvs)
+static int decoded_grow(size_t nmsgs, size_t nkvs)
 {
-    if (nmsgs > notify.msgs_cap) {
-        struct spop_msg *m = notify.msgs == notify_msgs0 ? NULL : notify.msgs;
+    if (nmsgs > decoded.msgs_cap) {
+        struct spop_msg *m = decoded.msgs == decoded_msgs0 ? NULL : decoded.msgs;
         m = realloc(m, nmsgs * sizeof(*m));
         if (m == NULL) {
             return -1;
         }
-        notify.msgs = m;
-        notify.msgs_cap = nmsgs;
+        decoded.msgs = m;
+        decoded.msgs_cap = nmsgs;
     }
-    if (nkvs > notify.kvs_cap) {
-        struct spop_kv *k = notify.kvs == notify_kvs0 ? NULL : notify.kvs;
+    if (nkvs > decoded.kvs_cap) {
+        struct spop_kv *k = decoded.kvs == decoded_kvs0 ? NULL : decoded.kvs;
         k = realloc(k, nkvs * sizeof(*k));
         if (k == NULL) {
             return -1;
         }
-        notify.kvs = k;
-        notify.kvs_cap = nkvs;
+        decoded.kvs = k;
+        decoded.kvs_cap = nkvs;
     }
     return 0;
 }
 
-static void notify_release(void)
+static void decoded_release(void)
 {
-    if (notify.msgs != notify_msgs0) {
-        free(notify.msgs);
+    if (decoded.msgs != decoded_msgs0) {
+        free(decoded.msgs);
     }
-    if (notify.kvs != notify_kvs0) {
-        free(notify.kvs);
+    if (decoded.kvs != decoded_kvs0) {
+        free(decoded.kvs);
     }
-    notify = (struct spop_notify){notify_msgs0, CONN_NOTIFY_MSGS, notify_kvs0, CONN_NOTIFY_KVS,
-                                  0, 0};
+    decoded = (struct spop_notify){decoded_msgs0, CONN_NOTIFY_MSGS, decoded_kvs0,
+                                   CONN_NOTIFY_KVS, 0, 0};
 }
 
-/* Decode f's message list into `notify`, growing it once if the frame needs
+/* Decode f's message list into `decoded`, growing it once if the frame needs
  * more room: OK, MALFORMED, or NO_ROOM when memory ran out. */
-static enum spop_notify_result notify_decode(const struct spop_frame *f)
+static enum spop_notify_result decode_notify(const struct spop_frame *f)
 {
-    enum spop_notify_result rc = spop_notify_parse(f->payload, f->payload_len, &notify);
+    enum spop_notify_result rc = spop_notify_parse(f->payload, f->payload_len, &decoded);
     if (rc == SPOP_NOTIFY_NO_ROOM) {
-        if (notify_grow(notify.nmsgs, notify.nkvs) != 0) {
+        if (decoded_grow(decoded.nmsgs, decoded.nkvs) != 0) {
             return SPOP_NOTIFY_NO_ROOM;
         }
-        rc = spop_notify_parse(f->payload, f->payload_len, &notify);
+        rc = spop_notify_parse(f->payload, f->payload_len, &decoded);
     }
     return rc;
 }
@@ -401,7 +401,7 @@ static void on_notify(struct conn *c, const struct spop_frame *f)
     }
     /* Decode and validate every message before any handler runs: a bad frame
      * must not half-execute. */
-    enum spop_notify_result rc = notify_decode(f);
+    enum spop_notify_result rc = decode_notify(f);
     if (rc == SPOP_NOTIFY_MALFORMED) {
         log_hexdump(LOG_LVL_DEBUG, c->ident, f->payload,
                     f->payload_len < 64 ? f->payload_len : 64);
@@ -420,7 +420,7 @@ static void on_notify(struct conn *c, const struct spop_frame *f)
         return;
     }
     req_link(&c->reqs, r);
-    req_dispatch(r, &notify);
+    req_dispatch(r, &decoded);
 }
 
 static void on_frame(struct conn *c, const struct spop_frame *f)
@@ -705,5 +705,5 @@ void conn_free_all(void)
         }
         conn_free(c);
     }
-    notify_release();
+    decoded_release();
 }

@@ -53,6 +53,17 @@ static void h_fill(struct req *r, const struct spop_msg *m, void *arg)
     req_done(r);
 }
 
+/* Answers txn.nargs = its arg count, and txn.last = its last arg's value. */
+static void h_count(struct req *r, const struct spop_msg *m, void *arg)
+{
+    (void)arg;
+    req_set_var_int(r, "nargs", m->nargs);
+    if (m->nargs > 0) {
+        req_set_var(r, SPOP_SCOPE_TXN, "last", &m->args[m->nargs - 1].val);
+    }
+    req_done(r);
+}
+
 static int idle_calls;
 static void on_idle(void)
 {
@@ -161,6 +172,7 @@ int main(void)
     CHECK(req_register("async", h_async, NULL) == 0);
     CHECK(req_register("set", h_set, NULL) == 0);
     CHECK(req_register("fill", h_fill, NULL) == 0);
+    CHECK(req_register("count", h_count, NULL) == 0);
 
     int fd;
     CHECK(open_conn(&fd, 16380) == 0);
@@ -250,6 +262,49 @@ int main(void)
     CHECK_EQ_INT(n, 27);
     CHECK(rd.p == rd.end);
 
+    close(fd);
+    pump(-1);
+
+    /* a frame with more messages and args than the engine's static decode
+     * arrays hold (16, 128): 30 unknown messages, then one of 200 args; the
+     * arrays grow, every message is seen, and a small frame after still works */
+    CHECK(open_conn(&fd, 16380) == 0);
+    {
+        static uint8_t b[8192];
+        struct spop_writer w;
+        spop_w_init(&w, b, sizeof(b), 0);
+        spop_w_frame_begin(&w, SPOP_FRAME_NOTIFY, SPOP_FL_FIN, 7, 50);
+        for (int i = 0; i < 30; i++) {
+            spop_w_msg(&w, "nobody", 6, 0);
+        }
+        spop_w_msg(&w, "count", 5, 200);
+        for (int i = 0; i < 200; i++) {
+            struct spop_data d = spop_d_i64(i);
+            spop_w_kv(&w, "k", &d);
+        }
+        CHECK(spop_w_frame_end(&w) == 0);
+        uint64_t unk = stats.msg_unknown;
+        CHECK(send(fd, b, w.len, 0) == (ssize_t)w.len);
+        pump(fd);
+        CHECK_EQ_INT(stats.msg_unknown, unk + 30);
+        CHECK(next_frame(&f, keep));
+        CHECK_EQ_INT(f.type, SPOP_FRAME_ACK);
+        CHECK_EQ_INT(f.frame_id, 50);
+        rd = (struct spop_reader){f.payload, f.payload + f.payload_len};
+        CHECK_EQ_INT(spop_next_action(&rd, &t, &sc, &nm, &v), SPOP_NEXT_ITEM);
+        CHECK(spop_str_eq(nm, "nargs") && v.type == SPOP_T_INT64 && v.u.i64 == 200);
+        CHECK_EQ_INT(spop_next_action(&rd, &t, &sc, &nm, &v), SPOP_NEXT_ITEM);
+        CHECK(spop_str_eq(nm, "last") && v.type == SPOP_T_INT64 && v.u.i64 == 199);
+        CHECK(rd.p == rd.end);
+        static const char *const count[] = {"count", NULL};
+        send_notify(fd, 7, 51, count);
+        pump(fd);
+        CHECK(next_frame(&f, keep));
+        CHECK_EQ_INT(f.frame_id, 51);
+        rd = (struct spop_reader){f.payload, f.payload + f.payload_len};
+        CHECK_EQ_INT(spop_next_action(&rd, &t, &sc, &nm, &v), SPOP_NEXT_ITEM);
+        CHECK(spop_str_eq(nm, "nargs") && v.u.i64 == 0);
+    }
     close(fd);
     pump(-1);
 
