@@ -87,29 +87,30 @@ size_t spop_varint_encode(uint64_t v, uint8_t *out)
 /* ---- payload decoding ------------------------------------------------------
  * Inside a complete frame nothing is "need more": running out is malformed. */
 
-/* A varint inside [r->p, r->end); advances r. 0 or -1. */
-static inline int rd_varint(struct spop_reader *r, uint64_t *v)
+/* A varint inside [r->p, r->end). The spop_read_* convention: true and r
+ * advanced, or false (malformed) and r left alone. */
+static inline bool read_varint(struct spop_reader *r, uint64_t *v)
 {
     int n = varint_get(r->p, r->end, v);
     if (UNLIKELY(n <= 0)) {
-        return -1;
+        return false;
     }
     r->p += n;
-    return 0;
+    return true;
 }
 
-/* A varint-length string view; advances r. 0 or -1. */
-static inline int rd_str(struct spop_reader *r, struct spop_str *s)
+/* A varint-length string view; same convention. */
+static inline bool read_str(struct spop_reader *r, struct spop_str *s)
 {
     struct spop_reader c = *r;
     uint64_t n;
-    if (rd_varint(&c, &n) != 0 || n > (uint64_t)(c.end - c.p)) {
-        return -1;
+    if (!read_varint(&c, &n) || n > (uint64_t)(c.end - c.p)) {
+        return false;
     }
     s->ptr = (const char *)c.p;
     s->len = (size_t)n;
     r->p = c.p + n;
-    return 0;
+    return true;
 }
 
 bool spop_read_data(struct spop_reader *r, struct spop_data *out)
@@ -129,25 +130,25 @@ bool spop_read_data(struct spop_reader *r, struct spop_data *out)
         break;
     case SPOP_T_INT32:
         /* negatives arrive as the int64 two's complement cast to uint64 */
-        if (rd_varint(&c, &v) != 0 || (int64_t)v < INT32_MIN || (int64_t)v > INT32_MAX) {
+        if (!read_varint(&c, &v) || (int64_t)v < INT32_MIN || (int64_t)v > INT32_MAX) {
             return false;
         }
         out->u.i32 = (int32_t)(int64_t)v;
         break;
     case SPOP_T_UINT32:
-        if (rd_varint(&c, &v) != 0 || v > UINT32_MAX) {
+        if (!read_varint(&c, &v) || v > UINT32_MAX) {
             return false;
         }
         out->u.u32 = (uint32_t)v;
         break;
     case SPOP_T_INT64:
-        if (rd_varint(&c, &v) != 0) {
+        if (!read_varint(&c, &v)) {
             return false;
         }
         out->u.i64 = (int64_t)v;
         break;
     case SPOP_T_UINT64:
-        if (rd_varint(&c, &out->u.u64) != 0) {
+        if (!read_varint(&c, &out->u.u64)) {
             return false;
         }
         break;
@@ -167,7 +168,7 @@ bool spop_read_data(struct spop_reader *r, struct spop_data *out)
         break;
     case SPOP_T_STRING:
     case SPOP_T_BINARY:
-        if (rd_str(&c, &out->u.str) != 0) {
+        if (!read_str(&c, &out->u.str)) {
             return false;
         }
         break;
@@ -185,7 +186,7 @@ enum spop_next spop_next_kv(struct spop_reader *r, struct spop_str *key, struct 
         return SPOP_NEXT_END;
     }
     struct spop_reader c = *r;
-    if (rd_str(&c, key) != 0 || !spop_read_data(&c, val)) {
+    if (!read_str(&c, key) || !spop_read_data(&c, val)) {
         return SPOP_NEXT_MALFORMED;
     }
     r->p = c.p;
@@ -198,7 +199,7 @@ enum spop_notify_result spop_notify_parse(const uint8_t *p, size_t len, struct s
     size_t nmsgs = 0, nkvs = 0;
     while (c.p < c.end) {
         struct spop_str name;
-        if (rd_str(&c, &name) != 0 || c.p >= c.end) {
+        if (!read_str(&c, &name) || c.p >= c.end) {
             return SPOP_NOTIFY_MALFORMED;
         }
         unsigned nargs = *c.p++;
@@ -207,7 +208,7 @@ enum spop_notify_result spop_notify_parse(const uint8_t *p, size_t len, struct s
         struct spop_kv scratch;
         for (unsigned i = 0; i < nargs; i++) {
             struct spop_kv *kv = store ? &n->kvs[nkvs + i] : &scratch;
-            if (rd_str(&c, &kv->key) != 0 || !spop_read_data(&c, &kv->val)) {
+            if (!read_str(&c, &kv->key) || !spop_read_data(&c, &kv->val)) {
                 return SPOP_NOTIFY_MALFORMED;
             }
         }
@@ -337,11 +338,11 @@ enum spop_next spop_next_action(struct spop_reader *r, uint8_t *type, uint8_t *s
     struct spop_str n;
     struct spop_data v = {.type = SPOP_T_NULL};
     if (t == SPOP_ACT_SET_VAR && nargs == 3) {
-        if (rd_str(&c, &n) != 0 || !spop_read_data(&c, &v)) {
+        if (!read_str(&c, &n) || !spop_read_data(&c, &v)) {
             return SPOP_NEXT_MALFORMED;
         }
     } else if (t == SPOP_ACT_UNSET_VAR && nargs == 2) {
-        if (rd_str(&c, &n) != 0) {
+        if (!read_str(&c, &n)) {
             return SPOP_NEXT_MALFORMED;
         }
     } else {
@@ -384,7 +385,7 @@ ssize_t spop_frame_decode(const uint8_t *buf, size_t len, uint32_t max_frame_siz
     uint32_t flags = get_be32(c.p + 1);
     c.p += 5;
     uint64_t sid, fid;
-    if (rd_varint(&c, &sid) != 0 || rd_varint(&c, &fid) != 0) {
+    if (!read_varint(&c, &sid) || !read_varint(&c, &fid)) {
         *st = SPOP_ST_INVALID;
         return -1;
     }
