@@ -3,8 +3,9 @@
  * engine's side: req_engine.h.)
  *
  * A handler is registered for a message name. For each message of a NOTIFY it
- * receives the decoded message (args are BORROWED: valid only during the call;
- * copy what you keep) and must later call req_done() exactly once, possibly
+ * receives the message decoded and validated (m->args[0 .. m->nargs): names and
+ * values are views into the frame, BORROWED: valid only during the call; copy
+ * what you keep) and must later call req_done() exactly once, possibly
  * from another callback (a Redis reply, a timer). Before req_done it may add
  * actions. The ACK is sent when every message of the frame is done, echoing the
  * frame's stream-id and frame-id, and always carries at least one action.
