@@ -938,6 +938,48 @@ static bool is_text(const struct spop_data *v)
     return v->type == SPOP_T_STRING || v->type == SPOP_T_BINARY;
 }
 
+/* The affinity key: text as it is, a number or an address as its text form,
+ * NULL or empty as absent. False for a type that has no text form. */
+static bool parse_key(const struct spop_data *v, struct assign_args *a)
+{
+    a->has_key = true;
+    switch (v->type) {
+    case SPOP_T_NULL:
+        a->has_key = false;
+        break;
+    case SPOP_T_STRING:
+    case SPOP_T_BINARY:
+        a->key = v->u.str;
+        a->has_key = v->u.str.len > 0;
+        break;
+    case SPOP_T_INT32:
+        snprintf(a->key_text, sizeof(a->key_text), "%" PRId32, v->u.i32);
+        break;
+    case SPOP_T_UINT32:
+        snprintf(a->key_text, sizeof(a->key_text), "%" PRIu32, v->u.u32);
+        break;
+    case SPOP_T_INT64:
+        snprintf(a->key_text, sizeof(a->key_text), "%" PRId64, v->u.i64);
+        break;
+    case SPOP_T_UINT64:
+        snprintf(a->key_text, sizeof(a->key_text), "%" PRIu64, v->u.u64);
+        break;
+    case SPOP_T_IPV4:
+        inet_ntop(AF_INET, v->u.ipv4, a->key_text, sizeof(a->key_text));
+        break;
+    case SPOP_T_IPV6:
+        inet_ntop(AF_INET6, v->u.ipv6, a->key_text, sizeof(a->key_text));
+        break;
+    default:
+        return false;
+    }
+    if (a->has_key && !is_text(v)) {
+        a->key.ptr = a->key_text;
+        a->key.len = strlen(a->key_text);
+    }
+    return true;
+}
+
 /* Parse the message's args; NULL on success, else the reason for `none`. */
 static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
 {
@@ -961,40 +1003,8 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
                 return "bad sid";
             }
         } else if (spop_str_eq(k, "key")) {
-            a->has_key = true;
-            switch (v.type) {
-            case SPOP_T_NULL:
-                a->has_key = false;
-                break;
-            case SPOP_T_STRING:
-            case SPOP_T_BINARY:
-                a->key = v.u.str;
-                a->has_key = v.u.str.len > 0;
-                break;
-            case SPOP_T_INT32:
-                snprintf(a->key_text, sizeof(a->key_text), "%" PRId32, v.u.i32);
-                break;
-            case SPOP_T_UINT32:
-                snprintf(a->key_text, sizeof(a->key_text), "%" PRIu32, v.u.u32);
-                break;
-            case SPOP_T_INT64:
-                snprintf(a->key_text, sizeof(a->key_text), "%" PRId64, v.u.i64);
-                break;
-            case SPOP_T_UINT64:
-                snprintf(a->key_text, sizeof(a->key_text), "%" PRIu64, v.u.u64);
-                break;
-            case SPOP_T_IPV4:
-                inet_ntop(AF_INET, v.u.ipv4, a->key_text, sizeof(a->key_text));
-                break;
-            case SPOP_T_IPV6:
-                inet_ntop(AF_INET6, v.u.ipv6, a->key_text, sizeof(a->key_text));
-                break;
-            default:
+            if (!parse_key(&v, a)) {
                 return "bad key";
-            }
-            if (a->has_key && !is_text(&v)) {
-                a->key.ptr = a->key_text;
-                a->key.len = strlen(a->key_text);
             }
         } else if (spop_str_eq(k, "inst")) {
             if (v.type == SPOP_T_STRING) {
