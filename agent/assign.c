@@ -938,15 +938,55 @@ static bool is_text(const struct spop_data *v)
     return v->type == SPOP_T_STRING || v->type == SPOP_T_BINARY;
 }
 
+/* The affinity key: text as it is, a number or an address as its text form,
+ * NULL or empty as absent. False for a type that has no text form. */
+static bool parse_key(const struct spop_data *v, struct assign_args *a)
+{
+    a->has_key = true;
+    switch (v->type) {
+    case SPOP_T_NULL:
+        a->has_key = false;
+        break;
+    case SPOP_T_STRING:
+    case SPOP_T_BINARY:
+        a->key = v->u.str;
+        a->has_key = v->u.str.len > 0;
+        break;
+    case SPOP_T_INT32:
+        snprintf(a->key_text, sizeof(a->key_text), "%" PRId32, v->u.i32);
+        break;
+    case SPOP_T_UINT32:
+        snprintf(a->key_text, sizeof(a->key_text), "%" PRIu32, v->u.u32);
+        break;
+    case SPOP_T_INT64:
+        snprintf(a->key_text, sizeof(a->key_text), "%" PRId64, v->u.i64);
+        break;
+    case SPOP_T_UINT64:
+        snprintf(a->key_text, sizeof(a->key_text), "%" PRIu64, v->u.u64);
+        break;
+    case SPOP_T_IPV4:
+        inet_ntop(AF_INET, v->u.ipv4, a->key_text, sizeof(a->key_text));
+        break;
+    case SPOP_T_IPV6:
+        inet_ntop(AF_INET6, v->u.ipv6, a->key_text, sizeof(a->key_text));
+        break;
+    default:
+        return false;
+    }
+    if (a->has_key && !is_text(v)) {
+        a->key.ptr = a->key_text;
+        a->key.len = strlen(a->key_text);
+    }
+    return true;
+}
+
 /* Parse the message's args; NULL on success, else the reason for `none`. */
 static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
 {
-    struct spop_reader rd = m->args;
-    struct spop_str k;
-    struct spop_data v;
-    int rc;
     memset(a, 0, sizeof(*a));
-    while ((rc = spop_kv_next(&rd, &k, &v)) == 1) {
+    for (unsigned i = 0; i < m->nargs; i++) {
+        struct spop_str k = m->args[i].key;
+        struct spop_data v = m->args[i].val;
         if (spop_str_eq(k, "backend")) {
             if (v.type != SPOP_T_STRING) {
                 return "bad backend";
@@ -963,40 +1003,8 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
                 return "bad sid";
             }
         } else if (spop_str_eq(k, "key")) {
-            a->has_key = true;
-            switch (v.type) {
-            case SPOP_T_NULL:
-                a->has_key = false;
-                break;
-            case SPOP_T_STRING:
-            case SPOP_T_BINARY:
-                a->key = v.u.str;
-                a->has_key = v.u.str.len > 0;
-                break;
-            case SPOP_T_INT32:
-                snprintf(a->key_text, sizeof(a->key_text), "%" PRId32, v.u.i32);
-                break;
-            case SPOP_T_UINT32:
-                snprintf(a->key_text, sizeof(a->key_text), "%" PRIu32, v.u.u32);
-                break;
-            case SPOP_T_INT64:
-                snprintf(a->key_text, sizeof(a->key_text), "%" PRId64, v.u.i64);
-                break;
-            case SPOP_T_UINT64:
-                snprintf(a->key_text, sizeof(a->key_text), "%" PRIu64, v.u.u64);
-                break;
-            case SPOP_T_IPV4:
-                inet_ntop(AF_INET, v.u.ipv4, a->key_text, sizeof(a->key_text));
-                break;
-            case SPOP_T_IPV6:
-                inet_ntop(AF_INET6, v.u.ipv6, a->key_text, sizeof(a->key_text));
-                break;
-            default:
+            if (!parse_key(&v, a)) {
                 return "bad key";
-            }
-            if (a->has_key && !is_text(&v)) {
-                a->key.ptr = a->key_text;
-                a->key.len = strlen(a->key_text);
             }
         } else if (spop_str_eq(k, "inst")) {
             if (v.type == SPOP_T_STRING) {
@@ -1026,9 +1034,6 @@ static const char *parse_args(const struct spop_msg *m, struct assign_args *a)
                 memcpy(a->src, v.u.ipv6, 16);
             }
         }
-    }
-    if (rc < 0) {
-        return "malformed args";
     }
     if (!a->has_backend || a->backend.len == 0) {
         return "missing backend";
@@ -1259,22 +1264,164 @@ static void arbitrate(struct req *r, struct assign_ctx *x, const struct srv_back
     }
 }
 
+/* The args, then what they name: NULL with *out set to the backend, else the
+ * reason for `none`. */
+static const char *check_request(const struct spop_msg *m, struct assign_args *a,
+                                 const struct srv_backend **out)
+{
+    const char *bad = parse_args(m, a);
+    if (bad != NULL) {
+        return bad;
+    }
+    if (!A.have_keys) {
+        return "no session secret";
+    }
+    *out = servers_find(a->backend.ptr, a->backend.len);
+    return *out == NULL ? "unknown backend" : NULL;
+}
+
+/* Copy into x what the decision keeps of the args: they are borrowed for the
+ * handler call only, and the decision may wait for Redis. */
+static void ctx_take_args(struct assign_ctx *x, struct req *r, const struct assign_args *a)
+{
+    x->req = r;
+    memcpy(x->backend, a->backend.ptr, a->backend.len);
+    x->backend[a->backend.len] = '\0';
+    x->src_af = a->src_af;
+    memcpy(x->src, a->src, sizeof(x->src));
+    /* The unique-id may carry client-controlled bytes: keep log lines one line. */
+    size_t ul = a->uid.len < UID_LOG_MAX ? a->uid.len : UID_LOG_MAX - 1;
+    for (size_t i = 0; i < ul; i++) {
+        unsigned char ch = (unsigned char)a->uid.ptr[i];
+        x->uid_log[i] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    x->uid_log[ul] = '\0';
+    if (a->upgrade && a->uid.len > 0 && a->uid.len < UID_MAX) {
+        memcpy(x->uid, a->uid.ptr, a->uid.len);
+        x->uid_len = a->uid.len;
+    }
+    if (a->srvck.len == SID_STAG_TEXT_LEN) {
+        memcpy(x->id.srvck, a->srvck.ptr, SID_STAG_TEXT_LEN);
+        x->id.srvck[SID_STAG_TEXT_LEN] = '\0';
+    }
+}
+
+static bool any_server_up(const struct srv_backend *b)
+{
+    bool any_up = false;
+    for (size_t i = 0; i < b->nservers; i++) {
+        any_up |= (aff_flags(b->servers[i].state, b->servers[i].weight) & AFF_F_UP) != 0;
+    }
+    return any_up;
+}
+
+/* Step 1: a cookie that names a usable server decides alone (an operator's
+ * move, when known, names the server instead). True when answered (x is then
+ * released); false when the pin does not stay, for Redis to arbitrate. */
+static bool decide_by_cookie(struct req *r, struct assign_ctx *x, const struct srv_backend *b)
+{
+    struct ident *id = &x->id;
+    const char *mv = moved_find(x->backend, id->rid, id->rid_len);
+    const struct srv *s = mv != NULL ? servers_find_server(b, mv, strlen(mv)) : NULL;
+    bool moved = s != NULL && pin_stays(pin_rule(b, s));
+    if (!moved) {
+        s = &b->servers[id->tagged];
+    }
+    enum aff_pin p = pin_rule(b, s);
+    bool queued = false;
+    if (pin_stays(p) && !pin_fits(b, s)) {
+        /* its server is at its cap (limits.policy): move it where there is room
+         * (Redis arbitrates, step 3), or when there is none, refuse or queue */
+        size_t nc = 0;
+        bool all_full = false;
+        STATS_INC(cap_pin_full);
+        if (build_cands(b, id, &nc) != 0) {
+            answer_none(r, x->backend, "out of memory");
+            ctx_put(x);
+            return true;
+        }
+        if (least_with_room(nc, &all_full) >= 0 || !all_full) {
+            p = AFF_PIN_DOWN; /* not kept: arbitrated below */
+        } else if (!queue_when_full(x->backend)) {
+            answer_full(r, x->backend);
+            ctx_put(x);
+            return true;
+        } else {
+            queued = true;
+        }
+    }
+    if (!pin_stays(p)) {
+        return false;
+    }
+    STATS_INC(decision_hit);
+    STATS_INC(decision_local);
+    if (moved) {
+        moved_forget(x->backend, id->rid, id->rid_len);
+    }
+    answer(r, x->backend, id, "hit", s->name, p == AFF_PIN_DRAINING, !moved,
+           moved ? LEDGER_FORCE : LEDGER_ADOPT, x->uid, x->uid_len);
+    if (queued) {
+        mark_queued(r);
+    }
+    log_decision(x->backend, id, x->uid_log, x->src_af, x->src, "hit", s->name, NULL);
+    req_done(r);
+    ctx_put(x);
+    return true;
+}
+
+/* Step 2: a new session: the least loaded server by the fleet view - unless
+ * HAProxy placed this client itself while the agent was away (its own cookie
+ * names a server that may keep sessions): then it stays there, so a Socket.IO
+ * handshake begun without the agent is not cut in two. Always answers and
+ * releases x. */
+static void decide_new_session(struct req *r, struct assign_ctx *x, const struct srv_backend *b)
+{
+    struct ident *id = &x->id;
+    size_t nc = 0;
+    int best = -1;
+    bool all_full = false, queued = false;
+    int placed = srvck_resolve(b, id->srvck);
+    const char *srv = NULL;
+    if (placed >= 0 && pin_stays(pin_rule(b, &b->servers[placed]))) {
+        srv = b->servers[placed].name;
+    } else if (build_cands(b, id, &nc) != 0 ||
+               ((best = least_with_room(nc, &all_full)) < 0 && !all_full)) {
+        answer_none(r, x->backend, "no usable server");
+        ctx_put(x);
+        return;
+    } else if (best < 0 && !queue_when_full(x->backend)) {
+        answer_full(r, x->backend);
+        ctx_put(x);
+        return;
+    } else {
+        queued = best < 0;
+        best = queued ? least_ignoring_caps(nc) : best;
+        srv = A.cands[best].name;
+        rate_take(x->backend, srv);
+    }
+    STATS_INC(decision_new);
+    STATS_INC(decision_local);
+    answer(r, x->backend, id, "new", srv, false, false, LEDGER_NEW, x->uid, x->uid_len);
+    if (queued) {
+        mark_queued(r);
+    }
+    publish_decision(x->backend, id, false, srv, NULL, NULL);
+    log_decision(x->backend, id, x->uid_log, x->src_af, x->src, "new", srv, NULL);
+    req_done(r);
+    ctx_put(x);
+}
+
+/* sticky-assign: check the request, identify the session, then decide in
+ * three steps - its cookie (step 1), a new session (step 2), or Redis
+ * arbitrates (step 3: a repin, a "1" cookie, an affinity key). */
 static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
 {
     UNUSED(arg);
     struct assign_args a;
-    const char *bad = parse_args(m, &a);
+    const struct srv_backend *b = NULL;
+    const char *bad = check_request(m, &a, &b);
     if (bad != NULL) {
         answer_none(r, NULL, bad);
-        return;
-    }
-    if (!A.have_keys) {
-        answer_none(r, NULL, "no session secret");
-        return;
-    }
-    const struct srv_backend *b = servers_find(a.backend.ptr, a.backend.len);
-    if (b == NULL) {
-        answer_none(r, NULL, "unknown backend");
         return;
     }
     struct assign_ctx *x = ctx_get();
@@ -1282,133 +1429,26 @@ static void assign_handler(struct req *r, const struct spop_msg *m, void *arg)
         answer_none(r, NULL, "out of memory");
         return;
     }
-    x->req = r;
-    memcpy(x->backend, a.backend.ptr, a.backend.len);
-    x->backend[a.backend.len] = '\0';
-    x->src_af = a.src_af;
-    memcpy(x->src, a.src, sizeof(x->src));
-    /* The unique-id may carry client-controlled bytes: keep log lines one line. */
-    size_t ul = a.uid.len < UID_LOG_MAX ? a.uid.len : UID_LOG_MAX - 1;
-    for (size_t i = 0; i < ul; i++) {
-        unsigned char ch = (unsigned char)a.uid.ptr[i];
-        x->uid_log[i] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
-    }
-    x->uid_log[ul] = '\0';
-    if (a.upgrade && a.uid.len > 0 && a.uid.len < UID_MAX) {
-        memcpy(x->uid, a.uid.ptr, a.uid.len);
-        x->uid_len = a.uid.len;
-    }
-    if (a.srvck.len == SID_STAG_TEXT_LEN) {
-        memcpy(x->id.srvck, a.srvck.ptr, SID_STAG_TEXT_LEN);
-        x->id.srvck[SID_STAG_TEXT_LEN] = '\0';
-    }
+    ctx_take_args(x, r, &a);
     if (!identify(x, b, &a)) {
         answer_none(r, x->backend, "cannot make a session id");
         ctx_put(x);
         return;
     }
-    bool any_up = false;
-    for (size_t i = 0; i < b->nservers; i++) {
-        any_up |= (aff_flags(b->servers[i].state, b->servers[i].weight) & AFF_F_UP) != 0;
-    }
-    if (!any_up) {
+    if (!any_server_up(b)) {
         answer_none(r, x->backend, "no usable server");
         ctx_put(x);
         return;
     }
-    struct ident *id = &x->id;
-    /* 1. a cookie that names a usable server decides alone (an operator's move,
-     *    when known, names the server instead) */
-    if (id->kind == SID_KIND_SESSION && id->tagged >= 0) {
-        const char *mv = moved_find(x->backend, id->rid, id->rid_len);
-        const struct srv *s = mv != NULL ? servers_find_server(b, mv, strlen(mv)) : NULL;
-        bool moved = s != NULL && pin_stays(pin_rule(b, s));
-        if (!moved) {
-            s = &b->servers[id->tagged];
-        }
-        enum aff_pin p = pin_rule(b, s);
-        bool queued = false;
-        if (pin_stays(p) && !pin_fits(b, s)) {
-            /* its server is at its cap (limits.policy): move it where there is room
-             * (Redis arbitrates, step 3), or when there is none, refuse or queue */
-            size_t nc = 0;
-            bool all_full = false;
-            STATS_INC(cap_pin_full);
-            if (build_cands(b, id, &nc) != 0) {
-                answer_none(r, x->backend, "out of memory");
-                ctx_put(x);
-                return;
-            }
-            if (least_with_room(nc, &all_full) >= 0 || !all_full) {
-                p = AFF_PIN_DOWN; /* not kept: arbitrated below */
-            } else if (!queue_when_full(x->backend)) {
-                answer_full(r, x->backend);
-                ctx_put(x);
-                return;
-            } else {
-                queued = true;
-            }
-        }
-        if (pin_stays(p)) {
-            STATS_INC(decision_hit);
-            STATS_INC(decision_local);
-            if (moved) {
-                moved_forget(x->backend, id->rid, id->rid_len);
-            }
-            answer(r, x->backend, id, "hit", s->name, p == AFF_PIN_DRAINING, !moved,
-                   moved ? LEDGER_FORCE : LEDGER_ADOPT, x->uid, x->uid_len);
-            if (queued) {
-                mark_queued(r);
-            }
-            log_decision(x->backend, id, x->uid_log, x->src_af, x->src, "hit", s->name, NULL);
-            req_done(r);
-            ctx_put(x);
-            return;
-        }
-    }
-    /* 2. a new session: the least loaded server by the fleet view - unless HAProxy
-     *    placed this client itself while the agent was away (its own cookie names a
-     *    server that may keep sessions): then it stays there, so a Socket.IO
-     *    handshake begun without the agent is not cut in two */
-    if (id->minted) {
-        size_t nc = 0;
-        int best = -1;
-        bool all_full = false, queued = false;
-        int placed = srvck_resolve(b, id->srvck);
-        const char *srv = NULL;
-        if (placed >= 0 && pin_stays(pin_rule(b, &b->servers[placed]))) {
-            srv = b->servers[placed].name;
-        } else if (build_cands(b, id, &nc) != 0 ||
-                   ((best = least_with_room(nc, &all_full)) < 0 && !all_full)) {
-            answer_none(r, x->backend, "no usable server");
-            ctx_put(x);
-            return;
-        } else if (best < 0 && !queue_when_full(x->backend)) {
-            answer_full(r, x->backend);
-            ctx_put(x);
-            return;
-        } else {
-            queued = best < 0;
-            best = queued ? least_ignoring_caps(nc) : best;
-            srv = A.cands[best].name;
-            rate_take(x->backend, srv);
-        }
-        STATS_INC(decision_new);
-        STATS_INC(decision_local);
-        answer(r, x->backend, id, "new", srv, false, false, LEDGER_NEW, x->uid, x->uid_len);
-        if (queued) {
-            mark_queued(r);
-        }
-        publish_decision(x->backend, id, false, srv, NULL, NULL);
-        log_decision(x->backend, id, x->uid_log, x->src_af, x->src, "new", srv, NULL);
-        req_done(r);
-        ctx_put(x);
+    if (x->id.kind == SID_KIND_SESSION && x->id.tagged >= 0 && decide_by_cookie(r, x, b)) {
         return;
     }
-    /* 3. Redis arbitrates: a repin, a "1" cookie, an affinity key */
+    if (x->id.minted) {
+        decide_new_session(r, x, b);
+        return;
+    }
     arbitrate(r, x, b);
 }
-
 
 /* ---- sticky-established: HAProxy used another server ------------------------ */
 
@@ -1428,11 +1468,11 @@ static bool arg_text(const struct spop_data *v, struct spop_str *out)
 static void established_handler(struct req *r, const struct spop_msg *m, void *arg)
 {
     UNUSED(arg);
-    struct spop_reader it = m->args;
-    struct spop_str key, backend = {0}, server = {0}, sid = {0}, uid = {0};
-    struct spop_data v;
+    struct spop_str backend = {0}, server = {0}, sid = {0}, uid = {0};
     int64_t status = 101; /* absent: trust the rule that sent it on 101 */
-    while (spop_kv_next(&it, &key, &v) == 1) {
+    for (unsigned i = 0; i < m->nargs; i++) {
+        struct spop_str key = m->args[i].key;
+        const struct spop_data v = m->args[i].val;
         if (spop_str_eq(key, "backend")) {
             (void)arg_text(&v, &backend);
         } else if (spop_str_eq(key, "server")) {

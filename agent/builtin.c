@@ -14,17 +14,16 @@
 static void echo_handler(struct req *r, const struct spop_msg *m, void *arg)
 {
     UNUSED(arg);
-    struct spop_reader rd = m->args;
-    struct spop_str key;
-    struct spop_data val;
-    while (spop_kv_next(&rd, &key, &val) == 1) {
+    for (unsigned i = 0; i < m->nargs; i++) {
+        struct spop_str key = m->args[i].key;
+        const struct spop_data *val = &m->args[i].val;
         char name[BUILTIN_NAME_MAX];
         if (key.len == 0 || key.len >= sizeof(name)) {
             continue;
         }
         memcpy(name, key.ptr, key.len);
         name[key.len] = '\0';
-        req_set_var(r, SPOP_SCOPE_TXN, name, &val);
+        req_set_var(r, SPOP_SCOPE_TXN, name, val);
     }
     req_done(r);
 }

@@ -6,9 +6,10 @@
  *
  *   socket --read 64K--> in buf --spop_frame_decode--> frames
  *     HELLO ------------> AGENT-HELLO ---------------------------.
- *     NOTIFY -> validate -> req_new -> req_dispatch -> handlers   |
+ *     NOTIFY -> spop_notify_parse (decoded and validated once)    |
+ *            -> req_new -> req_dispatch(decoded) -> handlers      |
  *                                 (sync now, or async later)      |
- *                         req_done... -> conn_req_complete -> ACK +--> out buf
+ *              req_done... -> (callback) conn_req_complete -> ACK +--> out buf
  *     HAPROXY-DISCONNECT -> AGENT-DISCONNECT(0) -> CLOSING        |
  *     protocol error ----> AGENT-DISCONNECT(st) -> CLOSING -------'
  *   out buf --one write per loop iteration (end of read, or ev_prepare)--> socket
@@ -27,7 +28,7 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
-#include "req.h"
+#include "req_engine.h"
 #include "spop.h"
 #include "stats.h"
 #include "util.h"
@@ -104,11 +105,6 @@ void conn_configure(const struct cfg *cf)
 unsigned conn_count(void)
 {
     return nconns;
-}
-
-const char *conn_ident(const struct conn *c)
-{
-    return c->ident;
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -239,22 +235,23 @@ static void conn_close_with(struct conn *c, uint32_t status, const char *msg)
     ev_timer_start(c->loop, &c->close_w);
 }
 
-void conn_req_complete(struct conn *c, struct req *r)
+/* req_complete_fn: every message of r is done; queue its ACK. req.c frees r
+ * when this returns. */
+static void conn_req_complete(struct req *r, const struct req_ack *ack, void *arg)
 {
-    size_t alen;
-    const uint8_t *act = req_actions(r, &alen);
+    struct conn *c = arg;
     size_t cap;
     uint8_t *p = NULL;
     if (c->state == CONN_CLOSING) {
         /* the DISCONNECT is queued: nothing may follow it */
         STATS_INC(ack_dropped);
     } else {
-        p = out_reserve(c, alen, &cap);
+        p = out_reserve(c, ack->actions_len, &cap);
     }
     if (p != NULL) {
         struct spop_writer w;
         spop_w_init(&w, p, cap, c->max_frame);
-        if (spop_w_ack(&w, req_stream_id(r), req_frame_id(r), act, alen) == 0) {
+        if (spop_w_ack(&w, ack->stream_id, ack->frame_id, ack->actions, ack->actions_len) == 0) {
             buf_commit(&c->out, w.len);
             STATS_INC(ack);
             STATS_INC(spop_frames_out);
@@ -264,13 +261,74 @@ void conn_req_complete(struct conn *c, struct req *r)
         }
     }
     req_unlink(&c->reqs, r);
-    req_free(r);
     if (!c->in_read && !ev_is_active(&c->flush_w)) {
         ev_prepare_start(c->loop, &c->flush_w);
     }
 }
 
 /* ---- frames ------------------------------------------------------------ */
+
+/* The decoded NOTIFY, shared by every connection: dispatch is synchronous and
+ * handlers copy what they keep, so one set of arrays serves every frame. It
+ * starts in static storage and grows on the heap for a frame with more
+ * messages or args than ever before; it never shrinks (conn_free_all frees it). */
+#define CONN_NOTIFY_MSGS 16u
+#define CONN_NOTIFY_KVS 128u
+static struct spop_msg decoded_msgs0[CONN_NOTIFY_MSGS];
+static struct spop_kv decoded_kvs0[CONN_NOTIFY_KVS];
+static struct spop_notify decoded = {decoded_msgs0, CONN_NOTIFY_MSGS, decoded_kvs0,
+                                     CONN_NOTIFY_KVS, 0, 0};
+
+/* Grow `decoded` to hold nmsgs messages and nkvs args. 0 or -1 (ENOMEM; the
+ * arrays it had stay). */
+static int decoded_grow(size_t nmsgs, size_t nkvs)
+{
+    if (nmsgs > decoded.msgs_cap) {
+        struct spop_msg *m = decoded.msgs == decoded_msgs0 ? NULL : decoded.msgs;
+        m = realloc(m, nmsgs * sizeof(*m));
+        if (m == NULL) {
+            return -1;
+        }
+        decoded.msgs = m;
+        decoded.msgs_cap = nmsgs;
+    }
+    if (nkvs > decoded.kvs_cap) {
+        struct spop_kv *k = decoded.kvs == decoded_kvs0 ? NULL : decoded.kvs;
+        k = realloc(k, nkvs * sizeof(*k));
+        if (k == NULL) {
+            return -1;
+        }
+        decoded.kvs = k;
+        decoded.kvs_cap = nkvs;
+    }
+    return 0;
+}
+
+static void decoded_release(void)
+{
+    if (decoded.msgs != decoded_msgs0) {
+        free(decoded.msgs);
+    }
+    if (decoded.kvs != decoded_kvs0) {
+        free(decoded.kvs);
+    }
+    decoded = (struct spop_notify){decoded_msgs0, CONN_NOTIFY_MSGS, decoded_kvs0,
+                                   CONN_NOTIFY_KVS, 0, 0};
+}
+
+/* Decode f's message list into `decoded`, growing it once if the frame needs
+ * more room: OK, MALFORMED, or NO_ROOM when memory ran out. */
+static enum spop_notify_result decode_notify(const struct spop_frame *f)
+{
+    enum spop_notify_result rc = spop_notify_parse(f->payload, f->payload_len, &decoded);
+    if (rc == SPOP_NOTIFY_NO_ROOM) {
+        if (decoded_grow(decoded.nmsgs, decoded.nkvs) != 0) {
+            return SPOP_NOTIFY_NO_ROOM;
+        }
+        rc = spop_notify_parse(f->payload, f->payload_len, &decoded);
+    }
+    return rc;
+}
 
 static void on_hello(struct conn *c, const struct spop_frame *f)
 {
@@ -341,27 +399,28 @@ static void on_notify(struct conn *c, const struct spop_frame *f)
         conn_close_with(c, SPOP_ST_FRAG_NOT_SUPPORTED, "fragmented NOTIFY not supported");
         return;
     }
-    /* Validate every message before any handler runs: a bad frame must not
-     * half-execute. */
-    struct spop_reader rd = {f->payload, f->payload + f->payload_len};
-    struct spop_msg m;
-    int rc;
-    while ((rc = spop_msg_next(&rd, &m)) > 0) {
-    }
-    if (rc < 0) {
+    /* Decode and validate every message before any handler runs: a bad frame
+     * must not half-execute. */
+    enum spop_notify_result rc = decode_notify(f);
+    if (rc == SPOP_NOTIFY_MALFORMED) {
         log_hexdump(LOG_LVL_DEBUG, c->ident, f->payload,
                     f->payload_len < 64 ? f->payload_len : 64);
         conn_close_with(c, SPOP_ST_INVALID, "malformed NOTIFY message list");
         return;
     }
+    if (rc != SPOP_NOTIFY_OK) {
+        conn_close_with(c, SPOP_ST_RES, "out of memory");
+        return;
+    }
     STATS_INC(notify);
-    struct req *r = req_new(c, f->stream_id, f->frame_id, c->max_frame);
+    struct req *r = req_new(conn_req_complete, c, c->ident, f->stream_id, f->frame_id,
+                            c->max_frame);
     if (r == NULL) {
         conn_close_with(c, SPOP_ST_RES, "out of memory");
         return;
     }
     req_link(&c->reqs, r);
-    req_dispatch(r, f->payload, f->payload_len);
+    req_dispatch(r, &decoded);
 }
 
 static void on_frame(struct conn *c, const struct spop_frame *f)
@@ -646,4 +705,5 @@ void conn_free_all(void)
         }
         conn_free(c);
     }
+    decoded_release();
 }

@@ -38,9 +38,6 @@ void conn_free(struct conn *c);
 /* Live connections. */
 unsigned conn_count(void);
 
-/* "peer fd=N", borrowed, valid until conn_free. */
-const char *conn_ident(const struct conn *c);
-
 /* Graceful stop: every connection stops reading, lets its requests in flight
  * finish, sends AGENT-DISCONNECT(0) and closes. on_idle runs (once) when the
  * last connection is gone, possibly before this returns. */

@@ -3,17 +3,16 @@
  *
  * Owns request objects (recycled through a freelist so the synchronous path
  * does not call malloc) and the encoded action bytes. Knows nothing about
- * sockets: completion goes through conn_req_complete(); an orphaned request
- * (its connection gone) is freed on its last req_done() and counted.
+ * sockets nor connections: completion goes to the creator's callback; an
+ * orphaned request (its creator gone) is freed on its last req_done() and counted.
  */
-#include "req.h"
+#include "req_engine.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
 #include "log.h"
 #include "stats.h"
 
@@ -25,8 +24,10 @@
 #define REQ_ACK_FIXED 5u
 
 struct req {
-    struct conn *conn; /* NULL once orphaned */
-    struct req *prev, *next; /* the connection's in-flight list, or the freelist */
+    req_complete_fn on_complete; /* NULL once orphaned */
+    void *arg;                   /* on_complete's */
+    const char *owner_ident;     /* the creator's, borrowed until orphaned */
+    struct req *prev, *next; /* the creator's in-flight list, or the freelist */
     uint64_t stream_id, frame_id;
     uint64_t start_ns; /* NOTIFY received (decision latency) */
     size_t act_limit;  /* bytes of actions that still fit one ACK frame */
@@ -104,7 +105,8 @@ static const struct req_handler *handler_find(struct spop_str name)
 
 /* ---- life cycle -------------------------------------------------------- */
 
-struct req *req_new(struct conn *c, uint64_t stream_id, uint64_t frame_id, uint32_t max_frame)
+struct req *req_new(req_complete_fn on_complete, void *arg, const char *owner_ident,
+                    uint64_t stream_id, uint64_t frame_id, uint32_t max_frame)
 {
     struct req *r = freelist;
     if (r != NULL) {
@@ -116,7 +118,9 @@ struct req *req_new(struct conn *c, uint64_t stream_id, uint64_t frame_id, uint3
             return NULL;
         }
     }
-    r->conn = c;
+    r->on_complete = on_complete;
+    r->arg = arg;
+    r->owner_ident = owner_ident;
     r->prev = r->next = NULL;
     r->stream_id = stream_id;
     r->frame_id = frame_id;
@@ -134,7 +138,7 @@ struct req *req_new(struct conn *c, uint64_t stream_id, uint64_t frame_id, uint3
     return r;
 }
 
-void req_free(struct req *r)
+static void req_free(struct req *r)
 {
     if (r->act != r->inline_act) {
         free(r->act);
@@ -174,16 +178,18 @@ void req_unlink(struct req **head, struct req *r)
 
 void req_orphan(struct req *r)
 {
-    if (r->conn != NULL) {
-        /* keep the identity for logs written after the connection is gone */
+    if (r->on_complete != NULL) {
+        /* keep the identity for logs written after the creator is gone */
         (void)req_ident(r);
     }
-    r->conn = NULL;
+    r->on_complete = NULL;
+    r->arg = NULL;
+    r->owner_ident = NULL;
 }
 
 bool req_orphaned(const struct req *r)
 {
-    return r->conn == NULL;
+    return r->on_complete == NULL;
 }
 
 const char *req_ident(const struct req *r)
@@ -191,30 +197,9 @@ const char *req_ident(const struct req *r)
     struct req *w = (struct req *)r; /* lazily cached: formatting costs on the hot path */
     if (w->ident[0] == '\0') {
         snprintf(w->ident, sizeof(w->ident), "%s sid=%" PRIu64 " fid=%" PRIu64,
-                 r->conn != NULL ? conn_ident(r->conn) : "orphan", r->stream_id, r->frame_id);
+                 r->owner_ident != NULL ? r->owner_ident : "orphan", r->stream_id, r->frame_id);
     }
     return r->ident;
-}
-
-uint64_t req_stream_id(const struct req *r)
-{
-    return r->stream_id;
-}
-
-uint64_t req_frame_id(const struct req *r)
-{
-    return r->frame_id;
-}
-
-const uint8_t *req_actions(const struct req *r, size_t *len)
-{
-    *len = r->act_len;
-    return r->act;
-}
-
-unsigned req_nactions(const struct req *r)
-{
-    return r->nactions;
 }
 
 /* ---- actions ----------------------------------------------------------- */
@@ -254,7 +239,7 @@ static int act_grow(struct req *r, size_t need)
 static void act_put(struct req *r, enum spop_scope scope, const char *name,
                     const struct spop_data *val)
 {
-    if (r->conn == NULL) {
+    if (r->on_complete == NULL) {
         return; /* nobody to tell */
     }
     size_t name_len = strlen(name);
@@ -324,7 +309,7 @@ _Static_assert(sizeof(noop_action) <= REQ_INLINE_ACTIONS, "noop fits the inline 
 static void req_complete(struct req *r)
 {
     stats_observe(&stats.decision_latency, r->start_ns);
-    if (r->conn == NULL) {
+    if (r->on_complete == NULL) {
         STATS_INC(ack_dropped);
         log_debug("%s: ACK dropped, connection gone", req_ident(r));
         req_free(r);
@@ -337,28 +322,25 @@ static void req_complete(struct req *r)
         r->act_len = sizeof(noop_action);
         r->nactions = 1;
     }
-    conn_req_complete(r->conn, r);
+    struct req_ack ack = {r->stream_id, r->frame_id, r->act, r->act_len, r->nactions};
+    r->on_complete(r, &ack, r->arg);
+    req_free(r);
 }
 
-void req_dispatch(struct req *r, const uint8_t *payload, size_t len)
+void req_dispatch(struct req *r, const struct spop_notify *n)
 {
-    struct spop_reader rd = {payload, payload + len};
-    struct spop_msg m;
     r->pending = 1; /* guard: handlers completing inline must not finish the frame early */
-    for (;;) {
-        int rc = spop_msg_next(&rd, &m);
-        if (rc <= 0) {
-            break; /* the engine validated the payload: -1 cannot happen here */
-        }
-        const struct req_handler *h = handler_find(m.name);
+    for (size_t i = 0; i < n->nmsgs; i++) {
+        const struct spop_msg *m = &n->msgs[i];
+        const struct req_handler *h = handler_find(m->name);
         if (h == NULL) {
             STATS_INC(msg_unknown);
-            log_debug("%s: no handler for message '%.*s'", req_ident(r), (int)m.name.len,
-                      m.name.ptr);
+            log_debug("%s: no handler for message '%.*s'", req_ident(r), (int)m->name.len,
+                      m->name.ptr);
             continue;
         }
         r->pending++;
-        h->fn(r, &m, h->arg);
+        h->fn(r, m, h->arg);
     }
     req_done(r);
 }

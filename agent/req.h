@@ -1,8 +1,11 @@
-/* req.h - one NOTIFY frame in flight, and the message-handler interface.
+/* req.h - the message-handler interface: what a handler of one NOTIFY message
+ * sees of the request it belongs to. (Creating and dispatching requests is the
+ * engine's side: req_engine.h.)
  *
  * A handler is registered for a message name. For each message of a NOTIFY it
- * receives the decoded message (args are BORROWED: valid only during the call;
- * copy what you keep) and must later call req_done() exactly once, possibly
+ * receives the message decoded and validated (m->args[0 .. m->nargs): names and
+ * values are views into the frame, BORROWED: valid only during the call; copy
+ * what you keep) and must later call req_done() exactly once, possibly
  * from another callback (a Redis reply, a timer). Before req_done it may add
  * actions. The ACK is sent when every message of the frame is done, echoing the
  * frame's stream-id and frame-id, and always carries at least one action.
@@ -20,7 +23,6 @@
 #include "spop.h"
 
 struct req;
-struct conn;
 
 typedef void (*req_handler_fn)(struct req *r, const struct spop_msg *m, void *arg);
 
@@ -45,33 +47,8 @@ void req_done(struct req *r);
 /* True when the HAProxy connection is gone (actions will be dropped). */
 bool req_orphaned(const struct req *r);
 
-/* A short identity for logs: "peer fd=N sid=.. fid=..". Borrowed, valid until
- * req_done. */
+/* A short identity for logs: "<creator's ident> sid=.. fid=..", e.g.
+ * "peer fd=N sid=.. fid=..". Borrowed, valid until req_done. */
 const char *req_ident(const struct req *r);
-
-/* ---- engine side (conn.c) ---- */
-
-/* New request for a NOTIFY (stream_id, frame_id) of connection c, whose ACK
- * frames may not exceed max_frame bytes. NULL when out of memory. */
-struct req *req_new(struct conn *c, uint64_t stream_id, uint64_t frame_id, uint32_t max_frame);
-/* Dispatch every message of a validated NOTIFY payload to its handler; unknown
- * messages are acknowledged harmlessly. May complete (and call
- * conn_req_complete) before returning. */
-void req_dispatch(struct req *r, const uint8_t *payload, size_t len);
-/* The connection is going away: detach the request from it. */
-void req_orphan(struct req *r);
-/* Encoded ACK actions, at least one; borrowed until req_free. */
-const uint8_t *req_actions(const struct req *r, size_t *len);
-uint64_t req_stream_id(const struct req *r);
-uint64_t req_frame_id(const struct req *r);
-void req_free(struct req *r);
-/* Number of actions encoded so far (tests, logs). */
-unsigned req_nactions(const struct req *r);
-/* The connection's intrusive list of requests in flight; conn.c owns the head. */
-void req_link(struct req **head, struct req *r);
-void req_unlink(struct req **head, struct req *r);
-
-/* Implemented by conn.c: every message of r is done; send its ACK and free it. */
-void conn_req_complete(struct conn *c, struct req *r);
 
 #endif

@@ -87,36 +87,37 @@ size_t spop_varint_encode(uint64_t v, uint8_t *out)
 /* ---- payload decoding ------------------------------------------------------
  * Inside a complete frame nothing is "need more": running out is malformed. */
 
-/* A varint inside [r->p, r->end); advances r. 0 or -1. */
-static inline int rd_varint(struct spop_reader *r, uint64_t *v)
+/* A varint inside [r->p, r->end). The spop_read_* convention: true and r
+ * advanced, or false (malformed) and r left alone. */
+static inline bool read_varint(struct spop_reader *r, uint64_t *v)
 {
     int n = varint_get(r->p, r->end, v);
     if (UNLIKELY(n <= 0)) {
-        return -1;
+        return false;
     }
     r->p += n;
-    return 0;
+    return true;
 }
 
-/* A varint-length string view; advances r. 0 or -1. */
-static inline int rd_str(struct spop_reader *r, struct spop_str *s)
+/* A varint-length string view; same convention. */
+static inline bool read_str(struct spop_reader *r, struct spop_str *s)
 {
     struct spop_reader c = *r;
     uint64_t n;
-    if (rd_varint(&c, &n) != 0 || n > (uint64_t)(c.end - c.p)) {
-        return -1;
+    if (!read_varint(&c, &n) || n > (uint64_t)(c.end - c.p)) {
+        return false;
     }
     s->ptr = (const char *)c.p;
     s->len = (size_t)n;
     r->p = c.p + n;
-    return 0;
+    return true;
 }
 
-int spop_data_next(struct spop_reader *r, struct spop_data *out)
+bool spop_read_data(struct spop_reader *r, struct spop_data *out)
 {
     struct spop_reader c = *r;
     if (UNLIKELY(c.p >= c.end)) {
-        return -1;
+        return false;
     }
     uint8_t tb = *c.p++;
     uint8_t t = tb & SPOP_T_MASK;
@@ -129,94 +130,100 @@ int spop_data_next(struct spop_reader *r, struct spop_data *out)
         break;
     case SPOP_T_INT32:
         /* negatives arrive as the int64 two's complement cast to uint64 */
-        if (rd_varint(&c, &v) != 0 || (int64_t)v < INT32_MIN || (int64_t)v > INT32_MAX) {
-            return -1;
+        if (!read_varint(&c, &v) || (int64_t)v < INT32_MIN || (int64_t)v > INT32_MAX) {
+            return false;
         }
         out->u.i32 = (int32_t)(int64_t)v;
         break;
     case SPOP_T_UINT32:
-        if (rd_varint(&c, &v) != 0 || v > UINT32_MAX) {
-            return -1;
+        if (!read_varint(&c, &v) || v > UINT32_MAX) {
+            return false;
         }
         out->u.u32 = (uint32_t)v;
         break;
     case SPOP_T_INT64:
-        if (rd_varint(&c, &v) != 0) {
-            return -1;
+        if (!read_varint(&c, &v)) {
+            return false;
         }
         out->u.i64 = (int64_t)v;
         break;
     case SPOP_T_UINT64:
-        if (rd_varint(&c, &out->u.u64) != 0) {
-            return -1;
+        if (!read_varint(&c, &out->u.u64)) {
+            return false;
         }
         break;
     case SPOP_T_IPV4:
         if (c.end - c.p < 4) {
-            return -1;
+            return false;
         }
         memcpy(out->u.ipv4, c.p, 4);
         c.p += 4;
         break;
     case SPOP_T_IPV6:
         if (c.end - c.p < 16) {
-            return -1;
+            return false;
         }
         memcpy(out->u.ipv6, c.p, 16);
         c.p += 16;
         break;
     case SPOP_T_STRING:
     case SPOP_T_BINARY:
-        if (rd_str(&c, &out->u.str) != 0) {
-            return -1;
+        if (!read_str(&c, &out->u.str)) {
+            return false;
         }
         break;
     default:
-        return -1; /* reserved types 10..15 cannot be sized */
+        return false; /* reserved types 10..15 cannot be sized */
     }
     out->type = (enum spop_type)t;
     r->p = c.p;
-    return 1;
+    return true;
 }
 
-int spop_kv_next(struct spop_reader *r, struct spop_str *key, struct spop_data *val)
+enum spop_next spop_next_kv(struct spop_reader *r, struct spop_str *key, struct spop_data *val)
 {
     if (r->p >= r->end) {
-        return 0;
+        return SPOP_NEXT_END;
     }
     struct spop_reader c = *r;
-    if (rd_str(&c, key) != 0 || spop_data_next(&c, val) != 1) {
-        return -1;
+    if (!read_str(&c, key) || !spop_read_data(&c, val)) {
+        return SPOP_NEXT_MALFORMED;
     }
     r->p = c.p;
-    return 1;
+    return SPOP_NEXT_ITEM;
 }
 
-int spop_msg_next(struct spop_reader *r, struct spop_msg *m)
+enum spop_notify_result spop_notify_parse(const uint8_t *p, size_t len, struct spop_notify *n)
 {
-    if (r->p >= r->end) {
-        return 0;
-    }
-    struct spop_reader c = *r;
-    struct spop_str name;
-    if (rd_str(&c, &name) != 0 || c.p >= c.end) {
-        return -1;
-    }
-    unsigned nargs = *c.p++;
-    const uint8_t *args = c.p;
-    for (unsigned i = 0; i < nargs; i++) {
-        struct spop_str k;
-        struct spop_data d;
-        if (rd_str(&c, &k) != 0 || spop_data_next(&c, &d) != 1) {
-            return -1;
+    struct spop_reader c = {p, len != 0 ? p + len : p}; /* no NULL + 0 */
+    size_t nmsgs = 0, nkvs = 0;
+    while (c.p < c.end) {
+        struct spop_str name;
+        if (!read_str(&c, &name) || c.p >= c.end) {
+            return SPOP_NOTIFY_MALFORMED;
         }
+        unsigned nargs = *c.p++;
+        /* past the arrays' room: keep validating and counting, store nothing */
+        bool store = nmsgs < n->msgs_cap && nkvs + nargs <= n->kvs_cap;
+        struct spop_kv scratch;
+        for (unsigned i = 0; i < nargs; i++) {
+            struct spop_kv *kv = store ? &n->kvs[nkvs + i] : &scratch;
+            if (!read_str(&c, &kv->key) || !spop_read_data(&c, &kv->val)) {
+                return SPOP_NOTIFY_MALFORMED;
+            }
+        }
+        if (store) {
+            /* no NULL + 0 when the caller gave no kvs */
+            const struct spop_kv *args = n->kvs != NULL ? n->kvs + nkvs : NULL;
+            n->msgs[nmsgs] = (struct spop_msg){name, nargs, args};
+        }
+        nmsgs++;
+        nkvs += nargs;
     }
-    m->name = name;
-    m->nargs = nargs;
-    m->args.p = args;
-    m->args.end = c.p;
-    r->p = c.p;
-    return 1;
+    bool fits = nmsgs <= n->msgs_cap && nkvs <= n->kvs_cap;
+    n->nmsgs = nmsgs;
+    n->nkvs = nkvs;
+    return fits ? SPOP_NOTIFY_OK : SPOP_NOTIFY_NO_ROOM;
 }
 
 /* An integer of any of the four integer types that fits a uint32. */
@@ -254,9 +261,9 @@ int spop_hello_parse(const uint8_t *p, size_t len, struct spop_hello *h)
     struct spop_reader r = {p, len != 0 ? p + len : p}; /* no NULL + 0 */
     struct spop_str k;
     struct spop_data d;
-    int rc;
+    enum spop_next rc;
     memset(h, 0, sizeof(*h));
-    while ((rc = spop_kv_next(&r, &k, &d)) == 1) {
+    while ((rc = spop_next_kv(&r, &k, &d)) == SPOP_NEXT_ITEM) {
         if (spop_str_eq(k, "supported-versions")) {
             if (d.type != SPOP_T_STRING) {
                 return -1;
@@ -287,7 +294,7 @@ int spop_hello_parse(const uint8_t *p, size_t len, struct spop_hello *h)
         }
         /* other keys: skipped, the spec allows extensions */
     }
-    return rc == 0 ? 0 : -1;
+    return rc == SPOP_NEXT_END ? 0 : -1;
 }
 
 int spop_disconnect_parse(const uint8_t *p, size_t len, struct spop_disconnect *dc)
@@ -295,9 +302,9 @@ int spop_disconnect_parse(const uint8_t *p, size_t len, struct spop_disconnect *
     struct spop_reader r = {p, len != 0 ? p + len : p}; /* no NULL + 0 */
     struct spop_str k;
     struct spop_data d;
-    int rc;
+    enum spop_next rc;
     memset(dc, 0, sizeof(*dc));
-    while ((rc = spop_kv_next(&r, &k, &d)) == 1) {
+    while ((rc = spop_next_kv(&r, &k, &d)) == SPOP_NEXT_ITEM) {
         if (spop_str_eq(k, "status-code")) {
             if (!data_u32(&d, &dc->status)) {
                 return -1;
@@ -310,43 +317,43 @@ int spop_disconnect_parse(const uint8_t *p, size_t len, struct spop_disconnect *
             dc->message = d.u.str;
         }
     }
-    return rc == 0 ? 0 : -1;
+    return rc == SPOP_NEXT_END ? 0 : -1;
 }
 
-int spop_action_next(struct spop_reader *r, uint8_t *type, uint8_t *scope, struct spop_str *name,
-                     struct spop_data *val)
+enum spop_next spop_next_action(struct spop_reader *r, uint8_t *type, uint8_t *scope,
+                                struct spop_str *name, struct spop_data *val)
 {
     if (r->p >= r->end) {
-        return 0;
+        return SPOP_NEXT_END;
     }
     struct spop_reader c = *r;
     if (c.end - c.p < 3) {
-        return -1;
+        return SPOP_NEXT_MALFORMED;
     }
     uint8_t t = c.p[0], nargs = c.p[1], sc = c.p[2];
     c.p += 3;
     if (sc >= SPOP_SCOPE_COUNT) {
-        return -1;
+        return SPOP_NEXT_MALFORMED;
     }
     struct spop_str n;
     struct spop_data v = {.type = SPOP_T_NULL};
     if (t == SPOP_ACT_SET_VAR && nargs == 3) {
-        if (rd_str(&c, &n) != 0 || spop_data_next(&c, &v) != 1) {
-            return -1;
+        if (!read_str(&c, &n) || !spop_read_data(&c, &v)) {
+            return SPOP_NEXT_MALFORMED;
         }
     } else if (t == SPOP_ACT_UNSET_VAR && nargs == 2) {
-        if (rd_str(&c, &n) != 0) {
-            return -1;
+        if (!read_str(&c, &n)) {
+            return SPOP_NEXT_MALFORMED;
         }
     } else {
-        return -1; /* unknown action, or wrong arg count: cannot be sized */
+        return SPOP_NEXT_MALFORMED; /* unknown action, or wrong arg count: cannot be sized */
     }
     *type = t;
     *scope = sc;
     *name = n;
     *val = v;
     r->p = c.p;
-    return 1;
+    return SPOP_NEXT_ITEM;
 }
 
 static inline uint32_t get_be32(const uint8_t *p)
@@ -378,7 +385,7 @@ ssize_t spop_frame_decode(const uint8_t *buf, size_t len, uint32_t max_frame_siz
     uint32_t flags = get_be32(c.p + 1);
     c.p += 5;
     uint64_t sid, fid;
-    if (rd_varint(&c, &sid) != 0 || rd_varint(&c, &fid) != 0) {
+    if (!read_varint(&c, &sid) || !read_varint(&c, &fid)) {
         *st = SPOP_ST_INVALID;
         return -1;
     }

@@ -126,12 +126,31 @@ struct spop_reader {
     const uint8_t *end;
 };
 
-/* One message of a NOTIFY frame. args/args_end delimit its KV-list of nargs
- * entries (already validated by spop_msg_next); iterate with spop_kv_next. */
+/* One argument of a NOTIFY message: name (may be empty) and typed value, both
+ * views into the frame. */
+struct spop_kv {
+    struct spop_str key;
+    struct spop_data val;
+};
+
+/* One message of a NOTIFY frame, decoded: its nargs arguments in wire order.
+ * Everything points into the frame or into the spop_notify that holds it. */
 struct spop_msg {
     struct spop_str name;
     unsigned nargs;
-    struct spop_reader args;
+    const struct spop_kv *args;
+};
+
+/* A NOTIFY payload decoded once, for the engine's check and every handler.
+ * The caller provides the arrays (no allocation here) and their capacities;
+ * spop_notify_parse fills nmsgs messages whose args are slices of kvs. */
+struct spop_notify {
+    struct spop_msg *msgs;
+    size_t msgs_cap;
+    struct spop_kv *kvs;
+    size_t kvs_cap;
+    size_t nmsgs; /* messages decoded (on NO_ROOM: how many the payload holds) */
+    size_t nkvs;  /* arguments decoded, all messages together (same) */
 };
 
 /* The parts of a HAPROXY-HELLO the agent cares about. */
@@ -152,8 +171,23 @@ struct spop_disconnect {
 };
 
 /* ---- decoding -------------------------------------------------------------
- * Return convention: bytes consumed (> 0), 0 when more bytes are needed,
- * -1 when malformed. Never reads past `end`. */
+ * Each return means one thing, and the name says which convention applies:
+ *  - spop_*_decode (a varint, a frame, from bytes that may still be arriving):
+ *    bytes consumed (> 0), 0 when more bytes are needed, -1 when malformed.
+ *  - spop_read_* (one item at a cursor over complete bytes): true when read and
+ *    the cursor advanced, false when malformed (cursor left alone).
+ *  - spop_next_* (iterate a list): an enum spop_next, END / ITEM / MALFORMED.
+ *  - spop_*_parse (a whole payload): 0 when parsed, -1 when malformed; only
+ *    spop_notify_parse, which decodes into the caller's arrays, also says when
+ *    they are too small, with an enum spop_notify_result.
+ * None of them reads past the end it is given. */
+
+/* The result of a spop_next_* iterator. */
+enum spop_next {
+    SPOP_NEXT_END = 0,   /* the reader is at its end: nothing read */
+    SPOP_NEXT_ITEM,      /* one item read; the reader moved past it */
+    SPOP_NEXT_MALFORMED, /* the bytes at the reader are no item; the reader is left alone */
+};
 
 /* Decode a varint from [p, end). Bounded to SPOP_VARINT_MAX bytes: a varint that
  * is not finished by then is malformed even if more bytes follow, and so is a
@@ -175,22 +209,33 @@ ssize_t spop_frame_decode(const uint8_t *buf, size_t len, uint32_t max_frame_siz
                           struct spop_frame *f, enum spop_status *st)
     __attribute__((warn_unused_result));
 
-/* Typed data at r->p. Returns 1 and advances r on success, -1 when truncated or
+/* Typed data at r->p. True, r advanced, on success; false when truncated or
  * of a reserved type (10..15, which cannot be sized). The high-nibble flags
  * matter only for BOOL (0x10 = true). INT32/INT64 take the two's complement
  * as HAProxy sends it (-1 is ten bytes); an INT32 outside int32 or a UINT32
- * above UINT32_MAX is malformed (-1). r is left alone on failure. */
-int spop_data_next(struct spop_reader *r, struct spop_data *out)
+ * above UINT32_MAX is malformed. r is left alone on failure. */
+bool spop_read_data(struct spop_reader *r, struct spop_data *out)
     __attribute__((warn_unused_result));
 
-/* Next KV entry (raw-string key, typed value). Returns 1 and advances r, 0 at
- * the end of the reader, -1 when malformed. */
-int spop_kv_next(struct spop_reader *r, struct spop_str *key, struct spop_data *val)
+/* Next KV entry (raw-string key, typed value). */
+enum spop_next spop_next_kv(struct spop_reader *r, struct spop_str *key, struct spop_data *val)
     __attribute__((warn_unused_result));
 
-/* Next message of a NOTIFY payload; validates all its args. Returns 1 and
- * advances r, 0 at the end, -1 when malformed. Arg names may be empty. */
-int spop_msg_next(struct spop_reader *r, struct spop_msg *m) __attribute__((warn_unused_result));
+/* The result of spop_notify_parse. */
+enum spop_notify_result {
+    SPOP_NOTIFY_OK = 0,    /* every message decoded into n */
+    SPOP_NOTIFY_MALFORMED, /* the message list is not valid SPOP: nothing may run */
+    SPOP_NOTIFY_NO_ROOM,   /* valid, but n's arrays are too small: n->nmsgs and
+                            * n->nkvs say how much it needs; grow and parse again */
+};
+
+/* Decode and validate a whole NOTIFY payload [p, p + len) in one walk, into the
+ * caller's arrays of n (msgs_cap, kvs_cap; either may be 0). Names and string
+ * values are views into [p, p + len), args views into n->kvs: valid while both
+ * are. Messages and arg names may be empty; an empty payload is OK with no
+ * message. On MALFORMED the contents of n are unspecified. */
+enum spop_notify_result spop_notify_parse(const uint8_t *p, size_t len, struct spop_notify *n)
+    __attribute__((warn_unused_result));
 
 /* Parse a HAPROXY-HELLO payload; unknown keys are skipped. 0 or -1. Missing
  * keys are reported through the has_* flags, not as errors. A known key of the
@@ -204,11 +249,12 @@ int spop_disconnect_parse(const uint8_t *p, size_t len, struct spop_disconnect *
     __attribute__((warn_unused_result));
 
 /* Parse an ACK payload action by action (used by the benchmark and tests).
- * Returns 1 and fills the out-params, 0 at the end, -1 when malformed.
- * For UNSET-VAR, *val is set to type NULL. An unknown action type, a wrong
- * arg count (SET-VAR 3, UNSET-VAR 2) or a scope > SPOP_SCOPE_RES is -1. */
-int spop_action_next(struct spop_reader *r, uint8_t *type, uint8_t *scope, struct spop_str *name,
-                     struct spop_data *val) __attribute__((warn_unused_result));
+ * Fills the out-params on ITEM. For UNSET-VAR, *val is set to type NULL. An
+ * unknown action type, a wrong arg count (SET-VAR 3, UNSET-VAR 2) or a scope
+ * > SPOP_SCOPE_RES is MALFORMED. */
+enum spop_next spop_next_action(struct spop_reader *r, uint8_t *type, uint8_t *scope,
+                                struct spop_str *name, struct spop_data *val)
+    __attribute__((warn_unused_result));
 
 /* True when the comma-separated list `list` contains `word` (spaces ignored). */
 bool spop_list_has(struct spop_str list, const char *word);

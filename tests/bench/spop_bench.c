@@ -579,8 +579,8 @@ static void on_agent_hello(struct bconn *c, const struct spop_frame *f)
     struct spop_data val;
     bool has_vsn = false, has_mfs = false, pipelining = false;
     uint64_t mfs = 0;
-    int rc;
-    while ((rc = spop_kv_next(&r, &key, &val)) == 1) {
+    enum spop_next rc;
+    while ((rc = spop_next_kv(&r, &key, &val)) == SPOP_NEXT_ITEM) {
         if (spop_str_eq(key, "version")) {
             if (val.type != SPOP_T_STRING || !spop_str_eq(val.u.str, SPOP_VERSION)) {
                 die("conn %u: AGENT-HELLO: version is not \"%s\"", c->idx, SPOP_VERSION);
@@ -598,7 +598,7 @@ static void on_agent_hello(struct bconn *c, const struct spop_frame *f)
             pipelining = spop_list_has(val.u.str, "pipelining");
         }
     }
-    if (rc < 0) {
+    if (rc == SPOP_NEXT_MALFORMED) {
         die("conn %u: AGENT-HELLO: malformed KV-list", c->idx);
     }
     if (!has_vsn || !has_mfs) {
@@ -698,8 +698,8 @@ static void on_ack(struct bconn *c, const struct spop_frame *f, int64_t now)
     struct spop_str name;
     struct spop_data val;
     unsigned nact = 0;
-    int rc;
-    while ((rc = spop_action_next(&r, &type, &scope, &name, &val)) == 1) {
+    enum spop_next rc;
+    while ((rc = spop_next_action(&r, &type, &scope, &name, &val)) == SPOP_NEXT_ITEM) {
         nact++;
         if (o.sid_reuse_pct > 0 && type == SPOP_ACT_SET_VAR && val.type == SPOP_T_STRING &&
             spop_str_eq(name, o.sid_var)) {
@@ -709,7 +709,7 @@ static void on_ack(struct bconn *c, const struct spop_frame *f, int64_t now)
             tally(&val);
         }
     }
-    if (rc < 0 || !(f->flags & SPOP_FL_FIN)) {
+    if (rc == SPOP_NEXT_MALFORMED || !(f->flags & SPOP_FL_FIN)) {
         g.n.bad_acks++;
     } else if (nact == 0) {
         g.n.empty_acks++;

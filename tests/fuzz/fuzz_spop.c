@@ -42,55 +42,77 @@ static void check_data(const struct spop_data *d, const uint8_t *lo, const uint8
     }
 }
 
-/* Re-encode a NOTIFY message list; returns the encoded length, 0 if it did not
- * fit (large inputs), which is not an error. */
-static size_t reencode_msgs(const uint8_t *p, size_t len, uint8_t *out, size_t cap)
+/* Decode a NOTIFY message list into arrays of its own (grown to what the
+ * payload needs, through the NO_ROOM path), checking the counts agree. */
+struct decoded {
+    struct spop_notify n;
+    enum spop_notify_result rc;
+};
+
+static void decode_msgs(const uint8_t *p, size_t len, struct decoded *d)
+{
+    /* first with no room at all: only validation and counting */
+    d->n = (struct spop_notify){NULL, 0, NULL, 0, 0, 0};
+    d->rc = spop_notify_parse(p, len, &d->n);
+    REQUIRE(d->rc == SPOP_NOTIFY_OK || d->rc == SPOP_NOTIFY_MALFORMED ||
+            d->rc == SPOP_NOTIFY_NO_ROOM);
+    if (d->rc != SPOP_NOTIFY_NO_ROOM) {
+        REQUIRE(d->rc == SPOP_NOTIFY_MALFORMED || d->n.nmsgs == 0);
+        return;
+    }
+    size_t nmsgs = d->n.nmsgs, nkvs = d->n.nkvs;
+    REQUIRE(nmsgs > 0 && nmsgs * 2 <= len && nkvs * 2 <= len);
+    d->n.msgs = malloc(nmsgs * sizeof(*d->n.msgs));
+    d->n.kvs = nkvs > 0 ? malloc(nkvs * sizeof(*d->n.kvs)) : NULL;
+    REQUIRE(d->n.msgs != NULL && (nkvs == 0 || d->n.kvs != NULL));
+    d->n.msgs_cap = nmsgs;
+    d->n.kvs_cap = nkvs;
+    /* one arg short of room is still NO_ROOM, with the same counts */
+    if (nkvs > 0) {
+        d->n.kvs_cap = nkvs - 1;
+        REQUIRE(spop_notify_parse(p, len, &d->n) == SPOP_NOTIFY_NO_ROOM);
+        REQUIRE(d->n.nmsgs == nmsgs && d->n.nkvs == nkvs);
+        d->n.kvs_cap = nkvs;
+    }
+    d->rc = spop_notify_parse(p, len, &d->n);
+    REQUIRE(d->rc == SPOP_NOTIFY_OK && d->n.nmsgs == nmsgs && d->n.nkvs == nkvs);
+}
+
+static void decoded_free(struct decoded *d)
+{
+    free(d->n.msgs);
+    free(d->n.kvs);
+}
+
+/* Re-encode a decoded NOTIFY message list; returns the encoded length, 0 if it
+ * did not fit (large inputs), which is not an error. */
+static size_t reencode_msgs(const struct spop_notify *n, uint8_t *out, size_t cap)
 {
     struct spop_writer w;
     spop_w_init(&w, out, cap, 0);
-    struct spop_reader r = {p, p + len};
-    struct spop_msg m;
-    int rc;
-    while ((rc = spop_msg_next(&r, &m)) == 1) {
-        spop_w_msg(&w, m.name.ptr, m.name.len, (uint8_t)m.nargs);
-        struct spop_str k;
-        struct spop_data d;
-        while (spop_kv_next(&m.args, &k, &d) == 1) {
-            spop_w_str(&w, k.ptr, k.len);
-            spop_w_data(&w, &d);
+    for (size_t i = 0; i < n->nmsgs; i++) {
+        const struct spop_msg *m = &n->msgs[i];
+        spop_w_msg(&w, m->name.ptr, m->name.len, (uint8_t)m->nargs);
+        for (unsigned k = 0; k < m->nargs; k++) {
+            spop_w_str(&w, m->args[k].key.ptr, m->args[k].key.len);
+            spop_w_data(&w, &m->args[k].val);
         }
     }
-    REQUIRE(rc == 0);
     return w.failed ? 0 : w.len;
 }
 
-/* Two message lists decode to the same messages. */
-static void same_msgs(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+/* Two decoded message lists hold the same messages. */
+static void same_msgs(const struct spop_notify *a, const struct spop_notify *b)
 {
-    struct spop_reader ra = {a, a + alen}, rb = {b, b + blen};
-    struct spop_msg ma, mb;
-    int rca, rcb;
-    for (;;) {
-        rca = spop_msg_next(&ra, &ma);
-        rcb = spop_msg_next(&rb, &mb);
-        REQUIRE(rca == rcb);
-        if (rca != 1) {
-            break;
-        }
-        REQUIRE(str_same(ma.name, mb.name) && ma.nargs == mb.nargs);
-        struct spop_str ka, kb;
-        struct spop_data da, db;
-        for (;;) {
-            int ka_rc = spop_kv_next(&ma.args, &ka, &da);
-            int kb_rc = spop_kv_next(&mb.args, &kb, &db);
-            REQUIRE(ka_rc == kb_rc && ka_rc != -1);
-            if (ka_rc == 0) {
-                break;
-            }
-            REQUIRE(str_same(ka, kb) && spop_data_eq(&da, &db));
+    REQUIRE(a->nmsgs == b->nmsgs && a->nkvs == b->nkvs);
+    for (size_t i = 0; i < a->nmsgs; i++) {
+        const struct spop_msg *ma = &a->msgs[i], *mb = &b->msgs[i];
+        REQUIRE(str_same(ma->name, mb->name) && ma->nargs == mb->nargs);
+        for (unsigned k = 0; k < ma->nargs; k++) {
+            REQUIRE(str_same(ma->args[k].key, mb->args[k].key) &&
+                    spop_data_eq(&ma->args[k].val, &mb->args[k].val));
         }
     }
-    REQUIRE(rca == 0);
 }
 
 static uint8_t enc1[1 << 17], enc2[1 << 17];
@@ -98,35 +120,38 @@ static uint8_t enc1[1 << 17], enc2[1 << 17];
 static void fuzz_msgs(const uint8_t *p, size_t len)
 {
     const uint8_t *end = p + len;
-    struct spop_reader r = {p, end};
-    struct spop_msg m;
-    int rc;
-    unsigned nmsgs = 0;
-    while ((rc = spop_msg_next(&r, &m)) == 1) {
-        nmsgs++;
-        REQUIRE(in(m.name.ptr, m.name.len, p, end));
-        REQUIRE(m.args.p >= p && m.args.p <= m.args.end && m.args.end <= r.p);
-        struct spop_str k;
-        struct spop_data d;
-        unsigned n = 0;
-        int krc;
-        while ((krc = spop_kv_next(&m.args, &k, &d)) == 1) {
-            n++;
-            REQUIRE(in(k.ptr, k.len, p, end));
-            check_data(&d, p, end);
+    struct decoded d;
+    decode_msgs(p, len, &d);
+    if (d.rc == SPOP_NOTIFY_OK) {
+        size_t nkvs = 0;
+        for (size_t i = 0; i < d.n.nmsgs; i++) {
+            const struct spop_msg *m = &d.n.msgs[i];
+            REQUIRE(in(m->name.ptr, m->name.len, p, end));
+            /* the args of each message follow the previous message's */
+            REQUIRE(m->nargs == 0 || m->args == d.n.kvs + nkvs);
+            for (unsigned k = 0; k < m->nargs; k++) {
+                REQUIRE(in(m->args[k].key.ptr, m->args[k].key.len, p, end));
+                check_data(&m->args[k].val, p, end);
+            }
+            nkvs += m->nargs;
         }
-        /* spop_msg_next validated them all */
-        REQUIRE(krc == 0 && n == m.nargs);
+        REQUIRE(nkvs == d.n.nkvs);
     }
-    REQUIRE(rc == 0 || rc == -1);
-    REQUIRE(r.p >= p && r.p <= end);
-    if (rc == 0 && len <= sizeof(enc1) / 2) {
-        size_t n1 = reencode_msgs(p, len, enc1, sizeof(enc1));
+    if (d.rc == SPOP_NOTIFY_OK && len <= sizeof(enc1) / 2) {
+        size_t n1 = reencode_msgs(&d.n, enc1, sizeof(enc1));
         REQUIRE(n1 != 0 || len == 0);
-        same_msgs(p, len, enc1, n1);
-        size_t n2 = reencode_msgs(enc1, n1, enc2, sizeof(enc2));
+        struct decoded d1, d2;
+        decode_msgs(enc1, n1, &d1);
+        REQUIRE(d1.rc == SPOP_NOTIFY_OK);
+        same_msgs(&d.n, &d1.n);
+        size_t n2 = reencode_msgs(&d1.n, enc2, sizeof(enc2));
         REQUIRE(n2 == n1 && memcmp(enc1, enc2, n1) == 0);
+        decode_msgs(enc2, n2, &d2);
+        same_msgs(&d1.n, &d2.n);
+        decoded_free(&d1);
+        decoded_free(&d2);
     }
+    decoded_free(&d);
 }
 
 static void fuzz_kvs(const uint8_t *p, size_t len)
@@ -134,8 +159,8 @@ static void fuzz_kvs(const uint8_t *p, size_t len)
     struct spop_reader r = {p, p + len};
     struct spop_str k;
     struct spop_data d;
-    int rc;
-    while ((rc = spop_kv_next(&r, &k, &d)) == 1) {
+    enum spop_next rc;
+    while ((rc = spop_next_kv(&r, &k, &d)) == SPOP_NEXT_ITEM) {
         REQUIRE(in(k.ptr, k.len, p, p + len));
         check_data(&d, p, p + len);
         /* one KV round trip */
@@ -148,11 +173,11 @@ static void fuzz_kvs(const uint8_t *p, size_t len)
             struct spop_reader r2 = {buf, buf + w.len};
             struct spop_str k2;
             struct spop_data d2;
-            REQUIRE(spop_kv_next(&r2, &k2, &d2) == 1 && r2.p == buf + w.len);
+            REQUIRE(spop_next_kv(&r2, &k2, &d2) == SPOP_NEXT_ITEM && r2.p == buf + w.len);
             REQUIRE(str_same(k, k2) && spop_data_eq(&d, &d2));
         }
     }
-    REQUIRE(rc == 0 || rc == -1);
+    REQUIRE(rc == SPOP_NEXT_END || rc == SPOP_NEXT_MALFORMED);
 
     struct spop_hello h;
     if (spop_hello_parse(p, len, &h) == 0) {
@@ -177,8 +202,8 @@ static void fuzz_actions(const uint8_t *p, size_t len)
     struct spop_data val;
     struct spop_writer w;
     spop_w_init(&w, enc1, sizeof(enc1), 0);
-    int rc;
-    while ((rc = spop_action_next(&r, &type, &scope, &name, &val)) == 1) {
+    enum spop_next rc;
+    while ((rc = spop_next_action(&r, &type, &scope, &name, &val)) == SPOP_NEXT_ITEM) {
         REQUIRE(in(name.ptr, name.len, p, p + len));
         REQUIRE(scope < SPOP_SCOPE_COUNT);
         check_data(&val, p, p + len);
@@ -189,23 +214,23 @@ static void fuzz_actions(const uint8_t *p, size_t len)
             spop_w_unset_var(&w, (enum spop_scope)scope, name.ptr, name.len);
         }
     }
-    REQUIRE(rc == 0 || rc == -1);
-    if (rc == 0 && !w.failed) {
+    REQUIRE(rc == SPOP_NEXT_END || rc == SPOP_NEXT_MALFORMED);
+    if (rc == SPOP_NEXT_END && !w.failed) {
         /* the re-encoded list decodes to the same actions */
         struct spop_reader a = {p, p + len}, b = {enc1, enc1 + w.len};
         uint8_t t2, s2;
         struct spop_str n2;
         struct spop_data v2;
-        int ra, rb;
+        enum spop_next ra, rb;
         do {
-            ra = spop_action_next(&a, &type, &scope, &name, &val);
-            rb = spop_action_next(&b, &t2, &s2, &n2, &v2);
+            ra = spop_next_action(&a, &type, &scope, &name, &val);
+            rb = spop_next_action(&b, &t2, &s2, &n2, &v2);
             REQUIRE(ra == rb);
-            if (ra == 1) {
+            if (ra == SPOP_NEXT_ITEM) {
                 REQUIRE(type == t2 && scope == s2 && str_same(name, n2) && spop_data_eq(&val, &v2));
             }
-        } while (ra == 1);
-        REQUIRE(ra == 0);
+        } while (ra == SPOP_NEXT_ITEM);
+        REQUIRE(ra == SPOP_NEXT_END);
     }
 }
 

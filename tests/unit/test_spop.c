@@ -340,7 +340,7 @@ static void test_data_types(void)
         const uint8_t *g = guard_put(c->bytes, c->len);
         struct spop_reader r = {g, g + c->len};
         struct spop_data d;
-        CHECK_EQ_INT(spop_data_next(&r, &d), 1);
+        CHECK(spop_read_data(&r, &d));
         CHECK(r.p == g + c->len);
         CHECK(spop_data_eq(&d, &c->d));
         /* each truncation is malformed and leaves the cursor alone */
@@ -348,7 +348,7 @@ static void test_data_types(void)
             g = guard_put(c->bytes, k);
             r.p = g;
             r.end = g + k;
-            CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+            CHECK(!spop_read_data(&r, &d));
             CHECK(r.p == g);
         }
     }
@@ -365,25 +365,25 @@ static void test_data_malformed(void)
         uint8_t b[4] = {(uint8_t)t, 0, 0, 0};
         const uint8_t *g = guard_put(b, sizeof(b));
         struct spop_reader r = {g, g + sizeof(b)};
-        CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+        CHECK(!spop_read_data(&r, &d));
         b[0] = (uint8_t)(0x30 | t);
         g = guard_put(b, sizeof(b));
         r.p = g;
         r.end = g + sizeof(b);
-        CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+        CHECK(!spop_read_data(&r, &d));
     }
     /* string length past the end (by one) */
     static const uint8_t longstr[] = {0x08, 0x04, 'a', 'b', 'c'};
     const uint8_t *g = guard_put(longstr, sizeof(longstr));
     struct spop_reader r = {g, g + sizeof(longstr)};
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
     /* string length a huge varint */
     static const uint8_t hugestr[] = {0x09, 0xff, 0xf0, 0xfe, 0xfe, 0xfe,
                                       0xfe, 0xfe, 0xfe, 0xfe, 0x0e, 'x'};
     g = guard_put(hugestr, sizeof(hugestr));
     r.p = g;
     r.end = g + sizeof(hugestr);
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
     /* INT32 / UINT32 out of range */
     static const uint8_t i32big[] = {0x02, 0xf0, 0xf1, 0xfe, 0xfe, 0x3e}; /* 2^31 */
     uint64_t v;
@@ -392,24 +392,24 @@ static void test_data_malformed(void)
     g = guard_put(i32big, sizeof(i32big));
     r.p = g;
     r.end = g + sizeof(i32big);
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
     static const uint8_t u32big[] = {0x03, 0xf0, 0xf1, 0xfe, 0xfe, 0x7e}; /* 2^32 */
     CHECK_EQ_INT(spop_varint_decode(u32big + 1, u32big + sizeof(u32big), &v), 5);
     CHECK(v == 0x100000000ull);
     g = guard_put(u32big, sizeof(u32big));
     r.p = g;
     r.end = g + sizeof(u32big);
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
     /* flags on other types are ignored; true without BOOL is not a bool */
     static const uint8_t flagged[] = {0x23, 0x07};
     g = guard_put(flagged, sizeof(flagged));
     r.p = g;
     r.end = g + sizeof(flagged);
-    CHECK_EQ_INT(spop_data_next(&r, &d), 1);
+    CHECK(spop_read_data(&r, &d));
     CHECK(d.type == SPOP_T_UINT32 && d.u.u32 == 7);
     /* empty input */
     r.p = r.end;
-    CHECK_EQ_INT(spop_data_next(&r, &d), -1);
+    CHECK(!spop_read_data(&r, &d));
 }
 
 /* ---- frames ------------------------------------------------------------------ */
@@ -605,7 +605,7 @@ static void test_kv_truncation(const uint8_t *frame, size_t flen,
     struct spop_str k;
     struct spop_data d;
     boundary[0] = true;
-    while (spop_kv_next(&r, &k, &d) == 1) {
+    while (spop_next_kv(&r, &k, &d) == SPOP_NEXT_ITEM) {
         boundary[r.p - f.payload] = true;
     }
     CHECK(r.p == f.payload + f.payload_len);
@@ -673,16 +673,27 @@ struct expect_arg {
     struct spop_data d;
 };
 
+/* Decode a NOTIFY payload with room for everything. */
+static struct spop_msg nt_msgs[16];
+static struct spop_kv nt_kvs[64];
+static enum spop_notify_result notify_parse(const uint8_t *p, size_t len, struct spop_notify *n)
+{
+    *n = (struct spop_notify){nt_msgs, ARRAY_LEN(nt_msgs), nt_kvs, ARRAY_LEN(nt_kvs), 0, 0};
+    return spop_notify_parse(p, len, n);
+}
+
 static void test_notify(void)
 {
     struct spop_frame f;
     payload_of(cap_notify, sizeof(cap_notify), &f);
     const uint8_t *g = guard_put(f.payload, f.payload_len);
-    struct spop_reader r = {g, g + f.payload_len};
-    struct spop_msg m;
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 1);
-    CHECK(spop_str_eq(m.name, "m"));
-    CHECK_EQ_INT(m.nargs, 8);
+    struct spop_notify n;
+    CHECK_EQ_INT(notify_parse(g, f.payload_len, &n), SPOP_NOTIFY_OK);
+    CHECK_EQ_INT(n.nmsgs, 1);
+    CHECK_EQ_INT(n.nkvs, 8);
+    const struct spop_msg *m = &n.msgs[0];
+    CHECK(spop_str_eq(m->name, "m"));
+    CHECK_EQ_INT(m->nargs, 8);
     struct expect_arg exp[] = {
         {"sid", spop_d_str("abc", 3)},      {"n", spop_d_i64(-5)},
         {"big", spop_d_i64(1000)},          {"t", spop_d_bool(true)},
@@ -691,71 +702,93 @@ static void test_notify(void)
         {"nothing", {.type = SPOP_T_NULL}},
     };
     exp[5].d.u.ipv6[15] = 1;
-    struct spop_reader a = m.args;
-    struct spop_str k;
-    struct spop_data d;
+    CHECK(m->args == n.kvs);
     for (size_t i = 0; i < ARRAY_LEN(exp); i++) {
-        CHECK_EQ_INT(spop_kv_next(&a, &k, &d), 1);
-        CHECK(spop_str_eq(k, exp[i].key));
-        CHECK(spop_data_eq(&d, &exp[i].d));
+        CHECK(spop_str_eq(m->args[i].key, exp[i].key));
+        CHECK(spop_data_eq(&m->args[i].val, &exp[i].d));
+        /* views into the frame, not copies */
+        CHECK(m->args[i].key.len == 0 ||
+              (m->args[i].key.ptr >= (const char *)g &&
+               m->args[i].key.ptr < (const char *)g + f.payload_len));
     }
-    CHECK_EQ_INT(spop_kv_next(&a, &k, &d), 0);
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 0);
-    CHECK(r.p == g + f.payload_len);
+    CHECK(m->name.ptr >= (const char *)g && m->name.ptr < (const char *)g + f.payload_len);
 
     /* every truncation of the message list is malformed, except empty */
-    for (size_t n = 0; n < f.payload_len; n++) {
-        g = guard_put(f.payload, n);
-        r.p = g;
-        r.end = g + n;
-        CHECK_EQ_INT(spop_msg_next(&r, &m), n == 0 ? 0 : -1);
-        CHECK(r.p == g);
+    for (size_t k = 0; k < f.payload_len; k++) {
+        g = guard_put(f.payload, k);
+        CHECK_EQ_INT(notify_parse(g, k, &n), k == 0 ? SPOP_NOTIFY_OK : SPOP_NOTIFY_MALFORMED);
+        if (k == 0) {
+            CHECK_EQ_INT(n.nmsgs, 0);
+        }
+        /* without any room too: malformed is never mistaken for "grow and retry" */
+        struct spop_notify none = {NULL, 0, NULL, 0, 0, 0};
+        CHECK_EQ_INT(spop_notify_parse(g, k, &none),
+                     k == 0 ? SPOP_NOTIFY_OK : SPOP_NOTIFY_MALFORMED);
     }
+
+    /* arrays too small: the whole payload is still validated and counted */
+    g = guard_put(f.payload, f.payload_len);
+    struct spop_msg one[1];
+    struct spop_kv seven[7];
+    n = (struct spop_notify){one, 1, seven, 7, 0, 0};
+    CHECK_EQ_INT(spop_notify_parse(g, f.payload_len, &n), SPOP_NOTIFY_NO_ROOM);
+    CHECK(n.nmsgs == 1 && n.nkvs == 8);
+    n = (struct spop_notify){NULL, 0, NULL, 0, 0, 0};
+    CHECK_EQ_INT(spop_notify_parse(g, f.payload_len, &n), SPOP_NOTIFY_NO_ROOM);
+    CHECK(n.nmsgs == 1 && n.nkvs == 8);
+    /* malformed wins over no room: a bad frame is never "grow and retry" */
+    g = guard_put(f.payload, f.payload_len - 1);
+    n = (struct spop_notify){NULL, 0, NULL, 0, 0, 0};
+    CHECK_EQ_INT(spop_notify_parse(g, f.payload_len - 1, &n), SPOP_NOTIFY_MALFORMED);
+    n = (struct spop_notify){NULL, 0, NULL, 0, 0, 0};
+    CHECK_EQ_INT(spop_notify_parse(g, 0, &n), SPOP_NOTIFY_OK);
 }
 
 static void test_notify_malformed(void)
 {
-    struct spop_reader r;
-    struct spop_msg m;
+    struct spop_notify n;
     /* nargs larger than present */
     static const uint8_t more_args[] = {0x01, 'm', 0x02, 0x01, 'a', 0x00};
     const uint8_t *g = guard_put(more_args, sizeof(more_args));
-    r = (struct spop_reader){g, g + sizeof(more_args)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), -1);
+    CHECK_EQ_INT(notify_parse(g, sizeof(more_args), &n), SPOP_NOTIFY_MALFORMED);
     /* name length past end */
     static const uint8_t long_name[] = {0x05, 'm', 'x'};
     g = guard_put(long_name, sizeof(long_name));
-    r = (struct spop_reader){g, g + sizeof(long_name)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), -1);
+    CHECK_EQ_INT(notify_parse(g, sizeof(long_name), &n), SPOP_NOTIFY_MALFORMED);
     /* no nargs byte */
     static const uint8_t no_nargs[] = {0x01, 'm'};
     g = guard_put(no_nargs, sizeof(no_nargs));
-    r = (struct spop_reader){g, g + sizeof(no_nargs)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), -1);
+    CHECK_EQ_INT(notify_parse(g, sizeof(no_nargs), &n), SPOP_NOTIFY_MALFORMED);
     /* an arg of reserved type */
     static const uint8_t bad_type[] = {0x01, 'm', 0x01, 0x01, 'a', 0x0c};
     g = guard_put(bad_type, sizeof(bad_type));
-    r = (struct spop_reader){g, g + sizeof(bad_type)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), -1);
+    CHECK_EQ_INT(notify_parse(g, sizeof(bad_type), &n), SPOP_NOTIFY_MALFORMED);
+    /* a good message, then a bad one: the whole list is malformed */
+    static const uint8_t good_bad[] = {0x01, 'a', 0x00, 0x01, 'm', 0x01, 0x01, 'a', 0x0c};
+    g = guard_put(good_bad, sizeof(good_bad));
+    CHECK_EQ_INT(notify_parse(g, sizeof(good_bad), &n), SPOP_NOTIFY_MALFORMED);
     /* two messages, zero args and an empty name: both fine */
     static const uint8_t two[] = {0x01, 'a', 0x00, 0x00, 0x01, 0x00, 0x11};
     g = guard_put(two, sizeof(two));
-    r = (struct spop_reader){g, g + sizeof(two)};
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 1);
-    CHECK(spop_str_eq(m.name, "a") && m.nargs == 0 && m.args.p == m.args.end);
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 1);
-    CHECK(m.name.len == 0 && m.nargs == 1);
+    CHECK_EQ_INT(notify_parse(g, sizeof(two), &n), SPOP_NOTIFY_OK);
+    CHECK_EQ_INT(n.nmsgs, 2);
+    CHECK(spop_str_eq(n.msgs[0].name, "a") && n.msgs[0].nargs == 0);
+    CHECK(n.msgs[1].name.len == 0 && n.msgs[1].nargs == 1);
+    CHECK(n.msgs[1].args == &n.kvs[0]);
+    CHECK(n.msgs[1].args[0].key.len == 0 && n.msgs[1].args[0].val.type == SPOP_T_BOOL &&
+          n.msgs[1].args[0].val.u.b);
+    /* a KV key running past the end */
+    struct spop_reader r;
     struct spop_str k;
     struct spop_data d;
-    CHECK_EQ_INT(spop_kv_next(&m.args, &k, &d), 1);
-    CHECK(k.len == 0 && d.type == SPOP_T_BOOL && d.u.b);
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 0);
-    /* a KV key running past the end */
     static const uint8_t bad_key[] = {0x09, 'a'};
     g = guard_put(bad_key, sizeof(bad_key));
     r = (struct spop_reader){g, g + sizeof(bad_key)};
-    CHECK_EQ_INT(spop_kv_next(&r, &k, &d), -1);
+    CHECK_EQ_INT(spop_next_kv(&r, &k, &d), SPOP_NEXT_MALFORMED);
     CHECK(r.p == g);
+    /* an empty KV-list ends at once */
+    r = (struct spop_reader){g, g};
+    CHECK_EQ_INT(spop_next_kv(&r, &k, &d), SPOP_NEXT_END);
 }
 
 /* ---- ACK and actions ----------------------------------------------------------- */
@@ -784,24 +817,24 @@ static void test_ack(void)
     uint8_t type, scope;
     struct spop_str name;
     struct spop_data val;
-    CHECK_EQ_INT(spop_action_next(&r, &type, &scope, &name, &val), 1);
+    CHECK_EQ_INT(spop_next_action(&r, &type, &scope, &name, &val), SPOP_NEXT_ITEM);
     CHECK(type == SPOP_ACT_SET_VAR && scope == SPOP_SCOPE_TXN && spop_str_eq(name, "server"));
     CHECK(val.type == SPOP_T_STRING && spop_str_eq(val.u.str, "s1"));
-    CHECK_EQ_INT(spop_action_next(&r, &type, &scope, &name, &val), 1);
+    CHECK_EQ_INT(spop_next_action(&r, &type, &scope, &name, &val), SPOP_NEXT_ITEM);
     CHECK(type == SPOP_ACT_UNSET_VAR && scope == SPOP_SCOPE_TXN && spop_str_eq(name, "noop"));
     CHECK(val.type == SPOP_T_NULL);
-    CHECK_EQ_INT(spop_action_next(&r, &type, &scope, &name, &val), 0);
+    CHECK_EQ_INT(spop_next_action(&r, &type, &scope, &name, &val), SPOP_NEXT_END);
 
     /* truncations: only the action boundary (14) and 0 parse cleanly */
     for (size_t n = 0; n < f.payload_len; n++) {
         g = guard_put(f.payload, n);
         r = (struct spop_reader){g, g + n};
-        int rc;
+        enum spop_next rc;
         int count = 0;
-        while ((rc = spop_action_next(&r, &type, &scope, &name, &val)) == 1) {
+        while ((rc = spop_next_action(&r, &type, &scope, &name, &val)) == SPOP_NEXT_ITEM) {
             count++;
         }
-        CHECK_EQ_INT(rc, (n == 0 || n == 14) ? 0 : -1);
+        CHECK_EQ_INT(rc, (n == 0 || n == 14) ? SPOP_NEXT_END : SPOP_NEXT_MALFORMED);
         CHECK_EQ_INT(count, n >= 14 ? 1 : 0);
     }
 
@@ -822,7 +855,7 @@ static void test_ack(void)
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         g = guard_put(bad[i].p, bad[i].n);
         r = (struct spop_reader){g, g + bad[i].n};
-        CHECK_EQ_INT(spop_action_next(&r, &type, &scope, &name, &val), -1);
+        CHECK_EQ_INT(spop_next_action(&r, &type, &scope, &name, &val), SPOP_NEXT_MALFORMED);
         CHECK(r.p == g);
     }
     /* every scope encodes as its byte; a scope outside the enum fails the writer */
@@ -893,13 +926,12 @@ static void test_writer(void)
     enum spop_status st;
     CHECK_EQ_INT(spop_frame_decode(buf, w.len, 32, &f, &st), first);
     CHECK(f.frame_id == 1);
-    struct spop_reader r = {f.payload, f.payload + f.payload_len};
-    struct spop_msg m;
-    CHECK_EQ_INT(spop_msg_next(&r, &m), 1);
-    CHECK(spop_str_eq(m.name, "check") && m.nargs == 1);
-    struct spop_str k;
-    CHECK_EQ_INT(spop_kv_next(&m.args, &k, &d), 1);
-    CHECK(spop_str_eq(k, "sid") && spop_str_eq(d.u.str, "0123456789"));
+    struct spop_notify n;
+    CHECK_EQ_INT(notify_parse(f.payload, f.payload_len, &n), SPOP_NOTIFY_OK);
+    CHECK_EQ_INT(n.nmsgs, 1);
+    CHECK(spop_str_eq(n.msgs[0].name, "check") && n.msgs[0].nargs == 1);
+    CHECK(spop_str_eq(n.msgs[0].args[0].key, "sid") &&
+          spop_str_eq(n.msgs[0].args[0].val.u.str, "0123456789"));
     CHECK_EQ_INT(spop_frame_decode(buf + first, w.len - first, 32, &f, &st), w.len - first);
     CHECK(f.frame_id == 2);
 
