@@ -2,7 +2,9 @@
 """Draw the module graph of agent/ from its #include "..." lines, and find cycles.
 
 A module is a .c file and its .h (agent/fleet.c + agent/fleet.h is `fleet`; a
-folder's modules are named with it, e.g. `ctl/ctl_fmt`). Module A depends on B when
+folder's modules are named with it, e.g. `ctl/ctl_fmt`). A header without a .c of
+its own whose name extends a module's is that module's second interface
+(agent/req_engine.h, the creator's side of a request, is module `req`). Module A depends on B when
 A's .c or .h includes B's .h. Generated headers (build/gen) and system headers are
 not modules.
 
@@ -32,8 +34,15 @@ def sources():
                 yield os.path.relpath(os.path.join(dirpath, f), AGENT)
 
 
-def module_of(rel):
-    return os.path.splitext(rel)[0]
+def module_of(rel, files=None):
+    base = os.path.splitext(rel)[0]
+    if files is not None and rel.endswith(".h") and base + ".c" not in files:
+        # req_engine.h -> req, when req.c exists and req_engine.c does not
+        parts = base.split("_")
+        for i in range(len(parts) - 1, 0, -1):
+            if "_".join(parts[:i]) + ".c" in files:
+                return "_".join(parts[:i])
+    return base
 
 
 def graph():
@@ -42,9 +51,9 @@ def graph():
     headers = {}  # what an #include "x.h" names -> module
     for rel in files:
         if rel.endswith(".h"):
-            headers[rel] = module_of(rel)
-            headers.setdefault(os.path.basename(rel), module_of(rel))
-    deps = {module_of(rel): set() for rel in files}
+            headers[rel] = module_of(rel, files)
+            headers.setdefault(os.path.basename(rel), module_of(rel, files))
+    deps = {module_of(rel, files): set() for rel in files}
     for rel in files:
         with open(os.path.join(AGENT, rel), encoding="utf-8", errors="replace") as fh:
             text = fh.read()
@@ -52,8 +61,9 @@ def graph():
         for name in INCLUDE.findall(text):
             # as the compiler looks: beside the including file, then -Iagent
             target = headers.get(os.path.normpath(os.path.join(here, name))) or headers.get(name)
-            if target is not None and target != module_of(rel):
-                deps[module_of(rel)].add(target)
+            mod = module_of(rel, files)
+            if target is not None and target != mod:
+                deps[mod].add(target)
     return deps
 
 
