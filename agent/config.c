@@ -2,8 +2,8 @@
  *
  * One table (cfg_keys) names every key with its type, default, range and place in
  * struct cfg; parsing, defaults, validation and the README reference all read it.
- * Errors are "file:line:col: message"; jansson keeps no positions for values, so a
- * small scanner (pos_find) finds a member's key and value in the source text.
+ * Errors are "file:line:col: message"; jansson keeps no positions for values, so
+ * jsonpos.c finds a member's key and value in the source text again.
  * This file does no I/O beyond reading the config file itself.
  */
 #include "config.h"
@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "jsonpos.h"
 #include "servers.h"
 #include "slog.h"
 #include "slots.h"
@@ -218,147 +219,6 @@ static const struct cfg_key cfg_keys[] = {
 #define WEIGHT_MAX 256
 #define WEIGHT_DEFAULT 1
 
-/* ---- positions in the source text ---------------------------------------- */
-
-struct pos {
-    int line, col; /* 1-based; col counts UTF-8 characters, as jansson does */
-};
-
-struct scan {
-    const char *p, *end;
-    int line, col; /* col: characters consumed on this line */
-};
-
-static void sc_adv(struct scan *s)
-{
-    unsigned char c = (unsigned char)*s->p++;
-    if (c == '\n') {
-        s->line++;
-        s->col = 0;
-    } else if ((c & 0xC0) != 0x80) {
-        s->col++;
-    }
-}
-
-static struct pos sc_pos(const struct scan *s)
-{
-    return (struct pos){s->line, s->col + 1};
-}
-
-static void sc_ws(struct scan *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) {
-        sc_adv(s);
-    }
-}
-
-static void sc_string(struct scan *s)
-{
-    sc_adv(s); /* opening quote */
-    while (s->p < s->end && *s->p != '"') {
-        if (*s->p == '\\') {
-            sc_adv(s);
-            if (s->p >= s->end) {
-                return;
-            }
-        }
-        sc_adv(s);
-    }
-    if (s->p < s->end) {
-        sc_adv(s);
-    }
-}
-
-/* Skip one value of any kind. The text already parsed, so it is well formed. */
-static void sc_value(struct scan *s)
-{
-    sc_ws(s);
-    if (s->p >= s->end) {
-        return;
-    }
-    if (*s->p == '"') {
-        sc_string(s);
-        return;
-    }
-    if (*s->p == '{' || *s->p == '[') {
-        int depth = 0;
-        do {
-            char c = *s->p;
-            if (c == '"') {
-                sc_string(s);
-                continue;
-            }
-            if (c == '{' || c == '[') {
-                depth++;
-            } else if (c == '}' || c == ']') {
-                depth--;
-            }
-            sc_adv(s);
-        } while (depth > 0 && s->p < s->end);
-        return;
-    }
-    while (s->p < s->end && strchr(",]} \t\r\n", *s->p) == NULL) {
-        sc_adv(s);
-    }
-}
-
-/* Does the raw quoted token [q, q+n) decode to `key`? Escapes are rare in keys,
- * so they are decoded by jansson itself rather than by a second decoder here. */
-static bool sc_key_eq(const char *q, size_t n, const char *key)
-{
-    size_t klen = strlen(key);
-    if (n < 2) {
-        return false;
-    }
-    if (memchr(q, '\\', n) == NULL) {
-        return n - 2 == klen && memcmp(q + 1, key, klen) == 0;
-    }
-    json_t *j = json_loadb(q, n, JSON_DECODE_ANY, NULL);
-    bool eq = j != NULL && json_is_string(j) && json_string_length(j) == klen &&
-              memcmp(json_string_value(j), key, klen) == 0;
-    json_decref(j);
-    return eq;
-}
-
-/* Find the member at path[0..depth) in the object at the scanner. Fills *key
- * (its opening quote) and *val (the value's first character) for the deepest
- * member matched; returns true when the whole path matched. */
-static bool sc_find(struct scan *s, const char *const *path, size_t depth, struct pos *key,
-                    struct pos *val)
-{
-    sc_ws(s);
-    if (s->p >= s->end || *s->p != '{') {
-        return false;
-    }
-    sc_adv(s);
-    for (;;) {
-        sc_ws(s);
-        if (s->p >= s->end || *s->p != '"') {
-            return false; /* '}' or malformed: not here */
-        }
-        struct pos kp = sc_pos(s);
-        const char *kstart = s->p;
-        sc_string(s);
-        size_t klen = (size_t)(s->p - kstart);
-        sc_ws(s);
-        if (s->p >= s->end || *s->p != ':') {
-            return false;
-        }
-        sc_adv(s);
-        sc_ws(s);
-        if (sc_key_eq(kstart, klen, path[0])) {
-            *key = kp;
-            *val = sc_pos(s);
-            return depth == 1 || sc_find(s, path + 1, depth - 1, key, val);
-        }
-        sc_value(s);
-        sc_ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            sc_adv(s);
-        }
-    }
-}
-
 /* ---- the loader ----------------------------------------------------------- */
 
 struct loader {
@@ -381,13 +241,9 @@ enum at { AT_KEY = 0, AT_VALUE = 1 };
 __attribute__((format(printf, 3, 4))) static int fail(struct loader *ld, enum at at,
                                                       const char *fmt, ...)
 {
-    struct scan s = {ld->text, ld->text + ld->len, 1, 0};
-    sc_ws(&s);
-    struct pos top = sc_pos(&s), kp = top, vp = top;
-    if (ld->depth > 0 && !sc_find(&s, ld->path, ld->depth, &kp, &vp)) {
-        kp = vp = top; /* never a parent's position: it would mislead */
-    }
-    struct pos p = at == AT_KEY ? kp : vp;
+    struct jsonpos kp, vp;
+    (void)jsonpos_find(ld->text, ld->len, ld->path, ld->depth, &kp, &vp); /* else the top */
+    struct jsonpos p = at == AT_KEY ? kp : vp;
     int n = snprintf(ld->err, ld->errlen, "%s:%d:%d: ", ld->name, p.line, p.col);
     if (n >= 0 && (size_t)n < ld->errlen) {
         va_list ap;
@@ -1266,9 +1122,8 @@ static const struct cfg_key *key_by_off(size_t off)
 static bool in_text(struct loader *ld, const struct cfg_key *k)
 {
     at_key(ld, k);
-    struct scan s = {ld->text, ld->text + ld->len, 1, 0};
-    struct pos kp, vp;
-    return sc_find(&s, ld->path, ld->depth, &kp, &vp);
+    struct jsonpos kp, vp;
+    return jsonpos_find(ld->text, ld->len, ld->path, ld->depth, &kp, &vp);
 }
 
 int64_t cfg_refresh_ms(const struct cfg *c)
