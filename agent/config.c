@@ -47,9 +47,9 @@ enum key_type {
     KT_PORT,        /* integer in [min, max], stored as uint16_t */
     KT_DUR,         /* milliseconds or "20ms"/"5s"/..., in [min, max], int64_t */
     KT_LEVEL,       /* "error" | "warn" | "info" | "debug" */
-    KT_BACKENDS,    /* the static server list, parsed by parse_backends() */
+    KT_BACKENDS,    /* the static server list, each backend parsed by parse_backend() */
     KT_BOOL,        /* true | false, stored as bool */
-    KT_LIMITS,      /* slow start and caps per backend, parsed by parse_limits() */
+    KT_LIMITS,      /* slow start and caps per backend, each parsed by parse_limit() */
     KT_HOSTS,       /* array of KT_HOST:PORT strings, [min, max] entries, char ** + count */
     KT_COUNT
 };
@@ -780,25 +780,36 @@ __attribute__((warn_unused_result)) static int start_entry(struct loader *ld, co
     return 0;
 }
 
-/* How one member of a backends or servers object is parsed: into entry i of
- * owner's array (the cfg for backends, a cfg_backend for servers). */
-typedef int (*member_fn)(struct loader *ld, void *owner, size_t i, const char *name, json_t *v);
+/* How one member of an object of entries is parsed: into entry i of the array
+ * arr (struct cfg_backend, cfg_server, cfg_limits or cfg_limit_srv). */
+typedef int (*member_fn)(struct loader *ld, void *arr, size_t i, const char *name, json_t *v);
 
-/* Owns the walk shared by the backends and servers objects: enters each member
- * of obj in file order (jansson keeps insertion order) and hands it to parse
- * with its index. *count counts a member even when parse fails, so cfg_free
- * frees the name it may already hold. The caller allocates the array. */
-__attribute__((warn_unused_result)) static int parse_members(struct loader *ld, json_t *obj,
-                                                             void *owner, size_t *count,
-                                                             member_fn parse)
+/* Owns what the four objects of named entries share (backends, limits, and the
+ * servers of each): v must be an object (else "expected <what>"); a zeroed
+ * array of one entry of `size` bytes per member (NULL for none) is returned in
+ * *arr, and each member, entered in file order (jansson keeps insertion order),
+ * is handed to parse with its index. *arr is set and *count counts a member even
+ * when parsing fails, so that the caller stores both and cfg_free frees the
+ * names the entries may already hold. */
+__attribute__((warn_unused_result)) static int
+parse_entries(struct loader *ld, json_t *v, const char *what, size_t size, void **arr,
+              size_t *count, member_fn parse)
 {
+    *arr = NULL;
+    if (!json_is_object(v)) {
+        return fail_type(ld, what, v);
+    }
+    size_t n = json_object_size(v);
+    if (n > 0 && (*arr = calloc(n, size)) == NULL) {
+        return fail(ld, AT_VALUE, "out of memory");
+    }
     const char *k;
     json_t *m;
-    json_object_foreach (obj, k, m) {
+    json_object_foreach (v, k, m) {
         if (push(ld, k) < 0) {
             return -1;
         }
-        int rc = parse(ld, owner, *count, k, m);
+        int rc = parse(ld, *arr, *count, k, m);
         (*count)++;
         if (rc < 0) {
             return -1;
@@ -808,9 +819,9 @@ __attribute__((warn_unused_result)) static int parse_members(struct loader *ld, 
     return 0;
 }
 
-static int parse_server(struct loader *ld, void *owner, size_t i, const char *sname, json_t *v)
+static int parse_server(struct loader *ld, void *arr, size_t i, const char *sname, json_t *v)
 {
-    struct cfg_server *srv = &((struct cfg_backend *)owner)->servers[i];
+    struct cfg_server *srv = (struct cfg_server *)arr + i;
     if (start_entry(ld, "server", sname, "an object such as {\"weight\": 1}", v, &srv->name) <
         0) {
         return -1;
@@ -829,9 +840,9 @@ static int parse_server(struct loader *ld, void *owner, size_t i, const char *sn
     return 0;
 }
 
-static int parse_backend(struct loader *ld, void *owner, size_t i, const char *bname, json_t *v)
+static int parse_backend(struct loader *ld, void *arr, size_t i, const char *bname, json_t *v)
 {
-    struct cfg_backend *be = &((struct cfg *)owner)->backends[i];
+    struct cfg_backend *be = (struct cfg_backend *)arr + i;
     char name[256];
     if (start_entry(ld, "backend", bname, "an object such as {\"servers\": {...}}", v,
                     &be->name) < 0) {
@@ -840,17 +851,14 @@ static int parse_backend(struct loader *ld, void *owner, size_t i, const char *b
     const char *k;
     json_t *m;
     json_object_foreach (v, k, m) {
+        void *servers;
         if (push_only(ld, k, "servers") < 0) {
             return -1;
         }
-        if (!json_is_object(m)) {
-            return fail_type(ld, "an object of servers", m);
-        }
-        size_t n = json_object_size(m);
-        if (n > 0 && (be->servers = calloc(n, sizeof(*be->servers))) == NULL) {
-            return fail(ld, AT_VALUE, "out of memory");
-        }
-        if (parse_members(ld, m, be, &be->nservers, parse_server) < 0) {
+        int rc = parse_entries(ld, m, "an object of servers", sizeof(*be->servers), &servers,
+                               &be->nservers, parse_server);
+        be->servers = servers;
+        if (rc < 0) {
             return -1;
         }
         ld->depth--;
@@ -859,18 +867,6 @@ static int parse_backend(struct loader *ld, void *owner, size_t i, const char *b
         return fail(ld, AT_KEY, "%s: backend has no servers", dotted(ld, name, sizeof(name)));
     }
     return 0;
-}
-
-static int parse_backends(struct loader *ld, json_t *v)
-{
-    if (!json_is_object(v)) {
-        return fail_type(ld, "an object of backends", v);
-    }
-    size_t n = json_object_size(v);
-    if (n > 0 && (ld->c->backends = calloc(n, sizeof(*ld->c->backends))) == NULL) {
-        return fail(ld, AT_VALUE, "out of memory");
-    }
-    return parse_members(ld, v, ld->c, &ld->c->nbackends, parse_backend);
 }
 
 /* ---- limits: slow start and caps (issue 13) ---------------------------------- */
@@ -920,10 +916,10 @@ static int get_word(struct loader *ld, const json_t *v, const char *const *words
                 json_string_value(v), words[0], words[1]);
 }
 
-static int parse_limit_srv(struct loader *ld, void *owner, size_t i, const char *sname, json_t *v)
+static int parse_limit_srv(struct loader *ld, void *arr, size_t i, const char *sname, json_t *v)
 {
     static const char *const keys[] = {"slowstart", "maxconn", "new_rate"};
-    struct cfg_limit_srv *srv = &((struct cfg_limits *)owner)->servers[i];
+    struct cfg_limit_srv *srv = (struct cfg_limit_srv *)arr + i;
     srv->slowstart_ms = srv->maxconn = srv->new_rate = -1;
     if (start_entry(ld, "server", sname, "an object such as {\"maxconn\": 100}", v,
                     &srv->name) < 0) {
@@ -956,13 +952,13 @@ static int parse_limit_srv(struct loader *ld, void *owner, size_t i, const char 
     return 0;
 }
 
-static int parse_limit(struct loader *ld, void *owner, size_t i, const char *bname, json_t *v)
+static int parse_limit(struct loader *ld, void *arr, size_t i, const char *bname, json_t *v)
 {
     static const char *const keys[] = {"slowstart", "maxconn",  "policy", "slack",
                                        "when_full", "new_rate", "servers"};
     static const char *const policies[] = {"affinity", "balance"};
     static const char *const full[] = {"refuse", "queue"};
-    struct cfg_limits *lim = &((struct cfg *)owner)->limits[i];
+    struct cfg_limits *lim = (struct cfg_limits *)arr + i;
     lim->slack_pct = 20;
     bool any = strcmp(bname, "*") == 0; /* the default of every backend not named */
     if (start_entry(ld, "backend", any ? "any" : bname,
@@ -999,14 +995,10 @@ static int parse_limit(struct loader *ld, void *owner, size_t i, const char *bna
             rc = get_word(ld, m, full, ARRAY_SIZE(full), &w);
             lim->queue = w == 1;
         } else if (strcmp(k, "servers") == 0) {
-            if (!json_is_object(m)) {
-                return fail_type(ld, "an object of servers", m);
-            }
-            size_t ns = json_object_size(m);
-            if (ns > 0 && (lim->servers = calloc(ns, sizeof(*lim->servers))) == NULL) {
-                return fail(ld, AT_VALUE, "out of memory");
-            }
-            rc = parse_members(ld, m, lim, &lim->nservers, parse_limit_srv);
+            void *servers;
+            rc = parse_entries(ld, m, "an object of servers", sizeof(*lim->servers), &servers,
+                               &lim->nservers, parse_limit_srv);
+            lim->servers = servers;
         } else {
             return fail_unknown(ld, keys, ARRAY_SIZE(keys));
         }
@@ -1016,18 +1008,6 @@ static int parse_limit(struct loader *ld, void *owner, size_t i, const char *bna
         ld->depth--;
     }
     return 0;
-}
-
-static int parse_limits(struct loader *ld, json_t *v)
-{
-    if (!json_is_object(v)) {
-        return fail_type(ld, "an object of backends", v);
-    }
-    size_t n = json_object_size(v);
-    if (n > 0 && (ld->c->limits = calloc(n, sizeof(*ld->c->limits))) == NULL) {
-        return fail(ld, AT_VALUE, "out of memory");
-    }
-    return parse_members(ld, v, ld->c, &ld->c->nlimits, parse_limit);
 }
 
 void cfg_limits_of(const struct cfg *c, const char *backend, const char *server,
@@ -1077,15 +1057,20 @@ static int parse_object(struct loader *ld, json_t *obj)
             return fail_unknown(ld, NULL, 0);
         }
         int rc;
+        void *arr;
         if (key->type == KT_SECTION) {
             if (!json_is_object(v)) {
                 return fail_type(ld, "an object", v);
             }
             rc = parse_object(ld, v);
         } else if (key->type == KT_BACKENDS) {
-            rc = parse_backends(ld, v);
+            rc = parse_entries(ld, v, "an object of backends", sizeof(*ld->c->backends), &arr,
+                               &ld->c->nbackends, parse_backend);
+            ld->c->backends = arr;
         } else if (key->type == KT_LIMITS) {
-            rc = parse_limits(ld, v);
+            rc = parse_entries(ld, v, "an object of backends", sizeof(*ld->c->limits), &arr,
+                               &ld->c->nlimits, parse_limit);
+            ld->c->limits = arr;
         } else {
             rc = apply_key(ld, key, v);
         }
