@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "jsonpos.h"
-#include "servers.h"
+#include "names.h"
 #include "slog.h"
 #include "slots.h"
 #include "util.h"
@@ -33,7 +33,7 @@
 
 #define CFG_MAX_FILE (1u << 20) /* a config larger than 1 MiB is a mistake */
 #define CFG_MAX_DEPTH 6         /* backends.<b>.servers.<s>.weight is 5 deep */
-#define NAME_MAX_LEN (SRV_NAME_MAX - 1)
+#define NAME_MAX_LEN (NAMES_MAX - 1)
 
 enum key_type {
     KT_SECTION = 0, /* an object whose members are further table entries */
