@@ -2,8 +2,8 @@
  *
  * One table (cfg_keys) names every key with its type, default, range and place in
  * struct cfg; parsing, defaults, validation and the README reference all read it.
- * Errors are "file:line:col: message"; jansson keeps no positions for values, so a
- * small scanner (pos_find) finds a member's key and value in the source text.
+ * Errors are "file:line:col: message"; jansson keeps no positions for values, so
+ * jsonpos.c finds a member's key and value in the source text again.
  * This file does no I/O beyond reading the config file itself.
  */
 #include "config.h"
@@ -20,7 +20,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "servers.h"
+#include "jsonpos.h"
+#include "names.h"
 #include "slog.h"
 #include "slots.h"
 #include "util.h"
@@ -32,7 +33,7 @@
 
 #define CFG_MAX_FILE (1u << 20) /* a config larger than 1 MiB is a mistake */
 #define CFG_MAX_DEPTH 6         /* backends.<b>.servers.<s>.weight is 5 deep */
-#define NAME_MAX_LEN (SRV_NAME_MAX - 1)
+#define NAME_MAX_LEN (NAMES_MAX - 1)
 
 enum key_type {
     KT_SECTION = 0, /* an object whose members are further table entries */
@@ -46,9 +47,9 @@ enum key_type {
     KT_PORT,        /* integer in [min, max], stored as uint16_t */
     KT_DUR,         /* milliseconds or "20ms"/"5s"/..., in [min, max], int64_t */
     KT_LEVEL,       /* "error" | "warn" | "info" | "debug" */
-    KT_BACKENDS,    /* the static server list, parsed by parse_backends() */
+    KT_BACKENDS,    /* the static server list, each backend parsed by parse_backend() */
     KT_BOOL,        /* true | false, stored as bool */
-    KT_LIMITS,      /* slow start and caps per backend, parsed by parse_limits() */
+    KT_LIMITS,      /* slow start and caps per backend, each parsed by parse_limit() */
     KT_HOSTS,       /* array of KT_HOST:PORT strings, [min, max] entries, char ** + count */
     KT_COUNT
 };
@@ -218,147 +219,6 @@ static const struct cfg_key cfg_keys[] = {
 #define WEIGHT_MAX 256
 #define WEIGHT_DEFAULT 1
 
-/* ---- positions in the source text ---------------------------------------- */
-
-struct pos {
-    int line, col; /* 1-based; col counts UTF-8 characters, as jansson does */
-};
-
-struct scan {
-    const char *p, *end;
-    int line, col; /* col: characters consumed on this line */
-};
-
-static void sc_adv(struct scan *s)
-{
-    unsigned char c = (unsigned char)*s->p++;
-    if (c == '\n') {
-        s->line++;
-        s->col = 0;
-    } else if ((c & 0xC0) != 0x80) {
-        s->col++;
-    }
-}
-
-static struct pos sc_pos(const struct scan *s)
-{
-    return (struct pos){s->line, s->col + 1};
-}
-
-static void sc_ws(struct scan *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) {
-        sc_adv(s);
-    }
-}
-
-static void sc_string(struct scan *s)
-{
-    sc_adv(s); /* opening quote */
-    while (s->p < s->end && *s->p != '"') {
-        if (*s->p == '\\') {
-            sc_adv(s);
-            if (s->p >= s->end) {
-                return;
-            }
-        }
-        sc_adv(s);
-    }
-    if (s->p < s->end) {
-        sc_adv(s);
-    }
-}
-
-/* Skip one value of any kind. The text already parsed, so it is well formed. */
-static void sc_value(struct scan *s)
-{
-    sc_ws(s);
-    if (s->p >= s->end) {
-        return;
-    }
-    if (*s->p == '"') {
-        sc_string(s);
-        return;
-    }
-    if (*s->p == '{' || *s->p == '[') {
-        int depth = 0;
-        do {
-            char c = *s->p;
-            if (c == '"') {
-                sc_string(s);
-                continue;
-            }
-            if (c == '{' || c == '[') {
-                depth++;
-            } else if (c == '}' || c == ']') {
-                depth--;
-            }
-            sc_adv(s);
-        } while (depth > 0 && s->p < s->end);
-        return;
-    }
-    while (s->p < s->end && strchr(",]} \t\r\n", *s->p) == NULL) {
-        sc_adv(s);
-    }
-}
-
-/* Does the raw quoted token [q, q+n) decode to `key`? Escapes are rare in keys,
- * so they are decoded by jansson itself rather than by a second decoder here. */
-static bool sc_key_eq(const char *q, size_t n, const char *key)
-{
-    size_t klen = strlen(key);
-    if (n < 2) {
-        return false;
-    }
-    if (memchr(q, '\\', n) == NULL) {
-        return n - 2 == klen && memcmp(q + 1, key, klen) == 0;
-    }
-    json_t *j = json_loadb(q, n, JSON_DECODE_ANY, NULL);
-    bool eq = j != NULL && json_is_string(j) && json_string_length(j) == klen &&
-              memcmp(json_string_value(j), key, klen) == 0;
-    json_decref(j);
-    return eq;
-}
-
-/* Find the member at path[0..depth) in the object at the scanner. Fills *key
- * (its opening quote) and *val (the value's first character) for the deepest
- * member matched; returns true when the whole path matched. */
-static bool sc_find(struct scan *s, const char *const *path, size_t depth, struct pos *key,
-                    struct pos *val)
-{
-    sc_ws(s);
-    if (s->p >= s->end || *s->p != '{') {
-        return false;
-    }
-    sc_adv(s);
-    for (;;) {
-        sc_ws(s);
-        if (s->p >= s->end || *s->p != '"') {
-            return false; /* '}' or malformed: not here */
-        }
-        struct pos kp = sc_pos(s);
-        const char *kstart = s->p;
-        sc_string(s);
-        size_t klen = (size_t)(s->p - kstart);
-        sc_ws(s);
-        if (s->p >= s->end || *s->p != ':') {
-            return false;
-        }
-        sc_adv(s);
-        sc_ws(s);
-        if (sc_key_eq(kstart, klen, path[0])) {
-            *key = kp;
-            *val = sc_pos(s);
-            return depth == 1 || sc_find(s, path + 1, depth - 1, key, val);
-        }
-        sc_value(s);
-        sc_ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            sc_adv(s);
-        }
-    }
-}
-
 /* ---- the loader ----------------------------------------------------------- */
 
 struct loader {
@@ -381,13 +241,9 @@ enum at { AT_KEY = 0, AT_VALUE = 1 };
 __attribute__((format(printf, 3, 4))) static int fail(struct loader *ld, enum at at,
                                                       const char *fmt, ...)
 {
-    struct scan s = {ld->text, ld->text + ld->len, 1, 0};
-    sc_ws(&s);
-    struct pos top = sc_pos(&s), kp = top, vp = top;
-    if (ld->depth > 0 && !sc_find(&s, ld->path, ld->depth, &kp, &vp)) {
-        kp = vp = top; /* never a parent's position: it would mislead */
-    }
-    struct pos p = at == AT_KEY ? kp : vp;
+    struct jsonpos kp, vp;
+    (void)jsonpos_find(ld->text, ld->len, ld->path, ld->depth, &kp, &vp); /* else the top */
+    struct jsonpos p = at == AT_KEY ? kp : vp;
     int n = snprintf(ld->err, ld->errlen, "%s:%d:%d: ", ld->name, p.line, p.col);
     if (n >= 0 && (size_t)n < ld->errlen) {
         va_list ap;
@@ -924,25 +780,36 @@ __attribute__((warn_unused_result)) static int start_entry(struct loader *ld, co
     return 0;
 }
 
-/* How one member of a backends or servers object is parsed: into entry i of
- * owner's array (the cfg for backends, a cfg_backend for servers). */
-typedef int (*member_fn)(struct loader *ld, void *owner, size_t i, const char *name, json_t *v);
+/* How one member of an object of entries is parsed: into entry i of the array
+ * arr (struct cfg_backend, cfg_server, cfg_limits or cfg_limit_srv). */
+typedef int (*member_fn)(struct loader *ld, void *arr, size_t i, const char *name, json_t *v);
 
-/* Owns the walk shared by the backends and servers objects: enters each member
- * of obj in file order (jansson keeps insertion order) and hands it to parse
- * with its index. *count counts a member even when parse fails, so cfg_free
- * frees the name it may already hold. The caller allocates the array. */
-__attribute__((warn_unused_result)) static int parse_members(struct loader *ld, json_t *obj,
-                                                             void *owner, size_t *count,
-                                                             member_fn parse)
+/* Owns what the four objects of named entries share (backends, limits, and the
+ * servers of each): v must be an object (else "expected <what>"); a zeroed
+ * array of one entry of `size` bytes per member (NULL for none) is returned in
+ * *arr, and each member, entered in file order (jansson keeps insertion order),
+ * is handed to parse with its index. *arr is set and *count counts a member even
+ * when parsing fails, so that the caller stores both and cfg_free frees the
+ * names the entries may already hold. */
+__attribute__((warn_unused_result)) static int
+parse_entries(struct loader *ld, json_t *v, const char *what, size_t size, void **arr,
+              size_t *count, member_fn parse)
 {
+    *arr = NULL;
+    if (!json_is_object(v)) {
+        return fail_type(ld, what, v);
+    }
+    size_t n = json_object_size(v);
+    if (n > 0 && (*arr = calloc(n, size)) == NULL) {
+        return fail(ld, AT_VALUE, "out of memory");
+    }
     const char *k;
     json_t *m;
-    json_object_foreach (obj, k, m) {
+    json_object_foreach (v, k, m) {
         if (push(ld, k) < 0) {
             return -1;
         }
-        int rc = parse(ld, owner, *count, k, m);
+        int rc = parse(ld, *arr, *count, k, m);
         (*count)++;
         if (rc < 0) {
             return -1;
@@ -952,9 +819,9 @@ __attribute__((warn_unused_result)) static int parse_members(struct loader *ld, 
     return 0;
 }
 
-static int parse_server(struct loader *ld, void *owner, size_t i, const char *sname, json_t *v)
+static int parse_server(struct loader *ld, void *arr, size_t i, const char *sname, json_t *v)
 {
-    struct cfg_server *srv = &((struct cfg_backend *)owner)->servers[i];
+    struct cfg_server *srv = (struct cfg_server *)arr + i;
     if (start_entry(ld, "server", sname, "an object such as {\"weight\": 1}", v, &srv->name) <
         0) {
         return -1;
@@ -973,9 +840,9 @@ static int parse_server(struct loader *ld, void *owner, size_t i, const char *sn
     return 0;
 }
 
-static int parse_backend(struct loader *ld, void *owner, size_t i, const char *bname, json_t *v)
+static int parse_backend(struct loader *ld, void *arr, size_t i, const char *bname, json_t *v)
 {
-    struct cfg_backend *be = &((struct cfg *)owner)->backends[i];
+    struct cfg_backend *be = (struct cfg_backend *)arr + i;
     char name[256];
     if (start_entry(ld, "backend", bname, "an object such as {\"servers\": {...}}", v,
                     &be->name) < 0) {
@@ -984,17 +851,14 @@ static int parse_backend(struct loader *ld, void *owner, size_t i, const char *b
     const char *k;
     json_t *m;
     json_object_foreach (v, k, m) {
+        void *servers;
         if (push_only(ld, k, "servers") < 0) {
             return -1;
         }
-        if (!json_is_object(m)) {
-            return fail_type(ld, "an object of servers", m);
-        }
-        size_t n = json_object_size(m);
-        if (n > 0 && (be->servers = calloc(n, sizeof(*be->servers))) == NULL) {
-            return fail(ld, AT_VALUE, "out of memory");
-        }
-        if (parse_members(ld, m, be, &be->nservers, parse_server) < 0) {
+        int rc = parse_entries(ld, m, "an object of servers", sizeof(*be->servers), &servers,
+                               &be->nservers, parse_server);
+        be->servers = servers;
+        if (rc < 0) {
             return -1;
         }
         ld->depth--;
@@ -1003,18 +867,6 @@ static int parse_backend(struct loader *ld, void *owner, size_t i, const char *b
         return fail(ld, AT_KEY, "%s: backend has no servers", dotted(ld, name, sizeof(name)));
     }
     return 0;
-}
-
-static int parse_backends(struct loader *ld, json_t *v)
-{
-    if (!json_is_object(v)) {
-        return fail_type(ld, "an object of backends", v);
-    }
-    size_t n = json_object_size(v);
-    if (n > 0 && (ld->c->backends = calloc(n, sizeof(*ld->c->backends))) == NULL) {
-        return fail(ld, AT_VALUE, "out of memory");
-    }
-    return parse_members(ld, v, ld->c, &ld->c->nbackends, parse_backend);
 }
 
 /* ---- limits: slow start and caps (issue 13) ---------------------------------- */
@@ -1064,10 +916,10 @@ static int get_word(struct loader *ld, const json_t *v, const char *const *words
                 json_string_value(v), words[0], words[1]);
 }
 
-static int parse_limit_srv(struct loader *ld, void *owner, size_t i, const char *sname, json_t *v)
+static int parse_limit_srv(struct loader *ld, void *arr, size_t i, const char *sname, json_t *v)
 {
     static const char *const keys[] = {"slowstart", "maxconn", "new_rate"};
-    struct cfg_limit_srv *srv = &((struct cfg_limits *)owner)->servers[i];
+    struct cfg_limit_srv *srv = (struct cfg_limit_srv *)arr + i;
     srv->slowstart_ms = srv->maxconn = srv->new_rate = -1;
     if (start_entry(ld, "server", sname, "an object such as {\"maxconn\": 100}", v,
                     &srv->name) < 0) {
@@ -1100,13 +952,13 @@ static int parse_limit_srv(struct loader *ld, void *owner, size_t i, const char 
     return 0;
 }
 
-static int parse_limit(struct loader *ld, void *owner, size_t i, const char *bname, json_t *v)
+static int parse_limit(struct loader *ld, void *arr, size_t i, const char *bname, json_t *v)
 {
     static const char *const keys[] = {"slowstart", "maxconn",  "policy", "slack",
                                        "when_full", "new_rate", "servers"};
     static const char *const policies[] = {"affinity", "balance"};
     static const char *const full[] = {"refuse", "queue"};
-    struct cfg_limits *lim = &((struct cfg *)owner)->limits[i];
+    struct cfg_limits *lim = (struct cfg_limits *)arr + i;
     lim->slack_pct = 20;
     bool any = strcmp(bname, "*") == 0; /* the default of every backend not named */
     if (start_entry(ld, "backend", any ? "any" : bname,
@@ -1143,14 +995,10 @@ static int parse_limit(struct loader *ld, void *owner, size_t i, const char *bna
             rc = get_word(ld, m, full, ARRAY_SIZE(full), &w);
             lim->queue = w == 1;
         } else if (strcmp(k, "servers") == 0) {
-            if (!json_is_object(m)) {
-                return fail_type(ld, "an object of servers", m);
-            }
-            size_t ns = json_object_size(m);
-            if (ns > 0 && (lim->servers = calloc(ns, sizeof(*lim->servers))) == NULL) {
-                return fail(ld, AT_VALUE, "out of memory");
-            }
-            rc = parse_members(ld, m, lim, &lim->nservers, parse_limit_srv);
+            void *servers;
+            rc = parse_entries(ld, m, "an object of servers", sizeof(*lim->servers), &servers,
+                               &lim->nservers, parse_limit_srv);
+            lim->servers = servers;
         } else {
             return fail_unknown(ld, keys, ARRAY_SIZE(keys));
         }
@@ -1160,18 +1008,6 @@ static int parse_limit(struct loader *ld, void *owner, size_t i, const char *bna
         ld->depth--;
     }
     return 0;
-}
-
-static int parse_limits(struct loader *ld, json_t *v)
-{
-    if (!json_is_object(v)) {
-        return fail_type(ld, "an object of backends", v);
-    }
-    size_t n = json_object_size(v);
-    if (n > 0 && (ld->c->limits = calloc(n, sizeof(*ld->c->limits))) == NULL) {
-        return fail(ld, AT_VALUE, "out of memory");
-    }
-    return parse_members(ld, v, ld->c, &ld->c->nlimits, parse_limit);
 }
 
 void cfg_limits_of(const struct cfg *c, const char *backend, const char *server,
@@ -1221,15 +1057,20 @@ static int parse_object(struct loader *ld, json_t *obj)
             return fail_unknown(ld, NULL, 0);
         }
         int rc;
+        void *arr;
         if (key->type == KT_SECTION) {
             if (!json_is_object(v)) {
                 return fail_type(ld, "an object", v);
             }
             rc = parse_object(ld, v);
         } else if (key->type == KT_BACKENDS) {
-            rc = parse_backends(ld, v);
+            rc = parse_entries(ld, v, "an object of backends", sizeof(*ld->c->backends), &arr,
+                               &ld->c->nbackends, parse_backend);
+            ld->c->backends = arr;
         } else if (key->type == KT_LIMITS) {
-            rc = parse_limits(ld, v);
+            rc = parse_entries(ld, v, "an object of backends", sizeof(*ld->c->limits), &arr,
+                               &ld->c->nlimits, parse_limit);
+            ld->c->limits = arr;
         } else {
             rc = apply_key(ld, key, v);
         }
@@ -1266,9 +1107,8 @@ static const struct cfg_key *key_by_off(size_t off)
 static bool in_text(struct loader *ld, const struct cfg_key *k)
 {
     at_key(ld, k);
-    struct scan s = {ld->text, ld->text + ld->len, 1, 0};
-    struct pos kp, vp;
-    return sc_find(&s, ld->path, ld->depth, &kp, &vp);
+    struct jsonpos kp, vp;
+    return jsonpos_find(ld->text, ld->len, ld->path, ld->depth, &kp, &vp);
 }
 
 int64_t cfg_refresh_ms(const struct cfg *c)

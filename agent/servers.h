@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "names.h"
+
 struct cfg;
 
 /* HAProxy's view of a server (operational + administrative state). */
@@ -23,7 +25,7 @@ enum srv_state {
     SRV_STATE_COUNT
 };
 
-#define SRV_NAME_MAX 64
+#define SRV_NAME_MAX NAMES_MAX /* see names.h */
 
 struct srv {
     char name[SRV_NAME_MAX];

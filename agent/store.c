@@ -1,20 +1,17 @@
 /* store.c - Redis through hiredis 0.14's async API on the agent's libev loop.
  *
- * The only file that includes hiredis. Owns the command connection (or, for a
- * Redis Cluster, one per master and the slot map), the optional pub/sub
- * connection, their reconnect/backoff and handshake, per-request deadlines and
- * the hung-server watchdog. It must not know what the commands mean: a cluster
- * command is routed by the key its caller names (argv[1], KEYS[1]); the slot
- * arithmetic and the redirect texts are slots.c's.
+ * With store_cluster.c (a Redis Cluster's nodes, slot map and routing), the only
+ * files that include hiredis. Owns the command connection (or, in a cluster, the
+ * mechanics of one per master), the optional pub/sub connection, their
+ * reconnect/backoff and handshake, per-request deadlines and the hung-server
+ * watchdog. It must not know what the commands mean: a cluster command is routed
+ * by the key its caller names (argv[1], KEYS[1]), by store_cluster.c.
  *
  *   store_command/store_eval -> route (cluster: slot -> master) -> struct sreq
  *        (listed in s->reqs, deadline timer) -> that connection's hiredis pipeline
  *        (privdata = sreq), written once per loop iteration by on_flush
  *        -> on_reply [MOVED/ASK: the same sreq resent on the node named] -> user
  *           cb, exactly once
- *   cluster: seeds -> CLUSTER SLOTS (on_slots) -> map_apply: masters connected,
- *        others let go; read again on redirects, lost nodes, cluster errors, and
- *        every STORE_MAP_REFRESH_S (STORE_MAP_DEGRADED_S while degraded)
  *
  * Lifetimes: a struct rconn lives as long as the store (cluster nodes too: never
  * freed before it) and always outlives its redisAsyncContext, so it is safe as
@@ -22,7 +19,7 @@
  * (reply, or NULL on disconnect/free), even when its user callback already ran
  * on a deadline; q->rc is the connection holding it now.
  */
-#include "store.h"
+#include "store_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -38,148 +35,12 @@
 
 #include "config.h"
 #include "log.h"
-#include "slots.h"
 #include "stats.h"
 #include "util.h"
 
 /* The watchdog never fires before this much silence, whatever the deadlines. */
 #define STORE_STALL_MIN_MS 1000
 #define STORE_STALL_FACTOR 10
-/* Cluster: nodes known at most (masters, replicas, seeds), redirects per request,
- * and how often the slot map is read again: healthy, and while a master is
- * unreachable or slots are unserved (a failover in progress). */
-#define STORE_NODES_MAX 64
-#define STORE_REDIRECTS_MAX 5
-#define STORE_MAP_REFRESH_S 10.0
-#define STORE_MAP_DEGRADED_S 0.5
-#define STORE_MAP_SOON_S 0.05
-
-enum rconn_state {
-    RC_IDLE = 0,   /* no context; maybe a retry timer pending */
-    RC_HANDSHAKE,  /* context exists: TCP connect + AUTH/SELECT/PING in flight */
-    RC_READY,      /* handshake answered; requests accepted */
-    RC_FAILED,     /* context exists but is condemned; the reap timer frees it */
-    RC_STATE_COUNT
-};
-
-enum rconn_kind {
-    RC_CMD = 0,
-    RC_SUB = 1,
-    RC_KIND_COUNT
-};
-
-struct store;
-
-/* One hiredis connection and everything needed to keep it alive. */
-struct rconn {
-    struct store *s;
-    enum rconn_kind kind;
-    enum rconn_state state;
-    redisAsyncContext *ac;  /* NULL when idle; cleared BEFORE we free it ourselves */
-    ev_timer connect_timer; /* TCP connect + handshake must finish within this */
-    ev_timer retry_timer;   /* backoff before the next attempt */
-    ev_timer reap_timer;    /* 0-delay: frees a condemned context outside hiredis */
-    ev_timer stall_timer;   /* watchdog for a server that stopped answering */
-    int64_t backoff_ms;     /* next retry delay (before jitter) */
-    unsigned hs_pending;    /* handshake replies still expected */
-    bool fail_logged;       /* failures after the first are logged at debug level... */
-    char fail_what[64];     /* ...unless their reason changes (e.g. refused -> closed) */
-    bool role_denied_logged; /* store_check_role met an ACL without +role */
-    bool reconnect_now;      /* the reap connects at once (reconnect_all) */
-    bool started;           /* the pub/sub connection is only started on demand */
-    ev_tstamp last_progress; /* last reply, or when the pipeline became non-empty */
-    bool timed_out;          /* a request passed its deadline since the last reply */
-    /* Cluster nodes only: the node's address, whether it serves slots in the
-     * current map, and whether it is kept connected (masters; seeds and known
-     * replicas only while no master answers). */
-    char host[SLOTS_HOST_MAX];
-    unsigned port;
-    bool node, master, wanted;
-    bool loss_noted; /* this outage already asked for a map refresh */
-};
-
-struct store_script {
-    struct store_script *next;
-    char *lua;
-    size_t len;
-    char sha[41];
-};
-
-struct store_sub {
-    struct store_sub *next;
-    char *channel;
-    store_msg_cb cb;
-    void *arg;
-};
-
-/* One caller request. hiredis holds a pointer to it, never to the caller. */
-struct sreq {
-    struct sreq *prev, *next; /* in s->reqs */
-    struct store *s;
-    struct rconn *rc; /* the connection hiredis holds it on */
-    store_cb cb;
-    void *arg;
-    ev_timer deadline;
-    struct store_script *sc; /* eval only */
-    size_t fmtlen;           /* eval only: length of fmt */
-    size_t bytes; /* counted in s->pending_bytes until hiredis lets go */
-    uint64_t sent_ns; /* when it entered hiredis (round-trip histogram) */
-    bool done;    /* the user callback has run */
-    bool retried; /* NOSCRIPT reload already tried */
-    unsigned redirects; /* MOVED/ASK followed */
-    bool asking;        /* sent behind ASKING: a NOSCRIPT retry needs it again */
-    /* The formatted command, kept for a NOSCRIPT retry or a redirect. It lives in
-     * the request's own allocation: one malloc per decision, not two. */
-    char fmt[];
-};
-
-struct store {
-    struct ev_loop *loop;
-    const struct cfg *cfg;
-    struct rconn cmd, sub;
-    struct sreq *reqs; /* every live request, answered or not */
-    /* Requests hiredis still holds (answered or timed out but not replied to)
-     * and their command bytes: bounded by cfg_max_pending, so a stalled Redis
-     * cannot grow the agent (a timed-out request stays until its late reply). */
-    size_t npending, pending_bytes;
-    /* Writes what this loop iteration queued on the command connection, once,
-     * before the loop sleeps: see on_flush. Active only while there is some. */
-    ev_prepare flush;
-    struct store_script *scripts;
-    struct store_sub *subs;
-    struct store_sub *retired; /* unsubscribed: hiredis may still hold them, freed last */
-    bool closing;
-    uint64_t rng;
-    /* SHA-256 of the settings the connections use, so store_reconfigure can
-     * tell a change without keeping the old config (or a password copy). */
-    unsigned char conn_digest[32];
-    char last_error[160];
-    /* Discovery hooks (store_on_event, store_set_addr, store_check_role). */
-    store_event_cb event_cb;
-    void *event_arg;
-    bool role_check;
-    bool has_addr;        /* addr_* replace redis.host/port */
-    uint16_t addr_port;
-    char addr_host[256];
-    char name_cmd[24], name_sub[40]; /* log prefixes: "redis", "redis pub/sub" */
-    /* Cluster mode: every node known (never freed before the store), the slot
-     * map (index into nodes, or SLOTS_NONE) and its refresh. */
-    bool cluster;
-    struct rconn *nodes[STORE_NODES_MAX];
-    size_t nnodes;
-    uint16_t slot_node[SLOTS_COUNT];
-    size_t map_slots;  /* slots the map covers */
-    bool map_inflight; /* CLUSTER SLOTS sent, not answered */
-    ev_tstamp map_sent; /* when; an answer overdue by STORE_MAP_DEGRADED_S x 4 is given up */
-    bool map_want;     /* a refresh found no node to ask: ask the next one ready */
-    ev_timer map_timer;
-    size_t next_any; /* round robin for keyless commands */
-};
-
-_Static_assert(RC_STATE_COUNT == 4, "rconn states");
-
-static void rconn_connect(struct rconn *rc);
-static void rconn_fail(struct rconn *rc, const char *why);
 
 static const char *rc_name(const struct rconn *rc)
 {
@@ -194,7 +55,7 @@ static const char *rc_name(const struct rconn *rc)
 /* ---- small helpers ------------------------------------------------------ */
 
 /* "what: detail" (or just "what") into s->last_error for store_last_error(). */
-static void set_error(struct store *s, const char *what, const char *detail)
+void store_set_error(struct store *s, const char *what, const char *detail)
 {
     snprintf(s->last_error, sizeof(s->last_error), "%s%s%s", what, detail ? ": " : "",
              detail ? detail : "");
@@ -308,7 +169,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     emit(rc, STORE_EV_TIMEOUT);
 }
 
-static void note_progress(struct rconn *rc, const redisReply *r)
+void store_note_progress(struct rconn *rc, const redisReply *r)
 {
     if (r != NULL) {
         rc->last_progress = ev_now(rc->s->loop);
@@ -316,14 +177,12 @@ static void note_progress(struct rconn *rc, const redisReply *r)
     }
 }
 
-static struct rconn *node_get(struct store *s, const char *host, unsigned port);
-static void map_refresh_soon(struct store *s);
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
 
 /* Hand q's formatted command to rc, behind an ASKING when ask. rc may still be
  * in its handshake (a node just learnt from MOVED): hiredis queues the command
  * behind AUTH and PING, and a failed handshake ends it with STORE_DOWN. 0 or -1. */
-static int sreq_resend(struct sreq *q, struct rconn *rc, bool ask)
+int store_sreq_resend(struct sreq *q, struct rconn *rc, bool ask)
 {
     struct store *s = q->s;
     if ((rc->state != RC_READY && rc->state != RC_HANDSHAKE) || rc->ac == NULL) {
@@ -346,49 +205,6 @@ static int sreq_resend(struct sreq *q, struct rconn *rc, bool ask)
     return 0;
 }
 
-/* Cluster: an error reply that says the map moved. MOVED updates the slot and
- * schedules a full refresh; ASK is one-off. Resends q when the node that owns
- * the slot is connected (true: q is in flight again); otherwise the caller gets
- * the error, and the refresh connects that node for the next request. */
-static bool cluster_redirect(struct sreq *q, const redisReply *r)
-{
-    struct store *s = q->s;
-    struct slots_redirect rd;
-    if (slots_parse_redirect(r->str, r->len, &rd) < 0) {
-        if (strncmp(r->str, "CLUSTERDOWN", 11) == 0 || strncmp(r->str, "TRYAGAIN", 8) == 0 ||
-            strncmp(r->str, "READONLY", 8) == 0) {
-            map_refresh_soon(s);
-        }
-        return false;
-    }
-    STATS_INC(redis_redirects);
-    struct rconn *to = node_get(s, rd.host, rd.port);
-    if (to == NULL) {
-        return false;
-    }
-    if (!rd.ask) {
-        for (size_t i = 0; i < s->nnodes; i++) {
-            if (s->nodes[i] == to) {
-                s->slot_node[rd.slot] = (uint16_t)i;
-            }
-        }
-        if (!to->wanted) {
-            to->wanted = true;
-            to->master = true;
-        }
-        if (to->state == RC_IDLE && !ev_is_active(&to->retry_timer)) {
-            rconn_connect(to);
-        }
-        map_refresh_soon(s);
-    }
-    if (q->redirects >= STORE_REDIRECTS_MAX) {
-        return false;
-    }
-    q->redirects++;
-    log_debug("redis: %s slot %u -> %s:%u", rd.ask ? "ASK" : "MOVED", rd.slot, rd.host, rd.port);
-    return sreq_resend(q, to, rd.ask) == 0;
-}
-
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct sreq *q = priv;
@@ -400,7 +216,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
          * must see "not connected" before onDisconnect tells us. */
         rc->state = RC_FAILED;
     }
-    note_progress(rc, r);
+    store_note_progress(rc, r);
     if (r != NULL) {
         stats_observe(&stats.redis_round_trip, q->sent_ns); /* late replies too: real trips */
     }
@@ -413,7 +229,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         sreq_free(q);
         return;
     }
-    if (r->type == REDIS_REPLY_ERROR && q->s->cluster && cluster_redirect(q, r)) {
+    if (r->type == REDIS_REPLY_ERROR && q->s->cluster && store_cluster_redirect(q, r)) {
         return; /* in flight again, on the node that owns the slot */
     }
     if (r->type == REDIS_REPLY_ERROR && q->sc != NULL && !q->retried &&
@@ -522,8 +338,8 @@ static void stall_check(struct rconn *rc)
     if (silent >= limit) {
         log_warn("%s: no reply for %.0f ms with requests outstanding, reconnecting",
                  rc_name(rc), silent * 1000.0);
-        set_error(rc->s, "no reply from server (hung?)", NULL);
-        rconn_fail(rc, NULL);
+        store_set_error(rc->s, "no reply from server (hung?)", NULL);
+        store_rconn_fail(rc, NULL);
         emit(rc, STORE_EV_DOWN);
         return;
     }
@@ -545,7 +361,7 @@ static void rconn_schedule_retry(struct rconn *rc)
     struct store *s = rc->s;
     if (rc->node && !rc->loss_noted) {
         rc->loss_noted = true; /* once per outage: the degraded period polls after that */
-        map_refresh_soon(s);   /* a node lost: the map may have changed (a failover) */
+        store_cluster_refresh_soon(s);   /* a node lost: the map may have changed (a failover) */
     }
     if (s->closing || ev_is_active(&rc->retry_timer) || (rc->node && !rc->wanted)) {
         return;
@@ -560,7 +376,7 @@ static void rconn_schedule_retry(struct rconn *rc)
               (long long)(base + jitter));
 }
 
-static void rconn_reset_backoff(struct rconn *rc)
+void store_rconn_reset_backoff(struct rconn *rc)
 {
     int64_t min = rc->s->cfg->redis_reconnect_min_ms;
     rc->backoff_ms = min > 0 ? min : 100;
@@ -584,10 +400,10 @@ static void rconn_close(struct rconn *rc)
 
 /* Condemn the connection (safe inside hiredis callbacks): stop taking requests
  * now, free the context from the reap timer, then back off and retry. */
-static void rconn_fail(struct rconn *rc, const char *why)
+void store_rconn_fail(struct rconn *rc, const char *why)
 {
     if (why != NULL) {
-        set_error(rc->s, why, NULL);
+        store_set_error(rc->s, why, NULL);
     }
     if (rc->ac == NULL) {
         rc->state = RC_IDLE;
@@ -609,7 +425,7 @@ static void on_reap_timer(struct ev_loop *loop, ev_timer *w, int revents)
     rconn_close(rc);
     if (rc->reconnect_now) {
         rc->reconnect_now = false;
-        rconn_connect(rc); /* new settings or a new master: no backoff to wait */
+        store_rconn_connect(rc); /* new settings or a new master: no backoff to wait */
         return;
     }
     rconn_schedule_retry(rc);
@@ -619,7 +435,7 @@ static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     UNUSED(loop);
     UNUSED(revents);
-    rconn_connect(container_of(w, struct rconn, retry_timer));
+    store_rconn_connect(container_of(w, struct rconn, retry_timer));
 }
 
 static void log_failure(struct rconn *rc, const char *what, const char *detail);
@@ -633,7 +449,7 @@ static void on_connect_timer(struct ev_loop *loop, ev_timer *w, int revents)
     snprintf(after, sizeof(after), "after %lld ms",
              (long long)rc->s->cfg->redis_connect_timeout_ms);
     log_failure(rc, "connect/handshake timed out", after);
-    set_error(rc->s, "connect/handshake timeout", NULL);
+    store_set_error(rc->s, "connect/handshake timeout", NULL);
     rconn_close(rc); /* a timer callback: outside hiredis, safe to free */
     rconn_schedule_retry(rc);
     emit(rc, STORE_EV_DOWN);
@@ -663,7 +479,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
     }
     if (status != REDIS_OK) {
         /* hiredis frees the context right after this returns. */
-        set_error(rc->s, "connect", cac->errstr);
+        store_set_error(rc->s, "connect", cac->errstr);
         log_failure(rc, "connect failed", cac->errstr);
         rc->ac = NULL;
         rc->state = RC_IDLE;
@@ -687,7 +503,7 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     }
     /* hiredis freeing the context after an I/O error or server close. */
     const char *why = status == REDIS_OK ? "closed" : cac->errstr;
-    set_error(rc->s, "disconnected", why);
+    store_set_error(rc->s, "disconnected", why);
     log_failure(rc, "connection lost", why);
     rc->reconnect_now = false; /* the reap it was meant for will not run */
     rc->ac = NULL;
@@ -710,7 +526,7 @@ static void rconn_ready(struct rconn *rc)
     rc->fail_logged = false;
     rc->loss_noted = false;
     rc->timed_out = false;
-    rconn_reset_backoff(rc);
+    store_rconn_reset_backoff(rc);
     s->last_error[0] = '\0';
     STATS_INC(redis_reconnects);
     const struct cfg *c = s->cfg;
@@ -729,9 +545,8 @@ static void rconn_ready(struct rconn *rc)
         }
     }
     emit(rc, STORE_EV_READY);
-    if (rc->node && (s->map_want || s->map_slots == 0)) {
-        s->map_want = false;
-        map_refresh_soon(s);
+    if (rc->node) {
+        store_cluster_node_ready(rc);
     }
 }
 
@@ -744,9 +559,9 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (r->type == REDIS_REPLY_ERROR) {
         /* Redis' AUTH errors never echo the password. */
-        set_error(rc->s, "handshake", r->str);
+        store_set_error(rc->s, "handshake", r->str);
         log_failure(rc, "handshake refused", r->str);
-        rconn_fail(rc, NULL);
+        store_rconn_fail(rc, NULL);
         emit(rc, STORE_EV_DOWN);
         return;
     }
@@ -791,7 +606,7 @@ static void on_role(redisAsyncContext *ac, void *reply, void *priv)
     snprintf(why, sizeof(why), "%.64s:%u is not a master (ROLE: %.60s)", target_host(rc->s),
              (unsigned)target_port(rc->s), role);
     log_failure(rc, why, "asking for the master again");
-    rconn_fail(rc, why);
+    store_rconn_fail(rc, why);
     emit(rc, STORE_EV_NOT_MASTER);
 }
 
@@ -845,7 +660,7 @@ static int send_handshake(struct rconn *rc)
     return 0;
 }
 
-static void rconn_connect(struct rconn *rc)
+void store_rconn_connect(struct rconn *rc)
 {
     struct store *s = rc->s;
     const struct cfg *c = s->cfg;
@@ -856,34 +671,21 @@ static void rconn_connect(struct rconn *rc)
         return; /* store_set_addr connects once the master is known */
     }
     if (s->cluster && rc->kind == RC_SUB) {
-        /* classic pub/sub is cluster-wide: any node will do, a master preferably */
-        struct rconn *via = NULL;
-        for (size_t i = 0; i < s->nnodes && via == NULL; i++) {
-            if (s->nodes[i]->master && s->nodes[i]->state == RC_READY) {
-                via = s->nodes[i];
-            }
-        }
-        for (size_t i = 0; i < s->nnodes && via == NULL; i++) {
-            via = s->nodes[(i + s->next_any++) % s->nnodes];
-        }
-        if (via != NULL) {
-            memcpy(rc->host, via->host, sizeof(rc->host));
-            rc->port = via->port;
-        }
+        store_cluster_pick_sub(s, rc); /* any node will do, a master preferably */
     }
     bool by_addr = rc->node || (s->cluster && rc->kind == RC_SUB);
     redisAsyncContext *ac = by_addr         ? redisAsyncConnect(rc->host, (int)rc->port)
                             : target_unix(s) ? redisAsyncConnectUnix(c->redis_unix)
                                              : redisAsyncConnect(target_host(s), target_port(s));
     if (ac == NULL) {
-        set_error(s, "connect", "out of memory");
+        store_set_error(s, "connect", "out of memory");
         log_failure(rc, "connect failed", "out of memory");
         rconn_schedule_retry(rc);
         emit(rc, STORE_EV_DOWN);
         return;
     }
     if (ac->err) {
-        set_error(s, "connect", ac->errstr);
+        store_set_error(s, "connect", ac->errstr);
         log_failure(rc, "connect failed", ac->errstr);
         redisAsyncFree(ac); /* no callbacks registered yet */
         rconn_schedule_retry(rc);
@@ -901,7 +703,7 @@ static void rconn_connect(struct rconn *rc)
     rc->ac = ac;
     rc->state = RC_HANDSHAKE;
     if (send_handshake(rc) != 0) {
-        set_error(s, "handshake: could not queue commands", NULL);
+        store_set_error(s, "handshake: could not queue commands", NULL);
         rconn_close(rc);
         rconn_schedule_retry(rc);
         return;
@@ -911,7 +713,7 @@ static void rconn_connect(struct rconn *rc)
     ev_timer_start(s->loop, &rc->connect_timer);
 }
 
-static void rconn_init(struct store *s, struct rconn *rc, enum rconn_kind kind)
+void store_rconn_init(struct store *s, struct rconn *rc, enum rconn_kind kind)
 {
     rc->s = s;
     rc->kind = kind;
@@ -920,7 +722,7 @@ static void rconn_init(struct store *s, struct rconn *rc, enum rconn_kind kind)
     ev_timer_init(&rc->retry_timer, on_retry_timer, 1., 0.);
     ev_timer_init(&rc->reap_timer, on_reap_timer, 0., 0.);
     ev_timer_init(&rc->stall_timer, on_stall_timer, 1., 0.);
-    rconn_reset_backoff(rc);
+    store_rconn_reset_backoff(rc);
 }
 
 static void rconn_stop(struct rconn *rc)
@@ -935,7 +737,7 @@ static void on_script_loaded(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct store_script *sc = priv;
     redisReply *r = reply;
-    note_progress(ac->data, r);
+    store_note_progress(ac->data, r);
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         log_err("redis: SCRIPT LOAD %s failed: %s", sc->sha, r->str);
     }
@@ -1011,7 +813,7 @@ static void sub_send_subscribe(struct rconn *rc, struct store_sub *sb)
 {
     if (redisAsyncCommand(rc->ac, on_sub_message, sb, "SUBSCRIBE %s", sb->channel) != REDIS_OK) {
         log_warn("redis pub/sub: could not queue SUBSCRIBE %s", sb->channel);
-        rconn_fail(rc, "subscribe: could not queue");
+        store_rconn_fail(rc, "subscribe: could not queue");
     }
 }
 
@@ -1035,7 +837,7 @@ int store_subscribe(struct store *s, const char *channel, store_msg_cb cb, void 
     s->subs = sb;
     if (!s->sub.started) {
         s->sub.started = true;
-        rconn_connect(&s->sub); /* subscribes every channel once ready */
+        store_rconn_connect(&s->sub); /* subscribes every channel once ready */
     } else if (s->sub.state == RC_READY) {
         sub_send_subscribe(&s->sub, sb);
     }
@@ -1055,275 +857,15 @@ int store_unsubscribe(struct store *s, const char *channel)
         s->retired = sb;
         if (s->sub.state == RC_READY &&
             redisAsyncCommand(s->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", channel) != REDIS_OK) {
-            rconn_fail(&s->sub, "unsubscribe: could not queue"); /* reconnects without it */
+            store_rconn_fail(&s->sub, "unsubscribe: could not queue"); /* reconnects without it */
         }
         return 0;
     }
     return -1;
 }
 
-/* ---- cluster: nodes and the slot map --------------------------------------------- */
-
-/* The node at host:port, added (idle, not wanted) when new; NULL when the table
- * is full or out of memory. */
-static struct rconn *node_get(struct store *s, const char *host, unsigned port)
-{
-    for (size_t i = 0; i < s->nnodes; i++) {
-        if (s->nodes[i]->port == port && strcmp(s->nodes[i]->host, host) == 0) {
-            return s->nodes[i];
-        }
-    }
-    if (s->nnodes == STORE_NODES_MAX || strlen(host) >= SLOTS_HOST_MAX) {
-        return NULL;
-    }
-    struct rconn *rc = calloc(1, sizeof(*rc));
-    if (rc == NULL) {
-        return NULL;
-    }
-    rconn_init(s, rc, RC_CMD);
-    rc->node = true;
-    snprintf(rc->host, sizeof(rc->host), "%s", host);
-    rc->port = port;
-    s->nodes[s->nnodes++] = rc;
-    return rc;
-}
-
-/* The seeds: redis.nodes, or redis.host:redis.port. Wanted until a map says
- * which nodes are masters. */
-static void add_seeds(struct store *s)
-{
-    const struct cfg *c = s->cfg;
-    const char *p = c->redis_nodes;
-    if (p == NULL) {
-        struct rconn *rc = node_get(s, c->redis_host ? c->redis_host : "127.0.0.1",
-                                    c->redis_port ? c->redis_port : 6379);
-        if (rc != NULL) {
-            rc->wanted = true;
-        }
-        return;
-    }
-    while (*p != '\0') {
-        size_t n = strcspn(p, " ,");
-        char host[SLOTS_HOST_MAX];
-        unsigned port;
-        if (n > 0 && slots_parse_hostport(p, n, host, &port) == 0) {
-            struct rconn *rc = node_get(s, host, port);
-            if (rc != NULL) {
-                rc->wanted = true;
-            }
-        }
-        p += n;
-        p += strspn(p, " ,");
-    }
-}
-
-static bool all_masters_ready(const struct store *s)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < s->nnodes; i++) {
-        if (s->nodes[i]->master) {
-            if (s->nodes[i]->state != RC_READY) {
-                return false;
-            }
-            n++;
-        }
-    }
-    return n > 0;
-}
-
-static void map_schedule(struct store *s, ev_tstamp after)
-{
-    if (s->closing) {
-        return;
-    }
-    if (ev_is_active(&s->map_timer) && ev_timer_remaining(s->loop, &s->map_timer) <= after) {
-        return;
-    }
-    ev_timer_stop(s->loop, &s->map_timer);
-    ev_timer_set(&s->map_timer, after, 0.);
-    ev_timer_start(s->loop, &s->map_timer);
-}
-
-/* A redirect, a lost node or a cluster error: read the map again shortly (once
- * for a burst of them). */
-static void map_refresh_soon(struct store *s)
-{
-    if (s->cluster) {
-        map_schedule(s, STORE_MAP_SOON_S);
-    }
-}
-
-static void on_slots(redisAsyncContext *ac, void *reply, void *priv);
-
-/* Ask a connected node for CLUSTER SLOTS; with none connected, connect every
- * node known (seeds, masters, replicas) and ask the first that answers. */
-static void map_refresh(struct store *s)
-{
-    if (s->closing) {
-        return;
-    }
-    if (s->map_inflight && ev_now(s->loop) - s->map_sent < 4 * STORE_MAP_DEGRADED_S) {
-        map_schedule(s, STORE_MAP_DEGRADED_S);
-        return;
-    }
-    s->map_inflight = false; /* none, or its node is silent: ask another */
-    struct rconn *via = NULL;
-    for (size_t pass = 0; pass < 2 && via == NULL; pass++) {
-        for (size_t i = 0; i < s->nnodes && via == NULL; i++) {
-            struct rconn *rc = s->nodes[(i + s->next_any) % s->nnodes];
-            if (rc->state == RC_READY && rc->ac != NULL && (pass == 1 || rc->master)) {
-                via = rc;
-            }
-        }
-    }
-    s->next_any++;
-    if (via == NULL) {
-        s->map_want = true;
-        for (size_t i = 0; i < s->nnodes; i++) {
-            struct rconn *rc = s->nodes[i];
-            rc->wanted = true;
-            if (rc->state == RC_IDLE && !ev_is_active(&rc->retry_timer)) {
-                rconn_connect(rc);
-            }
-        }
-        map_schedule(s, STORE_MAP_DEGRADED_S);
-        return;
-    }
-    if (via->ac->replies.head == NULL) {
-        via->last_progress = ev_now(s->loop);
-    }
-    if (redisAsyncCommand(via->ac, on_slots, via, "CLUSTER SLOTS") == REDIS_OK) {
-        s->map_inflight = true;
-        s->map_sent = ev_now(s->loop);
-        if (!ev_is_active(&s->flush)) {
-            ev_prepare_start(s->loop, &s->flush);
-        }
-    }
-    map_schedule(s, STORE_MAP_DEGRADED_S); /* the answer sets the next period */
-}
-
-static void on_map_timer(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    UNUSED(loop);
-    UNUSED(revents);
-    map_refresh(container_of(w, struct store, map_timer));
-}
-
-/* Install a CLUSTER SLOTS reply as the map: masters wanted and connected, other
- * nodes remembered (a replica may be promoted) but let go. */
-static void map_apply(struct store *s, struct rconn *via, const redisReply *r)
-{
-    struct slots_range ranges[512] = {{0}};
-    size_t n = 0;
-    char err[128];
-    for (size_t i = 0; i < r->elements && n < ARRAY_SIZE(ranges); i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-            e->element[0]->type != REDIS_REPLY_INTEGER ||
-            e->element[1]->type != REDIS_REPLY_INTEGER ||
-            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
-            e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
-            e->element[2]->element[1]->type != REDIS_REPLY_INTEGER) {
-            log_warn("redis: CLUSTER SLOTS from %s:%u: unexpected reply shape", via->host,
-                     via->port);
-            return;
-        }
-        const redisReply *m = e->element[2];
-        /* an empty or "?" endpoint means "the address you reached me at" */
-        bool same = m->element[0]->len == 0 || strcmp(m->element[0]->str, "?") == 0;
-        ranges[n++] = (struct slots_range){
-            .lo = e->element[0]->integer < 0 ? SLOTS_COUNT : (unsigned)e->element[0]->integer,
-            .hi = e->element[1]->integer < 0 ? SLOTS_COUNT : (unsigned)e->element[1]->integer,
-            .host = same ? via->host : m->element[0]->str,
-            .host_len = same ? strlen(via->host) : m->element[0]->len,
-            .port = m->element[1]->integer < 0 ? 0 : (unsigned)m->element[1]->integer};
-    }
-    int covered = slots_check(ranges, n, err, sizeof(err));
-    if (covered < 0) {
-        log_warn("redis: CLUSTER SLOTS from %s:%u refused: %s", via->host, via->port, err);
-        return;
-    }
-    bool is_master[STORE_NODES_MAX] = {false};
-    for (size_t i = 0; i < SLOTS_COUNT; i++) {
-        s->slot_node[i] = SLOTS_NONE;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char host[SLOTS_HOST_MAX];
-        snprintf(host, sizeof(host), "%.*s", (int)ranges[i].host_len, ranges[i].host);
-        struct rconn *m = node_get(s, host, ranges[i].port);
-        size_t idx = 0;
-        while (m != NULL && s->nodes[idx] != m) {
-            idx++;
-        }
-        if (m == NULL) {
-            log_warn("redis: more than %d cluster nodes; slots %u-%u left unrouted",
-                     STORE_NODES_MAX, ranges[i].lo, ranges[i].hi);
-            continue;
-        }
-        is_master[idx] = true;
-        for (unsigned sl = ranges[i].lo; sl <= ranges[i].hi; sl++) {
-            s->slot_node[sl] = (uint16_t)idx;
-        }
-        /* the replicas: known, for the day their master is gone */
-        const redisReply *e = r->element[i];
-        for (size_t k = 3; k < e->elements; k++) {
-            const redisReply *rp = e->element[k];
-            if (rp->type == REDIS_REPLY_ARRAY && rp->elements >= 2 &&
-                rp->element[0]->type == REDIS_REPLY_STRING && rp->element[0]->len > 0 &&
-                rp->element[1]->type == REDIS_REPLY_INTEGER && rp->element[1]->integer > 0) {
-                (void)node_get(s, rp->element[0]->str, (unsigned)rp->element[1]->integer);
-            }
-        }
-    }
-    s->map_slots = (size_t)covered;
-    for (size_t i = 0; i < s->nnodes; i++) {
-        struct rconn *rc = s->nodes[i];
-        bool was = rc->master;
-        rc->master = is_master[i];
-        rc->wanted = is_master[i];
-        if (rc->master && rc->state == RC_IDLE && !ev_is_active(&rc->retry_timer)) {
-            rconn_connect(rc); /* a new master; one down already retries with backoff */
-        } else if (!rc->master && rc->state != RC_IDLE) {
-            rconn_fail(rc, NULL); /* reaped outside hiredis; not retried */
-        } else if (!rc->master) {
-            ev_timer_stop(s->loop, &rc->retry_timer);
-        }
-        if (was != rc->master) {
-            log_info("redis: %s:%u %s", rc->host, rc->port,
-                     rc->master ? "serves slots (master)" : "no longer serves slots");
-        }
-    }
-    if (covered != (int)SLOTS_COUNT) {
-        log_warn("redis: the cluster serves %d of %u slots", covered, SLOTS_COUNT);
-    }
-}
-
-static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
-{
-    struct rconn *via = priv;
-    struct store *s = via->s;
-    redisReply *r = reply;
-    note_progress(via, r);
-    s->map_inflight = false;
-    if (r == NULL || via->ac != ac) {
-        map_refresh_soon(s); /* its connection went down first: ask another node */
-        return;
-    }
-    if (r->type != REDIS_REPLY_ARRAY) {
-        set_error(s, "CLUSTER SLOTS", r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
-        log_warn("redis: CLUSTER SLOTS from %s:%u: %s", via->host, via->port,
-                 r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
-        map_schedule(s, STORE_MAP_DEGRADED_S);
-        return;
-    }
-    STATS_INC(redis_slot_maps);
-    map_apply(s, via, r);
-    map_schedule(s, s->map_slots == SLOTS_COUNT && all_masters_ready(s) ? STORE_MAP_REFRESH_S
-                                                                          : STORE_MAP_DEGRADED_S);
-}
-
 /* The connection for a request on key[0..keylen) (key NULL: any master), READY,
- * or NULL. */
+ * or NULL. Standalone: the one connection, without a call out of this file. */
 static struct rconn *route(struct store *s, const char *key, size_t keylen)
 {
     if (s->closing) {
@@ -1332,23 +874,7 @@ static struct rconn *route(struct store *s, const char *key, size_t keylen)
     if (!s->cluster) {
         return s->cmd.state == RC_READY && s->cmd.ac != NULL ? &s->cmd : NULL;
     }
-    struct rconn *rc = NULL;
-    if (key != NULL) {
-        uint16_t n = s->slot_node[slots_key_slot(key, keylen)];
-        rc = n == SLOTS_NONE ? NULL : s->nodes[n];
-        if (rc == NULL) {
-            map_refresh_soon(s); /* an unserved slot: the map may be stale */
-        }
-    } else {
-        for (size_t i = 0; i < s->nnodes && rc == NULL; i++) {
-            struct rconn *c = s->nodes[(i + s->next_any) % s->nnodes];
-            if (c->master && c->state == RC_READY) {
-                rc = c;
-            }
-        }
-        s->next_any++;
-    }
-    return rc != NULL && rc->state == RC_READY && rc->ac != NULL ? rc : NULL;
+    return store_cluster_route(s, key, keylen);
 }
 
 /* ---- public API ------------------------------------------------------------------ */
@@ -1398,22 +924,12 @@ struct store *store_new(struct ev_loop *loop, const struct cfg *c)
     conn_digest(c, s->conn_digest);
     store_set_label(s, "redis");
     ev_prepare_init(&s->flush, on_flush);
-    rconn_init(s, &s->cmd, RC_CMD);
-    rconn_init(s, &s->sub, RC_SUB);
+    store_rconn_init(s, &s->cmd, RC_CMD);
+    store_rconn_init(s, &s->sub, RC_SUB);
     s->cluster = c->redis_cluster;
-    ev_timer_init(&s->map_timer, on_map_timer, 0., 0.);
-    for (size_t i = 0; i < SLOTS_COUNT; i++) {
-        s->slot_node[i] = SLOTS_NONE;
-    }
-    if (s->cluster) {
-        /* the seeds connect; the first one ready reads the map (rconn_ready) */
-        add_seeds(s);
-        for (size_t i = 0; i < s->nnodes; i++) {
-            rconn_connect(s->nodes[i]);
-        }
-        map_schedule(s, STORE_MAP_DEGRADED_S);
-    } else {
-        rconn_connect(&s->cmd);
+    store_cluster_init(s); /* a cluster's seeds connect there */
+    if (!s->cluster) {
+        store_rconn_connect(&s->cmd);
     }
     return s;
 }
@@ -1486,7 +1002,7 @@ bool store_settled(const struct store *s)
     if (!s->cluster) {
         return store_connected(s);
     }
-    return !s->closing && s->map_slots == SLOTS_COUNT && all_masters_ready(s);
+    return !s->closing && s->map_slots == SLOTS_COUNT && store_cluster_masters_ready(s);
 }
 
 bool store_is_cluster(const struct store *s)
@@ -1518,16 +1034,7 @@ void store_reconfigure(struct store *s, const struct cfg *c)
     if (s->cluster) {
         /* new seeds join the nodes known; every node reconnects with the new
          * credentials and the map is read again */
-        add_seeds(s);
-        for (size_t i = 0; i < s->nnodes; i++) {
-            struct rconn *rc = s->nodes[i];
-            ev_timer_stop(s->loop, &rc->retry_timer);
-            rconn_reset_backoff(rc);
-            if (rc->wanted || rc->master) {
-                rconn_fail(rc, NULL);
-            }
-        }
-        map_refresh_soon(s);
+        store_cluster_reconfigure(s);
     }
     reconnect_all(s);
 }
@@ -1541,11 +1048,11 @@ static void reconnect_all(struct store *s)
             continue;
         }
         ev_timer_stop(s->loop, &rc->retry_timer);
-        rconn_reset_backoff(rc);
+        store_rconn_reset_backoff(rc);
         if (rc->ac == NULL) {
-            rconn_connect(rc); /* nothing to tear down: go now */
+            store_rconn_connect(rc); /* nothing to tear down: go now */
         } else {
-            rconn_fail(rc, NULL); /* reap, then connect at once with the new settings */
+            store_rconn_fail(rc, NULL); /* reap, then connect at once with the new settings */
             rc->reconnect_now = true;
         }
     }

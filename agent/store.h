@@ -1,11 +1,12 @@
 /* store.h - Redis through hiredis' async API on the agent's libev loop.
  *
- * The only module that includes hiredis. Owns one command connection (with
- * reconnect and exponential backoff, AUTH, SELECT) and an optional pub/sub
- * connection. Every request has its own deadline timer, because hiredis 0.14
- * has no async timeout; its callback runs exactly once: with the reply, or with
- * r == NULL and res != STORE_OK on deadline, disconnect or shutdown.
- * A late reply to a request that already timed out is swallowed.
+ * The only module that includes hiredis (store.c, store_cluster.c and their
+ * private store_int.h). Owns one command connection (with reconnect and
+ * exponential backoff, AUTH, SELECT), or one per master of a Redis Cluster, and
+ * an optional pub/sub connection. Every request has its own deadline timer,
+ * because hiredis 0.14 has no async timeout; its callback runs exactly once: with
+ * the reply, or with r == NULL and res != STORE_OK on deadline, disconnect or
+ * shutdown. A late reply to a request that already timed out is swallowed.
  */
 #ifndef STICKYD_STORE_H
 #define STICKYD_STORE_H

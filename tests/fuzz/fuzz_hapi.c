@@ -1,4 +1,4 @@
-/* fuzz_hapi.c - libFuzzer target for the runtime-API reply parsers (hapi.c): the
+/* fuzz_hapi.c - libFuzzer target for the runtime-API reply parsers (hapi_parse.c): the
  * split of a batch's output into replies, "show servers state", the "show stat"
  * CSV and "show info", fed the input as the refresh batch sends it (state reply,
  * empty line, stat reply, empty line, info reply) and each parser the whole input.
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hapi.h"
+#include "hapi_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

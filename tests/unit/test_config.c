@@ -613,6 +613,48 @@ static void test_sentinels(void)
                "spaces");
 }
 
+/* The four objects of named entries (backends, limits, and the servers of each)
+ * share one walk: each refuses another type with its own wording, and a failure in
+ * a later entry frees the entries before it (ASan under make sanitize). */
+static void test_entries(void)
+{
+    EXPECT_ERR("{\"backends\": 5}",
+               "t.json:1:14: backends: expected an object of backends, got an integer");
+    EXPECT_ERR("{\"backends\": {\"ws\": {\"servers\": [1]}}}",
+               "t.json:1:33: backends.ws.servers: expected an object of servers, got an array");
+    EXPECT_ERR("{\"limits\": \"x\"}",
+               "t.json:1:12: limits: expected an object of backends, got a string");
+    EXPECT_ERR("{\"limits\": {\"ws\": {\"servers\": 3}}}",
+               "t.json:1:31: limits.ws.servers: expected an object of servers, got an integer");
+    EXPECT_ERR("{\"backends\": {\"a\": {\"servers\": {\"s\": {}}}, \"b\": 1}}",
+               "t.json:1:49: backends.b: expected an object such as {\"servers\": {...}}, got an "
+               "integer");
+    EXPECT_ERR("{\"limits\": {\"ws\": {\"servers\": {\"s1\": {\"maxconn\": 1}, \"s2\": {\"bogus\": "
+               "1}}}}}",
+               "t.json:1:61: unknown key \"limits.ws.servers.s2.bogus\"");
+
+    /* empty objects: no entries, no arrays */
+    struct cfg c;
+    CHECK(load_ok("{\"backends\": {}, \"limits\": {}}", &c) == 0);
+    CHECK(c.nbackends == 0 && c.backends == NULL && c.nlimits == 0 && c.limits == NULL);
+    cfg_free(&c);
+
+    /* entries in file order, each with its servers */
+    CHECK(load_ok("{\"backends\": {\"b2\": {\"servers\": {\"x\": {}, \"y\": {\"weight\": 3}}},"
+                  " \"b1\": {\"servers\": {\"z\": {}}}},"
+                  " \"limits\": {\"b1\": {\"servers\": {\"z\": {\"maxconn\": 7}}}, \"*\": {}}}",
+                  &c) == 0);
+    CHECK(c.nbackends == 2 && strcmp(c.backends[0].name, "b2") == 0 &&
+          strcmp(c.backends[1].name, "b1") == 0);
+    CHECK(c.backends[0].nservers == 2 && strcmp(c.backends[0].servers[1].name, "y") == 0 &&
+          c.backends[0].servers[1].weight == 3 && c.backends[0].servers[0].weight == 1);
+    CHECK(c.nlimits == 2 && strcmp(c.limits[0].backend, "b1") == 0 &&
+          strcmp(c.limits[1].backend, "*") == 0);
+    CHECK(c.limits[0].nservers == 1 && c.limits[0].servers[0].maxconn == 7 &&
+          c.limits[1].nservers == 0 && c.limits[1].servers == NULL);
+    cfg_free(&c);
+}
+
 int main(void)
 {
     unsetenv("STICKYD_REDIS_USER");
@@ -628,5 +670,6 @@ int main(void)
     test_file();
     test_reference();
     test_limits();
+    test_entries();
     return check_summary("test_config");
 }

@@ -1,4 +1,4 @@
-/* Unit tests of hapi.c's pure parts: the state mapping, reply splitting, and
+/* Unit tests of hapi_parse.c: the state mapping, reply splitting, and
  * the "show servers state" / "show stat" parsers, fed with replies captured
  * from a real HAProxy 2.6.12 (backend ws: s1 UP with one open session, s2 DOWN
  * by a failed L4 check, s3 `disabled`, s4 "set server ... state drain", s5 no
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "hapi.h"
+#include "hapi_parse.h"
 #include "servers.h"
 
 /* Captured verbatim: `echo "show servers state" | socat - admin.sock`. */
