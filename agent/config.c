@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "servers.h"
-#include "slog.h"
+#include "slog_allow.h"
 #include "slots.h"
 #include "util.h"
 
