@@ -116,12 +116,14 @@ build/obj/agent/%.o: agent/%.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# Each archive depends on the Makefile too: a module moved between the lists must leave
+# the archive it was in.
 $(ENGINE_LIB): $(ENGINE_OBJ)
 $(SHARED_LIB): $(SHARED_OBJ)
 $(CTL_LIB): $(CTL_OBJ)
-$(LIB):
+$(LIB): Makefile
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
 agent/stickyd: build/obj/agent/main.o $(ENGINE_LIB) $(SHARED_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
@@ -214,9 +216,9 @@ build/san/obj/itests/%.o: tests/integration/c/%.c | $(PROTO_H)
 $(SAN_ENGINE_LIB): $(patsubst build/obj/%,build/san/obj/%,$(ENGINE_OBJ))
 $(SAN_SHARED_LIB): $(patsubst build/obj/%,build/san/obj/%,$(SHARED_OBJ))
 $(SAN_CTL_LIB): $(patsubst build/obj/%,build/san/obj/%,$(CTL_OBJ))
-$(SAN_LIB):
+$(SAN_LIB): Makefile
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 build/san/stickyd: build/san/obj/agent/main.o $(SAN_ENGINE_LIB) $(SAN_SHARED_LIB)
 	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
 build/san/stickyctl: build/san/obj/agent/ctl/stickyctl.o $(SAN_CTL_LIB) $(SAN_SHARED_LIB)
@@ -344,6 +346,10 @@ deb:
 		-cf - . | tar -xf - -C $(DEB_SRC)
 	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc --no-sign
 	@ls -l build/deb/*.deb
+
+# `make -s print-ENGINE`: a variable's value (tests/integration/test_layout.py reads ENGINE).
+print-%:
+	@echo '$($*)'
 
 clean:
 	rm -rf build agent/stickyd agent/stickyctl
