@@ -56,9 +56,30 @@ LUA_SRC    := $(wildcard agent/lua/*.lua)
 LUA_C      := build/gen/lua_scripts.c
 LUA_OBJ    := build/obj/gen/lua_scripts.o
 
-AGENT_SRC  := $(filter-out agent/main.c agent/stickyctl.c,$(wildcard agent/*.c))
-AGENT_OBJ  := $(patsubst agent/%.c,build/obj/agent/%.o,$(AGENT_SRC)) $(PROTO_OBJ) $(LUA_OBJ)
-LIB        := build/libstickyd.a
+# Three archives, so that each program links only what it uses:
+#   ENGINE (build/libengine.a): the modules only the daemon uses, the SPOP engine first;
+#   shared (build/libshared.a): every other agent/*.c but main.c, used by both programs;
+#   ctl    (build/libctl.a):    agent/ctl/*.c but stickyctl.c, the operator CLI.
+# stickyd links main.o + engine + shared, stickyctl links stickyctl.o + ctl + shared: a
+# shared or ctl module must never call into the engine (tests/integration/test_layout.py
+# checks it and that stickyctl defines no engine symbol). A new agent/*.c is shared
+# until it is listed here.
+ENGINE     := spop conn req listener builtin assign notify fleet admin channel hapi hapi_parse \
+	servers ledger pace metrics slog buf
+ENGINE_SRC := $(patsubst %,agent/%.c,$(ENGINE))
+SHARED_SRC := $(filter-out agent/main.c $(ENGINE_SRC),$(wildcard agent/*.c))
+CTL_SRC    := $(filter-out agent/ctl/stickyctl.c,$(wildcard agent/ctl/*.c))
+AGENT_SRC  := $(ENGINE_SRC) $(SHARED_SRC) $(CTL_SRC)
+ENGINE_OBJ := $(patsubst agent/%.c,build/obj/agent/%.o,$(ENGINE_SRC))
+SHARED_OBJ := $(patsubst agent/%.c,build/obj/agent/%.o,$(SHARED_SRC)) $(PROTO_OBJ) $(LUA_OBJ)
+CTL_OBJ    := $(patsubst agent/%.c,build/obj/agent/%.o,$(CTL_SRC))
+ENGINE_LIB := build/libengine.a
+SHARED_LIB := build/libshared.a
+CTL_LIB    := build/libctl.a
+# Tests, drivers and benches link all three; in a group, so that a module still in the
+# wrong list links (test_layout.py names it) instead of breaking the build.
+LIB        := $(CTL_LIB) $(ENGINE_LIB) $(SHARED_LIB)
+LINK_LIBS   = -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LIBS)
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
@@ -95,14 +116,20 @@ build/obj/agent/%.o: agent/%.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(LIB): $(AGENT_OBJ)
+# Each archive depends on the Makefile too: a module moved between the lists must leave
+# the archive it was in.
+$(ENGINE_LIB): $(ENGINE_OBJ)
+$(SHARED_LIB): $(SHARED_OBJ)
+$(CTL_LIB): $(CTL_OBJ)
+$(LIB): Makefile
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
-agent/stickyd: build/obj/agent/main.o $(LIB)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+agent/stickyd: build/obj/agent/main.o $(ENGINE_LIB) $(SHARED_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
 
-agent/stickyctl: build/obj/agent/stickyctl.o $(LIB)
+# Not the engine archive: the CLI cannot link an engine module even by mistake.
+agent/stickyctl: build/obj/agent/ctl/stickyctl.o $(CTL_LIB) $(SHARED_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 build/obj/tests/%.o: tests/unit/%.c | $(PROTO_H)
@@ -111,7 +138,7 @@ build/obj/tests/%.o: tests/unit/%.c | $(PROTO_H)
 
 build/tests/%: build/obj/tests/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
 
 build/obj/itests/%.o: tests/integration/c/%.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
@@ -119,7 +146,7 @@ build/obj/itests/%.o: tests/integration/c/%.c | $(PROTO_H)
 
 build/itests/%: build/obj/itests/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
 
 build/obj/bench/%.o: tests/bench/%.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
@@ -127,7 +154,7 @@ build/obj/bench/%.o: tests/bench/%.c | $(PROTO_H)
 
 build/bench/%: build/obj/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
 
 # libFuzzer needs clang. fuzz_spop and fuzz_cookie link only the sources they drive; the
 # other targets link a copy of the agent's library built by clang with the fuzzer's
@@ -167,9 +194,10 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB)
 # integration drivers built again with ASan + UBSan into build/san/ (beside the plain
 # build, which stays as shipped), run by tests/run-sanitizers.sh.
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-SAN_OBJ   := $(patsubst agent/%.c,build/san/obj/agent/%.o,$(AGENT_SRC)) \
-	$(patsubst build/gen/%.c,build/san/obj/gen/%.o,$(PROTO_C) $(LUA_C))
-SAN_LIB   := build/san/libstickyd.a
+SAN_ENGINE_LIB := build/san/libengine.a
+SAN_SHARED_LIB := build/san/libshared.a
+SAN_CTL_LIB    := build/san/libctl.a
+SAN_LIB   := $(SAN_CTL_LIB) $(SAN_ENGINE_LIB) $(SAN_SHARED_LIB)
 SAN_UNIT  := $(patsubst tests/unit/%.c,build/san/tests/%,$(UNIT_SRC))
 SAN_ITEST := $(patsubst tests/integration/c/%.c,build/san/itests/%,$(ITEST_SRC))
 SAN_BIN   := build/san/stickyd build/san/stickyctl $(SAN_UNIT) $(SAN_ITEST)
@@ -185,19 +213,22 @@ build/san/obj/tests/%.o: tests/unit/%.c | $(PROTO_H)
 build/san/obj/itests/%.o: tests/integration/c/%.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Itests/unit -c -o $@ $<
-$(SAN_LIB): $(SAN_OBJ)
+$(SAN_ENGINE_LIB): $(patsubst build/obj/%,build/san/obj/%,$(ENGINE_OBJ))
+$(SAN_SHARED_LIB): $(patsubst build/obj/%,build/san/obj/%,$(SHARED_OBJ))
+$(SAN_CTL_LIB): $(patsubst build/obj/%,build/san/obj/%,$(CTL_OBJ))
+$(SAN_LIB): Makefile
 	@rm -f $@
-	ar rcs $@ $^
-build/san/stickyd: build/san/obj/agent/main.o $(SAN_LIB)
-	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
-build/san/stickyctl: build/san/obj/agent/stickyctl.o $(SAN_LIB)
+	ar rcs $@ $(filter %.o,$^)
+build/san/stickyd: build/san/obj/agent/main.o $(SAN_ENGINE_LIB) $(SAN_SHARED_LIB)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
+build/san/stickyctl: build/san/obj/agent/ctl/stickyctl.o $(SAN_CTL_LIB) $(SAN_SHARED_LIB)
 	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
 build/san/tests/%: build/san/obj/tests/%.o $(SAN_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
 build/san/itests/%: build/san/obj/itests/%.o $(SAN_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ALL_LDFLAGS) $(SAN_FLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
 
 sanitize: $(SAN_BIN)
 	@tests/run-sanitizers.sh $(SAN_UNIT) $(SAN_ITEST)
@@ -315,6 +346,10 @@ deb:
 		-cf - . | tar -xf - -C $(DEB_SRC)
 	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc --no-sign
 	@ls -l build/deb/*.deb
+
+# `make -s print-ENGINE`: a variable's value (tests/integration/test_layout.py reads ENGINE).
+print-%:
+	@echo '$($*)'
 
 clean:
 	rm -rf build agent/stickyd agent/stickyctl

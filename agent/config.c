@@ -22,7 +22,7 @@
 
 #include "jsonpos.h"
 #include "names.h"
-#include "slog.h"
+#include "slog_allow.h"
 #include "slots.h"
 #include "util.h"
 

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "slog_allow.h"
 #include "spop.h"
 
 #define SLOG_MARKER "stickyd:"
@@ -38,26 +39,6 @@ struct slog_close {
 };
 
 typedef void (*slog_close_fn)(const struct slog_close *c, void *arg);
-
-/* The peers whose lines are believed (syslog.allow): networks of either family.
- * An IPv4-mapped IPv6 peer is judged as the IPv4 address. */
-#define SLOG_ALLOW_MAX 32
-struct slog_allow {
-    size_t n;
-    struct {
-        int family; /* AF_INET or AF_INET6 */
-        unsigned bits;
-        unsigned char addr[16];
-    } nets[SLOG_ALLOW_MAX];
-};
-
-/* Parse "ADDR[/BITS] ..." (space or comma separated, numeric addresses only;
- * "" allows no network peer at all) into *out. 0, or -1 with a message in err.
- * Pure. */
-int slog_allow_parse(const char *spec, struct slog_allow *out, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
-/* Is the peer address (struct sockaddr_in or _in6) in the list? Pure. */
-bool slog_allowed(const struct slog_allow *a, const void *sa);
 
 /* Listener settings; zeroed fields take the defaults noted. */
 struct slog_opts {

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl_fmt.h"
+#include "ctl/ctl_fmt.h"
 #include "events.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

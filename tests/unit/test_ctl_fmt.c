@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "ctl_fmt.h"
+#include "ctl/ctl_fmt.h"
 #include "events.h"
 
 static void dur(int64_t ms, const char *want)

@@ -404,146 +404,179 @@ static int parse_duration_opt(const char *opt, const char *v, int64_t *ms)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
-    struct ctl c = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS};
-    const char *config = NULL, *redis = NULL, *prefix = NULL;
-    const char *sentinels = NULL, *master_name = NULL;
-    const char *timeout_s = NULL, *deadline_s = NULL, *affinity_key = NULL;
-    char *kargs[4]; /* the arguments with the derived id in the <sid> slot */
-    bool help = false, verbose = false, cfg_loaded = false;
-    unsigned seen = 0;
-    int rc = CTL_USAGE;
+/* ---- main's steps ------------------------------------------------------------------ */
 
-    signal(SIGPIPE, SIG_IGN); /* a dead peer or reader is an error to report, not a kill */
-    log_set_level(LOG_LVL_ERR);
+/* The command line as given: values are borrowed from argv. */
+struct opts {
+    const char *config, *redis, *prefix, *sentinels, *master_name;
+    const char *timeout, *deadline, *affinity_key;
+    bool help, verbose;
+    unsigned seen; /* OPT_* bits of the command options given */
+};
+
+/* The command's arguments; with --key, v points into kv, the arguments with the
+ * derived id (ctl.sid) in the <sid> slot. */
+struct args {
+    char **v;
+    int n;
+    char *kv[4];
+};
+
+/* Options into *o (argv is permuted, optind left at the command). 0, or -1 reported. */
+static int parse_options(int argc, char **argv, struct opts *o)
+{
     opterr = 0; /* our own one-line messages */
     int ch;
     while ((ch = getopt_long(argc, argv, ":c:hv", long_opts, NULL)) != -1) {
         switch (ch) {
         case 'c':
-            config = optarg;
+            o->config = optarg;
             break;
         case LOPT_REDIS:
-            redis = optarg;
+            o->redis = optarg;
             break;
         case LOPT_PREFIX:
-            prefix = optarg;
+            o->prefix = optarg;
             break;
         case LOPT_SENTINELS:
-            sentinels = optarg;
+            o->sentinels = optarg;
             break;
         case LOPT_MASTER_NAME:
-            master_name = optarg;
+            o->master_name = optarg;
             break;
         case LOPT_TIMEOUT:
-            timeout_s = optarg;
+            o->timeout = optarg;
             break;
         case LOPT_JSON:
-            seen |= OPT_JSON;
+            o->seen |= OPT_JSON;
             break;
         case LOPT_FORCE:
-            seen |= OPT_FORCE;
+            o->seen |= OPT_FORCE;
             break;
         case LOPT_DEADLINE:
-            seen |= OPT_DEADLINE;
-            deadline_s = optarg;
+            o->seen |= OPT_DEADLINE;
+            o->deadline = optarg;
             break;
         case LOPT_CLOSE:
-            seen |= OPT_CLOSE;
+            o->seen |= OPT_CLOSE;
             break;
         case LOPT_KEY:
-            seen |= OPT_KEY;
-            affinity_key = optarg;
+            o->seen |= OPT_KEY;
+            o->affinity_key = optarg;
             break;
         case 'v':
-            verbose = true;
+            o->verbose = true;
             break;
         case 'h':
-            help = true;
+            o->help = true;
             break;
         case ':':
             ctl_fail("option '%s' needs a value (see stickyctl --help)", argv[optind - 1]);
-            return CTL_USAGE;
+            return -1;
         default:
             ctl_fail("unknown option '%s' (see stickyctl --help)", argv[optind - 1]);
-            return CTL_USAGE;
+            return -1;
         }
     }
+    return 0;
+}
+
+/* The command argv[optind] names, or NULL (reported). */
+static const struct command *command_named(int argc, char **argv)
+{
     if (optind >= argc) {
-        if (help) {
-            print_global_help(stdout);
-            return CTL_OK;
-        }
         ctl_fail("no command given (see stickyctl --help)");
-        return CTL_USAGE;
+        return NULL;
     }
     const struct command *cmd = find_command(argv[optind]);
     if (cmd == NULL) {
         ctl_fail("unknown command '%s' (see stickyctl --help)", argv[optind]);
-        return CTL_USAGE;
     }
-    if (help) {
-        print_command_help(cmd);
-        return CTL_OK;
-    }
-    char **args = argv + optind + 1;
-    int nargs = argc - optind - 1;
+    return cmd;
+}
+
+/* Each command option given applies to cmd. 0, or -1 reported. */
+static int check_options_apply(const struct command *cmd, unsigned seen)
+{
     for (unsigned bit = 1; bit <= OPT_KEY; bit <<= 1) {
         if ((seen & bit) && !(cmd->opts & bit)) {
             ctl_fail("%s: %s does not apply to this command", cmd->name, opt_name(bit));
-            return CTL_USAGE;
+            return -1;
         }
     }
-    if (affinity_key != NULL) {
-        /* --key stands for the <sid> argument (the second of lookup and move) */
-        if (nargs < 1 || nargs + 1 > cmd->max_args) {
+    return 0;
+}
+
+/* The arguments after the command into *a, --key standing for the <sid> argument
+ * (the second of lookup and move; its id, c->sid, is derived once the config is
+ * loaded), and their count checked. 0, or -1 reported. */
+static int bind_arguments(const struct command *cmd, const char *key, char **argv, int n,
+                          struct ctl *c, struct args *a)
+{
+    a->v = argv;
+    a->n = n;
+    if (key != NULL) {
+        if (n < 1 || n + 1 > cmd->max_args) {
             ctl_fail("%s: %s arguments (--key replaces <sid>); usage: stickyctl %s", cmd->name,
-                     nargs < 1 ? "missing" : "too many", cmd->synopsis);
-            return CTL_USAGE;
+                     n < 1 ? "missing" : "too many", cmd->synopsis);
+            return -1;
         }
-        if (affinity_key[0] == '\0' || strlen(affinity_key) > 4096) {
+        if (key[0] == '\0' || strlen(key) > 4096) {
             ctl_fail("bad --key: 1..4096 bytes");
-            return CTL_USAGE;
+            return -1;
         }
-        kargs[0] = args[0];
-        kargs[1] = c.sid;
-        for (int i = 1; i < nargs; i++) {
-            kargs[i + 1] = args[i];
+        a->kv[0] = argv[0];
+        a->kv[1] = c->sid;
+        for (int i = 1; i < n; i++) {
+            a->kv[i + 1] = argv[i];
         }
-        args = kargs;
-        nargs++;
+        a->v = a->kv;
+        a->n = n + 1;
     }
-    if (nargs < cmd->min_args || nargs > cmd->max_args) {
+    if (a->n < cmd->min_args || a->n > cmd->max_args) {
         ctl_fail("%s: %s arguments; usage: stickyctl %s", cmd->name,
-                 nargs < cmd->min_args ? "missing" : "too many", cmd->synopsis);
-        return CTL_USAGE;
+                 a->n < cmd->min_args ? "missing" : "too many", cmd->synopsis);
+        return -1;
     }
-    c.json = seen & OPT_JSON;
-    c.force = seen & OPT_FORCE;
-    c.close_at_deadline = seen & OPT_CLOSE;
-    c.has_deadline = deadline_s != NULL;
-    if ((deadline_s != NULL && parse_duration_opt("--deadline", deadline_s, &c.deadline_ms) < 0) ||
-        (timeout_s != NULL && parse_duration_opt("--timeout", timeout_s, &c.timeout_ms) < 0)) {
-        return CTL_USAGE;
+    return 0;
+}
+
+/* The command options' values into *c: flags and durations. 0, or -1 reported. */
+static int read_option_values(const struct opts *o, struct ctl *c)
+{
+    c->json = o->seen & OPT_JSON;
+    c->force = o->seen & OPT_FORCE;
+    c->close_at_deadline = o->seen & OPT_CLOSE;
+    c->has_deadline = o->deadline != NULL;
+    if ((o->deadline != NULL &&
+         parse_duration_opt("--deadline", o->deadline, &c->deadline_ms) < 0) ||
+        (o->timeout != NULL && parse_duration_opt("--timeout", o->timeout, &c->timeout_ms) < 0)) {
+        return -1;
     }
-    if (c.close_at_deadline && (!c.has_deadline || c.deadline_ms <= 0)) {
+    if (c->close_at_deadline && (!c->has_deadline || c->deadline_ms <= 0)) {
         ctl_fail("--close-at-deadline needs a --deadline greater than 0");
-        return CTL_USAGE;
+        return -1;
     }
-    /* names, ids and keys end up in Redis keys and in what other operators read: a
-     * control character (an escape sequence, a newline) is refused, never stored */
-    for (int i = 0; i < nargs; i++) {
-        if (args[i] != c.sid && ctl_has_control(args[i], strlen(args[i]))) {
-            ctl_fail("bad argument '%s': control characters are not allowed", args[i]);
-            return CTL_USAGE;
+    return 0;
+}
+
+/* Names, ids and keys end up in Redis keys and in what other operators read: a
+ * control character (an escape sequence, a newline) is refused, never stored; each
+ * argument fits its role's length and hash-tag rules. 0, or -1 reported. */
+static int check_argument_values(const struct command *cmd, const struct args *a, const char *key,
+                                 const struct ctl *c)
+{
+    for (int i = 0; i < a->n; i++) {
+        if (a->v[i] != c->sid && ctl_has_control(a->v[i], strlen(a->v[i]))) {
+            ctl_fail("bad argument '%s': control characters are not allowed", a->v[i]);
+            return -1;
         }
     }
-    if (affinity_key != NULL && ctl_has_control(affinity_key, strlen(affinity_key))) {
-        ctl_fail("bad --key '%s': control characters are not allowed", affinity_key);
-        return CTL_USAGE;
+    if (key != NULL && ctl_has_control(key, strlen(key))) {
+        ctl_fail("bad --key '%s': control characters are not allowed", key);
+        return -1;
     }
-    for (int i = 0; i < nargs; i++) {
+    for (int i = 0; i < a->n; i++) {
         static const struct {
             char role;
             const char *what;
@@ -552,71 +585,141 @@ int main(int argc, char **argv)
                      {'i', "session id", CTL_SID_MAX},
                      {'s', "server", CTL_NAME_MAX}};
         for (size_t j = 0; j < ARRAY_SIZE(kinds); j++) {
-            if (cmd->roles[i] == kinds[j].role && args[i] != c.sid &&
-                check_name(kinds[j].what, args[i], kinds[j].max) < 0) {
-                return CTL_USAGE;
+            if (cmd->roles[i] == kinds[j].role && a->v[i] != c->sid &&
+                check_name(kinds[j].what, a->v[i], kinds[j].max) < 0) {
+                return -1;
             }
         }
     }
-    if (c.timeout_ms <= 0) {
-        ctl_fail("--timeout must be greater than 0");
-        return CTL_USAGE;
-    }
-    if (verbose) {
-        log_set_level(LOG_LVL_DEBUG);
-    }
+    return 0;
+}
 
+/* Every check of the command line, all before the config is read and Redis is
+ * asked, so that a usage error is never reported as another one. 0, or -1 reported. */
+static int check_usage(const struct command *cmd, const struct opts *o, char **argv, int n,
+                       struct ctl *c, struct args *a)
+{
+    if (check_options_apply(cmd, o->seen) < 0 ||
+        bind_arguments(cmd, o->affinity_key, argv, n, c, a) < 0 || read_option_values(o, c) < 0 ||
+        check_argument_values(cmd, a, o->affinity_key, c) < 0) {
+        return -1;
+    }
+    if (c->timeout_ms <= 0) {
+        ctl_fail("--timeout must be greater than 0");
+        return -1;
+    }
+    return 0;
+}
+
+/* -c FILE, else the built-in defaults, into *cfg. 0, or -1 reported (then *cfg holds
+ * nothing to free). */
+static int load_config(const char *path, struct cfg *cfg)
+{
     char err[600];
-    if (config != NULL ? cfg_load(config, &c.cfg, err, sizeof(err)) < 0
-                       : cfg_defaults(&c.cfg) < 0) {
-        ctl_fail("%s", config != NULL ? err : "out of memory");
-        return CTL_USAGE;
+    if (path != NULL ? cfg_load(path, cfg, err, sizeof(err)) < 0 : cfg_defaults(cfg) < 0) {
+        ctl_fail("%s", path != NULL ? err : "out of memory");
+        return -1;
     }
-    cfg_loaded = true;
-    if ((redis != NULL && (sentinels != NULL || master_name != NULL))) {
+    return 0;
+}
+
+/* --redis, --sentinels/--master-name and --prefix over the config. 0, or -1 reported. */
+static int apply_overrides(const struct opts *o, struct cfg *cfg)
+{
+    if ((o->redis != NULL && (o->sentinels != NULL || o->master_name != NULL))) {
         ctl_fail("--redis and --sentinels/--master-name exclude each other");
-        goto out;
+        return -1;
     }
-    if ((redis != NULL && apply_redis_addr(&c.cfg, redis) < 0) ||
-        apply_sentinels(&c.cfg, sentinels, master_name) < 0 ||
-        (prefix != NULL && apply_prefix(&c.cfg, prefix) < 0)) {
-        goto out;
+    if ((o->redis != NULL && apply_redis_addr(cfg, o->redis) < 0) ||
+        apply_sentinels(cfg, o->sentinels, o->master_name) < 0 ||
+        (o->prefix != NULL && apply_prefix(cfg, o->prefix) < 0)) {
+        return -1;
     }
-    if (affinity_key != NULL && derive_sid(&c, affinity_key) < 0) {
-        goto out;
-    }
-    /* the operator's --timeout bounds everything: connect, handshake, each call */
-    c.cfg.redis_timeout_ms = c.timeout_ms;
-    c.cfg.redis_connect_timeout_ms = c.timeout_ms;
+    return 0;
+}
+
+/* The operator's --timeout bounds everything: connect, handshake, each call; events
+ * name their origin "stickyctl@<host>". */
+static void set_timeouts_and_origin(struct ctl *c)
+{
+    c->cfg.redis_timeout_ms = c->timeout_ms;
+    c->cfg.redis_connect_timeout_ms = c->timeout_ms;
     char host[256];
     if (gethostname(host, sizeof(host)) < 0) {
         snprintf(host, sizeof(host), "unknown");
     }
     host[sizeof(host) - 1] = '\0';
-    snprintf(c.origin, sizeof(c.origin), "stickyctl@%s", host);
+    snprintf(c->origin, sizeof(c->origin), "stickyctl@%s", host);
+}
 
-    c.loop = ev_default_loop(0);
-    if (c.loop == NULL) {
+/* The event loop and the Redis connection into c. 0, or -1 reported. */
+static int connect_redis(struct ctl *c)
+{
+    char err[600];
+    c->loop = ev_default_loop(0);
+    if (c->loop == NULL) {
         ctl_fail("cannot initialise the event loop");
-        rc = CTL_REDIS;
-        goto out;
+        return -1;
     }
-    c.redis = ctl_redis_open(c.loop, &c.cfg, c.timeout_ms, err, sizeof(err));
-    if (c.redis == NULL) {
+    c->redis = ctl_redis_open(c->loop, &c->cfg, c->timeout_ms, err, sizeof(err));
+    if (c->redis == NULL) {
         ctl_fail("%s", err);
-        rc = CTL_REDIS;
-        goto out;
+        return -1;
     }
-    rc = cmd->run(&c, args, nargs);
+    return 0;
+}
+
+/* The command, then its output flushed. Returns the exit code. */
+static int run_command(const struct command *cmd, struct ctl *c, const struct args *a)
+{
+    int rc = cmd->run(c, a->v, a->n);
     /* A reader that stopped early (`| head`) is not a failure; a full disk is. */
     if ((fflush(stdout) != 0 || ferror(stdout)) && errno != EPIPE && rc == CTL_OK) {
         ctl_fail("cannot write the output: %s", strerror(errno));
         rc = CTL_REDIS;
     }
-out:
-    ctl_redis_close(c.redis);
-    if (cfg_loaded) {
-        cfg_free(&c.cfg);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    struct ctl c = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS};
+    struct args a;
+
+    signal(SIGPIPE, SIG_IGN); /* a dead peer or reader is an error to report, not a kill */
+    log_set_level(LOG_LVL_ERR);
+    if (parse_options(argc, argv, &o) < 0) {
+        return CTL_USAGE;
     }
+    if (optind >= argc && o.help) {
+        print_global_help(stdout);
+        return CTL_OK;
+    }
+    const struct command *cmd = command_named(argc, argv);
+    if (cmd == NULL) {
+        return CTL_USAGE;
+    }
+    if (o.help) {
+        print_command_help(cmd);
+        return CTL_OK;
+    }
+    if (check_usage(cmd, &o, argv + optind + 1, argc - optind - 1, &c, &a) < 0) {
+        return CTL_USAGE;
+    }
+    if (o.verbose) {
+        log_set_level(LOG_LVL_DEBUG);
+    }
+    if (load_config(o.config, &c.cfg) < 0) {
+        return CTL_USAGE;
+    }
+    int rc = CTL_USAGE;
+    if (apply_overrides(&o, &c.cfg) == 0 &&
+        (o.affinity_key == NULL || derive_sid(&c, o.affinity_key) == 0)) {
+        set_timeouts_and_origin(&c);
+        rc = connect_redis(&c) < 0 ? CTL_REDIS : run_command(cmd, &c, &a);
+    }
+    ctl_redis_close(c.redis);
+    cfg_free(&c.cfg);
     return rc;
 }

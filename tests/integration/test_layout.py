@@ -1,0 +1,108 @@
+"""The tree's layout holds (issue 14): the operator CLI links no SPOP-engine code.
+
+The Makefile builds three archives (see its ENGINE list): build/libengine.a, the
+modules only the daemon uses; build/libshared.a, the modules both programs use;
+build/libctl.a, agent/ctl/. What counts as "engine" is read from the engine archive
+itself (its members and the global symbols they define), never from a list written
+here, so these tests follow the Makefile. They need `make all`.
+"""
+import subprocess
+
+import harness
+
+REPO = harness.REPO
+BUILD = REPO / "build"
+ENGINE_LIB = BUILD / "libengine.a"
+SHARED_LIB = BUILD / "libshared.a"
+CTL_LIB = BUILD / "libctl.a"
+STICKYD = REPO / "agent" / "stickyd"
+STICKYCTL = REPO / "agent" / "stickyctl"
+
+def nm(path, *flags):
+    """{member: {(type, symbol)}} of `nm -A` on an archive; {None: ...} for a program."""
+    out = subprocess.run(["nm", "-A", *flags, str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    res = {}
+    for line in out.splitlines():
+        # "archive:member:addr T sym" (archive) or "program: addr T sym"
+        if path.suffix == ".a":
+            _, member, rest = line.split(":", 2)
+        else:
+            member, rest = None, line.split(":", 1)[1]
+        parts = rest.split()
+        if len(parts) < 2:
+            continue
+        res.setdefault(member, set()).add((parts[-2], parts[-1]))
+    return res
+
+
+def defined_globals(path):
+    """{member or None: {symbol}}: the external symbols each member (or the program) defines."""
+    return {m: {s for t, s in syms if t.isupper() and t not in "UVW"}
+            for m, syms in nm(path, "--defined-only").items()}
+
+
+def undefined(path):
+    return {m: {s for _, s in syms} for m, syms in nm(path, "--undefined-only").items()}
+
+
+def compilation_units(path):
+    """The source files (STT_FILE symbols) linked into a program: one per object."""
+    out = subprocess.run(["readelf", "-sW", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    rows = (line.split() for line in out.splitlines())
+    return {r[-1] for r in rows if len(r) >= 8 and r[3] == "FILE"}
+
+
+def makefile_engine_list():
+    out = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(REPO), "print-ENGINE"],
+                         check=True, capture_output=True, text=True).stdout
+    return out.split()
+
+
+def engine_members():
+    return defined_globals(ENGINE_LIB)
+
+
+def test_the_engine_archive_is_the_makefiles_engine_list():
+    for lib in (ENGINE_LIB, SHARED_LIB, CTL_LIB, STICKYD, STICKYCTL):
+        assert lib.exists(), "%s is missing: run `make all` first" % lib
+    listed = makefile_engine_list()
+    assert len(listed) >= 5, listed
+    assert sorted(m[:-2] for m in engine_members()) == sorted(listed), \
+        "build/libengine.a is stale: not the Makefile's ENGINE list"
+
+
+def test_stickyctl_defines_no_engine_symbol_and_stickyd_does():
+    engine = engine_members()
+    assert "spop.o" in engine and "conn.o" in engine, sorted(engine)
+    ctl_syms = defined_globals(STICKYCTL)[None]
+    daemon_syms = defined_globals(STICKYD)[None]
+    ctl_units = compilation_units(STICKYCTL)
+    daemon_units = compilation_units(STICKYD)
+    assert "stickyctl.c" in ctl_units and "main.c" in daemon_units
+
+    leaked = {m: sorted(syms & ctl_syms) for m, syms in engine.items() if syms & ctl_syms}
+    assert not leaked, "agent/stickyctl defines engine symbols: %s" % leaked
+    units = sorted(m[:-2] + ".c" for m in engine if m[:-2] + ".c" in ctl_units)
+    assert not units, "agent/stickyctl links engine objects: %s" % units
+
+    # Not vacuous: every engine object is in the daemon, with the symbols it defines.
+    for m, syms in engine.items():
+        assert syms, "%s defines no external symbol" % m
+        assert syms <= daemon_syms, "agent/stickyd lacks %s's %s" % (m, sorted(syms - daemon_syms))
+        assert m[:-2] + ".c" in daemon_units, m
+    # The CLI does link the shared floor (the config loader, the Redis client).
+    assert {"cfg_load", "store_new"} & ctl_syms, "stickyctl links no shared module?"
+
+
+def test_shared_and_ctl_modules_never_call_into_the_engine():
+    engine_syms = set().union(*engine_members().values())
+    ctl_syms = set().union(*defined_globals(CTL_LIB).values())
+    calls_up = {}
+    for lib, above in ((SHARED_LIB, engine_syms | ctl_syms), (CTL_LIB, engine_syms)):
+        for m, syms in undefined(lib).items():
+            if syms & above:
+                calls_up["%s(%s)" % (lib.name, m)] = sorted(syms & above)
+    assert not calls_up, ("a shared or CLI module needs an engine (or CLI) symbol: move the "
+                          "helper down, or list the module in the Makefile's ENGINE: %s" % calls_up)
