@@ -1,4 +1,5 @@
-"""The tree's layout holds (issue 14): the operator CLI links no SPOP-engine code.
+"""The tree's layout holds (issue 14): no include cycle between the modules of agent/,
+and the operator CLI links no SPOP-engine code.
 
 The Makefile builds three archives (see its ENGINE list): build/libengine.a, the
 modules only the daemon uses; build/libshared.a, the modules both programs use;
@@ -6,7 +7,9 @@ build/libctl.a, agent/ctl/. What counts as "engine" is read from the engine arch
 itself (its members and the global symbols they define), never from a list written
 here, so these tests follow the Makefile. They need `make all`.
 """
+import json
 import subprocess
+import sys
 
 import harness
 
@@ -106,3 +109,43 @@ def test_shared_and_ctl_modules_never_call_into_the_engine():
                 calls_up["%s(%s)" % (lib.name, m)] = sorted(syms & above)
     assert not calls_up, ("a shared or CLI module needs an engine (or CLI) symbol: move the "
                           "helper down, or list the module in the Makefile's ENGINE: %s" % calls_up)
+
+
+def include_graph():
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "include-graph.py"), "--json"],
+                         capture_output=True, text=True)
+    return out.returncode, json.loads(out.stdout)
+
+
+def test_no_include_cycle_between_modules():
+    rc, graph = include_graph()
+    assert graph["cycles"] == [], "modules that include each other: %s" % graph["cycles"]
+    assert rc == 0
+    # the script reads the real tree (so an empty graph cannot pass): the engine's
+    # layering as the README draws it
+    mods = graph["modules"]
+    assert "spop" in mods["conn"] and "req" in mods["conn"]
+    assert "conn" not in mods["req"], "req.c must not know its creator"
+    assert mods["spop"] == [], "the codec includes no other module"
+    outsiders = [m for m, deps in mods.items()
+                 if not m.startswith("ctl/") and any(d.startswith("ctl/") for d in deps)]
+    assert outsiders == [], "only the CLI includes the CLI: %s" % outsiders
+
+
+def test_include_graph_finds_a_cycle(tmp_path):
+    """The check can fail: the same script on a tree with a circle says so."""
+    agent = tmp_path / "agent"
+    (tmp_path / "scripts").mkdir()
+    agent.mkdir()
+    (tmp_path / "scripts" / "include-graph.py").write_bytes(
+        (REPO / "scripts" / "include-graph.py").read_bytes())
+    (agent / "a.h").write_text('#include "b.h"\n')
+    (agent / "a.c").write_text('#include "a.h"\n')
+    (agent / "b.h").write_text("\n")
+    (agent / "b.c").write_text('#include "b.h"\n#include "a.h"\n')
+    (agent / "b_int.h").write_text('#include "b.h"\n')  # b's second interface: no circle
+    out = subprocess.run([sys.executable, str(tmp_path / "scripts" / "include-graph.py")],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "cycle: a <-> b" in out.stdout
+    assert "b_int" not in out.stdout
