@@ -26,7 +26,7 @@
 struct applied {
     char backend[SRV_NAME_MAX];
     char server[SRV_NAME_MAX];
-    enum model_admin state;
+    enum model_state state;
     int64_t deadline_ms;
     bool shutdown_done;
 };
@@ -90,8 +90,6 @@ static void hapi_done(void *arg, bool ok, const char *text, size_t len)
     free(what);
 }
 
-static const char *const admin_names[] = {"ready", "drain", "maint"};
-_Static_assert(sizeof(admin_names) / sizeof(admin_names[0]) == MODEL_ADMIN_COUNT, "admin names");
 
 static void remember_cb(const struct store_reply *r, enum store_result res, void *arg)
 {
@@ -106,14 +104,14 @@ static void remember_cb(const struct store_reply *r, enum store_result res, void
 /* Record in a:<inst> what this instance set on its HAProxy, so that a restarted
  * agent still knows the DRAIN/MAINT there is its own to undo (an operator's own
  * drain on the HAProxy CLI, absent from the hash, is left alone). */
-static void remember(struct admin *ad, const char *backend, const char *server, enum model_admin st)
+static void remember(struct admin *ad, const char *backend, const char *server, enum model_state st)
 {
     char key[MODEL_KEY_MAX];
     const char *inst = ad->cfg->instance;
     if (model_key_id(key, ad->cfg->redis_prefix, backend, "a:", inst, strlen(inst)) < 0) {
         return;
     }
-    const char *argv[] = {st == MODEL_READY ? "HDEL" : "HSET", key, server, admin_names[st]};
+    const char *argv[] = {st == MODEL_READY ? "HDEL" : "HSET", key, server, model_state_name(st)};
     if (store_command(ad->store, st == MODEL_READY ? 3 : 4, argv, NULL, ADMIN_OP_TIMEOUT_MS,
                       remember_cb, NULL) < 0) {
         remember_cb(NULL, STORE_DOWN, NULL);
@@ -121,31 +119,31 @@ static void remember(struct admin *ad, const char *backend, const char *server, 
 }
 
 static void hapi_apply(struct admin *ad, const struct srv_backend *b, const struct srv *s,
-                       enum model_admin want)
+                       enum model_state want)
 {
-    const char *const *names = admin_names;
+    const char *name = model_state_name(want);
     char *what = NULL;
-    if (asprintf(&what, "set server %s/%s state %s", b->name, s->name, names[want]) < 0) {
+    if (asprintf(&what, "set server %s/%s state %s", b->name, s->name, name) < 0) {
         return;
     }
     log_info("admin: %s", what);
     remember(ad, b->name, s->name, want);
-    if (hapi_set_server_state(ad->hapi, b->name, s->name, names[want], hapi_done, what) < 0) {
+    if (hapi_set_server_state(ad->hapi, b->name, s->name, name, hapi_done, what) < 0) {
         free(what);
     }
 }
 
 /* Does HAProxy's current view already reflect the admin state we want? */
-static bool view_matches(enum srv_state have, enum model_admin want)
+static bool view_matches(enum model_state have, enum model_state want)
 {
     switch (want) {
     case MODEL_DRAIN:
         /* a drained server failing its checks shows DOWN: still drained */
-        return have == SRV_DRAIN || have == SRV_MAINT || have == SRV_DOWN;
+        return have == MODEL_DRAIN || have == MODEL_MAINT || have == MODEL_DOWN;
     case MODEL_MAINT:
-        return have == SRV_MAINT;
+        return have == MODEL_MAINT;
     default:
-        return have != SRV_DRAIN && have != SRV_MAINT;
+        return have != MODEL_DRAIN && have != MODEL_MAINT;
     }
 }
 
@@ -175,7 +173,7 @@ static void state_reply(const struct store_reply *r, enum store_result res, void
     int64_t now = ledger_redis_now_ms(ad->ledger);
     for (size_t i = 0; i < b->nservers; i++) {
         const struct srv *s = &b->servers[i];
-        enum model_admin want = MODEL_READY;
+        enum model_state want = MODEL_READY;
         int64_t deadline = 0;
         bool close_at = false;
         bool recorded = false; /* a:<inst> says this instance set a state here */
@@ -276,7 +274,7 @@ void admin_poll(struct admin *ad)
         argv[1] = mine;
         for (size_t k = 0; k < nramp; k++) {
             argv[2 + 2 * k] = b->servers[k].name;
-            argv[3 + 2 * k] = srv_state_name(b->servers[k].state);
+            argv[3 + 2 * k] = model_state_name(b->servers[k].state);
         }
         if (store_eval(ad->store, ad->states_sc, 2, (int)(2 + 2 * nramp), argv, NULL,
                        ADMIN_OP_TIMEOUT_MS, state_reply, ctx) < 0) {

@@ -11,22 +11,22 @@
 
 #include "util.h"
 
-unsigned aff_flags(enum srv_state st, uint32_t weight)
+unsigned aff_flags(enum model_state st, uint32_t weight)
 {
     switch (st) {
-    case SRV_READY:
+    case MODEL_READY:
         return AFF_F_UP | (weight > 0 ? AFF_F_NEW : 0u);
-    case SRV_DRAIN:
+    case MODEL_DRAIN:
         return AFF_F_UP | AFF_F_DRAIN;
-    case SRV_MAINT:
-    case SRV_DOWN:
-    case SRV_STATE_COUNT:
+    case MODEL_MAINT:
+    case MODEL_DOWN:
+    case MODEL_STATE_COUNT:
         break;
     }
     return 0;
 }
 
-unsigned aff_flags_admin(enum srv_state st, uint32_t weight, enum model_admin adm)
+unsigned aff_flags_admin(enum model_state st, uint32_t weight, enum model_state adm)
 {
     unsigned f = aff_flags(st, weight);
     if (adm != MODEL_READY) {
@@ -36,7 +36,7 @@ unsigned aff_flags_admin(enum srv_state st, uint32_t weight, enum model_admin ad
     return f;
 }
 
-enum aff_pin aff_pinned(enum srv_state st, enum model_admin adm, int64_t deadline_ms,
+enum aff_pin aff_pinned(enum model_state st, enum model_state adm, int64_t deadline_ms,
                         int64_t now_ms)
 {
     bool passed = adm == MODEL_DRAIN && deadline_ms > 0 && now_ms >= deadline_ms;
@@ -46,10 +46,10 @@ enum aff_pin aff_pinned(enum srv_state st, enum model_admin adm, int64_t deadlin
     if (passed) {
         return AFF_PIN_DEADLINE;
     }
-    if (st != SRV_READY && st != SRV_DRAIN) {
+    if (st != MODEL_READY && st != MODEL_DRAIN) {
         return AFF_PIN_DOWN;
     }
-    return adm == MODEL_DRAIN || st == SRV_DRAIN ? AFF_PIN_DRAINING : AFF_PIN_STAY;
+    return adm == MODEL_DRAIN || st == MODEL_DRAIN ? AFF_PIN_DRAINING : AFF_PIN_STAY;
 }
 
 const char *aff_pin_reason(enum aff_pin p)

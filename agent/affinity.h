@@ -49,11 +49,11 @@ struct aff_cand {
 };
 
 /* Flags of a server in HAProxy state st with configured weight w. */
-unsigned aff_flags(enum srv_state st, uint32_t weight);
+unsigned aff_flags(enum model_state st, uint32_t weight);
 
 /* The same, with the cluster-wide admin state: a server in drain or maint takes
  * no new sessions, and one in drain is flagged draining. */
-unsigned aff_flags_admin(enum srv_state st, uint32_t weight, enum model_admin adm);
+unsigned aff_flags_admin(enum model_state st, uint32_t weight, enum model_state adm);
 
 /* The one rule for a session pinned to a server (every decision path uses it). */
 enum aff_pin {
@@ -66,7 +66,7 @@ enum aff_pin {
 };
 /* st: HAProxy's state; adm, deadline_ms: the cluster's (Redis time); now_ms:
  * Redis time now (0 when unknown: no deadline has passed). */
-enum aff_pin aff_pinned(enum srv_state st, enum model_admin adm, int64_t deadline_ms,
+enum aff_pin aff_pinned(enum model_state st, enum model_state adm, int64_t deadline_ms,
                         int64_t now_ms);
 /* "stay", "draining", "down", "maint", "drain-deadline". */
 const char *aff_pin_reason(enum aff_pin p);

@@ -14,18 +14,9 @@ static const char *const kind_names[] = {
 };
 _Static_assert(sizeof(kind_names) / sizeof(kind_names[0]) == EVENT_KIND_COUNT, "kind names");
 
-static const char *const state_names[] = {"ready", "drain", "maint"};
-_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == EVENT_SRV_STATE_COUNT,
-               "state names");
-
 const char *events_kind_name(enum event_kind k)
 {
     return (unsigned)k < EVENT_KIND_COUNT ? kind_names[k] : "unknown";
-}
-
-const char *events_state_name(enum event_srv_state s)
-{
-    return (unsigned)s < EVENT_SRV_STATE_COUNT ? state_names[s] : "unknown";
 }
 
 /* protobuf-c wants char * for strings it will not modify when packing. */
@@ -142,9 +133,9 @@ int events_decode(const uint8_t *p, size_t len, struct event *e)
         e->kind = EVENT_SERVER_STATE;
         e->backend = env->server_state_changed->backend;
         e->server = env->server_state_changed->server;
-        e->state = (unsigned)env->server_state_changed->state < EVENT_SRV_STATE_COUNT
-                       ? (enum event_srv_state)env->server_state_changed->state
-                       : EVENT_SRV_READY;
+        e->state = (unsigned)env->server_state_changed->state < MODEL_ADMIN_COUNT
+                       ? (enum model_state)env->server_state_changed->state
+                       : MODEL_READY;
         e->deadline_ms = env->server_state_changed->deadline_ms;
         e->close_at_deadline = env->server_state_changed->close_at_deadline;
         break;
@@ -199,13 +190,13 @@ void events_format(const struct event *e, char *buf, size_t len)
                  e->reason ? e->reason : "");
         break;
     case EVENT_SERVER_STATE:
-        if (e->state == EVENT_SRV_DRAIN && e->deadline_ms > 0) {
+        if (e->state == MODEL_DRAIN && e->deadline_ms > 0) {
             fmt_time(e->deadline_ms, dl, sizeof(dl));
             snprintf(buf, len, "%s %s %s %s/%s drain until %s%s", ts, origin, kind, e->backend,
                      e->server, dl, e->close_at_deadline ? " (close at deadline)" : "");
         } else {
             snprintf(buf, len, "%s %s %s %s/%s %s", ts, origin, kind, e->backend, e->server,
-                     events_state_name(e->state));
+                     model_state_name(e->state));
         }
         break;
     case EVENT_INSTANCE_JOINED:

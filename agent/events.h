@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model.h"
+
 #define EVENTS_VERSION 1u
 
 enum event_kind {
@@ -22,13 +24,6 @@ enum event_kind {
     EVENT_INSTANCE_JOINED = 5,
     EVENT_INSTANCE_LEFT = 6,
     EVENT_KIND_COUNT
-};
-
-enum event_srv_state {
-    EVENT_SRV_READY = 0,
-    EVENT_SRV_DRAIN = 1,
-    EVENT_SRV_MAINT = 2,
-    EVENT_SRV_STATE_COUNT
 };
 
 /* Strings are borrowed: for encoding, from the caller; after events_decode,
@@ -44,7 +39,7 @@ struct event {
     const char *from_server; /* repinned, moved */
     const char *reason;      /* repinned, instance left */
     const char *instance;    /* instance joined / left */
-    enum event_srv_state state;
+    enum model_state state;
     int64_t deadline_ms;
     bool close_at_deadline;
     void *owner_; /* the unpacked protobuf message after decode */
@@ -66,6 +61,6 @@ void events_release(struct event *e);
 void events_format(const struct event *e, char *buf, size_t len);
 
 const char *events_kind_name(enum event_kind k);
-const char *events_state_name(enum event_srv_state s);
+const char *model_state_name(enum model_state s);
 
 #endif

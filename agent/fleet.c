@@ -311,10 +311,10 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
         argv[argc++] = nums[i][0];
         argv[argc++] = nums[i][1];
         /* "<state> <maxconn>" when HAProxy has one: stickyctl status shows the cap */
-        snprintf(nums[i][2], sizeof(nums[i][2]), "%s %u", srv_state_name(b->servers[i].state),
+        snprintf(nums[i][2], sizeof(nums[i][2]), "%s %u", model_state_name(b->servers[i].state),
                  b->servers[i].maxconn);
         argv[argc++] = b->servers[i].maxconn > 0 ? nums[i][2]
-                                                 : srv_state_name(b->servers[i].state);
+                                                 : model_state_name(b->servers[i].state);
     }
     /* a goodbye's reply may arrive after fleet_free: it must not reach f */
     ctx->fleet = strcmp(mode, "leave") == 0 ? NULL : f;

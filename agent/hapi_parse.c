@@ -11,20 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum srv_state hapi_map_state(unsigned op_state, unsigned admin_state)
+enum model_state hapi_map_state(unsigned op_state, unsigned admin_state)
 {
     if (admin_state & HAPI_ADMF_MAINT) {
-        return SRV_MAINT;
+        return MODEL_MAINT;
     }
     /* A drained server that fails its checks is of no use to pinned sessions
      * either: HAProxy itself shows it DOWN, and so do we. */
     if (op_state == HAPI_OP_STOPPED) {
-        return SRV_DOWN;
+        return MODEL_DOWN;
     }
     if ((admin_state & HAPI_ADMF_DRAIN) || op_state == HAPI_OP_STOPPING) {
-        return SRV_DRAIN;
+        return MODEL_DRAIN;
     }
-    return SRV_READY;
+    return MODEL_READY;
 }
 
 void hapi_table_free(struct hapi_table *t)

@@ -35,7 +35,7 @@ long hapi_parse_info_pid(const char *text, size_t len);
 
 /* MAINT if any maintenance flag; else DOWN if stopped; else DRAIN if any drain
  * flag or soft-stopping; else READY. Pure. */
-enum srv_state hapi_map_state(unsigned op_state, unsigned admin_state);
+enum model_state hapi_map_state(unsigned op_state, unsigned admin_state);
 
 /* One server as parsed: the backend it belongs to and its view entry. */
 struct hapi_row {

@@ -49,7 +49,7 @@ struct lsrv {
     char name[SRV_NAME_MAX]; /* "" = free slot */
     int64_t conns;           /* as Redis answered in the last batch */
     int64_t queued, flying;  /* own opens queued / in flight, not in conns yet */
-    enum model_admin admin;
+    enum model_state admin;
     int64_t deadline_ms;
     bool has_since; /* the state hash says "ready:<since_ms>" (slow start) */
     int64_t since_ms;

@@ -77,7 +77,7 @@ void ledger_refresh(struct ledger *l);
 struct ledger_srv {
     int64_t conns;
     int64_t pending; /* of conns, this agent's opens not acknowledged yet */
-    enum model_admin admin;
+    enum model_state admin;
     int64_t deadline_ms; /* drain deadline, Redis time (0: none) */
     int64_t since_ms;    /* slow start: ready since (Redis time; 0: not up yet), or
                           * MODEL_SINCE_NONE when nothing is recorded */

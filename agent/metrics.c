@@ -219,13 +219,13 @@ static int admin_state(const struct metrics *m, const struct srv_backend *b, con
 /* This agent's view of each server. */
 static void render_servers(struct metrics *m, FILE *f)
 {
-    static const char *srv_names[SRV_STATE_COUNT];
-    for (int st = 0; st < SRV_STATE_COUNT; st++) {
-        srv_names[st] = srv_state_name((enum srv_state)st);
+    static const char *srv_names[MODEL_STATE_COUNT];
+    for (int st = 0; st < MODEL_STATE_COUNT; st++) {
+        srv_names[st] = model_state_name((enum model_state)st);
     }
     render_states(m, f, "server_state",
                   "This agent's view of a server's HAProxy state (1: current)", srv_names,
-                  SRV_STATE_COUNT, haproxy_state);
+                  MODEL_STATE_COUNT, haproxy_state);
     if (m->hooks.ledger != NULL) {
         render_states(m, f, "server_admin_state",
                       "The cluster's admin state of a server (stickyctl drain/maint), as this "

@@ -8,6 +8,15 @@
 #include <string.h>
 
 #include "config.h"
+#include "util.h"
+
+static const char *const state_names[] = {"ready", "drain", "maint", "down"};
+_Static_assert(ARRAY_SIZE(state_names) == MODEL_STATE_COUNT, "a name per state");
+
+const char *model_state_name(enum model_state s)
+{
+    return (unsigned)s < MODEL_STATE_COUNT ? state_names[s] : "unknown";
+}
 
 int model_key(char *buf, size_t len, const char *prefix, const char *backend, size_t blen,
               const char *suffix)
@@ -94,7 +103,7 @@ int64_t model_state_since(const char *v, size_t len)
     return ms;
 }
 
-int model_parse_state(const char *v, size_t len, enum model_admin *st, int64_t *deadline_ms,
+int model_parse_state(const char *v, size_t len, enum model_state *st, int64_t *deadline_ms,
                       bool *close_at_deadline)
 {
     *deadline_ms = 0;

@@ -43,13 +43,21 @@ struct cfg;
 
 #define MODEL_KEY_MAX 256 /* prefix (<=64) + {backend} (<=65) + ":" + suffix */
 
-/* Cluster-wide admin state of a server (the :state hash). */
-enum model_admin {
-    MODEL_READY = 0,
-    MODEL_DRAIN = 1,
-    MODEL_MAINT = 2,
-    MODEL_ADMIN_COUNT
+/* A server's state: the one enum for it in the tree. The cluster's admin state
+ * (the :state hash, the events channel, stickyctl) is one of the first three;
+ * HAProxy's view of a server (servers.h, from its runtime API) may also be DOWN. */
+enum model_state {
+    MODEL_READY = 0, /* in service */
+    MODEL_DRAIN = 1, /* no new sessions (HAProxy's weight forced to 0); pinned ones stay */
+    MODEL_MAINT = 2, /* out of service */
+    MODEL_DOWN = 3,  /* HAProxy's view only (failed checks, stopped): never set by the cluster */
+    MODEL_STATE_COUNT
 };
+/* The admin states are those below MODEL_DOWN: tables of them have this many entries. */
+#define MODEL_ADMIN_COUNT MODEL_DOWN
+
+/* "ready", "drain", "maint" or "down"; "unknown" for any other value. Static. */
+const char *model_state_name(enum model_state s);
 
 /* "<prefix>{<backend>}:<suffix>" into buf[len]. Returns the length, or -1 if it
  * does not fit. */
@@ -69,7 +77,7 @@ int model_record_key(char *buf, const struct cfg *c, const char *backend, const 
 
 /* Parse a :state value: 0 and the out-params, or -1 when v is not one of
  * "maint", "drain:<ms>", "drain:<ms>:close", "ready:<ms>" (MODEL_READY). */
-int model_parse_state(const char *v, size_t len, enum model_admin *st, int64_t *deadline_ms,
+int model_parse_state(const char *v, size_t len, enum model_state *st, int64_t *deadline_ms,
                       bool *close_at_deadline) __attribute__((warn_unused_result));
 
 /* The moment a "ready:<ms>" value says the server became usable (Redis time; 0:

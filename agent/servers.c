@@ -14,14 +14,6 @@
 static struct srv_backend *view;
 static size_t nview;
 
-static const char *const state_names[] = {"ready", "drain", "maint", "down"};
-_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == SRV_STATE_COUNT, "state names");
-
-const char *srv_state_name(enum srv_state s)
-{
-    return (unsigned)s < SRV_STATE_COUNT ? state_names[s] : "?";
-}
-
 static bool name_eq(const char name[SRV_NAME_MAX], const char *s, size_t len)
 {
     return len < SRV_NAME_MAX && memcmp(name, s, len) == 0 && name[len] == '\0';
@@ -55,7 +47,7 @@ static struct srv *servers_copy(const struct srv *srvs, size_t n, bool *ok)
     *ok = false;
     for (size_t i = 0; i < n; i++) {
         if (memchr(srvs[i].name, '\0', SRV_NAME_MAX) == NULL || srvs[i].name[0] == '\0' ||
-            (unsigned)srvs[i].state >= SRV_STATE_COUNT) {
+            (unsigned)srvs[i].state >= MODEL_STATE_COUNT) {
             return NULL;
         }
         for (size_t j = 0; j < i; j++) {
@@ -170,7 +162,7 @@ int servers_load_static(const struct cfg *c)
             }
             memcpy(b->servers[j].name, cb->servers[j].name, slen + 1);
             b->servers[j].weight = cb->servers[j].weight;
-            b->servers[j].state = SRV_READY;
+            b->servers[j].state = MODEL_READY;
             b->servers[j].scur = 0;
         }
         b->nservers = cb->nservers;

@@ -12,25 +12,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model.h"
 #include "names.h"
 
 struct cfg;
-
-/* HAProxy's view of a server (operational + administrative state). */
-enum srv_state {
-    SRV_READY = 0, /* UP and in service */
-    SRV_DRAIN = 1, /* admin DRAIN (weight forced to 0 in HAProxy) */
-    SRV_MAINT = 2, /* admin MAINT */
-    SRV_DOWN = 3,  /* failed health checks / stopped */
-    SRV_STATE_COUNT
-};
 
 #define SRV_NAME_MAX NAMES_MAX /* see names.h */
 
 struct srv {
     char name[SRV_NAME_MAX];
     uint32_t weight;      /* configured weight (not the drain-forced 0) */
-    enum srv_state state; /* from HAProxy or static (READY) */
+    enum model_state state; /* from HAProxy or static (READY) */
     uint32_t scur;        /* HAProxy's current sessions, when known */
     uint32_t maxconn;     /* HAProxy's maxconn on the server line (show stat slim); 0: none */
 };
@@ -66,6 +58,6 @@ size_t servers_count(void);
 const struct srv_backend *servers_at(size_t i);
 void servers_clear(void);
 
-const char *srv_state_name(enum srv_state s);
+const char *model_state_name(enum model_state s);
 
 #endif

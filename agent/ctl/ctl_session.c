@@ -194,7 +194,7 @@ static int warn_unusable(struct ctl *c, const char *backend, const char *server)
         ctl_reply_free(&st);
         return CTL_REDIS;
     }
-    enum model_admin adm = MODEL_READY;
+    enum model_state adm = MODEL_READY;
     int64_t deadline = 0;
     bool close_at = false;
     const char *why = NULL;

@@ -11,7 +11,7 @@
 #include "model.h"
 #include "util.h"
 
-static void fmt_state(enum model_admin st, int64_t deadline, bool close_at, int64_t now, char *buf,
+static void fmt_state(enum model_state st, int64_t deadline, bool close_at, int64_t now, char *buf,
                       size_t len)
 {
     char t[32], d[32];
@@ -54,7 +54,7 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
     }
     int64_t now = util_now_ms();
     char was[404] = "ready";
-    enum model_admin pst;
+    enum model_state pst;
     int64_t pdl;
     bool pclose;
     if (prev.str != NULL) {
@@ -80,7 +80,7 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
     long long receivers;
     rc = ctl_publish(c, e, &receivers);
     char now_txt[160];
-    fmt_state((enum model_admin)e->state, e->deadline_ms, e->close_at_deadline, now, now_txt,
+    fmt_state((enum model_state)e->state, e->deadline_ms, e->close_at_deadline, now, now_txt,
               sizeof(now_txt));
     char eb[CTL_ESC_MAX], es[CTL_ESC_MAX];
     if (rc == CTL_OK) {
@@ -93,17 +93,13 @@ static int set_state(struct ctl *c, const char *backend, const char *server, con
     return rc;
 }
 
-_Static_assert((int)EVENT_SRV_DRAIN == (int)MODEL_DRAIN &&
-                   (int)EVENT_SRV_MAINT == (int)MODEL_MAINT &&
-                   (int)EVENT_SRV_READY == (int)MODEL_READY,
-               "event states and fleet states line up (fmt_state takes either)");
 
 /* Owns the server-state event the three commands publish: args[0]/args[1]
  * (backend, server) go to state st, written to Redis as value (NULL removes
  * the entry, which reads as ready). Returns set_state's CTL_* code. */
 __attribute__((warn_unused_result)) static int send_state(struct ctl *c, char **args,
                                                           const char *value,
-                                                          enum event_srv_state st,
+                                                          enum model_state st,
                                                           int64_t deadline, bool close_at)
 {
     struct event e = {.kind = EVENT_SERVER_STATE,
@@ -127,17 +123,17 @@ int ctl_cmd_drain(struct ctl *c, char **args, int nargs)
     char value[64];
     snprintf(value, sizeof(value), "drain:%lld%s", (long long)deadline,
              c->close_at_deadline ? ":close" : "");
-    return send_state(c, args, value, EVENT_SRV_DRAIN, deadline, c->close_at_deadline);
+    return send_state(c, args, value, MODEL_DRAIN, deadline, c->close_at_deadline);
 }
 
 int ctl_cmd_undrain(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
-    return send_state(c, args, NULL, EVENT_SRV_READY, 0, false);
+    return send_state(c, args, NULL, MODEL_READY, 0, false);
 }
 
 int ctl_cmd_maint(struct ctl *c, char **args, int nargs)
 {
     UNUSED(nargs);
-    return send_state(c, args, "maint", EVENT_SRV_MAINT, 0, false);
+    return send_state(c, args, "maint", MODEL_MAINT, 0, false);
 }

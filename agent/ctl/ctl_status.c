@@ -42,7 +42,7 @@ struct inst_view {
 struct srv_view {
     const char *name;                  /* borrowed from the names list */
     const struct ctl_reply *admin_raw; /* state hash value, or NULL (ready) */
-    enum model_admin admin;
+    enum model_state admin;
     bool admin_bad;
     int64_t deadline_ms;
     bool close_at_deadline;
@@ -218,9 +218,7 @@ oom:
 
 static const char *admin_name(const struct srv_view *s)
 {
-    static const char *const names[] = {"ready", "drain", "maint"};
-    _Static_assert(ARRAY_SIZE(names) == MODEL_ADMIN_COUNT, "admin names");
-    return s->admin_bad ? "unknown" : names[s->admin];
+    return s->admin_bad ? "unknown" : model_state_name(s->admin);
 }
 
 /* What the operator should read: the cluster's admin state wins, then

@@ -61,7 +61,7 @@ static json_t *event_json(const struct event *e)
     case EVENT_SERVER_STATE:
         set_str(o, "backend", e->backend);
         set_str(o, "server", e->server);
-        json_object_set_new(o, "state", json_string(events_state_name(e->state)));
+        json_object_set_new(o, "state", json_string(model_state_name(e->state)));
         json_object_set_new(o, "deadline_ms", json_integer(e->deadline_ms));
         json_object_set_new(o, "close_at_deadline", json_boolean(e->close_at_deadline));
         break;

@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
-    enum model_admin adm;
+    enum model_state adm;
     int64_t dl;
     bool close_at;
     (void)model_parse_state(s, size, &adm, &dl, &close_at);

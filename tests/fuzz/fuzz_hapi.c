@@ -20,7 +20,7 @@ static void check_table(const struct hapi_table *t)
         const struct hapi_row *r = &t->rows[i];
         if (memchr(r->backend, 0, SRV_NAME_MAX) == NULL ||
             memchr(r->srv.name, 0, SRV_NAME_MAX) == NULL || r->backend[0] == 0 ||
-            r->srv.name[0] == 0 || (unsigned)r->srv.state >= SRV_STATE_COUNT) {
+            r->srv.name[0] == 0 || (unsigned)r->srv.state >= MODEL_STATE_COUNT) {
             abort();
         }
     }

@@ -62,7 +62,7 @@ static void walk_hash(const struct store_reply *h, bool states)
             continue;
         }
         if (states) {
-            enum model_admin st;
+            enum model_state st;
             int64_t dl;
             bool close_at;
             if (model_parse_state(v, vl, &st, &dl, &close_at) == 0 &&
@@ -83,7 +83,8 @@ static void check_ledger(const struct store_reply *r)
         return;
     }
     if (lr.redis_ms < 0 || lr.opened < 0 || lr.closed < 0 ||
-        store_reply_type(lr.conns) != STORE_R_ARRAY || store_reply_type(lr.state) != STORE_R_ARRAY ||
+        store_reply_type(lr.conns) != STORE_R_ARRAY ||
+        store_reply_type(lr.state) != STORE_R_ARRAY ||
         store_reply_type(lr.moved) != STORE_R_ARRAY) {
         abort();
     }

@@ -16,29 +16,30 @@ static struct aff_cand cand(const char *name, uint32_t w, unsigned flags)
 
 static void test_flags(void)
 {
-    CHECK_EQ_INT(aff_flags(SRV_READY, 1), AFF_F_UP | AFF_F_NEW);
-    CHECK_EQ_INT(aff_flags(SRV_READY, 256), AFF_F_UP | AFF_F_NEW);
-    CHECK_EQ_INT(aff_flags(SRV_READY, 0), AFF_F_UP);
-    CHECK_EQ_INT(aff_flags(SRV_DRAIN, 10), AFF_F_UP | AFF_F_DRAIN);
-    CHECK_EQ_INT(aff_flags(SRV_MAINT, 10), 0);
-    CHECK_EQ_INT(aff_flags(SRV_DOWN, 10), 0);
-    CHECK_EQ_INT(aff_pinned(SRV_READY, MODEL_READY, 0, 1000), AFF_PIN_STAY);
-    CHECK_EQ_INT(aff_pinned(SRV_DRAIN, MODEL_READY, 0, 1000), AFF_PIN_DRAINING);
-    CHECK_EQ_INT(aff_pinned(SRV_MAINT, MODEL_READY, 0, 1000), AFF_PIN_DOWN);
-    CHECK_EQ_INT(aff_pinned(SRV_DOWN, MODEL_READY, 0, 1000), AFF_PIN_DOWN);
-    CHECK_EQ_INT(aff_pinned(SRV_READY, MODEL_DRAIN, 0, 1000), AFF_PIN_DRAINING);
-    CHECK_EQ_INT(aff_pinned(SRV_READY, MODEL_DRAIN, 2000, 1000), AFF_PIN_DRAINING);
-    CHECK_EQ_INT(aff_pinned(SRV_READY, MODEL_DRAIN, 1000, 1000), AFF_PIN_DEADLINE);
-    CHECK_EQ_INT(aff_pinned(SRV_READY, MODEL_DRAIN, 1000, 0), AFF_PIN_DRAINING); /* no clock */
-    CHECK_EQ_INT(aff_pinned(SRV_DOWN, MODEL_DRAIN, 0, 1000), AFF_PIN_DOWN);
-    CHECK_EQ_INT(aff_pinned(SRV_READY, MODEL_MAINT, 0, 1000), AFF_PIN_MAINT);
+    CHECK_EQ_INT(aff_flags(MODEL_READY, 1), AFF_F_UP | AFF_F_NEW);
+    CHECK_EQ_INT(aff_flags(MODEL_READY, 256), AFF_F_UP | AFF_F_NEW);
+    CHECK_EQ_INT(aff_flags(MODEL_READY, 0), AFF_F_UP);
+    CHECK_EQ_INT(aff_flags(MODEL_DRAIN, 10), AFF_F_UP | AFF_F_DRAIN);
+    CHECK_EQ_INT(aff_flags(MODEL_MAINT, 10), 0);
+    CHECK_EQ_INT(aff_flags(MODEL_DOWN, 10), 0);
+    CHECK_EQ_INT(aff_pinned(MODEL_READY, MODEL_READY, 0, 1000), AFF_PIN_STAY);
+    CHECK_EQ_INT(aff_pinned(MODEL_DRAIN, MODEL_READY, 0, 1000), AFF_PIN_DRAINING);
+    CHECK_EQ_INT(aff_pinned(MODEL_MAINT, MODEL_READY, 0, 1000), AFF_PIN_DOWN);
+    CHECK_EQ_INT(aff_pinned(MODEL_DOWN, MODEL_READY, 0, 1000), AFF_PIN_DOWN);
+    CHECK_EQ_INT(aff_pinned(MODEL_READY, MODEL_DRAIN, 0, 1000), AFF_PIN_DRAINING);
+    CHECK_EQ_INT(aff_pinned(MODEL_READY, MODEL_DRAIN, 2000, 1000), AFF_PIN_DRAINING);
+    CHECK_EQ_INT(aff_pinned(MODEL_READY, MODEL_DRAIN, 1000, 1000), AFF_PIN_DEADLINE);
+    CHECK_EQ_INT(aff_pinned(MODEL_READY, MODEL_DRAIN, 1000, 0), AFF_PIN_DRAINING); /* no clock */
+    CHECK_EQ_INT(aff_pinned(MODEL_DOWN, MODEL_DRAIN, 0, 1000), AFF_PIN_DOWN);
+    CHECK_EQ_INT(aff_pinned(MODEL_READY, MODEL_MAINT, 0, 1000), AFF_PIN_MAINT);
     CHECK(strcmp(aff_pin_reason(AFF_PIN_DEADLINE), "drain-deadline") == 0);
-    CHECK_EQ_INT(aff_flags_admin(SRV_READY, 1, MODEL_DRAIN), AFF_F_UP | AFF_F_DRAIN);
-    CHECK_EQ_INT(aff_flags_admin(SRV_READY, 1, MODEL_MAINT), AFF_F_UP);
-    CHECK_EQ_INT(aff_flags_admin(SRV_READY, 1, MODEL_READY), AFF_F_UP | AFF_F_NEW);
+    CHECK_EQ_INT(aff_flags_admin(MODEL_READY, 1, MODEL_DRAIN), AFF_F_UP | AFF_F_DRAIN);
+    CHECK_EQ_INT(aff_flags_admin(MODEL_READY, 1, MODEL_MAINT), AFF_F_UP);
+    CHECK_EQ_INT(aff_flags_admin(MODEL_READY, 1, MODEL_READY), AFF_F_UP | AFF_F_NEW);
     {
-        struct aff_cand l[4] = {cand("a", 1, AFF_F_UP | AFF_F_NEW), cand("b", 2, AFF_F_UP | AFF_F_NEW),
-                                cand("c", 1, AFF_F_UP), cand("d", 1, AFF_F_UP | AFF_F_NEW)};
+        struct aff_cand l[4] = {cand("a", 1, AFF_F_UP | AFF_F_NEW),
+                                cand("b", 2, AFF_F_UP | AFF_F_NEW), cand("c", 1, AFF_F_UP),
+                                cand("d", 1, AFF_F_UP | AFF_F_NEW)};
         l[0].conns = 4;
         l[1].conns = 6; /* 3 per weight: the least loaded */
         l[2].conns = 0; /* cannot take new sessions */

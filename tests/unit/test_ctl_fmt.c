@@ -182,7 +182,7 @@ static void test_event_line(void)
 {
     struct event e = {.kind = EVENT_SERVER_STATE, .ts_ms = 1763700000123, .origin = "lb1",
                       .backend = "ws\x1b[2J", .server = "s1\nforged line",
-                      .state = EVENT_SRV_MAINT};
+                      .state = MODEL_MAINT};
     char line[512];
     ctl_fmt_event(&e, line, sizeof(line));
     CHECK(strstr(line, "ws\\x1b[2J/s1\\x0aforged line maint") != NULL);

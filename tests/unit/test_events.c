@@ -55,14 +55,14 @@ int main(void)
     roundtrip(&e);
 
     struct event st = {.kind = EVENT_SERVER_STATE, .ts_ms = 5, .origin = "stickyctl@h",
-                       .backend = "ws", .server = "s3", .state = EVENT_SRV_DRAIN,
+                       .backend = "ws", .server = "s3", .state = MODEL_DRAIN,
                        .deadline_ms = 1763700600000, .close_at_deadline = true};
     roundtrip(&st);
     char line[256];
     events_format(&st, line, sizeof(line));
     CHECK(strstr(line, "ws/s3 drain until") != NULL);
     CHECK(strstr(line, "(close at deadline)") != NULL);
-    st.state = EVENT_SRV_MAINT;
+    st.state = MODEL_MAINT;
     st.deadline_ms = 0;
     st.close_at_deadline = false;
     roundtrip(&st);

@@ -98,30 +98,30 @@ static int parse_state(const char *text, struct hapi_table *t)
 static void test_map_state(void)
 {
     /* RUNNING/STARTING with no flags are in service */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, 0), SRV_READY);
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STARTING, 0), SRV_READY);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, 0), MODEL_READY);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STARTING, 0), MODEL_READY);
     /* soft-stopping (e.g. disable-on-404) takes no new sessions: drain */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STOPPING, 0), SRV_DRAIN);
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STOPPED, 0), SRV_DOWN);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STOPPING, 0), MODEL_DRAIN);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STOPPED, 0), MODEL_DOWN);
     /* every maintenance flag wins over everything */
     static const unsigned maint[] = {HAPI_ADMF_FMAINT, HAPI_ADMF_IMAINT, HAPI_ADMF_RMAINT,
                                      HAPI_ADMF_FMAINT | HAPI_ADMF_CMAINT,
                                      HAPI_ADMF_IMAINT | HAPI_ADMF_FDRAIN};
     for (size_t i = 0; i < sizeof(maint) / sizeof(maint[0]); i++) {
         for (unsigned op = 0; op <= HAPI_OP_STOPPING; op++) {
-            CHECK_EQ_INT(hapi_map_state(op, maint[i]), SRV_MAINT);
+            CHECK_EQ_INT(hapi_map_state(op, maint[i]), MODEL_MAINT);
         }
     }
     /* drain flags on a live server */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_FDRAIN), SRV_DRAIN);
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_IDRAIN), SRV_DRAIN);
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STARTING, HAPI_ADMF_FDRAIN), SRV_DRAIN);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_FDRAIN), MODEL_DRAIN);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_IDRAIN), MODEL_DRAIN);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STARTING, HAPI_ADMF_FDRAIN), MODEL_DRAIN);
     /* a drained server failing its checks is down (HAProxy shows DOWN too) */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STOPPED, HAPI_ADMF_FDRAIN), SRV_DOWN);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STOPPED, HAPI_ADMF_FDRAIN), MODEL_DOWN);
     /* CMAINT alone: a `disabled` server that was set ready again (captured) */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_CMAINT), SRV_READY);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_CMAINT), MODEL_READY);
     /* HMAINT: FQDN changed from the CLI, not a maintenance state */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_HMAINT), SRV_READY);
+    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_HMAINT), MODEL_READY);
 }
 
 static void test_split(void)
@@ -166,8 +166,8 @@ static void test_state_captured(void)
     if (t.n == 5) {
         static const char *const names[] = {"s1", "s2", "s3", "s4", "s5"};
         static const uint32_t weights[] = {10, 20, 30, 40, 7}; /* s5: uweight, not iweight 50 */
-        static const enum srv_state states[] = {SRV_READY, SRV_DOWN, SRV_MAINT, SRV_DRAIN,
-                                                SRV_READY};
+        static const enum model_state states[] = {MODEL_READY, MODEL_DOWN, MODEL_MAINT, MODEL_DRAIN,
+                                                MODEL_READY};
         for (size_t i = 0; i < 5; i++) {
             CHECK(strcmp(t.rows[i].backend, "ws") == 0);
             CHECK(strcmp(t.rows[i].srv.name, names[i]) == 0);
@@ -181,9 +181,9 @@ static void test_state_captured(void)
     CHECK(parse_state(state_later, &t) == 0);
     CHECK_EQ_INT(t.n, 3);
     if (t.n == 3) {
-        CHECK_EQ_INT(t.rows[0].srv.state, SRV_MAINT); /* state maint from the CLI */
-        CHECK_EQ_INT(t.rows[1].srv.state, SRV_DOWN);  /* drained but failing checks */
-        CHECK_EQ_INT(t.rows[2].srv.state, SRV_READY); /* disabled, then set ready */
+        CHECK_EQ_INT(t.rows[0].srv.state, MODEL_MAINT); /* state maint from the CLI */
+        CHECK_EQ_INT(t.rows[1].srv.state, MODEL_DOWN);  /* drained but failing checks */
+        CHECK_EQ_INT(t.rows[2].srv.state, MODEL_READY); /* disabled, then set ready */
     }
     hapi_table_free(&t);
 }
@@ -241,7 +241,7 @@ static void test_state_malformed(void)
     CHECK(parse_state("1\n# srv_uweight srv_name srv_admin_state be_name srv_op_state\n"
                       "12 a1 8 app 2\n",
                       &t) == 0);
-    CHECK(t.n == 1 && t.rows[0].srv.weight == 12 && t.rows[0].srv.state == SRV_DRAIN &&
+    CHECK(t.n == 1 && t.rows[0].srv.weight == 12 && t.rows[0].srv.state == MODEL_DRAIN &&
           strcmp(t.rows[0].backend, "app") == 0 && strcmp(t.rows[0].srv.name, "a1") == 0);
     hapi_table_free(&t);
     /* empty dump: no backends at all */
@@ -496,8 +496,8 @@ static void test_install(void)
         const struct srv *s1 = servers_find_server(ws, "s1", 2);
         const struct srv *s4 = servers_find_server(ws, "s4", 2);
         const struct srv *s6 = servers_find_server(ws, "s6", 2);
-        CHECK(s1 != NULL && s1->scur == 1 && s1->state == SRV_READY && s1->weight == 10);
-        CHECK(s4 != NULL && s4->state == SRV_DRAIN && s4->weight == 40);
+        CHECK(s1 != NULL && s1->scur == 1 && s1->state == MODEL_READY && s1->weight == 10);
+        CHECK(s4 != NULL && s4->state == MODEL_DRAIN && s4->weight == 40);
         CHECK(s6 != NULL && s6->weight == 60);
     }
     const struct srv_backend *api = servers_find("api", 3);

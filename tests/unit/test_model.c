@@ -5,16 +5,31 @@
 #include "config.h"
 #include "model.h"
 
-static int st(const char *v, enum model_admin *a, int64_t *dl, bool *close)
+static int st(const char *v, enum model_state *a, int64_t *dl, bool *close)
 {
     return model_parse_state(v, strlen(v), a, dl, close);
 }
 
+/* One enum and one table of names for a server's state: the servers view,
+ * the :state hash and the events all print through it. */
+static void test_state_names(void)
+{
+    CHECK(strcmp(model_state_name(MODEL_READY), "ready") == 0);
+    CHECK(strcmp(model_state_name(MODEL_DRAIN), "drain") == 0);
+    CHECK(strcmp(model_state_name(MODEL_MAINT), "maint") == 0);
+    CHECK(strcmp(model_state_name(MODEL_DOWN), "down") == 0);
+    CHECK(strcmp(model_state_name(MODEL_STATE_COUNT), "unknown") == 0);
+    CHECK(strcmp(model_state_name((enum model_state)-1), "unknown") == 0);
+    CHECK_EQ_INT(MODEL_ADMIN_COUNT, 3); /* the admin states: the wire's three */
+}
+
 int main(void)
 {
-    enum model_admin a;
+    enum model_state a;
     int64_t dl;
     bool close;
+
+    test_state_names();
 
     CHECK_EQ_INT(st("maint", &a, &dl, &close), 0);
     CHECK_EQ_INT(a, MODEL_MAINT);
@@ -76,7 +91,8 @@ int main(void)
         CHECK(rc == 0 || rc == -1);
         CHECK(rc != 0 || (size_t)(r.inst - v) + r.inst_len == (size_t)cut);
     }
-    CHECK_EQ_INT(model_key_id(k, "sticky:", "be", "s:", "2abc", 4), (int)strlen("sticky:{be}:s:2abc"));
+    CHECK_EQ_INT(model_key_id(k, "sticky:", "be", "s:", "2abc", 4),
+                 (int)strlen("sticky:{be}:s:2abc"));
     CHECK(strcmp(k, "sticky:{be}:s:2abc") == 0);
 
     /* record keys: standalone keeps the backend's tag, a cluster gives the record its own */

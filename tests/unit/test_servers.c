@@ -7,7 +7,7 @@
 #include "config.h"
 #include "servers.h"
 
-static struct srv mk(const char *name, uint32_t weight, enum srv_state st, uint32_t scur)
+static struct srv mk(const char *name, uint32_t weight, enum model_state st, uint32_t scur)
 {
     struct srv s;
     memset(&s, 0, sizeof(s));
@@ -25,8 +25,8 @@ static void test_set_and_find(void)
     CHECK(servers_find("ws", 2) == NULL);
     CHECK(servers_at(0) == NULL);
 
-    struct srv list[] = {mk("s1", 10, SRV_READY, 3), mk("s2", 5, SRV_DRAIN, 0),
-                         mk("s3", 1, SRV_DOWN, 7)};
+    struct srv list[] = {mk("s1", 10, MODEL_READY, 3), mk("s2", 5, MODEL_DRAIN, 0),
+                         mk("s3", 1, MODEL_DOWN, 7)};
     CHECK_EQ_INT(servers_set_backend("ws", list, 3), 0);
     CHECK_EQ_INT(servers_count(), 1);
 
@@ -46,7 +46,7 @@ static void test_set_and_find(void)
     CHECK(s2 != NULL && s2 == &b->servers[1]);
     if (s2 != NULL) {
         CHECK_EQ_INT(s2->weight, 5);
-        CHECK_EQ_INT(s2->state, SRV_DRAIN);
+        CHECK_EQ_INT(s2->state, MODEL_DRAIN);
     }
     const struct srv *s1 = servers_find_server(b, frame + 6, 2);
     CHECK(s1 != NULL && s1->scur == 3);
@@ -61,7 +61,7 @@ static void test_set_and_find(void)
     CHECK_EQ_INT(servers_find_server(servers_find("ws", 2), "s1", 2)->weight, 10);
 
     /* replacing keeps one backend and swaps its servers */
-    struct srv list2[] = {mk("s4", 2, SRV_MAINT, 1)};
+    struct srv list2[] = {mk("s4", 2, MODEL_MAINT, 1)};
     CHECK_EQ_INT(servers_set_backend("ws", list2, 1), 0);
     CHECK_EQ_INT(servers_count(), 1);
     b = servers_find("ws", 2);
@@ -80,7 +80,7 @@ static void test_set_and_find(void)
 static void test_rejects(void)
 {
     servers_clear();
-    struct srv ok[] = {mk("a", 1, SRV_READY, 0)};
+    struct srv ok[] = {mk("a", 1, MODEL_READY, 0)};
     CHECK_EQ_INT(servers_set_backend("be", ok, 1), 0);
 
     /* backend names must fit the fixed field */
@@ -95,14 +95,14 @@ static void test_rejects(void)
     CHECK_EQ_INT(servers_set_backend("", ok, 1), -1);
 
     /* duplicate, empty or unterminated server names, bad states: rejected, view intact */
-    struct srv dup[] = {mk("a", 1, SRV_READY, 0), mk("a", 2, SRV_READY, 0)};
+    struct srv dup[] = {mk("a", 1, MODEL_READY, 0), mk("a", 2, MODEL_READY, 0)};
     CHECK_EQ_INT(servers_set_backend("be", dup, 2), -1);
-    struct srv empty[] = {mk("", 1, SRV_READY, 0)};
+    struct srv empty[] = {mk("", 1, MODEL_READY, 0)};
     CHECK_EQ_INT(servers_set_backend("be", empty, 1), -1);
-    struct srv unterminated = mk("a", 1, SRV_READY, 0);
+    struct srv unterminated = mk("a", 1, MODEL_READY, 0);
     memset(unterminated.name, 'y', sizeof(unterminated.name));
     CHECK_EQ_INT(servers_set_backend("be", &unterminated, 1), -1);
-    struct srv badstate = mk("a", 1, SRV_STATE_COUNT, 0);
+    struct srv badstate = mk("a", 1, MODEL_STATE_COUNT, 0);
     CHECK_EQ_INT(servers_set_backend("be", &badstate, 1), -1);
     const struct srv_backend *b = servers_find("be", 2);
     CHECK(b != NULL && b->nservers == 1 && b->servers[0].weight == 1);
@@ -112,7 +112,7 @@ static void test_rejects(void)
 static void test_retain(void)
 {
     servers_clear();
-    struct srv one[] = {mk("s", 1, SRV_READY, 0)};
+    struct srv one[] = {mk("s", 1, MODEL_READY, 0)};
     CHECK_EQ_INT(servers_set_backend("a", one, 1), 0);
     CHECK_EQ_INT(servers_set_backend("b", one, 1), 0);
     CHECK_EQ_INT(servers_set_backend("c", one, 1), 0);
@@ -136,7 +136,7 @@ static void test_retain(void)
 static void test_static(void)
 {
     servers_clear();
-    struct srv one[] = {mk("old", 1, SRV_DOWN, 0)};
+    struct srv one[] = {mk("old", 1, MODEL_DOWN, 0)};
     CHECK_EQ_INT(servers_set_backend("stale", one, 1), 0);
 
     struct cfg c;
@@ -159,7 +159,7 @@ static void test_static(void)
     if (ws != NULL && ws->nservers == 2) {
         CHECK(strcmp(ws->servers[0].name, "s1") == 0);
         CHECK_EQ_INT(ws->servers[0].weight, 3);
-        CHECK_EQ_INT(ws->servers[0].state, SRV_READY);
+        CHECK_EQ_INT(ws->servers[0].state, MODEL_READY);
         CHECK_EQ_INT(ws->servers[0].scur, 0);
         CHECK_EQ_INT(ws->servers[1].weight, 0);
     }
@@ -189,22 +189,12 @@ static void test_static(void)
     CHECK(servers_find("keep", 4) != NULL);
 }
 
-static void test_state_names(void)
-{
-    CHECK(strcmp(srv_state_name(SRV_READY), "ready") == 0);
-    CHECK(strcmp(srv_state_name(SRV_DRAIN), "drain") == 0);
-    CHECK(strcmp(srv_state_name(SRV_MAINT), "maint") == 0);
-    CHECK(strcmp(srv_state_name(SRV_DOWN), "down") == 0);
-    CHECK(strcmp(srv_state_name(SRV_STATE_COUNT), "?") == 0);
-}
-
 int main(void)
 {
     test_set_and_find();
     test_rejects();
     test_retain();
     test_static();
-    test_state_names();
     servers_clear();
     return check_summary("test_servers");
 }

@@ -190,7 +190,7 @@ static const struct srv *view_srv(const char *name)
     return b ? servers_find_server(b, name, strlen(name)) : NULL;
 }
 
-static enum srv_state want_state;
+static enum model_state want_state;
 static const char *want_name;
 static bool srv_in_state(void)
 {
@@ -198,7 +198,7 @@ static bool srv_in_state(void)
     return s != NULL && s->state == want_state;
 }
 
-static bool wait_state(const char *name, enum srv_state st)
+static bool wait_state(const char *name, enum model_state st)
 {
     want_name = name;
     want_state = st;
@@ -336,11 +336,11 @@ static void test_view(struct hapi *h)
     CHECK(run_until(is_ready, 8.0));
     CHECK(hapi_healthy(h));
     /* s2's checks need `fall` failures before HAProxy calls it DOWN */
-    CHECK(wait_state("s2", SRV_DOWN));
+    CHECK(wait_state("s2", MODEL_DOWN));
     const struct srv *s1 = view_srv("s1"), *s2 = view_srv("s2"), *s3 = view_srv("s3");
-    CHECK(s1 != NULL && s1->state == SRV_READY && s1->weight == 10);
-    CHECK(s2 != NULL && s2->state == SRV_DOWN && s2->weight == 20);
-    CHECK(s3 != NULL && s3->state == SRV_MAINT && s3->weight == 30);
+    CHECK(s1 != NULL && s1->state == MODEL_READY && s1->weight == 10);
+    CHECK(s2 != NULL && s2->state == MODEL_DOWN && s2->weight == 20);
+    CHECK(s3 != NULL && s3->state == MODEL_MAINT && s3->weight == 30);
     const struct srv_backend *b = servers_find("ws", 2);
     CHECK(b != NULL && b->nservers == 3);
     /* the proxy mode from "show stat": ws inherits mode tcp from defaults */
@@ -426,16 +426,16 @@ int main(void)
         cur = ht;
         CHECK(run_until(is_ready, 8.0));
         CHECK(view_srv("s1") != NULL && view_srv("s3") != NULL &&
-              view_srv("s3")->state == SRV_MAINT);
+              view_srv("s3")->state == MODEL_MAINT);
         struct done d = {0};
         CHECK(hapi_set_server_state(ht, "ws", "s1", "drain", on_done, &d) == 0);
         wait_done(&d);
         CHECK(d.calls == 1 && d.ok);
-        CHECK(wait_state("s1", SRV_DRAIN));
+        CHECK(wait_state("s1", MODEL_DRAIN));
         struct done d2 = {0};
         CHECK(hapi_set_server_state(ht, "ws", "s1", "ready", on_done, &d2) == 0);
         wait_done(&d2);
-        CHECK(d2.ok && wait_state("s1", SRV_READY));
+        CHECK(d2.ok && wait_state("s1", MODEL_READY));
         hapi_free(ht);
     }
 
@@ -456,9 +456,9 @@ int main(void)
     /* set server state round trips, each seen by a later refresh */
     static const struct {
         const char *state;
-        enum srv_state want;
-    } steps[] = {{"drain", SRV_DRAIN}, {"ready", SRV_READY}, {"maint", SRV_MAINT},
-                 {"ready", SRV_READY}};
+        enum model_state want;
+    } steps[] = {{"drain", MODEL_DRAIN}, {"ready", MODEL_READY}, {"maint", MODEL_MAINT},
+                 {"ready", MODEL_READY}};
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         struct done d = {0};
         CHECK(hapi_set_server_state(h, "ws", "s1", steps[i].state, on_done, &d) == 0);
@@ -537,7 +537,7 @@ int main(void)
     CHECK(hapi_set_server_state(h, "ws", "s1", "ready", on_done, &q2) == 0);
     wait_done(&q2);
     CHECK(q1.calls == 1 && q1.ok && q2.calls == 1 && q2.ok);
-    CHECK(wait_state("s1", SRV_READY));
+    CHECK(wait_state("s1", MODEL_READY));
 
     cur = h;
 
@@ -599,8 +599,8 @@ int main(void)
     /* ---- restarted: recovers on its own ---- */
     CHECK(haproxy_start() == 0);
     CHECK(run_until(is_healthy, 8.0));
-    CHECK(wait_state("s2", SRV_DOWN));
-    CHECK(wait_state("s3", SRV_MAINT));
+    CHECK(wait_state("s2", MODEL_DOWN));
+    CHECK(wait_state("s3", MODEL_MAINT));
 
     /* ---- free with commands pending: each callback runs once, failed ---- */
     struct done p1 = {0}, p2 = {0};
