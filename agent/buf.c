@@ -21,7 +21,7 @@ int buf_init(struct buf *b, size_t initial, size_t max)
     return 0;
 }
 
-void buf_free(struct buf *b)
+void buf_release(struct buf *b)
 {
     free(b->data);
     b->data = NULL;

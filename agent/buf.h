@@ -19,7 +19,7 @@ struct buf {
 
 /* Allocate `initial` bytes (<= max). 0 or -1 (ENOMEM). */
 int buf_init(struct buf *b, size_t initial, size_t max) __attribute__((warn_unused_result));
-void buf_free(struct buf *b);
+void buf_release(struct buf *b);
 
 static inline size_t buf_len(const struct buf *b) { return b->wpos - b->rpos; }
 static inline uint8_t *buf_rptr(const struct buf *b) { return b->data + b->rpos; }

@@ -464,7 +464,7 @@ static const struct cfg_key *key_find(const char *const *path, size_t depth)
 }
 
 /* Owns the list of key types stored as a char * that struct cfg owns (strdup'd,
- * freed by cfg_free). A switch with no default, so a new type must be sorted. */
+ * freed by cfg_release). A switch with no default, so a new type must be sorted. */
 static bool kt_is_string(enum key_type t)
 {
     switch (t) {
@@ -789,7 +789,7 @@ typedef int (*member_fn)(struct loader *ld, void *arr, size_t i, const char *nam
  * array of one entry of `size` bytes per member (NULL for none) is returned in
  * *arr, and each member, entered in file order (jansson keeps insertion order),
  * is handed to parse with its index. *arr is set and *count counts a member even
- * when parsing fails, so that the caller stores both and cfg_free frees the
+ * when parsing fails, so that the caller stores both and cfg_release frees the
  * names the entries may already hold. */
 __attribute__((warn_unused_result)) static int
 parse_entries(struct loader *ld, json_t *v, const char *what, size_t size, void **arr,
@@ -1351,7 +1351,7 @@ int cfg_defaults(struct cfg *c)
     return 0;
 
 err_free:
-    cfg_free(c);
+    cfg_release(c);
     return -1;
 }
 
@@ -1393,7 +1393,7 @@ int cfg_load_string(const char *name, const char *text, struct cfg *c, char *err
 err_decref:
     json_decref(root);
 err_free:
-    cfg_free(c);
+    cfg_release(c);
     return -1;
 }
 
@@ -1434,7 +1434,7 @@ err_close:
     return rc;
 }
 
-void cfg_free(struct cfg *c)
+void cfg_release(struct cfg *c)
 {
     for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
         if (kt_is_string(cfg_keys[i].type)) {

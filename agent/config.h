@@ -146,7 +146,7 @@ int cfg_load(const char *path, struct cfg *c, char *err, size_t errlen)
 int cfg_load_string(const char *name, const char *text, struct cfg *c, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-void cfg_free(struct cfg *c);
+void cfg_release(struct cfg *c);
 
 /* The cookie reissue interval in force: min(session.refresh, session.ttl / 4). */
 int64_t cfg_refresh_ms(const struct cfg *c);

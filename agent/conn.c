@@ -624,7 +624,7 @@ struct conn *conn_new(struct ev_loop *loop, int fd, const char *peer)
     return c;
 
 err_free_in:
-    buf_free(&c->in);
+    buf_release(&c->in);
 err_free_conn:
     free(c);
 err_close_fd:
@@ -651,8 +651,8 @@ void conn_free(struct conn *c)
     if (orphaned > 0) {
         log_info("%s: closed with %u requests in flight", c->ident, orphaned);
     }
-    buf_free(&c->in);
-    buf_free(&c->out);
+    buf_release(&c->in);
+    buf_release(&c->out);
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {

@@ -167,7 +167,7 @@ static void batch_free(struct hapi_batch *b)
         close(b->fd);
     }
     ev_timer_stop(b->h->loop, &b->deadline);
-    buf_free(&b->out);
+    buf_release(&b->out);
     free(b->line);
     free(b);
 }
@@ -291,8 +291,8 @@ static void refresh_complete(struct hapi *h, struct hapi_batch *b)
     const char *st, *stat, *rest, *rest2;
     size_t stlen, statlen, restlen, rest2len;
     struct hapi_table t = {0};
-    if (hapi_split_reply(text, len, &st, &stlen, &rest, &restlen) < 0 ||
-        hapi_split_reply(rest, restlen, &stat, &statlen, &rest2, &rest2len) < 0) {
+    if (hapi_parse_split_reply(text, len, &st, &stlen, &rest, &restlen) < 0 ||
+        hapi_parse_split_reply(rest, restlen, &stat, &statlen, &rest2, &rest2len) < 0) {
         snprintf(err, sizeof(err), "truncated reply (%zu bytes): %.*s", len,
                  (int)(len > 80 ? 80 : len), text);
         goto fail;
@@ -305,16 +305,16 @@ static void refresh_complete(struct hapi *h, struct hapi_batch *b)
         log_debug("hapi %s: %zu servers skipped (name >= %d bytes)", h->name, t.skipped,
                   SRV_NAME_MAX);
     }
-    if (hapi_install(&t) < 0) {
+    if (hapi_parse_install(&t) < 0) {
         snprintf(err, sizeof(err), "cannot install the servers view (out of memory)");
         goto fail;
     }
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
     /* optional: a peer that answers only the first two leaves the pid unknown */
     const char *info, *rest3;
     size_t infolen, rest3len;
     h->pid = 0;
-    if (hapi_split_reply(rest2, rest2len, &info, &infolen, &rest3, &rest3len) == 0) {
+    if (hapi_parse_split_reply(rest2, rest2len, &info, &infolen, &rest3, &rest3len) == 0) {
         h->pid = hapi_parse_info_pid(info, infolen);
     }
     note_success(h);
@@ -326,7 +326,7 @@ static void refresh_complete(struct hapi *h, struct hapi_batch *b)
     return;
 
 fail:
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
     h->healthy = false;
     note_failure(h, HAPI_HEALTH_BAD_REPLY, err);
 }
@@ -370,7 +370,7 @@ static void batch_finish(struct hapi_batch *b, bool ok, const char *why)
         size_t len = buf_len(&b->out);
         const char *reply, *rest;
         size_t rlen, restlen;
-        if (hapi_split_reply(out, len, &reply, &rlen, &rest, &restlen) == 0) {
+        if (hapi_parse_split_reply(out, len, &reply, &rlen, &rest, &restlen) == 0) {
             if (rlen > 0) {
                 rlen--; /* the reply's last '\n' */
             }

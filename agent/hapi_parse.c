@@ -3,7 +3,7 @@
  * Owns the formats HAProxy writes: the empty line that ends each reply of a
  * batch, "show servers state" (format 1, space-separated, columns by header
  * name), the "show stat" CSV and the Pid line of "show info". A malformed reply is
- * refused whole. Does no I/O: hapi.c brings the bytes and calls hapi_install.
+ * refused whole. Does no I/O: hapi.c brings the bytes and calls hapi_parse_install.
  */
 #include "hapi_parse.h"
 
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum model_state hapi_map_state(unsigned op_state, unsigned admin_state)
+enum model_state hapi_parse_map_state(unsigned op_state, unsigned admin_state)
 {
     if (admin_state & HAPI_ADMF_MAINT) {
         return MODEL_MAINT;
@@ -27,7 +27,7 @@ enum model_state hapi_map_state(unsigned op_state, unsigned admin_state)
     return MODEL_READY;
 }
 
-void hapi_table_free(struct hapi_table *t)
+void hapi_parse_table_release(struct hapi_table *t)
 {
     free(t->rows);
     t->rows = NULL;
@@ -54,8 +54,8 @@ static bool next_line(const char **p, const char *end, const char **line, size_t
     return true;
 }
 
-int hapi_split_reply(const char *text, size_t len, const char **reply, size_t *rlen,
-                     const char **rest, size_t *restlen)
+int hapi_parse_split_reply(const char *text, size_t len, const char **reply, size_t *rlen,
+                           const char **rest, size_t *restlen)
 {
     const char *p = text, *end = text + len, *line;
     size_t llen;
@@ -292,7 +292,7 @@ int hapi_parse_servers_state(const char *text, size_t len, struct hapi_table *t,
         memcpy(r.srv.name, f[col[C_SRV]].ptr, f[col[C_SRV]].len);
         r.http = true; /* until "show stat" tells the mode */
         r.srv.weight = weight;
-        r.srv.state = hapi_map_state(op, admin);
+        r.srv.state = hapi_parse_map_state(op, admin);
         if (table_push(t, &r) < 0) {
             snprintf(err, errlen, "show servers state: out of memory");
             goto err_rollback;
@@ -447,7 +447,7 @@ long hapi_parse_info_pid(const char *text, size_t len)
  * Installing a parsed table into the servers view
  * ------------------------------------------------------------------------- */
 
-int hapi_install(const struct hapi_table *t)
+int hapi_parse_install(const struct hapi_table *t)
 {
     int rc = -1;
     struct srv *srvs = malloc((t->n ? t->n : 1) * sizeof(*srvs));

@@ -35,7 +35,7 @@ long hapi_parse_info_pid(const char *text, size_t len);
 
 /* MAINT if any maintenance flag; else DOWN if stopped; else DRAIN if any drain
  * flag or soft-stopping; else READY. Pure. */
-enum model_state hapi_map_state(unsigned op_state, unsigned admin_state);
+enum model_state hapi_parse_map_state(unsigned op_state, unsigned admin_state);
 
 /* One server as parsed: the backend it belongs to and its view entry. */
 struct hapi_row {
@@ -44,21 +44,21 @@ struct hapi_row {
     struct srv srv;
 };
 
-/* Rows in the order HAProxy listed them. Owns rows; free with hapi_table_free. */
+/* Rows in the order HAProxy listed them. Owns rows; free with hapi_parse_table_release. */
 struct hapi_table {
     struct hapi_row *rows;
     size_t n, cap;
     size_t skipped; /* rows whose names do not fit SRV_NAME_MAX */
 };
 
-void hapi_table_free(struct hapi_table *t);
+void hapi_parse_table_release(struct hapi_table *t);
 
 /* Split the output of a batch into the reply of its first command (lines up
  * to the first empty line, which ends every reply) and the rest. Returns 0
  * with *reply, *rlen (without the empty line) and *rest, *restlen, or -1 when
  * no empty line terminates the first reply (truncated output). Pure. */
-int hapi_split_reply(const char *text, size_t len, const char **reply, size_t *rlen,
-                     const char **rest, size_t *restlen) __attribute__((warn_unused_result));
+int hapi_parse_split_reply(const char *text, size_t len, const char **reply, size_t *rlen,
+                           const char **rest, size_t *restlen) __attribute__((warn_unused_result));
 
 /* Append the servers of a "show servers state" reply (format version 1,
  * columns found by their header names) to t. 0, or -1 with a message in err
@@ -78,6 +78,6 @@ int hapi_parse_stat(const char *text, size_t len, struct hapi_table *t, char *er
 /* Install t into the servers view: one servers_set_backend + servers_set_http
  * per backend (http unless one of its rows says otherwise), then
  * servers_retain of exactly those backends. 0 or -1. */
-int hapi_install(const struct hapi_table *t) __attribute__((warn_unused_result));
+int hapi_parse_install(const struct hapi_table *t) __attribute__((warn_unused_result));
 
 #endif

@@ -49,7 +49,7 @@ static unsigned tcp_port;
  * the runtime API, the listeners, syslog sockets, metrics, stdio. */
 #define LSN_FD_RESERVE 32
 
-uint32_t lsn_clamp_connections(uint32_t want, uint64_t nofile, unsigned reserve)
+uint32_t listener_clamp_connections(uint32_t want, uint64_t nofile, unsigned reserve)
 {
     if (nofile <= reserve + 1) {
         return 1;
@@ -58,7 +58,7 @@ uint32_t lsn_clamp_connections(uint32_t want, uint64_t nofile, unsigned reserve)
     return want < room ? want : (uint32_t)room;
 }
 
-void lsn_set_max_connections(const struct cfg *c)
+void listener_set_max_connections(const struct cfg *c)
 {
     static uint32_t logged_want, logged_n;
     struct rlimit rl;
@@ -77,7 +77,7 @@ void lsn_set_max_connections(const struct cfg *c)
         }
     }
     uint64_t nofile = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
-    max_conns = lsn_clamp_connections(c->max_connections, nofile, reserve);
+    max_conns = listener_clamp_connections(c->max_connections, nofile, reserve);
     if (max_conns == logged_n && c->max_connections == logged_want) {
         return;
     }
@@ -93,12 +93,12 @@ void lsn_set_max_connections(const struct cfg *c)
     }
 }
 
-uint32_t lsn_max_connections(void)
+uint32_t listener_max_connections(void)
 {
     return max_conns;
 }
 
-unsigned lsn_tcp_port(void)
+unsigned listener_tcp_port(void)
 {
     return tcp_port;
 }
@@ -167,7 +167,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static int lsn_open(struct ev_loop *loop, const char *addr, char *err, size_t errlen)
+static int listener_open(struct ev_loop *loop, const char *addr, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     unsigned sslen;
@@ -231,34 +231,34 @@ err_close_fd:
     return -1;
 }
 
-int lsn_start(struct ev_loop *loop, const struct cfg *cfg, char *err, size_t errlen)
+int listener_init(struct ev_loop *loop, const struct cfg *cfg, char *err, size_t errlen)
 {
-    lsn_set_max_connections(cfg);
+    listener_set_max_connections(cfg);
     bool want_tcp = cfg->listen != NULL && cfg->listen[0] != '\0';
     bool want_unix = cfg->unix_socket != NULL && cfg->unix_socket[0] != '\0';
     if (!want_tcp && !want_unix) {
         snprintf(err, errlen, "neither listen nor unix_socket is set");
         return -1;
     }
-    if (want_tcp && lsn_open(loop, cfg->listen, err, errlen) != 0) {
+    if (want_tcp && listener_open(loop, cfg->listen, err, errlen) != 0) {
         goto err_stop;
     }
     if (want_unix) {
         char addr[256];
         snprintf(addr, sizeof(addr), "%s%s", cfg->unix_socket[0] == '/' ? "" : "unix:",
                  cfg->unix_socket);
-        if (lsn_open(loop, addr, err, errlen) != 0) {
+        if (listener_open(loop, addr, err, errlen) != 0) {
             goto err_stop;
         }
     }
     return 0;
 
 err_stop:
-    lsn_stop();
+    listener_shutdown();
     return -1;
 }
 
-void lsn_stop(void)
+void listener_shutdown(void)
 {
     for (unsigned i = 0; i < nlsns; i++) {
         struct lsn *l = &lsns[i];

@@ -110,7 +110,7 @@ static int load_config(struct cfg *c, char *err, size_t errlen)
     }
     if (apply_overrides(c) != 0) {
         snprintf(err, errlen, "bad --log-level or out of memory");
-        cfg_free(c);
+        cfg_release(c);
         return -1;
     }
     return 0;
@@ -208,7 +208,7 @@ static void term_cb(struct ev_loop *l, ev_signal *w, int revents)
     metrics_set_ready(metrics, false);
     log_info("%s: draining %u connections", strsignal(w->signum), conn_count());
     fleet_leave(fleet, fleet_left, NULL); /* while the loop runs, so the goodbye is sent */
-    lsn_stop();
+    listener_shutdown();
     ev_timer_init(&drain_w, drain_timeout_cb, DRAIN_TIMEOUT_S, 0.0);
     ev_timer_start(l, &drain_w);
     conn_shutdown_all(drained);
@@ -295,7 +295,7 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     /* first, so that a refusal leaves every module on the running configuration */
     if (slog_reload(&next, err, sizeof(err)) != 0) {
         log_err("reload failed, keeping the running configuration: %s", err);
-        cfg_free(&next);
+        cfg_release(&next);
         STATS_INC(reload_failed);
         stats.config_last_reload_success = 0;
         notify_ready("reload failed, running configuration kept");
@@ -312,7 +312,7 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     }
     log_set_level(next.log_level);
     conn_configure(&next);
-    lsn_set_max_connections(&next);
+    listener_set_max_connections(&next);
 
     /* Each module takes what it needs from `next` here, before the old
      * configuration is freed (nothing may keep pointers into it). */
@@ -336,7 +336,7 @@ static void hup_cb(struct ev_loop *l, ev_signal *w, int revents)
     } else if (next.redis_sentinels.n > 0) {
         log_warn("reload: redis.sentinels set; this needs a restart (still on redis.host)");
     }
-    cfg_free(&cfg);
+    cfg_release(&cfg);
     cfg = next;
     if (store != NULL) {
         store_reconfigure(store, &cfg); /* reconnects if the Redis settings changed */
@@ -593,7 +593,7 @@ static void modules_stop(void)
 static int serve(void)
 {
     char err[512];
-    if (lsn_start(loop, &cfg, err, sizeof(err)) != 0) {
+    if (listener_init(loop, &cfg, err, sizeof(err)) != 0) {
         log_err("%s", err);
         return 1;
     }
@@ -612,15 +612,15 @@ static int serve(void)
         log_warn("running without watchdog pings");
     }
     log_info("stickyd %s started (max-frame-size %u, max %u connections)", STICKYD_VERSION,
-             cfg.max_frame_size, lsn_max_connections());
+             cfg.max_frame_size, listener_max_connections());
     notify_ready("serving");
     ev_run(loop, 0);
     status = 0;
 out:
-    lsn_stop();
+    listener_shutdown();
     metrics_free(metrics);
     metrics = NULL;
-    notify_stop();
+    notify_shutdown();
     return status;
 }
 
@@ -636,8 +636,8 @@ static int run(void)
     }
     signals_start();
     conn_configure(&cfg);
-    pace_start(loop);
-    lsn_set_max_connections(&cfg);
+    pace_init(loop);
+    listener_set_max_connections(&cfg);
     int status = 1;
     if (builtin_register() != 0) {
         log_err("cannot register the built-in handlers");
@@ -645,7 +645,7 @@ static int run(void)
         status = serve();
     }
     modules_stop();
-    pace_stop();
+    pace_shutdown();
     req_registry_clear();
     signals_stop();
     ev_loop_destroy(loop);
@@ -673,6 +673,6 @@ int main(int argc, char **argv)
         rc = run();
         log_info("stickyd exiting (status %d)", rc);
     }
-    cfg_free(&cfg);
+    cfg_release(&cfg);
     return rc;
 }

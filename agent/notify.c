@@ -75,7 +75,7 @@ void notify_stopping(void)
     send_state("STOPPING=1\nSTATUS=draining");
 }
 
-void notify_stop(void)
+void notify_shutdown(void)
 {
     if (wd_loop != NULL) {
         ev_ref(wd_loop);

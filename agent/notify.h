@@ -19,9 +19,9 @@ int notify_init(struct ev_loop *loop) __attribute__((warn_unused_result));
 void notify_ready(const char *status);
 /* A reload starts: RELOADING=1 (with MONOTONIC_USEC, as systemd 253 expects). */
 void notify_reloading(void);
-/* Shutdown starts: STOPPING=1; the watchdog keeps pinging until notify_stop. */
+/* Shutdown starts: STOPPING=1; the watchdog keeps pinging until notify_shutdown. */
 void notify_stopping(void);
 /* Stop the watchdog timer. */
-void notify_stop(void);
+void notify_shutdown(void);
 
 #endif

@@ -78,7 +78,7 @@ static void sample_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-void pace_start(struct ev_loop *loop)
+void pace_init(struct ev_loop *loop)
 {
     pace_loop = loop;
     last_at = ev_now(loop);
@@ -88,7 +88,7 @@ void pace_start(struct ev_loop *loop)
     ev_timer_start(loop, &sample_w);
 }
 
-void pace_stop(void)
+void pace_shutdown(void)
 {
     if (pace_loop == NULL) {
         return;

@@ -32,10 +32,10 @@ struct ev_loop;
 #define PACE_COLLECT_S 0.0002
 
 /* Start sampling on loop. Pacing starts off. */
-void pace_start(struct ev_loop *loop);
+void pace_init(struct ev_loop *loop);
 
-/* Stop sampling and switch pacing off. Safe to call twice or before pace_start. */
-void pace_stop(void);
+/* Stop sampling and switch pacing off. Safe to call twice or before pace_init. */
+void pace_shutdown(void);
 
 /* True while the loop collects before polling. */
 bool pace_active(void);

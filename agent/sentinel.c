@@ -96,7 +96,7 @@ static int node_init(struct sn_node *nd, const char *addr, const char *user, con
     unsigned sslen;
     char err[160], host[INET6_ADDRSTRLEN];
     uint16_t port;
-    memset(&nd->cfg, 0, sizeof(nd->cfg)); /* cfg_free-able whatever happens */
+    memset(&nd->cfg, 0, sizeof(nd->cfg)); /* cfg_release-able whatever happens */
     if (util_parse_addr(addr, &ss, &sslen, err, sizeof(err)) < 0 ||
         (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
         return -1; /* the config checked its own; a learned one may be anything */
@@ -219,7 +219,7 @@ static void learn(struct sentinel *sn, const char *ip, size_t iplen, const char 
              (int)portlen, port);
     struct sn_node probe_nd;
     if (node_init(&probe_nd, addr, NULL, NULL) < 0) {
-        cfg_free(&probe_nd.cfg);
+        cfg_release(&probe_nd.cfg);
         return; /* not a numeric address: not something we can connect to without DNS */
     }
     bool known = false;
@@ -227,14 +227,14 @@ static void learn(struct sentinel *sn, const char *ip, size_t iplen, const char 
         known = sn->nodes[i].cfg.redis_port == probe_nd.cfg.redis_port &&
                 strcmp(sn->nodes[i].cfg.redis_host, probe_nd.cfg.redis_host) == 0;
     }
-    cfg_free(&probe_nd.cfg);
+    cfg_release(&probe_nd.cfg);
     if (known || sn->n >= SN_MAX_NODES) {
         return;
     }
     struct sn_node *nd = &sn->nodes[sn->n];
     const struct cfg *first = &sn->nodes[0].cfg;
     if (node_init(nd, addr, first->redis_user, first->redis_password) < 0) {
-        cfg_free(&nd->cfg);
+        cfg_release(&nd->cfg);
         return;
     }
     nd->cfg.redis_timeout_ms = first->redis_timeout_ms;
@@ -588,7 +588,7 @@ void sentinel_free(struct sentinel *sn)
     free_store(sn, &sn->watch);
     free_store(sn, &sn->retired);
     for (size_t i = 0; sn->nodes != NULL && i < sn->n; i++) {
-        cfg_free(&sn->nodes[i].cfg);
+        cfg_release(&sn->nodes[i].cfg);
     }
     free(sn->nodes);
     free(sn->order);

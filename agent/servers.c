@@ -1,6 +1,6 @@
 /* servers.c - the registry of backends and their servers (weight, state, scur).
  *
- * Pure data: filled from the config's static list or by hapi_install, read by the
+ * Pure data: filled from the config's static list or by hapi_parse_install, read by the
  * decision code. No I/O. Lookups take explicit lengths because names arrive as
  * views into SPOP frames. Every update may move the arrays (see servers.h).
  */

@@ -277,7 +277,7 @@ static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
             }
             return;
         }
-        if (!slog_allowed(&s->allow, &ss)) {
+        if (!slog_allow_match(&s->allow, &ss)) {
             refuse(s, &ss, "a datagram");
             continue;
         }
@@ -317,7 +317,7 @@ static void client_free(struct slog_client *c)
     ev_io_stop(s->loop, &c->io);
     ev_timer_stop(s->loop, &c->idle);
     close(c->io.fd);
-    buf_free(&c->in);
+    buf_release(&c->in);
     free(c);
 }
 
@@ -438,7 +438,7 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             }
             return;
         }
-        if (!slog_allowed(&s->allow, &ss)) {
+        if (!slog_allow_match(&s->allow, &ss)) {
             refuse(s, &ss, "a tcp log client");
             close(fd);
             continue;

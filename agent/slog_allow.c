@@ -98,7 +98,7 @@ static bool prefix_eq(const unsigned char *a, const unsigned char *b, unsigned b
     return (a[whole] & mask) == (b[whole] & mask);
 }
 
-bool slog_allowed(const struct slog_allow *a, const void *sa)
+bool slog_allow_match(const struct slog_allow *a, const void *sa)
 {
     const struct sockaddr *s = sa;
     int fam;

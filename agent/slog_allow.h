@@ -25,6 +25,6 @@ struct slog_allow {
 int slog_allow_parse(const char *spec, struct slog_allow *out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 /* Is the peer address (struct sockaddr_in or _in6) in the list? Pure. */
-bool slog_allowed(const struct slog_allow *a, const void *sa);
+bool slog_allow_match(const struct slog_allow *a, const void *sa);
 
 #endif

@@ -148,7 +148,7 @@ void ctl_names_join(const struct ctl_names *ns, char *buf, size_t len)
     }
 }
 
-void ctl_names_free(struct ctl_names *ns)
+void ctl_names_release(struct ctl_names *ns)
 {
     for (size_t i = 0; i < ns->n; i++) {
         free(ns->v[i]);
@@ -276,8 +276,8 @@ int ctl_check_known(struct ctl *c, const char *backend, const char *server, bool
         rc = CTL_UNKNOWN;
     }
 out:
-    ctl_names_free(&srv);
-    ctl_names_free(&bes);
+    ctl_names_release(&srv);
+    ctl_names_release(&bes);
     return rc;
 }
 

@@ -81,7 +81,7 @@ bool ctl_names_has(const struct ctl_names *ns, const char *s);
 void ctl_names_sort(struct ctl_names *ns); /* natural order: ws2 before ws10 */
 /* "a, b, c" (or "none"), cut with ", ..." when it does not fit. */
 void ctl_names_join(const struct ctl_names *ns, char *buf, size_t len);
-void ctl_names_free(struct ctl_names *ns);
+void ctl_names_release(struct ctl_names *ns);
 
 /* Every backend with a servers or state key under the prefix (SCAN). Returns
  * CTL_OK or CTL_REDIS. */

@@ -76,7 +76,7 @@ static void bview_free(struct bview *b)
         ctl_reply_free(&b->inst[i].share);
     }
     free(b->inst);
-    ctl_names_free(&b->names);
+    ctl_names_release(&b->names);
     free(b->srv);
 }
 
@@ -490,6 +490,6 @@ int ctl_status(struct ctl *c, const char *backend)
     }
 out:
     json_decref(root);
-    ctl_names_free(&bes);
+    ctl_names_release(&bes);
     return rc;
 }

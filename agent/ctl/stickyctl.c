@@ -720,6 +720,6 @@ int main(int argc, char **argv)
         rc = connect_redis(&c) < 0 ? CTL_REDIS : run_command(cmd, &c, &a);
     }
     ctl_redis_close(c.redis);
-    cfg_free(&c.cfg);
+    cfg_release(&c.cfg);
     return rc;
 }

@@ -4,7 +4,7 @@
  * "name:line:col: message" from the position scanner (jsonpos.c); and that scanner
  * alone on the raw bytes, JSON or not, from an exact-size copy.
  * Invariants: no crash, over-read or leak (ASan), exactly one outcome (0 with a
- * config that cfg_free releases, or -1 with an error), and every error names a
+ * config that cfg_release releases, or -1 with an error), and every error names a
  * position inside the text: line 1 .. lines+1, column 0 .. longest line + 1; the
  * scanner's positions are inside the text too, and key and value are one place
  * when the path is absent.
@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512];
     int rc = cfg_load_string("f.json", s, &c, err, sizeof(err));
     if (rc == 0) {
-        cfg_free(&c);
+        cfg_release(&c);
     } else if (rc == -1) {
         int line = 0, col = 0, n = 0;
         if (err[0] == '\0') {

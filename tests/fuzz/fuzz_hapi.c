@@ -40,7 +40,7 @@ static void parse_pair(const char *st, size_t stlen, const char *stat, size_t st
     } else if (t.n != 0) {
         abort(); /* a rejected reply leaves the table as it was */
     }
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 }
 
 static bool within(const char *p, size_t n, const char *s, size_t len)
@@ -60,11 +60,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     const char *r1, *rest, *r2, *rest2;
     size_t l1, restlen, l2, restlen2;
-    if (hapi_split_reply(s, size, &r1, &l1, &rest, &restlen) == 0) {
+    if (hapi_parse_split_reply(s, size, &r1, &l1, &rest, &restlen) == 0) {
         if (!within(r1, l1, s, size) || !within(rest, restlen, s, size)) {
             abort();
         }
-        if (hapi_split_reply(rest, restlen, &r2, &l2, &rest2, &restlen2) == 0) {
+        if (hapi_parse_split_reply(rest, restlen, &r2, &l2, &rest2, &restlen2) == 0) {
             if (!within(r2, l2, rest, restlen) || !within(rest2, restlen2, rest, restlen)) {
                 abort();
             }

@@ -1,6 +1,6 @@
 /* Unit tests for config.c: defaults, a full file, every error class with its
  * exact "name:line:col: message" (proving the position scanner), environment
- * overrides, cfg_load from a real file, and cfg_free's cleanliness. */
+ * overrides, cfg_load from a real file, and cfg_release's cleanliness. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +35,7 @@ static void expect_err(int line, const char *text, const char *want)
         fprintf(stderr, "%s:%d: expected error \"%s\", got rc=%d \"%s\"\n", __FILE__, line, want,
                 rc, err);
         if (rc == 0) {
-            cfg_free(&c);
+            cfg_release(&c);
         }
         return;
     }
@@ -90,7 +90,7 @@ static void test_defaults(void)
     CHECK(c.syslog_tcp == NULL);
     CHECK_STR(c.events_channel, "sticky:events");
     CHECK_EQ_INT(c.nbackends, 0);
-    cfg_free(&c);
+    cfg_release(&c);
     static const struct cfg zero;
     CHECK(memcmp(&c, &zero, sizeof(c)) == 0);
 
@@ -98,7 +98,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(load_ok("{}", &c), 0);
     CHECK_STR(c.listen, "127.0.0.1:12345");
     CHECK_STR(c.events_channel, "sticky:events");
-    cfg_free(&c);
+    cfg_release(&c);
 }
 
 static const char full[] =
@@ -185,7 +185,7 @@ static void test_full(void)
     CHECK(cfg_backend_find(&c, "w", 1) == NULL);
     CHECK(cfg_backend_find(&c, "ws", 3) == NULL); /* "ws\0" is not "ws" */
     CHECK(cfg_backend_find(&c, "api", 3) == NULL);
-    cfg_free(&c);
+    cfg_release(&c);
 
     /* null and "" both disable; an explicit channel is kept; escapes in keys */
     CHECK_EQ_INT(load_ok("{\"listen\": \"\", \"unix_socket\": \"/tmp/s.sock\", "
@@ -199,7 +199,7 @@ static void test_full(void)
     CHECK_STR(c.events_channel, "ev");
     CHECK_EQ_INT(c.log_level, LOG_LVL_WARN);
     CHECK_STR(c.redis_unix, "/tmp/r.sock");
-    cfg_free(&c);
+    cfg_release(&c);
 }
 
 static void test_errors(void)
@@ -339,11 +339,11 @@ static void test_errors(void)
         CHECK(load_ok("{\"syslog\": {\"unix_mode\": \"0620\", \"allow\": \"\"}}", &c) == 0);
         CHECK_EQ_INT(c.syslog_unix_mode, 0620);
         CHECK_STR(c.syslog_allow, "");
-        cfg_free(&c);
+        cfg_release(&c);
         CHECK(load_ok("{}", &c) == 0);
         CHECK_EQ_INT(c.syslog_unix_mode, 0660);
         CHECK_STR(c.syslog_allow, "127.0.0.0/8 ::1");
-        cfg_free(&c);
+        cfg_release(&c);
     }
     /* issue 12 item 6: one bound (63 bytes) for instance, backend and server
      * names, checked here instead of cut later; 63 still loads */
@@ -358,7 +358,7 @@ static void test_errors(void)
         struct cfg c;
         CHECK(load_ok(text, &c) == 0);
         CHECK_EQ_INT(strlen(c.instance), 63);
-        cfg_free(&c);
+        cfg_release(&c);
     }
     EXPECT_ERR("{\"redis\": {\"prefix\": \"a b\"}}",
                "t.json:1:22: redis.prefix: \"a b\" must be printable ASCII without spaces");
@@ -381,23 +381,23 @@ static void test_env(void)
     CHECK_EQ_INT(load_ok("{\"redis\": {\"user\": \"u\", \"password\": \"from-file\"}}", &c), 0);
     CHECK_STR(c.redis_password, "from-env");
     CHECK_STR(c.redis_user, "u");
-    cfg_free(&c);
+    cfg_release(&c);
 
     setenv("STICKYD_REDIS_USER", "env-user", 1);
     CHECK_EQ_INT(load_ok("{}", &c), 0);
     CHECK_STR(c.redis_password, "from-env");
     CHECK_STR(c.redis_user, "env-user");
-    cfg_free(&c);
+    cfg_release(&c);
     CHECK_EQ_INT(cfg_defaults(&c), 0);
     CHECK_STR(c.redis_password, "from-env");
-    cfg_free(&c);
+    cfg_release(&c);
 
     /* set but empty: the file's value stands */
     setenv("STICKYD_REDIS_PASSWORD", "", 1);
     unsetenv("STICKYD_REDIS_USER");
     CHECK_EQ_INT(load_ok("{\"redis\": {\"password\": \"from-file\"}}", &c), 0);
     CHECK_STR(c.redis_password, "from-file");
-    cfg_free(&c);
+    cfg_release(&c);
     unsetenv("STICKYD_REDIS_PASSWORD");
 }
 
@@ -428,7 +428,7 @@ static void test_file(void)
     CHECK_EQ_INT(cfg_load(path, &c, err, sizeof(err)), 0);
     CHECK_EQ_INT(c.redis_port, 6380);
     CHECK_EQ_INT(c.nbackends, 2);
-    cfg_free(&c);
+    cfg_release(&c);
     unlink(path);
 
     CHECK_EQ_INT(cfg_load(path, &c, err, sizeof(err)), -1);
@@ -441,7 +441,7 @@ static void test_file(void)
         if (err[0] != '\0') {
             fprintf(stderr, "%s\n", err);
         }
-        cfg_free(&c);
+        cfg_release(&c);
     }
 }
 
@@ -456,10 +456,10 @@ static void test_cluster(void)
     CHECK(c.redis_cluster);
     CHECK(c.redis_nodes != NULL &&
           strcmp(c.redis_nodes, "127.0.0.1:7000, [::1]:7001 10.0.0.3:7002") == 0);
-    cfg_free(&c);
+    cfg_release(&c);
     CHECK_EQ_INT(load_ok("{\"redis\": {\"cluster\": true}}", &c), 0);
     CHECK(c.redis_cluster && c.redis_nodes == NULL); /* host:port is the seed */
-    cfg_free(&c);
+    cfg_release(&c);
     EXPECT_ERR("{\"redis\": {\"cluster\": true,\n \"db\": 2}}",
                "t.json:1:23: redis.cluster: a Redis Cluster has only db 0 and no unix socket: "
                "unset redis.db and redis.unix");
@@ -516,12 +516,12 @@ static void test_limits(void)
         cfg_limits_of(&c, "other", "x", &l); /* "*" */
         CHECK(l.slowstart_ms == 0 && l.maxconn == 50 && !l.balance && !l.queue &&
               l.slack_pct == 20 && l.new_rate == 0);
-        cfg_free(&c);
+        cfg_release(&c);
     }
     if (load_ok("{}", &c) == 0) {
         cfg_limits_of(&c, "be_ws", "ws1", &l); /* nothing configured: all off */
         CHECK(l.slowstart_ms == 0 && l.maxconn == 0 && !l.balance && l.new_rate == 0);
-        cfg_free(&c);
+        cfg_release(&c);
     }
     EXPECT_ERR("{\"limits\": {\"be\": {\"slowstrat\": \"1s\"}}}",
                "t.json:1:20: unknown key \"limits.be.slowstrat\" (did you mean \"slowstart\"?)");
@@ -567,14 +567,14 @@ static void test_sentinels(void)
         CHECK_EQ_INT(c.redis_sentinels.n, 2);
         CHECK(cfg_set_sentinels(&c, NULL, err, sizeof(err)) == 0);
         CHECK_EQ_INT(c.redis_sentinels.n, 0);
-        cfg_free(&c);
+        cfg_release(&c);
     } else {
         check_failed++;
     }
     if (load_ok("{\"redis\": {\"sentinels\": null, \"master_name\": null}}", &c) == 0) {
         CHECK_EQ_INT(c.redis_sentinels.n, 0);
         CHECK(c.redis_sentinels.v == NULL);
-        cfg_free(&c);
+        cfg_release(&c);
     } else {
         check_failed++;
     }
@@ -637,7 +637,7 @@ static void test_entries(void)
     struct cfg c;
     CHECK(load_ok("{\"backends\": {}, \"limits\": {}}", &c) == 0);
     CHECK(c.nbackends == 0 && c.backends == NULL && c.nlimits == 0 && c.limits == NULL);
-    cfg_free(&c);
+    cfg_release(&c);
 
     /* entries in file order, each with its servers */
     CHECK(load_ok("{\"backends\": {\"b2\": {\"servers\": {\"x\": {}, \"y\": {\"weight\": 3}}},"
@@ -652,7 +652,7 @@ static void test_entries(void)
           strcmp(c.limits[1].backend, "*") == 0);
     CHECK(c.limits[0].nservers == 1 && c.limits[0].servers[0].maxconn == 7 &&
           c.limits[1].nservers == 0 && c.limits[1].servers == NULL);
-    cfg_free(&c);
+    cfg_release(&c);
 }
 
 int main(void)

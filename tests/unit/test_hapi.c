@@ -98,30 +98,30 @@ static int parse_state(const char *text, struct hapi_table *t)
 static void test_map_state(void)
 {
     /* RUNNING/STARTING with no flags are in service */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, 0), MODEL_READY);
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STARTING, 0), MODEL_READY);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_RUNNING, 0), MODEL_READY);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_STARTING, 0), MODEL_READY);
     /* soft-stopping (e.g. disable-on-404) takes no new sessions: drain */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STOPPING, 0), MODEL_DRAIN);
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STOPPED, 0), MODEL_DOWN);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_STOPPING, 0), MODEL_DRAIN);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_STOPPED, 0), MODEL_DOWN);
     /* every maintenance flag wins over everything */
     static const unsigned maint[] = {HAPI_ADMF_FMAINT, HAPI_ADMF_IMAINT, HAPI_ADMF_RMAINT,
                                      HAPI_ADMF_FMAINT | HAPI_ADMF_CMAINT,
                                      HAPI_ADMF_IMAINT | HAPI_ADMF_FDRAIN};
     for (size_t i = 0; i < sizeof(maint) / sizeof(maint[0]); i++) {
         for (unsigned op = 0; op <= HAPI_OP_STOPPING; op++) {
-            CHECK_EQ_INT(hapi_map_state(op, maint[i]), MODEL_MAINT);
+            CHECK_EQ_INT(hapi_parse_map_state(op, maint[i]), MODEL_MAINT);
         }
     }
     /* drain flags on a live server */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_FDRAIN), MODEL_DRAIN);
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_IDRAIN), MODEL_DRAIN);
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STARTING, HAPI_ADMF_FDRAIN), MODEL_DRAIN);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_RUNNING, HAPI_ADMF_FDRAIN), MODEL_DRAIN);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_RUNNING, HAPI_ADMF_IDRAIN), MODEL_DRAIN);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_STARTING, HAPI_ADMF_FDRAIN), MODEL_DRAIN);
     /* a drained server failing its checks is down (HAProxy shows DOWN too) */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_STOPPED, HAPI_ADMF_FDRAIN), MODEL_DOWN);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_STOPPED, HAPI_ADMF_FDRAIN), MODEL_DOWN);
     /* CMAINT alone: a `disabled` server that was set ready again (captured) */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_CMAINT), MODEL_READY);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_RUNNING, HAPI_ADMF_CMAINT), MODEL_READY);
     /* HMAINT: FQDN changed from the CLI, not a maintenance state */
-    CHECK_EQ_INT(hapi_map_state(HAPI_OP_RUNNING, HAPI_ADMF_HMAINT), MODEL_READY);
+    CHECK_EQ_INT(hapi_parse_map_state(HAPI_OP_RUNNING, HAPI_ADMF_HMAINT), MODEL_READY);
 }
 
 static void test_split(void)
@@ -133,28 +133,28 @@ static void test_split(void)
     char *batch = malloc(l1 + l2);
     memcpy(batch, state_26, l1);
     memcpy(batch + l1, stat_26, l2);
-    CHECK(hapi_split_reply(batch, l1 + l2, &r, &rl, &rest, &restl) == 0);
+    CHECK(hapi_parse_split_reply(batch, l1 + l2, &r, &rl, &rest, &restl) == 0);
     CHECK(r == batch && rl == l1 - 1 && rest == batch + l1 && restl == l2);
     const char *r2, *rest2;
     size_t rl2, restl2;
-    CHECK(hapi_split_reply(rest, restl, &r2, &rl2, &rest2, &restl2) == 0);
+    CHECK(hapi_parse_split_reply(rest, restl, &r2, &rl2, &rest2, &restl2) == 0);
     CHECK(rl2 == l2 - 1 && restl2 == 0);
     /* every cut before the first reply's empty line is "truncated" */
     for (size_t cut = 0; cut < l1; cut++) {
-        CHECK(hapi_split_reply(batch, cut, &r, &rl, &rest, &restl) == -1);
+        CHECK(hapi_parse_split_reply(batch, cut, &r, &rl, &rest, &restl) == -1);
     }
     free(batch);
 
     /* replies captured from "set server": success is a lone empty line */
-    CHECK(hapi_split_reply("\n", 1, &r, &rl, &rest, &restl) == 0 && rl == 0 && restl == 0);
-    CHECK(hapi_split_reply("No such server.\n\n", 17, &r, &rl, &rest, &restl) == 0);
+    CHECK(hapi_parse_split_reply("\n", 1, &r, &rl, &rest, &restl) == 0 && rl == 0 && restl == 0);
+    CHECK(hapi_parse_split_reply("No such server.\n\n", 17, &r, &rl, &rest, &restl) == 0);
     CHECK(rl == 16 && memcmp(r, "No such server.\n", 16) == 0 && restl == 0);
     /* "set server ws/s4 state ready;set server ws/x state ready" (captured) */
     const char *two = "\nNo such server.\n\n";
-    CHECK(hapi_split_reply(two, strlen(two), &r, &rl, &rest, &restl) == 0 && rl == 0);
-    CHECK(hapi_split_reply(rest, restl, &r, &rl, &rest, &restl) == 0 && rl == 16);
-    CHECK(hapi_split_reply("", 0, &r, &rl, &rest, &restl) == -1);
-    CHECK(hapi_split_reply("No such server.\n", 16, &r, &rl, &rest, &restl) == -1);
+    CHECK(hapi_parse_split_reply(two, strlen(two), &r, &rl, &rest, &restl) == 0 && rl == 0);
+    CHECK(hapi_parse_split_reply(rest, restl, &r, &rl, &rest, &restl) == 0 && rl == 16);
+    CHECK(hapi_parse_split_reply("", 0, &r, &rl, &rest, &restl) == -1);
+    CHECK(hapi_parse_split_reply("No such server.\n", 16, &r, &rl, &rest, &restl) == -1);
 }
 
 static void test_state_captured(void)
@@ -176,7 +176,7 @@ static void test_state_captured(void)
             CHECK_EQ_INT(t.rows[i].srv.scur, 0);
         }
     }
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 
     CHECK(parse_state(state_later, &t) == 0);
     CHECK_EQ_INT(t.n, 3);
@@ -185,7 +185,7 @@ static void test_state_captured(void)
         CHECK_EQ_INT(t.rows[1].srv.state, MODEL_DOWN);  /* drained but failing checks */
         CHECK_EQ_INT(t.rows[2].srv.state, MODEL_READY); /* disabled, then set ready */
     }
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 }
 
 static void test_state_truncated(void)
@@ -214,12 +214,12 @@ static void test_state_truncated(void)
         } else {
             CHECK_EQ_INT(t.n, 0);
         }
-        hapi_table_free(&t);
+        hapi_parse_table_release(&t);
         free(p);
     }
     /* after the header, after each of the 5 data lines (the 6th "" is not a cut) */
     CHECK_EQ_INT(ok_cuts, 6);
-    hapi_table_free(&full);
+    hapi_parse_table_release(&full);
 }
 
 static void test_state_malformed(void)
@@ -243,7 +243,7 @@ static void test_state_malformed(void)
                       &t) == 0);
     CHECK(t.n == 1 && t.rows[0].srv.weight == 12 && t.rows[0].srv.state == MODEL_DRAIN &&
           strcmp(t.rows[0].backend, "app") == 0 && strcmp(t.rows[0].srv.name, "a1") == 0);
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
     /* empty dump: no backends at all */
     CHECK(parse_state("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state "
                       "srv_admin_state srv_uweight srv_iweight\n",
@@ -269,7 +269,7 @@ static void test_state_malformed(void)
     CHECK(parse_state(buf, &t) == 0 && t.n == 1);
     snprintf(buf, sizeof(buf), "1\n%s2 ws 9 ok2 127.0.0.1 2 0 1 1\n%s", hdr_state, bad[0]);
     CHECK(parse_state(buf, &t) == -1 && t.n == 1);
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 
     /* names that do not fit SRV_NAME_MAX are skipped, not fatal */
     char longname[SRV_NAME_MAX + 1];
@@ -285,7 +285,7 @@ static void test_state_malformed(void)
     snprintf(buf, sizeof(buf), "1\n%s2 ws 1 %s 127.0.0.1 2 0 1 1\n", hdr_state, longname);
     CHECK(parse_state(buf, &t) == 0);
     CHECK(t.n == 2 && strcmp(t.rows[1].srv.name, longname) == 0);
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 
     /* a NUL or control byte in a name (found by fuzz_hapi: "\0ws" was kept as backend
      * "") is skipped like a name that does not fit, never cut or kept raw */
@@ -298,7 +298,7 @@ static void test_state_malformed(void)
     CHECK(t.n == 1 && strcmp(t.rows[0].backend, "ws") == 0 &&
           strcmp(t.rows[0].srv.name, "ok") == 0);
     CHECK_EQ_INT(t.skipped, 3);
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 }
 
 static int parse_stat(const char *text, struct hapi_table *t)
@@ -333,7 +333,7 @@ static void test_stat_captured(void)
         CHECK(rc == -1 || (cut > 0 && stat_26[cut - 1] == '\n'));
         free(p);
     }
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 }
 
 static void test_stat_malformed(void)
@@ -367,7 +367,7 @@ static void test_stat_malformed(void)
     /* an unknown row's bad scur does not matter: it is not looked at */
     CHECK(parse_stat("# pxname,svname,qcur,qmax,scur\nfe,FRONTEND,,,x\n", &t) == 0);
     /* with an empty table every row is ignored */
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
     CHECK(parse_stat(stat_26, &t) == 0);
 }
 
@@ -419,12 +419,12 @@ static void test_stat_modes(void)
     CHECK(parse_stat(stat, &t) == 0);
     CHECK(t.n == 2 && t.rows[0].http && !t.rows[1].http);
     servers_clear();
-    CHECK(hapi_install(&t) == 0);
+    CHECK(hapi_parse_install(&t) == 0);
     const struct srv_backend *web = servers_find("web", 3), *agents = servers_find("agents", 6);
     CHECK(web != NULL && web->http && web->nservers == 1);
     CHECK(agents != NULL && !agents->http && agents->nservers == 1);
     CHECK(web != NULL && web->servers[0].maxconn == 0); /* slim empty: no maxconn */
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 
     /* the server line's maxconn (slim) is read: the fleet-wide cap by default */
     const char *row = strstr(stat, "web,w1,0,0,0,0,,");
@@ -440,7 +440,7 @@ static void test_stat_modes(void)
             CHECK(parse_state(state_modes, &t) == 0);
             CHECK(parse_stat(with, &t) == 0);
             CHECK(t.n == 2 && t.rows[0].srv.maxconn == 250 && t.rows[1].srv.maxconn == 0);
-            hapi_table_free(&t);
+            hapi_parse_table_release(&t);
             free(with);
         }
     }
@@ -452,7 +452,7 @@ static void test_stat_modes(void)
     for (size_t i = 0; i < t.n; i++) {
         CHECK(!t.rows[i].http);
     }
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 
     /* no mode column (an older HAProxy), an empty field or one missing from a
      * short row: unknown, which keeps the backend; any other mode is not http */
@@ -468,11 +468,11 @@ static void test_stat_modes(void)
     CHECK(parse_state("1\n# be_name srv_name srv_op_state srv_admin_state srv_uweight\n"
                       "b s2 2 0 1\n",
                       &t) == 0);
-    CHECK(hapi_install(&t) == 0);
+    CHECK(hapi_parse_install(&t) == 0);
     const struct srv_backend *a = servers_find("a", 1), *b = servers_find("b", 1);
     CHECK(a != NULL && a->http);
     CHECK(b != NULL && !b->http && b->nservers == 2);
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
     servers_clear();
 }
 
@@ -487,7 +487,7 @@ static void test_install(void)
     CHECK(parse_state("1\n# be_name srv_name srv_op_state srv_admin_state srv_uweight\n"
                       "api a1 2 0 5\nws s6 2 0 60\napi a2 0 0 5\n",
                       &t) == 0);
-    CHECK(hapi_install(&t) == 0);
+    CHECK(hapi_parse_install(&t) == 0);
     CHECK_EQ_INT(servers_count(), 2);
     const struct srv_backend *ws = servers_find("ws", 2);
     CHECK(ws != NULL);
@@ -502,19 +502,19 @@ static void test_install(void)
     }
     const struct srv_backend *api = servers_find("api", 3);
     CHECK(api != NULL && api->nservers == 2);
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 
     /* next refresh: api vanished from HAProxy -> dropped from the view */
     CHECK(parse_state(state_26, &t) == 0);
-    CHECK(hapi_install(&t) == 0);
+    CHECK(hapi_parse_install(&t) == 0);
     CHECK_EQ_INT(servers_count(), 1);
     CHECK(servers_find("api", 3) == NULL);
     ws = servers_find("ws", 2);
     CHECK(ws != NULL && ws->nservers == 5);
-    hapi_table_free(&t);
+    hapi_parse_table_release(&t);
 
     /* an empty HAProxy empties the view */
-    CHECK(hapi_install(&t) == 0);
+    CHECK(hapi_parse_install(&t) == 0);
     CHECK_EQ_INT(servers_count(), 0);
     servers_clear();
 }

@@ -151,7 +151,7 @@ static void test_static(void)
         return;
     }
     CHECK_EQ_INT(servers_load_static(&c), 0);
-    cfg_free(&c); /* the view holds copies */
+    cfg_release(&c); /* the view holds copies */
     CHECK_EQ_INT(servers_count(), 2);
     CHECK(servers_find("stale", 5) == NULL); /* the whole view was replaced */
     const struct srv_backend *ws = servers_find("ws", 2);
@@ -169,7 +169,7 @@ static void test_static(void)
     /* a config with no backends empties the view */
     CHECK_EQ_INT(cfg_defaults(&c), 0);
     CHECK_EQ_INT(servers_load_static(&c), 0);
-    cfg_free(&c);
+    cfg_release(&c);
     CHECK_EQ_INT(servers_count(), 0);
 
     /* a hand-built config with a name too long fails and keeps the old view */

@@ -23,10 +23,10 @@ static bool allowed(const struct slog_allow *a, const char *ip)
     struct sockaddr_in in = {.sin_family = AF_INET};
     struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
     if (inet_pton(AF_INET, ip, &in.sin_addr) == 1) {
-        return slog_allowed(a, &in);
+        return slog_allow_match(a, &in);
     }
     if (inet_pton(AF_INET6, ip, &in6.sin6_addr) == 1) {
-        return slog_allowed(a, &in6);
+        return slog_allow_match(a, &in6);
     }
     return false;
 }

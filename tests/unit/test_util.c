@@ -226,7 +226,7 @@ static void test_buf(void)
     CHECK(memcmp(buf_rptr(&b), "yz", 2) == 0);
 
     CHECK_EQ_INT(buf_reserve(&b, 0), 0);
-    buf_free(&b);
+    buf_release(&b);
     CHECK(b.data == NULL);
     CHECK_EQ_INT(b.cap, 0);
     CHECK_EQ_INT(buf_len(&b), 0);
@@ -236,7 +236,7 @@ static void test_buf(void)
     CHECK_EQ_INT(buf_append(&b, "0123456789", 10), 0);
     CHECK_EQ_INT(b.cap, 10);
     CHECK(memcmp(buf_rptr(&b), "0123456789", 10) == 0);
-    buf_free(&b);
+    buf_release(&b);
 
     /* byte-at-a-time writes and reads keep order across many compactions */
     CHECK_EQ_INT(buf_init(&b, 4, 4), 0);
@@ -255,7 +255,7 @@ static void test_buf(void)
     }
     CHECK(ok);
     CHECK_EQ_INT(b.cap, 4);
-    buf_free(&b);
+    buf_release(&b);
 }
 
 int main(void)

@@ -509,7 +509,7 @@ int main(void)
     cr.haproxy_socket = strdup(tcp_addr);
     CHECK(hapi_reconfigure(h, &cr) == 0);
     CHECK(run_until(is_unhealthy, 8.0));
-    cfg_free(&cr);
+    cfg_release(&cr);
     CHECK(hapi_reconfigure(h, &cu) == 0);
     refreshes_base = refreshes;
     CHECK(run_until(more_refreshes_2, 8.0));
@@ -637,15 +637,15 @@ int main(void)
         CHECK(hapi_healthy(hl));
         hapi_free(hl);
     }
-    cfg_free(&cl);
+    cfg_release(&cl);
 
     /* a bad address is refused at creation */
     struct cfg cb;
     CHECK(open_hapi("not-an-address", &cb, 100) == NULL);
-    cfg_free(&cb);
+    cfg_release(&cb);
 
-    cfg_free(&cu);
-    cfg_free(&ct);
+    cfg_release(&cu);
+    cfg_release(&ct);
     ev_io_stop(loop, &accept_w);
     close(lfd);
     if (accepted_fd >= 0) {
