@@ -1,7 +1,7 @@
 /* ctl.h - what every stickyctl command shares: the run context, exit codes,
  * error reporting, key names and the "is this backend/server known" checks.
  *
- * Only stickyctl uses these (agent/stickyctl.c and agent/ctl_*.c). The helpers
+ * Only stickyctl uses these (agent/ctl/stickyctl.c and agent/ctl/ctl_*.c). The helpers
  * here read the key layout of fleet.h; only ctl_publish writes (an event).
  */
 #ifndef STICKYD_CTL_H

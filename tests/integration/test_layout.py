@@ -7,7 +7,10 @@ build/libctl.a, agent/ctl/. What counts as "engine" is read from the engine arch
 itself (its members and the global symbols they define), never from a list written
 here, so these tests follow the Makefile. They need `make all`.
 """
+import glob
 import json
+import pathlib
+import re
 import subprocess
 import sys
 
@@ -149,3 +152,30 @@ def test_include_graph_finds_a_cycle(tmp_path):
     assert out.returncode == 1
     assert "cycle: a <-> b" in out.stdout
     assert "b_int" not in out.stdout
+
+
+def readme_table_paths():
+    """Every path the README's "How to read the rest of the repo" table names, with
+    `x.[ch]` standing for x.c and x.h and `dir/*.lua` for the files it matches."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("## How to read the rest of the repo")
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end >= 0 else len(text)]
+    named = set()
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        for p in re.findall(r"`([^`]+)`", line.split(" | ")[0]):
+            paths = [p[:-5] + ".c", p[:-5] + ".h"] if p.endswith(".[ch]") else [p]
+            for q in paths:
+                named.update(glob.glob(str(REPO / q)) if "*" in q else [str(REPO / q)])
+    return {str(pathlib.Path(n).relative_to(REPO)) for n in named}
+
+
+def test_readme_table_names_every_file_of_agent_and_only_those():
+    files = subprocess.run(["git", "ls-files", "agent"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split()
+    named = readme_table_paths()
+    assert [f for f in files if f not in named] == [], "files of agent/ the README table misses"
+    gone = [n for n in named if n.startswith("agent/") and not (REPO / n).exists()]
+    assert gone == [], "the README table names files that do not exist"
