@@ -41,17 +41,6 @@ struct admin {
     size_t napplied;
 };
 
-/* A name from the view into a fixed field: -1 when it does not fit (never cut). */
-static int copy_name(char dst[SRV_NAME_MAX], const char *s, size_t n)
-{
-    if (n >= SRV_NAME_MAX) {
-        return -1;
-    }
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-    return 0;
-}
-
 static struct applied *applied_get(struct admin *ad, const char *backend, const char *server)
 {
     for (size_t i = 0; i < ad->napplied; i++) {
@@ -72,8 +61,8 @@ static struct applied *applied_get(struct admin *ad, const char *backend, const 
     }
     struct applied *a = &ad->applied[ad->napplied];
     memset(a, 0, sizeof(*a));
-    if (copy_name(a->backend, backend, strlen(backend)) < 0 ||
-        copy_name(a->server, server, strlen(server)) < 0) {
+    if (servers_copy_name(a->backend, backend, strlen(backend)) < 0 ||
+        servers_copy_name(a->server, server, strlen(server)) < 0) {
         return NULL;
     }
     ad->napplied++;
@@ -254,7 +243,7 @@ void admin_poll(struct admin *ad)
         char key[MODEL_KEY_MAX], mine[MODEL_KEY_MAX];
         const char *inst = ad->cfg->instance;
         struct state_ctx *ctx = calloc(1, sizeof(*ctx));
-        if (ctx == NULL || copy_name(ctx->backend, b->name, strlen(b->name)) < 0 ||
+        if (ctx == NULL || servers_copy_name(ctx->backend, b->name, strlen(b->name)) < 0 ||
             model_key(key, sizeof(key), ad->cfg->redis_prefix, b->name, strlen(b->name),
                       "state") < 0 ||
             model_key_id(mine, ad->cfg->redis_prefix, b->name, "a:", inst, strlen(inst)) < 0) {

@@ -60,17 +60,6 @@ struct fleet_keys {
     char old[MODEL_KEY_MAX];
 };
 
-/* A name from the view into a fixed field: -1 when it does not fit (never cut). */
-static int copy_name(char dst[SRV_NAME_MAX], const char *s, size_t n)
-{
-    if (n >= SRV_NAME_MAX) {
-        return -1;
-    }
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-    return 0;
-}
-
 /* -1 rather than a cut key (a cut instance name would split its keys from the
  * ones the ledger writes). */
 static int keys_for(const struct fleet *f, const char *backend, struct fleet_keys *k)
@@ -186,7 +175,7 @@ static void resync_reply(const struct store_reply *r, enum store_result res, voi
             continue;
         }
         char name[SRV_NAME_MAX];
-        if (copy_name(name, inst, len) < 0) {
+        if (servers_copy_name(name, inst, len) < 0) {
             log_warn("fleet: an instance of %s with a %zu-byte name (over %d) was dropped",
                      ctx->backend, len, SRV_NAME_MAX - 1);
             continue;
@@ -321,7 +310,7 @@ static void resync_backend(struct fleet *f, const struct srv_backend *b, const c
     ctx->leave = lw;
     ctx->store = f->store;
     ctx->sc = f->resync_sc;
-    if (copy_name(ctx->backend, b->name, strlen(b->name)) < 0) {
+    if (servers_copy_name(ctx->backend, b->name, strlen(b->name)) < 0) {
         goto out;
     }
     if ((ctx->argv = calloc((size_t)argc, sizeof(*ctx->argv))) == NULL) {

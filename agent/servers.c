@@ -218,3 +218,13 @@ void servers_clear(void)
     view = NULL;
     nview = 0;
 }
+
+int servers_copy_name(char dst[SRV_NAME_MAX], const char *s, size_t n)
+{
+    if (n >= SRV_NAME_MAX) {
+        return -1;
+    }
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}

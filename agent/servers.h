@@ -58,6 +58,11 @@ size_t servers_count(void);
 const struct srv_backend *servers_at(size_t i);
 void servers_clear(void);
 
+/* s[0..n) into a name field of SRV_NAME_MAX bytes, NUL-terminated: 0, or -1 when it
+ * does not fit (a name is never cut: a cut name would be another server's). */
+int servers_copy_name(char dst[SRV_NAME_MAX], const char *s, size_t n)
+    __attribute__((warn_unused_result));
+
 const char *model_state_name(enum model_state s);
 
 #endif

@@ -189,8 +189,26 @@ static void test_static(void)
     CHECK(servers_find("keep", 4) != NULL);
 }
 
+/* A name fits a view field whole, or not at all: never cut to another server's. */
+static void test_copy_name(void)
+{
+    char dst[SRV_NAME_MAX];
+    char name[SRV_NAME_MAX + 1];
+    memset(name, 'w', sizeof(name));
+    CHECK_EQ_INT(servers_copy_name(dst, "ws1", 3), 0);
+    CHECK(strcmp(dst, "ws1") == 0);
+    CHECK_EQ_INT(servers_copy_name(dst, "ws12345", 2), 0); /* n bytes, not the C string */
+    CHECK(strcmp(dst, "ws") == 0);
+    CHECK_EQ_INT(servers_copy_name(dst, name, SRV_NAME_MAX - 1), 0);
+    CHECK_EQ_INT((int)strlen(dst), SRV_NAME_MAX - 1);
+    strcpy(dst, "kept");
+    CHECK_EQ_INT(servers_copy_name(dst, name, SRV_NAME_MAX), -1);
+    CHECK(strcmp(dst, "kept") == 0);
+}
+
 int main(void)
 {
+    test_copy_name();
     test_set_and_find();
     test_rejects();
     test_retain();
