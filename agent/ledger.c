@@ -101,6 +101,7 @@ struct ledger {
     size_t argv_cap;
     char (*keys)[MODEL_KEY_MAX];
     size_t keys_cap;
+    char num[5][24]; /* a batch's numeric ARGV, until the store has copied them */
 };
 
 /* ---- the view's server table -------------------------------------------- */
@@ -730,89 +731,99 @@ static void send_cluster_touches(struct lback *b, size_t n)
 /* Send the first LEDGER_BATCH_OPS queued ops of b (or just the heartbeat and
  * the view when none are queued) as one script run (in a cluster: the counts in
  * one, and each record touch in its own, on the record's slot). */
-static void send_batch(struct lback *b)
+/* How many of each op the first n of b's queue hold. */
+struct op_counts {
+    size_t nopen, nclose, ntouch;
+    size_t strs_len; /* the touches' rids and the opened servers' names, NUL-terminated */
+};
+
+static struct op_counts count_ops(const struct lback *b, size_t n)
 {
-    struct ledger *l = b->l;
-    bool split = l->cfg->redis_cluster;
-    size_t n = b->nops < LEDGER_BATCH_OPS ? b->nops : LEDGER_BATCH_OPS;
-    size_t nopen = 0, nclose = 0, ntouch = 0;
-    for (size_t i = 0; i < n; i++) {
-        nopen += b->ops[i].kind == 'o';
-        nclose += b->ops[i].kind == 'c';
-        ntouch += b->ops[i].kind == 't';
-    }
-    const struct cfg *c = l->cfg;
-    const char *prefix = c->redis_prefix;
-    const char *inst = c->instance;
-    /* the count keys: conns, share, open, insts, state, pids, old; then records */
-    size_t nkeys = LEDGER_COUNT_KEYS + (split ? 0 : ntouch);
-    size_t argc = nkeys + 7 + 2 * nopen + nclose + (split ? 0 : 2 * ntouch);
-    struct lbatch *x = calloc(1, sizeof(*x));
-    size_t strs_len = 0;
+    struct op_counts k = {0};
     for (size_t i = 0; i < n; i++) {
         const struct lop *o = &b->ops[i];
-        strs_len += o->kind == 't' ? o->id_len + 1u : o->kind == 'o' ? o->srv_len + 1u : 0;
+        k.nopen += o->kind == 'o';
+        k.nclose += o->kind == 'c';
+        k.ntouch += o->kind == 't';
+        k.strs_len += o->kind == 't' ? o->id_len + 1u : o->kind == 'o' ? o->srv_len + 1u : 0;
     }
-    char *strs = malloc(strs_len + 1);
-    int64_t *counts = calloc(nopen + 1, sizeof(*counts));
-    if (x == NULL || strs == NULL || counts == NULL || scratch_reserve(l, argc, nkeys) != 0 ||
-        model_key(l->keys[0], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "conns") < 0 ||
-        model_key_id(l->keys[1], prefix, b->name, "i:", inst, strlen(inst)) < 0 ||
-        model_key_id(l->keys[2], prefix, b->name, "o:", inst, strlen(inst)) < 0 ||
-        model_key(l->keys[3], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "insts") < 0 ||
-        model_key(l->keys[4], MODEL_KEY_MAX, prefix, b->name, strlen(b->name), "state") < 0 ||
-        model_key_id(l->keys[5], prefix, b->name, "p:", inst, strlen(inst)) < 0 ||
-        model_key_id(l->keys[6], prefix, b->name, "o2:", inst, strlen(inst)) < 0) {
-        goto fail;
+    return k;
+}
+
+/* ledger.lua's count keys of backend b for this instance into l->keys[0..7):
+ * conns, share, open, insts, state, pids, old. 0 or -1 (a name too long). */
+static int count_keys(struct ledger *l, const char *backend)
+{
+    const char *prefix = l->cfg->redis_prefix, *inst = l->cfg->instance;
+    size_t bl = strlen(backend), il = strlen(inst);
+    if (model_key(l->keys[0], MODEL_KEY_MAX, prefix, backend, bl, "conns") < 0 ||
+        model_key_id(l->keys[1], prefix, backend, "i:", inst, il) < 0 ||
+        model_key_id(l->keys[2], prefix, backend, "o:", inst, il) < 0 ||
+        model_key(l->keys[3], MODEL_KEY_MAX, prefix, backend, bl, "insts") < 0 ||
+        model_key(l->keys[4], MODEL_KEY_MAX, prefix, backend, bl, "state") < 0 ||
+        model_key_id(l->keys[5], prefix, backend, "p:", inst, il) < 0 ||
+        model_key_id(l->keys[6], prefix, backend, "o2:", inst, il) < 0) {
+        return -1;
     }
-    x->strs = strs;
-    x->counts = counts;
-    x->b = b;
-    size_t ai = 0;
-    for (size_t k = 0; k < LEDGER_COUNT_KEYS; k++) {
-        arg(l, &ai, l->keys[k], strlen(l->keys[k]));
-    }
-    /* touches' record keys, and their rids kept for the reply */
-    char *sp = strs;
+    return 0;
+}
+
+/* KEYS after the count keys: each touch's record key (standalone: one run holds
+ * counts and records), its rid kept at *sp for the reply. 0 or -1. */
+static int push_record_keys(struct ledger *l, struct lback *b, size_t n, size_t *ai, char **sp)
+{
     size_t tk = LEDGER_COUNT_KEYS;
     for (size_t i = 0; i < n; i++) {
         const struct lop *o = &b->ops[i];
-        if (o->kind != 't' || split) {
+        if (o->kind != 't') {
             continue;
         }
         const char *id = b->arena + o->id_off;
-        int kl = model_record_key(l->keys[tk], c, b->name, id, o->id_len);
+        int kl = model_record_key(l->keys[tk], l->cfg, b->name, id, o->id_len);
         if (kl < 0) {
-            goto fail;
+            return -1;
         }
-        arg(l, &ai, l->keys[tk], (size_t)kl);
+        arg(l, ai, l->keys[tk], (size_t)kl);
         tk++;
-        memcpy(sp, id, o->id_len);
-        sp += o->id_len;
-        *sp++ = '\0';
+        memcpy(*sp, id, o->id_len);
+        *sp += o->id_len;
+        *(*sp)++ = '\0';
     }
-    char *srv_names = sp; /* the opened servers' names follow the rids */
-    char hb[24], ottl[24], ttl[24], no[24], nc[24];
-    *util_u64_dec(hb, (uint64_t)c->heartbeat_ttl_ms) = '\0';
-    *util_u64_dec(ottl, (uint64_t)model_open_ttl_ms(c)) = '\0';
-    *util_u64_dec(ttl, (uint64_t)c->session_ttl_ms) = '\0';
-    *util_u64_dec(no, nopen) = '\0';
-    *util_u64_dec(nc, nclose) = '\0';
-    arg(l, &ai, inst, strlen(inst));
-    arg(l, &ai, hb, strlen(hb));
-    arg(l, &ai, ottl, strlen(ottl));
-    arg(l, &ai, ttl, strlen(ttl));
-    arg(l, &ai, no, strlen(no));
-    arg(l, &ai, nc, strlen(nc));
-    arg(l, &ai, LEDGER_COUNT_KEYS_STR, 1);
-    for (size_t i = 0; i < n; i++) { /* opens, aggregated by server for the view */
+    return 0;
+}
+
+/* ARGV[1..7]: instance, heartbeat TTL, open map lifetime, record TTL, the op
+ * counts and the number of count keys (the numbers in l->num, which the store
+ * copies when the batch is sent). */
+static void push_header(struct ledger *l, const struct op_counts *k, size_t *ai)
+{
+    const struct cfg *c = l->cfg;
+    *util_u64_dec(l->num[0], (uint64_t)c->heartbeat_ttl_ms) = '\0';
+    *util_u64_dec(l->num[1], (uint64_t)model_open_ttl_ms(c)) = '\0';
+    *util_u64_dec(l->num[2], (uint64_t)c->session_ttl_ms) = '\0';
+    *util_u64_dec(l->num[3], k->nopen) = '\0';
+    *util_u64_dec(l->num[4], k->nclose) = '\0';
+    arg(l, ai, c->instance, strlen(c->instance));
+    for (size_t i = 0; i < 5; i++) {
+        arg(l, ai, l->num[i], strlen(l->num[i]));
+    }
+    arg(l, ai, LEDGER_COUNT_KEYS_STR, 1);
+}
+
+/* The opens (uid, server), moved from queued to flying in the view, and counted
+ * per distinct server into x (names at *sp, after the rids) for the reply. */
+static void push_opens(struct ledger *l, struct lback *b, size_t n, struct lbatch *x,
+                       size_t *ai, char **sp)
+{
+    char *srv_names = *sp;
+    for (size_t i = 0; i < n; i++) {
         const struct lop *o = &b->ops[i];
         if (o->kind != 'o') {
             continue;
         }
         const char *srv = b->arena + o->srv_off;
-        arg(l, &ai, b->arena + o->id_off, o->id_len);
-        arg(l, &ai, srv, o->srv_len);
+        arg(l, ai, b->arena + o->id_off, o->id_len);
+        arg(l, ai, srv, o->srv_len);
         struct lsrv *s = srv_find(b, srv, o->srv_len);
         if (s != NULL) {
             s->queued--;
@@ -827,42 +838,88 @@ static void send_batch(struct lback *b)
             q += strlen(q) + 1;
         }
         if (t == x->nsrv) {
-            memcpy(sp, srv, o->srv_len);
-            sp += o->srv_len;
-            *sp++ = '\0';
+            memcpy(*sp, srv, o->srv_len);
+            *sp += o->srv_len;
+            *(*sp)++ = '\0';
             x->nsrv++;
         }
-        counts[t]++;
+        x->counts[t]++;
     }
+}
+
+/* The closes' uids, then (standalone) each touch's server and mode. */
+static void push_closes_and_touches(struct ledger *l, struct lback *b, size_t n, bool touches,
+                                    size_t *ai)
+{
     for (size_t i = 0; i < n; i++) {
         const struct lop *o = &b->ops[i];
         if (o->kind == 'c') {
-            arg(l, &ai, b->arena + o->id_off, o->id_len);
+            arg(l, ai, b->arena + o->id_off, o->id_len);
         }
     }
     static const char modes[] = "narf";
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; touches && i < n; i++) {
         const struct lop *o = &b->ops[i];
-        if (o->kind == 't' && !split) {
+        if (o->kind == 't') {
             const char *m = strchr(modes, o->mode);
-            arg(l, &ai, b->arena + o->srv_off, o->srv_len);
-            arg(l, &ai, m != NULL ? m : "a", 1);
+            arg(l, ai, b->arena + o->srv_off, o->srv_len);
+            arg(l, ai, m != NULL ? m : "a", 1);
         }
     }
-    x->ntouch = split ? 0 : ntouch;
-    x->nclose = nclose;
+}
+
+/* A batch the store did not take: its opens go back from flying to queued (the
+ * ops stay queued for the next try, the view as it was). */
+static void unsend_opens(struct lback *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct lop *o = &b->ops[i];
+        struct lsrv *s = o->kind == 'o' ? srv_find(b, b->arena + o->srv_off, o->srv_len) : NULL;
+        if (s != NULL) {
+            s->queued++;
+            s->flying--;
+        }
+    }
+}
+
+/* One ledger.lua run for the first LEDGER_BATCH_OPS ops of b's queue:
+ * KEYS = count keys [+ record keys], ARGV = header, opens, closes [, touches].
+ * In a cluster the record touches go as runs of their own, on their slots. */
+static void send_batch(struct lback *b)
+{
+    struct ledger *l = b->l;
+    bool split = l->cfg->redis_cluster;
+    size_t n = b->nops < LEDGER_BATCH_OPS ? b->nops : LEDGER_BATCH_OPS;
+    struct op_counts k = count_ops(b, n);
+    size_t nkeys = LEDGER_COUNT_KEYS + (split ? 0 : k.ntouch);
+    size_t argc = nkeys + 7 + 2 * k.nopen + k.nclose + (split ? 0 : 2 * k.ntouch);
+    struct lbatch *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        return;
+    }
+    x->strs = malloc(k.strs_len + 1);
+    x->counts = calloc(k.nopen + 1, sizeof(*x->counts));
+    x->b = b;
+    size_t ai = 0;
+    char *sp = x->strs;
+    if (x->strs == NULL || x->counts == NULL || scratch_reserve(l, argc, nkeys) != 0 ||
+        count_keys(l, b->name) != 0) {
+        goto fail;
+    }
+    for (size_t i = 0; i < LEDGER_COUNT_KEYS; i++) {
+        arg(l, &ai, l->keys[i], strlen(l->keys[i]));
+    }
+    if (!split && push_record_keys(l, b, n, &ai, &sp) != 0) {
+        goto fail;
+    }
+    push_header(l, &k, &ai);
+    push_opens(l, b, n, x, &ai, &sp);
+    push_closes_and_touches(l, b, n, !split, &ai);
+    x->ntouch = split ? 0 : k.ntouch;
+    x->nclose = k.nclose;
     if (store_eval(l->store, l->script, (int)nkeys, (int)ai, l->argv, l->argvlen,
                    LEDGER_TIMEOUT_MS, batch_reply, x) != 0) {
-        /* not sent: the ops stay queued for the next try, the view as it was */
-        for (size_t i = 0; i < n; i++) {
-            const struct lop *o = &b->ops[i];
-            struct lsrv *s = o->kind == 'o' ? srv_find(b, b->arena + o->srv_off, o->srv_len)
-                                            : NULL;
-            if (s != NULL) {
-                s->queued++;
-                s->flying--;
-            }
-        }
+        unsend_opens(b, n);
         goto fail;
     }
     b->inflight++;
@@ -876,14 +933,7 @@ static void send_batch(struct lback *b)
     queue_consume(b, n);
     return;
 fail:
-    if (x != NULL) {
-        x->strs = strs;
-        x->counts = counts;
-        batch_free(x);
-    } else {
-        free(strs);
-        free(counts);
-    }
+    batch_free(x);
 }
 
 static void flush(struct ledger *l, bool force)
