@@ -18,40 +18,9 @@
 #include "spop.h"
 #include "stats.h"
 
+#include "req_handlers.h"
+
 static struct ev_loop *loop;
-static struct req *held[8];
-static int nheld;
-
-static void h_async(struct req *r, const struct spop_msg *m, void *arg)
-{
-    (void)m;
-    (void)arg;
-    held[nheld++] = r; /* completed later by the test */
-}
-
-static void h_set(struct req *r, const struct spop_msg *m, void *arg)
-{
-    (void)m;
-    (void)arg;
-    req_set_var_str(r, "server", "s1", 2);
-    req_set_var_int(r, "n", 300);
-    req_unset_var(r, SPOP_SCOPE_SESS, "old");
-    struct spop_data b = spop_d_bool(true);
-    req_set_var(r, SPOP_SCOPE_REQ, "flag", &b);
-    req_done(r);
-}
-
-static void h_fill(struct req *r, const struct spop_msg *m, void *arg)
-{
-    (void)m;
-    (void)arg;
-    for (int i = 0; i < 40; i++) {
-        char name[8];
-        snprintf(name, sizeof(name), "v%02d", i);
-        req_set_var_int(r, name, i);
-    }
-    req_done(r);
-}
 
 /* Answers txn.nargs = its arg count, and txn.last = its last arg's value. */
 static void h_count(struct req *r, const struct spop_msg *m, void *arg)
@@ -148,19 +117,6 @@ static int open_conn(int *peer, uint32_t mfs)
     return 0;
 }
 
-static void expect_action(struct spop_reader *rd, uint8_t type, uint8_t scope, const char *name,
-                          enum spop_type vt)
-{
-    uint8_t t, sc;
-    struct spop_str n;
-    struct spop_data v;
-    CHECK_EQ_INT(spop_next_action(rd, &t, &sc, &n, &v), SPOP_NEXT_ITEM);
-    CHECK_EQ_INT(t, type);
-    CHECK_EQ_INT(sc, scope);
-    CHECK(spop_str_eq(n, name));
-    CHECK_EQ_INT(v.type, vt);
-}
-
 int main(void)
 {
     loop = ev_default_loop(0);
@@ -196,11 +152,7 @@ int main(void)
     pump(fd);
     CHECK(next_frame(&f, keep));
     rd = (struct spop_reader){f.payload, f.payload + f.payload_len};
-    expect_action(&rd, SPOP_ACT_SET_VAR, SPOP_SCOPE_TXN, "server", SPOP_T_STRING);
-    expect_action(&rd, SPOP_ACT_SET_VAR, SPOP_SCOPE_TXN, "n", SPOP_T_INT64);
-    expect_action(&rd, SPOP_ACT_UNSET_VAR, SPOP_SCOPE_SESS, "old", SPOP_T_NULL);
-    expect_action(&rd, SPOP_ACT_SET_VAR, SPOP_SCOPE_REQ, "flag", SPOP_T_BOOL);
-    CHECK(rd.p == rd.end);
+    expect_h_set_actions(&rd);
 
     /* async first, sync second: the second is ACKed first */
     static const char *const as[] = {"async", NULL};

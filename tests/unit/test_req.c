@@ -14,39 +14,7 @@
 #include "spop.h"
 #include "stats.h"
 
-static struct req *held[8];
-static int nheld;
-
-static void h_async(struct req *r, const struct spop_msg *m, void *arg)
-{
-    (void)m;
-    (void)arg;
-    held[nheld++] = r; /* completed later by the test */
-}
-
-static void h_set(struct req *r, const struct spop_msg *m, void *arg)
-{
-    (void)m;
-    (void)arg;
-    req_set_var_str(r, "server", "s1", 2);
-    req_set_var_int(r, "n", 300);
-    req_unset_var(r, SPOP_SCOPE_SESS, "old");
-    struct spop_data b = spop_d_bool(true);
-    req_set_var(r, SPOP_SCOPE_REQ, "flag", &b);
-    req_done(r);
-}
-
-static void h_fill(struct req *r, const struct spop_msg *m, void *arg)
-{
-    (void)m;
-    (void)arg;
-    for (int i = 0; i < 40; i++) {
-        char name[8];
-        snprintf(name, sizeof(name), "v%02d", i);
-        req_set_var_int(r, name, i);
-    }
-    req_done(r);
-}
+#include "req_handlers.h"
 
 /* Echoes its first arg's value as txn.<key>, and the handler's own arg. */
 static void h_args(struct req *r, const struct spop_msg *m, void *arg)
@@ -123,19 +91,6 @@ static struct req *run(uint64_t sid, uint64_t fid, uint32_t max_frame, const cha
     return r;
 }
 
-static void expect_action(struct spop_reader *rd, uint8_t type, uint8_t scope, const char *name,
-                          enum spop_type vt)
-{
-    uint8_t t, sc;
-    struct spop_str n;
-    struct spop_data v;
-    CHECK_EQ_INT(spop_next_action(rd, &t, &sc, &n, &v), SPOP_NEXT_ITEM);
-    CHECK_EQ_INT(t, type);
-    CHECK_EQ_INT(sc, scope);
-    CHECK(spop_str_eq(n, name));
-    CHECK_EQ_INT(v.type, vt);
-}
-
 static struct spop_reader last_actions(void)
 {
     return (struct spop_reader){last_act, last_act + last_act_len};
@@ -167,11 +122,7 @@ int main(void)
     CHECK_EQ_INT(completions, 2);
     CHECK_EQ_INT(last_nactions, 4);
     rd = last_actions();
-    expect_action(&rd, SPOP_ACT_SET_VAR, SPOP_SCOPE_TXN, "server", SPOP_T_STRING);
-    expect_action(&rd, SPOP_ACT_SET_VAR, SPOP_SCOPE_TXN, "n", SPOP_T_INT64);
-    expect_action(&rd, SPOP_ACT_UNSET_VAR, SPOP_SCOPE_SESS, "old", SPOP_T_NULL);
-    expect_action(&rd, SPOP_ACT_SET_VAR, SPOP_SCOPE_REQ, "flag", SPOP_T_BOOL);
-    CHECK(rd.p == rd.end);
+    expect_h_set_actions(&rd);
 
     /* async first, sync second: the second completes first */
     static const char *const as[] = {"async", NULL};
