@@ -364,7 +364,7 @@ static void view_apply(struct lback *b, const struct store_reply *conns,
         struct lsrv *s = n != NULL && v != NULL ? srv_get(b, n, nl) : NULL;
         bool close_at;
         if (s != NULL && model_parse_state(v, vl, &s->admin, &s->deadline_ms, &close_at) < 0) {
-            s->admin = MODEL_READY; /* unknown values are ignored, as fleet.c does */
+            s->admin = MODEL_READY; /* unknown values are ignored, as admin.c does */
             s->deadline_ms = 0;
         }
         if (s != NULL) {

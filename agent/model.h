@@ -82,7 +82,7 @@ int model_parse_state(const char *v, size_t len, enum model_state *st, int64_t *
 
 /* The moment a "ready:<ms>" value says the server became usable (Redis time; 0:
  * seen unusable, not up yet), or MODEL_SINCE_NONE for any other value. Written
- * by states.lua only for backends with a slow start (agent/fleet.c). */
+ * by states.lua only for backends with a slow start (agent/admin.c). */
 #define MODEL_SINCE_NONE (-1)
 int64_t model_state_since(const char *v, size_t len);
 

@@ -2,7 +2,7 @@
  * error reporting, key names and the "is this backend/server known" checks.
  *
  * Only stickyctl uses these (agent/ctl/stickyctl.c and agent/ctl/ctl_*.c). The helpers
- * here read the key layout of fleet.h; only ctl_publish writes (an event).
+ * here read the key layout of model.h; only ctl_publish writes (an event).
  */
 #ifndef STICKYD_CTL_H
 #define STICKYD_CTL_H

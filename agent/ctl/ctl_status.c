@@ -1,5 +1,5 @@
 /* ctl_status.c - `stickyctl status`: one table (or JSON document) per backend
- * built from the keys of fleet.h: servers (weight, HAProxy state), state
+ * built from the keys of model.h: servers (weight, HAProxy state), state
  * (drain/maint), conns (cluster-wide), insts + i:<inst> (each live instance's
  * share). Reads only.
  *
