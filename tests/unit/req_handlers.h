@@ -61,6 +61,20 @@ static void expect_action(struct spop_reader *rd, uint8_t type, uint8_t scope, c
     CHECK_EQ_INT(v.type, vt);
 }
 
+/* How many well-formed actions rd holds from its cursor on (it is left after
+ * the last one: a caller checks rd->p == rd->end for "nothing else"). */
+static int count_actions(struct spop_reader *rd)
+{
+    int n = 0;
+    uint8_t t, sc;
+    struct spop_str nm;
+    struct spop_data v;
+    while (spop_next_action(rd, &t, &sc, &nm, &v) == SPOP_NEXT_ITEM) {
+        n++;
+    }
+    return n;
+}
+
 /* rd holds exactly what h_set answers, in order. */
 static void expect_h_set_actions(struct spop_reader *rd)
 {

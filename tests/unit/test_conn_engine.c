@@ -204,14 +204,7 @@ int main(void)
     CHECK(f.payload_len <= 256 - 7);
     CHECK_EQ_INT(stats.action_dropped, adrop + 13);
     rd = (struct spop_reader){f.payload, f.payload + f.payload_len};
-    int n = 0;
-    uint8_t t, sc;
-    struct spop_str nm;
-    struct spop_data v;
-    while (spop_next_action(&rd, &t, &sc, &nm, &v) == SPOP_NEXT_ITEM) {
-        n++;
-    }
-    CHECK_EQ_INT(n, 27);
+    CHECK_EQ_INT(count_actions(&rd), 27);
     CHECK(rd.p == rd.end);
 
     close(fd);
@@ -243,6 +236,9 @@ int main(void)
         CHECK_EQ_INT(f.type, SPOP_FRAME_ACK);
         CHECK_EQ_INT(f.frame_id, 50);
         rd = (struct spop_reader){f.payload, f.payload + f.payload_len};
+        uint8_t t, sc;
+        struct spop_str nm;
+        struct spop_data v;
         CHECK_EQ_INT(spop_next_action(&rd, &t, &sc, &nm, &v), SPOP_NEXT_ITEM);
         CHECK(spop_str_eq(nm, "nargs") && v.type == SPOP_T_INT64 && v.u.i64 == 200);
         CHECK_EQ_INT(spop_next_action(&rd, &t, &sc, &nm, &v), SPOP_NEXT_ITEM);

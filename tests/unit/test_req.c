@@ -230,14 +230,7 @@ int main(void)
     CHECK(last_act_len <= 256 - 7);
     CHECK_EQ_INT(stats.action_dropped, adrop + 13);
     rd = last_actions();
-    int n = 0;
-    uint8_t t, sc;
-    struct spop_str nm;
-    struct spop_data v;
-    while (spop_next_action(&rd, &t, &sc, &nm, &v) == SPOP_NEXT_ITEM) {
-        n++;
-    }
-    CHECK_EQ_INT(n, 27);
+    CHECK_EQ_INT(count_actions(&rd), 27);
     CHECK_EQ_INT(last_nactions, 27);
     CHECK(rd.p == rd.end);
     /* bigger ids leave fewer bytes: 256 - 5 - 2 - 3 = 246 for sid 300, fid 70000 */
