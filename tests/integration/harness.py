@@ -1074,11 +1074,20 @@ def record_id(sid):
     return sid
 
 
-def session_record(r, sid, backend="be_ws"):
+def record_key(sid, backend="be_ws", cluster=False, prefix="sticky:"):
+    """The key of the session record a cookie (or record id) names (agent/model.h):
+    `<prefix>{<backend>}:s:<rid>`, or in a Redis Cluster `<prefix><backend>:s:{<rid>}`
+    (each record in its own slot)."""
+    if cluster:
+        return "%s%s:s:{%s}" % (prefix, backend, record_id(sid))
+    return rkey("s:" + record_id(sid), backend, prefix)
+
+
+def session_record(r, sid, backend="be_ws", cluster=False):
     """The session record a cookie (or record id) names, as a dict with server,
     created, seen (ints), moved (bool), inst; {} when there is none. Format:
     agent/model.h, "<server> <created> <seen> <-|m> <inst>"."""
-    v = r.get(rkey("s:" + record_id(sid), backend))
+    v = r.get(record_key(sid, backend, cluster))
     if v is None:
         return {}
     server, created, seen, flag, *inst = v.split(" ", 4)
@@ -1086,22 +1095,36 @@ def session_record(r, sid, backend="be_ws"):
             "inst": inst[0] if inst else ""}
 
 
-def record_is(r, sid, server, backend="be_ws", timeout=3.0):
+def record_is(r, sid, server, backend="be_ws", timeout=3.0, cluster=False):
     """True once the session's record names server (records are written by the
     agent's batched writer, a few ms after the answer); False if it never does."""
     try:
-        wait_record(r, sid, backend, server=server, timeout=timeout)
+        wait_record(r, sid, backend, server=server, timeout=timeout, cluster=cluster)
         return True
     except TimeoutError:
         return False
 
 
-def wait_record(r, sid, backend="be_ws", server=None, timeout=5.0):
+def wait_record(r, sid, backend="be_ws", server=None, timeout=5.0, cluster=False):
     """The record once the agent's batched write has landed (and names server)."""
     def ready():
-        rec = session_record(r, sid, backend)
+        rec = session_record(r, sid, backend, cluster)
         return rec if rec and (server is None or rec["server"] == server) else None
     return wait_until(ready, timeout=timeout, what="session record of %s" % sid[:12])
+
+
+def wait_fleet_ready(r, lbs, servers, backend="be_ws", timeout=15.0):
+    """Every HAProxy of lbs sees its agent and every one of servers UP, and every
+    agent has its servers view from HAProxy and a live heartbeat in Redis (it wrote
+    :servers and :insts). r is a Redis client, or a callable returning one (the
+    current master, behind Sentinel)."""
+    client = (lambda: r) if hasattr(r, "hkeys") else r
+    names = {w.name for w in servers}
+    for lb in lbs:
+        lb.wait_up(servers, backend, timeout)
+    wait_until(lambda: names <= set(client().hkeys(rkey("servers", backend)))
+               and {lb.name for lb in lbs} <= set(client().zrange(rkey("insts", backend), 0, -1)),
+               timeout, what="agents to publish their servers and heartbeat")
 
 
 def set_server_state(r, server, value, backend="be_ws"):

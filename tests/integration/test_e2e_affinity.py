@@ -86,14 +86,7 @@ class Cluster:
         lb.haproxy.add_after_use_server(DIAG_RULES)
 
     def wait_ready(self, timeout=15.0):
-        """HAProxy sees every server and agent UP; every agent has its servers view
-        from HAProxy and a live heartbeat in Redis (it wrote :servers and :insts)."""
-        names = {w.name for w in self.ws}
-        for lb in self.lbs:
-            lb.wait_up(self.ws, BE, timeout)
-        wait_until(lambda: names <= set(self.r.hkeys(KP + "servers"))
-                   and {lb.name for lb in self.lbs} <= set(self.r.zrange(KP + "insts", 0, -1)),
-                   timeout, what="agents to publish their servers and heartbeat")
+        harness.wait_fleet_ready(self.r, self.lbs, self.ws, BE, timeout)
 
     # Redis views
     def conns(self):

@@ -30,7 +30,7 @@ KP = harness.rkey("", BE)  # "sticky:{be_ws}:": the backend's slot
 
 def rec_key(sid, backend=BE):
     """A session record's key in cluster mode: its own slot (agent/model.h)."""
-    return "%s%s:s:{%s}" % (PREFIX, backend, record_id(sid))
+    return harness.record_key(sid, backend, cluster=True, prefix=PREFIX)
 
 
 class Lb(harness.Lb):
@@ -72,30 +72,17 @@ class ClusterStack:
         return lb
 
     def wait_ready(self, timeout=20.0):
-        names = {w.name for w in self.ws}
-        for lb in self.lbs:
-            lb.wait_up(self.ws, BE, timeout)
-        wait_until(lambda: names <= set(self.r.hkeys(KP + "servers"))
-                   and {lb.name for lb in self.lbs} <= set(self.r.zrange(KP + "insts", 0, -1)),
-                   timeout, what="agents to publish their servers and heartbeat")
+        harness.wait_fleet_ready(self.r, self.lbs, self.ws, BE, timeout)
 
     def conns(self):
         return {k: int(v) for k, v in self.r.hgetall(KP + "conns").items()}
 
     def record(self, sid):
-        v = self.r.get(rec_key(sid))
-        if v is None:
-            return {}
-        server, created, seen, flag, *inst = v.split(" ", 4)
-        return {"server": server, "moved": flag == "m", "inst": inst[0] if inst else ""}
+        rec = harness.session_record(self.r, sid, BE, cluster=True)
+        return {k: rec[k] for k in ("server", "moved", "inst")} if rec else {}
 
     def record_is(self, sid, server, timeout=5.0):
-        try:
-            wait_until(lambda: self.record(sid).get("server") == server, timeout,
-                       what="record of %s on %s" % (sid[:12], server))
-            return True
-        except TimeoutError:
-            return False
+        return harness.record_is(self.r, sid, server, BE, timeout, cluster=True)
 
     def master_of(self, key):
         """The master node (proc) that serves key's slot now."""

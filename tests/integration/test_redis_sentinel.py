@@ -149,12 +149,7 @@ class SentinelCluster:
         return harness.Redis(self.procs.workdir, "probe", self.ss.master_port()).client()
 
     def wait_ready(self, timeout=15.0):
-        names = {w.name for w in self.ws}
-        for lb in self.lbs:
-            lb.wait_up(self.ws, BE, timeout)
-        wait_until(lambda: names <= set(self.r().hkeys(KP + "servers"))
-                   and {lb.name for lb in self.lbs} <= set(self.r().zrange(KP + "insts", 0, -1)),
-                   timeout, what="agents to publish their servers and heartbeat")
+        harness.wait_fleet_ready(self.r, self.lbs, self.ws, BE, timeout)
 
     def counts_right(self):
         want = {}
