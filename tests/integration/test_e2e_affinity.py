@@ -373,6 +373,18 @@ def flip_one_char(sid, pos=20):
     return sid[:pos] + ch + sid[pos + 1:]
 
 
+def forged_sids(sid, target):
+    """Cookies no agent of this fleet issued, by kind, for a record pinned to target:
+    sid with one character changed, one made up, and one minted under another secret
+    in each format (v2 names target)."""
+    return {
+        "tampered": flip_one_char(sid),
+        "made-up": "2" + secrets.token_urlsafe(48)[:55],
+        "other-secret": mint_v2(secrets.token_bytes(32), target),
+        "legacy-other-secret": mint_sid(secrets.token_bytes(32)),
+    }
+
+
 def test_forged_cookies_get_a_fresh_session_never_the_forged_server(procs):
     c = Cluster(procs)
     lb = c.lbs[0]
@@ -382,12 +394,7 @@ def test_forged_cookies_get_a_fresh_session_never_the_forged_server(procs):
     # The target takes no new sessions (drain, no deadline), so a client can only
     # land there because a record says so: genuine pins to a draining server stay.
     c.r.hset(KP + "state", target, "drain:0")
-    forged = {
-        "tampered": flip_one_char(sid),
-        "made-up": "2" + secrets.token_urlsafe(48)[:55],
-        "other-secret": mint_v2(secrets.token_bytes(32), target),
-        "legacy-other-secret": mint_sid(secrets.token_bytes(32)),
-    }
+    forged = forged_sids(sid, target)
     for name, fid in forged.items():
         assert fid != sid, name
         c.r.set(KP + "s:" + harness.record_id(fid), "%s 1 1 - forger" % target, px=3600000)

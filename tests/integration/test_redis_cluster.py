@@ -20,8 +20,7 @@ import redis
 
 import harness
 from harness import lb_spec, record_id, wait_until, write_secret, ws_open
-from test_assign import mint_sid, mint_v2
-from test_e2e_affinity import DIAG_RULES, action, by_server, flip_one_char, open_batches
+from test_e2e_affinity import DIAG_RULES, action, by_server, forged_sids, open_batches
 
 BE = "be_ws"
 PREFIX = "sticky:"
@@ -192,12 +191,7 @@ def test_drain_through_stickyctl_and_forged_cookies(procs):
     # new sessions avoid the draining server
     fresh = [ws_open(lb.ws_url) for _ in range(9)]
     assert all(f.server != target for f in fresh), [f.server for f in fresh]
-    forged = {
-        "tampered": flip_one_char(sid),
-        "made-up": "2" + secrets.token_urlsafe(48)[:55],
-        "other-secret": mint_v2(secrets.token_bytes(32), target),
-        "legacy-other-secret": mint_sid(secrets.token_bytes(32)),
-    }
+    forged = forged_sids(sid, target)
     for name, fid in forged.items():
         c.r.set(rec_key(fid), "%s 1 1 - forger" % target, px=3600000)
     for name, fid in forged.items():
