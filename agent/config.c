@@ -916,6 +916,27 @@ static int get_word(struct loader *ld, const json_t *v, const char *const *words
                 json_string_value(v), words[0], words[1]);
 }
 
+/* The keys a backend's limits and a server's override share: slowstart, maxconn
+ * and new_rate, each into its out-parameter. false when k is none of them (then
+ * nothing is read), else true with get_*'s result in *rc. */
+static bool parse_limit_key(struct loader *ld, const char *k, json_t *m, int64_t *slowstart_ms,
+                            int64_t *maxconn, int64_t *new_rate, int *rc)
+{
+    json_int_t n = 0;
+    if (strcmp(k, "slowstart") == 0) {
+        *rc = get_dur(ld, m, slowstart_ms);
+    } else if (strcmp(k, "maxconn") == 0) {
+        *rc = get_int(ld, m, 0, LIMIT_MAXCONN_MAX, &n);
+        *maxconn = *rc < 0 ? *maxconn : n;
+    } else if (strcmp(k, "new_rate") == 0) {
+        *rc = get_int(ld, m, 0, LIMIT_RATE_MAX, &n);
+        *new_rate = *rc < 0 ? *new_rate : n;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static int parse_limit_srv(struct loader *ld, void *arr, size_t i, const char *sname, json_t *v)
 {
     static const char *const keys[] = {"slowstart", "maxconn", "new_rate"};
@@ -928,20 +949,11 @@ static int parse_limit_srv(struct loader *ld, void *arr, size_t i, const char *s
     const char *k;
     json_t *m;
     json_object_foreach (v, k, m) {
-        json_int_t n;
         int rc;
         if (push(ld, k) < 0) {
             return -1;
         }
-        if (strcmp(k, "slowstart") == 0) {
-            rc = get_dur(ld, m, &srv->slowstart_ms);
-        } else if (strcmp(k, "maxconn") == 0) {
-            rc = get_int(ld, m, 0, LIMIT_MAXCONN_MAX, &n);
-            srv->maxconn = n;
-        } else if (strcmp(k, "new_rate") == 0) {
-            rc = get_int(ld, m, 0, LIMIT_RATE_MAX, &n);
-            srv->new_rate = n;
-        } else {
+        if (!parse_limit_key(ld, k, m, &srv->slowstart_ms, &srv->maxconn, &srv->new_rate, &rc)) {
             return fail_unknown(ld, keys, ARRAY_SIZE(keys));
         }
         if (rc < 0) {
@@ -977,17 +989,13 @@ static int parse_limit(struct loader *ld, void *arr, size_t i, const char *bname
         if (push(ld, k) < 0) {
             return -1;
         }
-        if (strcmp(k, "slowstart") == 0) {
-            rc = get_dur(ld, m, &lim->slowstart_ms);
-        } else if (strcmp(k, "maxconn") == 0) {
-            rc = get_int(ld, m, 0, LIMIT_MAXCONN_MAX, &n);
-            lim->maxconn = (uint32_t)n;
+        int64_t maxconn = lim->maxconn, new_rate = lim->new_rate;
+        if (parse_limit_key(ld, k, m, &lim->slowstart_ms, &maxconn, &new_rate, &rc)) {
+            lim->maxconn = (uint32_t)maxconn; /* both bounded by parse_limit_key */
+            lim->new_rate = (uint32_t)new_rate;
         } else if (strcmp(k, "slack") == 0) {
             rc = get_int(ld, m, 0, LIMIT_SLACK_MAX, &n);
             lim->slack_pct = (uint32_t)n;
-        } else if (strcmp(k, "new_rate") == 0) {
-            rc = get_int(ld, m, 0, LIMIT_RATE_MAX, &n);
-            lim->new_rate = (uint32_t)n;
         } else if (strcmp(k, "policy") == 0) {
             rc = get_word(ld, m, policies, ARRAY_SIZE(policies), &w);
             lim->balance = w == 1;
