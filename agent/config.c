@@ -948,7 +948,8 @@ static int parse_limit_srv(struct loader *ld, void *arr, size_t i, const char *s
     }
     const char *k;
     json_t *m;
-    json_object_foreach (v, k, m) {
+    json_object_foreach(v, k, m)
+    {
         int rc;
         if (push(ld, k) < 0) {
             return -1;
